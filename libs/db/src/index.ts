@@ -1,1 +1,4 @@
-export {};
+export * from './database-url';
+export * from './prisma-client';
+export * from './migrator';
+export * from './generated/client';
