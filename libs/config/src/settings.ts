@@ -1,0 +1,78 @@
+import { hostname } from 'node:os';
+import { absPath, bool, duration, int, loadEnv, oneOf, port, str, url, type EnvValues } from './env-schema';
+
+/**
+ * Every environment variable the product reads. Each service validates the
+ * groups it uses at start (so the gateway does not need nbd-server settings).
+ */
+export const commonEnv = {
+  DATABASE_URL: url('MariaDB/MySQL database', ['mysql:', 'mariadb:'], 'mysql://root@127.0.0.1:3306/sendense'),
+  REDIS_URL: url('Redis for the job queues', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+  NODE_NAME: str('Name of this storage node (workers take only the jobs of repositories on their node)', hostname()),
+  LOG_LEVEL: oneOf('Log level', ['error', 'warn', 'log', 'debug', 'verbose'] as const, 'log'),
+};
+
+export const gatewayEnv = {
+  GATEWAY_PORT: port('HTTP port of the API gateway', 8080),
+  GATEWAY_HOST: str('Address the API gateway listens on', '0.0.0.0'),
+  RESTORE_SERVICE_URL: url('Internal URL of the restore-service', ['http:', 'https:'], 'http://127.0.0.1:8092'),
+  NBD_EXPORTER_URL: url('Internal address of the nbd-exporter (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8091'),
+  CAPTURE_AGENT_URL: url('Internal address of the Capture Agent (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8093'),
+  SENDENSE_SECRET_KEY: str('Key (any length, kept secret) that encrypts stored vCenter passwords', ''),
+};
+
+export const workerEnv = {
+  BACKUP_CONCURRENCY: int('Backups one worker runs at once', 2, 1, 64),
+  NBD_EXPORTER_URL: gatewayEnv.NBD_EXPORTER_URL,
+  CAPTURE_AGENT_URL: gatewayEnv.CAPTURE_AGENT_URL,
+  SENDENSE_SECRET_KEY: gatewayEnv.SENDENSE_SECRET_KEY,
+};
+
+export const restoreEnv = {
+  RESTORE_SERVICE_PORT: port('HTTP port of the restore-service (loopback by default)', 8092),
+  RESTORE_SERVICE_HOST: str('Address the restore-service listens on', '127.0.0.1'),
+  RESTORE_MOUNT_ROOT: absPath('Where restore points are mounted', '/mnt/sendense'),
+  RESTORE_STATE_DIR: absPath('State of active mounts (for cleanup after a crash)', '/var/lib/sendense/restore'),
+  RESTORE_IDLE_TIMEOUT: duration('Unmount a restore point after this long without access', '1h'),
+  RESTORE_BLOCK_BACKEND: oneOf('How a chain becomes a block device', ['auto', 'fuse-loop', 'nbd'] as const, 'auto'),
+};
+
+export const captureAgentEnv = {
+  CAPTURE_AGENT_HOST: str('Address the Capture Agent listens on', '127.0.0.1'),
+  CAPTURE_AGENT_PORT: port('Port the Capture Agent listens on', 8093),
+  CAPTURE_DISK_PARALLELISM: int('Disks of one VM copied at once', 2, 1, 16),
+  CAPTURE_ALLOW_ENABLE_CBT: bool('Enable CBT on a VM that has it off (the first backup after that is full)', true),
+};
+
+export const cliEnv = {
+  SENDENSE_API_URL: url('API gateway the CLI talks to', ['http:', 'https:'], 'http://127.0.0.1:8080'),
+  SENDENSE_API_KEY: str('API key the CLI sends', ''),
+};
+
+export type CommonSettings = EnvValues<typeof commonEnv>;
+export type GatewaySettings = EnvValues<typeof commonEnv & typeof gatewayEnv>;
+export type WorkerSettings = EnvValues<typeof commonEnv & typeof workerEnv>;
+export type RestoreSettings = EnvValues<typeof commonEnv & typeof restoreEnv>;
+export type CaptureAgentSettings = EnvValues<typeof commonEnv & typeof captureAgentEnv>;
+
+export const loadGatewaySettings = (env = process.env): GatewaySettings => loadEnv({ ...commonEnv, ...gatewayEnv }, env);
+export const loadWorkerSettings = (env = process.env): WorkerSettings => loadEnv({ ...commonEnv, ...workerEnv }, env);
+export const loadRestoreSettings = (env = process.env): RestoreSettings => loadEnv({ ...commonEnv, ...restoreEnv }, env);
+export const loadCaptureAgentSettings = (env = process.env): CaptureAgentSettings =>
+  loadEnv({ ...commonEnv, ...captureAgentEnv }, env);
+
+/** All groups, for documentation. */
+export const allEnvGroups = {
+  'all services': commonEnv,
+  'api-gateway': gatewayEnv,
+  'backup-worker': workerEnv,
+  'restore-service': restoreEnv,
+  'capture-agent': captureAgentEnv,
+  'sendense-ctl': cliEnv,
+};
+
+/** host and port of a tcp://host:port URL. */
+export function tcpAddress(u: string): { host: string; port: number } {
+  const parsed = new URL(u);
+  return { host: parsed.hostname, port: Number(parsed.port) };
+}

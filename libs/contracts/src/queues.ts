@@ -1,0 +1,127 @@
+import type { DefaultJobOptions } from 'bullmq';
+
+/**
+ * Queue names, job names, payloads and default options: the one place the
+ * producers (gateway) and consumers (workers) agree on.
+ *
+ * Backups run on the storage node that holds the repository, so each node
+ * has its own backup queue (`backup.<node>`); a worker subscribes only to
+ * its node's queues.
+ */
+
+export const QUEUE_PREFIX = 'sendense';
+
+export const QueueNames = {
+  backup: (node: string) => `backup.${sanitizeNode(node)}`,
+  maintenance: (node: string) => `maintenance.${sanitizeNode(node)}`,
+} as const;
+
+/** Queue names end up in Redis keys and Bull Board URLs: keep them plain. */
+export function sanitizeNode(node: string): string {
+  const s = node.toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 63);
+  if (!s) throw new Error(`storage node name "${node}" has no usable characters`);
+  return s;
+}
+
+export const JobNames = {
+  BackupVm: 'BackupVmJob',
+  ConsolidateChain: 'ConsolidateChainJob',
+  ApplyRetention: 'ApplyRetentionJob',
+  VerifyRestorePoint: 'VerifyRestorePointJob',
+} as const;
+export type JobName = (typeof JobNames)[keyof typeof JobNames];
+
+export type BackupType = 'full' | 'incremental' | 'differential';
+
+export interface BackupVmJobData {
+  runId: string;
+  vmContextId: string;
+  requestedType: BackupType;
+  repositoryId: string;
+  requestedBy: string;
+}
+
+export interface ConsolidateChainJobData {
+  vmContextId: string;
+  diskId: number;
+  repositoryId: string;
+  /** Merge everything older than this restore point into the full. */
+  upToBackupId?: string;
+  requestedBy: string;
+}
+
+export interface ApplyRetentionJobData {
+  repositoryId: string;
+  vmContextId?: string;
+  dryRun: boolean;
+  requestedBy: string;
+}
+
+export interface VerifyRestorePointJobData {
+  backupId: string;
+  requestedBy: string;
+}
+
+export interface JobDataByName {
+  BackupVmJob: BackupVmJobData;
+  ConsolidateChainJob: ConsolidateChainJobData;
+  ApplyRetentionJob: ApplyRetentionJobData;
+  VerifyRestorePointJob: VerifyRestorePointJobData;
+}
+
+/** Structured progress a job reports (throttled), read by the gateway and Bull Board. */
+export interface JobProgress {
+  phase: 'queued' | 'preparing' | 'snapshot' | 'copying' | 'committing' | 'cleanup' | 'done';
+  bytesDone: number;
+  bytesTotal: number;
+  bytesSkippedZero: number;
+  rateBytesPerSec: number;
+  disks: { diskId: number; bytesDone: number; bytesTotal: number; phase: string }[];
+  message?: string;
+}
+
+const DAY = 24 * 3600;
+
+/**
+ * Retention on every job so queues never grow without bound; retries with
+ * exponential backoff (permanent failures are thrown as UnrecoverableError by
+ * the processors and are not retried).
+ */
+export const DefaultJobOptions: Record<JobName, DefaultJobOptions> = {
+  BackupVmJob: {
+    attempts: 3,
+    backoff: { type: 'exponential', delay: 30_000 },
+    removeOnComplete: { age: 14 * DAY, count: 5000 },
+    removeOnFail: { age: 30 * DAY, count: 5000 },
+  },
+  ConsolidateChainJob: {
+    attempts: 2,
+    backoff: { type: 'exponential', delay: 60_000 },
+    removeOnComplete: { age: 14 * DAY, count: 1000 },
+    removeOnFail: { age: 30 * DAY, count: 1000 },
+  },
+  ApplyRetentionJob: {
+    attempts: 2,
+    backoff: { type: 'exponential', delay: 60_000 },
+    removeOnComplete: { age: 14 * DAY, count: 1000 },
+    removeOnFail: { age: 30 * DAY, count: 1000 },
+  },
+  VerifyRestorePointJob: {
+    attempts: 1,
+    removeOnComplete: { age: 14 * DAY, count: 1000 },
+    removeOnFail: { age: 30 * DAY, count: 1000 },
+  },
+};
+
+/**
+ * Deterministic job ids:
+ * (BullMQ refuses ":" in custom ids, hence the dots.)
+ * a second request for a VM that is already queued
+ * or running collapses into the existing job instead of running in parallel.
+ */
+export const JobIds = {
+  backupVm: (vmContextId: string) => `backup.${vmContextId}`,
+  consolidate: (vmContextId: string, diskId: number) => `consolidate.${vmContextId}.${diskId}`,
+  retention: (repositoryId: string, vmContextId?: string) => `retention.${repositoryId}.${vmContextId ?? 'all'}`,
+  verify: (backupId: string) => `verify.${backupId}`,
+};
