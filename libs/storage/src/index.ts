@@ -1,1 +1,15 @@
-export {};
+export * from './lib/errors';
+export * from './lib/repository';
+export { LocalQcow2Repository, isLocalRepository } from './lib/local-repository';
+export type { LocalQcow2RepositoryOptions, LocalImageTarget } from './lib/local-repository';
+export { FileLockRegistry, releaseAll } from './lib/locks';
+export type { BusyRegistry, LockHandle, LockPurpose } from './lib/locks';
+export { chainOf, chainInfo, childrenOf, descendantsOf, groupByDisk } from './lib/chain-manager';
+export { planRetention, planDisk, selectKept, applyRetention } from './lib/retention';
+export type { RetentionPolicy, RetentionPlan, RetentionResult, KeptRestorePoint } from './lib/retention';
+export { layerDigest, CHECKSUM_PREFIX } from './lib/verification';
+export { estimateRequiredBytes, DEFAULT_SPACE_POLICY } from './lib/space';
+export type { SpacePolicy } from './lib/space';
+export { CONSOLIDATION_STEPS } from './lib/consolidation-journal';
+export type { ConsolidationStep } from './lib/consolidation-journal';
+export { compareImages } from './lib/qemu-img';
