@@ -1,0 +1,3 @@
+/** Injection tokens. Explicit tokens (not constructor types) keep DI working without emitted decorator metadata. */
+export const EXPORTER_CONFIG = Symbol('EXPORTER_CONFIG');
+export const EXPORT_MANAGER = Symbol('EXPORT_MANAGER');

@@ -1,0 +1,18 @@
+import type { NbdServerKind } from '@sendense/contracts';
+
+export interface LaunchSpec {
+  name: string;
+  filePath: string;
+  writable: boolean;
+  host: string;
+  port: number;
+}
+
+/** Raised when the port was taken by someone else between allocation and bind. */
+export class PortTakenError extends Error {}
+
+/** Starts one daemonized NBD server for one export and returns its pid. */
+export interface ServerLauncher {
+  readonly server: NbdServerKind;
+  start(spec: LaunchSpec): Promise<number>;
+}

@@ -1,0 +1,91 @@
+import { ClientProxy, ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { firstValueFrom, timeout } from 'rxjs';
+import {
+  NBD_EXPORTER_PATTERNS,
+  type CreateNbdExportRequest,
+  type GetNbdExportResponse,
+  type ListNbdExportsRequest,
+  type ListNbdExportsResponse,
+  type NbdExportInfo,
+  type NbdExporterErrorCode,
+  type RemoveNbdExportResponse,
+  isNbdExporterErrorPayload,
+} from './nbd-exporter.contract';
+
+/** An error the exporter answered with (or a transport failure, code INTERNAL). */
+export class NbdExporterError extends Error {
+  constructor(
+    readonly code: NbdExporterErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NbdExporterError';
+  }
+}
+
+export interface NbdExporterClientOptions {
+  host?: string;
+  port?: number;
+  /** Per-request timeout; creating a QCOW2 export takes well under a second. */
+  timeoutMs?: number;
+}
+
+/**
+ * Typed client of the nbd-exporter for backup-worker and restore-service.
+ * Wraps a ClientProxy so callers never spell pattern names or payload shapes.
+ */
+export class NbdExporterClient {
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly proxy: ClientProxy,
+    options: { timeoutMs?: number } = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** A client over TCP (defaults: NBD_EXPORTER_HOST/PORT or 127.0.0.1:8091). */
+  static connect(options: NbdExporterClientOptions = {}): NbdExporterClient {
+    const proxy = ClientProxyFactory.create({
+      transport: Transport.TCP,
+      options: {
+        host: options.host ?? process.env['NBD_EXPORTER_HOST'] ?? '127.0.0.1',
+        port: options.port ?? Number(process.env['NBD_EXPORTER_PORT'] ?? 8091),
+      },
+    }) as ClientProxy;
+    return new NbdExporterClient(proxy, { timeoutMs: options.timeoutMs });
+  }
+
+  createExport(request: CreateNbdExportRequest): Promise<NbdExportInfo> {
+    return this.send(NBD_EXPORTER_PATTERNS.createExport, request);
+  }
+
+  removeExport(name: string): Promise<RemoveNbdExportResponse> {
+    return this.send(NBD_EXPORTER_PATTERNS.removeExport, { name });
+  }
+
+  async listExports(request: ListNbdExportsRequest = {}): Promise<NbdExportInfo[]> {
+    const res = await this.send<ListNbdExportsResponse>(NBD_EXPORTER_PATTERNS.listExports, request);
+    return res.exports;
+  }
+
+  async getExport(name: string): Promise<NbdExportInfo | null> {
+    const res = await this.send<GetNbdExportResponse>(NBD_EXPORTER_PATTERNS.getExport, { name });
+    return res.export;
+  }
+
+  async close(): Promise<void> {
+    await this.proxy.close();
+  }
+
+  private async send<T>(pattern: string, payload: unknown): Promise<T> {
+    try {
+      return await firstValueFrom(this.proxy.send<T>(pattern, payload).pipe(timeout(this.timeoutMs)));
+    } catch (err) {
+      // The exporter throws RpcException({ code, message }); Nest delivers the payload as the error.
+      if (isNbdExporterErrorPayload(err)) throw new NbdExporterError(err.code, err.message);
+      const message = err instanceof Error ? err.message : JSON.stringify(err);
+      throw new NbdExporterError('INTERNAL', `nbd-exporter ${pattern} failed: ${message}`);
+    }
+  }
+}

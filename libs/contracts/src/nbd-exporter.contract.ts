@@ -1,0 +1,121 @@
+/**
+ * Request/reply contract of the nbd-exporter service (@nestjs/microservices,
+ * TCP transport). The exporter is the only process that runs NBD servers;
+ * backup-worker and restore-service ask it for exports through these messages
+ * (see NbdExporterClient in ./nbd-exporter.client.ts).
+ */
+
+export const NBD_EXPORTER_PATTERNS = {
+  createExport: 'nbd-exporter.createExport',
+  removeExport: 'nbd-exporter.removeExport',
+  listExports: 'nbd-exporter.listExports',
+  getExport: 'nbd-exporter.getExport',
+} as const;
+
+export type NbdExporterPattern = (typeof NBD_EXPORTER_PATTERNS)[keyof typeof NBD_EXPORTER_PATTERNS];
+
+/**
+ * What is exported. The caller says it explicitly: probing the format of a raw
+ * disk image is unsafe (a guest can write a QCOW2 header into its own disk).
+ * - qcow2: served by qemu-nbd (format-aware), the backup target / restore source
+ * - raw:   a raw image file, served by nbd-server
+ * - block: a block device, served by nbd-server
+ */
+export type NbdExportKind = 'qcow2' | 'raw' | 'block';
+export type NbdServerKind = 'qemu-nbd' | 'nbd-server';
+export type NbdExportState = 'starting' | 'active' | 'removing';
+
+/** Parts of the export name `backup-{vmContextId}-disk{diskId}-{type}-{timestamp}`. */
+export interface NbdExportNameParts {
+  vmContextId: string;
+  diskId: string | number;
+  /** e.g. full, incr, restore, migrate. */
+  type: string;
+  /** Compact timestamp, e.g. 20251004T120000; defaults to now (UTC). */
+  timestamp?: string;
+}
+
+export interface CreateNbdExportRequest extends NbdExportNameParts {
+  kind: NbdExportKind;
+  /** Absolute path of the image file or block device, under an allowed root. */
+  filePath: string;
+  /** Writable for a backup target; read-only (the default) for restore. */
+  writable?: boolean;
+  backupJobId?: string;
+}
+
+export interface NbdExportInfo {
+  name: string;
+  kind: NbdExportKind;
+  server: NbdServerKind;
+  filePath: string;
+  writable: boolean;
+  host: string;
+  port: number | null;
+  socketPath: string | null;
+  /** An NBD URI a client can open directly (nbd://host:port/name). */
+  uri: string;
+  /** Size of the disk as the client sees it (QCOW2 virtual size), bytes. */
+  virtualSize: number;
+  nodeName: string;
+  backupJobId: string | null;
+  state: NbdExportState;
+  /** ISO 8601. */
+  createdAt: string;
+  /** True when the export is served over TLS (qemu-nbd --tls-creds). */
+  tls: boolean;
+}
+
+export type CreateNbdExportResponse = NbdExportInfo;
+
+export interface RemoveNbdExportRequest {
+  name: string;
+}
+export interface RemoveNbdExportResponse {
+  name: string;
+  /** False when no such export existed (removal is idempotent). */
+  removed: boolean;
+}
+
+export interface ListNbdExportsRequest {
+  backupJobId?: string;
+}
+export interface ListNbdExportsResponse {
+  exports: NbdExportInfo[];
+}
+
+export interface GetNbdExportRequest {
+  name: string;
+}
+export interface GetNbdExportResponse {
+  export: NbdExportInfo | null;
+}
+
+/**
+ * Error codes carried in the RPC error payload:
+ * - INVALID_ARGUMENT: bad name, path, kind (message says what is wrong)
+ * - CONFLICT: the image is already exported writable, or the name exists
+ * - NOT_FOUND: no such export (only where absence is an error)
+ * - INTERNAL: a server failed to start; message carries its stderr
+ */
+export type NbdExporterErrorCode = 'INVALID_ARGUMENT' | 'CONFLICT' | 'NOT_FOUND' | 'INTERNAL';
+
+export interface NbdExporterErrorPayload {
+  code: NbdExporterErrorCode;
+  message: string;
+}
+
+export function isNbdExporterErrorPayload(value: unknown): value is NbdExporterErrorPayload {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { code?: unknown }).code === 'string' &&
+    typeof (value as { message?: unknown }).message === 'string'
+  );
+}
+
+// The client lives in its own file (it pulls in @nestjs/microservices); it is
+// re-exported here so that `@sendense/contracts` offers it through the single
+// index line. The cycle is harmless: the client reads this module's bindings
+// only when called, never while modules are being loaded.
+export { NbdExporterClient, NbdExporterError, type NbdExporterClientOptions } from './nbd-exporter.client';
