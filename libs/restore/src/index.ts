@@ -1,1 +1,13 @@
-export {};
+export * from './lib/errors';
+export * from './lib/safe-path';
+export * from './lib/partition-table';
+export * from './lib/filesystem';
+export * from './lib/loop-device';
+export * from './lib/fuse-export';
+export * from './lib/nbd-connect';
+export * from './lib/image-chain';
+export * from './lib/mount-state';
+export * from './lib/orphan-cleanup';
+export * from './lib/mount-manager';
+export * from './lib/file-browser';
+export * from './lib/tar-stream';

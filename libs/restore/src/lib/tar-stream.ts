@@ -1,0 +1,76 @@
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { pack as createPack, type Header, type Pack } from 'tar-stream';
+
+/**
+ * A directory tree as a tar stream, generated while the consumer reads it:
+ * file contents are piped entry by entry (the pack stream applies
+ * backpressure), so memory stays flat for any tree size.
+ *
+ * The walk uses lstat and never follows symlinks: a link is stored as a link
+ * (its target text), so an archive cannot pull in files outside the mount.
+ * Devices, FIFOs and sockets are skipped.
+ */
+
+/** The typings demand every header field; tar-stream fills the rest with defaults. */
+function header(h: Partial<Header> & { name: string }): Header {
+  return h as Header;
+}
+
+async function addFile(pack: Pack, header: Header, hostPath: string, highWaterMark: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    pipeline(createReadStream(hostPath, { highWaterMark }), entry).catch(reject);
+  });
+}
+
+async function addTree(pack: Pack, hostDir: string, name: string, highWaterMark: number, isDestroyed: () => boolean): Promise<void> {
+  const names = await readdir(hostDir);
+  names.sort();
+  for (const child of names) {
+    if (isDestroyed()) return;
+    const hostPath = join(hostDir, child);
+    const entryName = `${name}/${child}`;
+    const st = await lstat(hostPath);
+    const common = { name: entryName, mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
+    if (st.isDirectory()) {
+      await new Promise<void>((res, rej) => pack.entry(header({ ...common, type: 'directory' }), (e) => (e ? rej(e) : res())));
+      await addTree(pack, hostPath, entryName, highWaterMark, isDestroyed);
+    } else if (st.isFile()) {
+      await addFile(pack, header({ ...common, type: 'file', size: st.size }), hostPath, highWaterMark);
+    } else if (st.isSymbolicLink()) {
+      const linkname = await readlink(hostPath);
+      await new Promise<void>((res, rej) => pack.entry(header({ ...common, type: 'symlink', linkname }), (e) => (e ? rej(e) : res())));
+    }
+  }
+}
+
+export function createTarStream(hostDir: string, rootName: string, { highWaterMark = 1024 * 1024 } = {}): Readable {
+  const pack = createPack();
+  let destroyed = false;
+  // tar-stream is a streamx stream; expose a plain Node Readable to callers
+  // (NestJS StreamableFile, pipeline) with destroy propagating back.
+  const out = Readable.from(pack as unknown as AsyncIterable<Buffer>, { objectMode: false });
+  out.once('close', () => {
+    destroyed = true;
+    pack.destroy();
+  });
+  void (async () => {
+    try {
+      const st = await lstat(hostDir);
+      await new Promise<void>((res, rej) =>
+        pack.entry(header({ name: rootName, type: 'directory', mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid }), (e) =>
+          e ? rej(e) : res(),
+        ),
+      );
+      await addTree(pack, hostDir, rootName, highWaterMark, () => destroyed);
+      pack.finalize();
+    } catch (err) {
+      pack.destroy(err as Error);
+    }
+  })();
+  return out;
+}
