@@ -16,7 +16,10 @@ export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 
 export interface FileEntry {
   name: string;
-  /** Mount-relative path, '/'-separated, starting with '/'. */
+  /**
+   * Mount-relative path ('/'-separated, no leading '/', '' for the root): the
+   * form every method accepts back.
+   */
   path: string;
   type: EntryType;
   size: number;
@@ -113,7 +116,7 @@ export class FileBrowser {
     const st = await lstat(hostPath);
     const entry: FileEntry = {
       name,
-      path: `/${relative}`,
+      path: relative,
       type: entryType(st),
       size: st.size,
       mode: st.mode & 0o7777,
@@ -140,10 +143,10 @@ export class FileBrowser {
         entries.push(await this.describe(join(resolved.real, name), rel, name));
       } catch {
         // An entry the filesystem cannot stat (damaged guest fs) is shown as 'other'.
-        entries.push({ name, path: `/${rel}`, type: 'other', size: 0, mode: 0, mtime: new Date(0).toISOString() });
+        entries.push({ name, path: rel, type: 'other', size: 0, mode: 0, mtime: new Date(0).toISOString() });
       }
     }
-    return { path: `/${resolved.relative}`, entries, offset: off, limit: lim, total: names.length };
+    return { path: resolved.relative, entries, offset: off, limit: lim, total: names.length };
   }
 
   /** Metadata of one entry; a symlink is described itself, not its target. */
@@ -181,7 +184,7 @@ export class FileBrowser {
       const length = end - start + 1;
       const entry: FileEntry = {
         name: posix.basename(`/${resolved.relative}`),
-        path: `/${resolved.relative}`,
+        path: resolved.relative,
         type: 'file',
         size,
         mode: st.mode & 0o7777,
