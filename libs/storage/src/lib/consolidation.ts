@@ -217,7 +217,9 @@ export async function rollForward(dir: string, j: ConsolidationJournal, opts: Co
     await fsyncDir(dir);
     await step(opts, 'old-survivor-removed');
   }
-  for (const r of j.removed) {
+  // Newest first: each merged-away point that is still listed keeps its
+  // whole chain until its own turn comes.
+  for (const r of [...j.removed].reverse()) {
     await removeIfExists(path.join(dir, sidecarNameFor(r.imageName)));
     await fsyncDir(dir);
     await removeIfExists(path.join(dir, r.imageName));
