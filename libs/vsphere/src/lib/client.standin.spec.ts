@@ -1,0 +1,204 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from '@sendense/process';
+import { InvalidChangeIdError, NotFoundError, SoapFaultError } from './errors';
+import { VSphereClient } from './client';
+import type { MoRef } from './xml';
+import { startStandIn, type StandIn } from '../testing/stand-in';
+import type { HarnessClient } from '../testing/harness-client';
+import { MiB, scratchDir } from '../testing/test-env';
+
+// The stand-in with harness VMs: real simulator behaviour for everything
+// but QueryChangedDiskAreas/changeId and disk data, which qemu provides.
+
+const GRAIN = 64 * 1024; // dirty-bitmap granularity of the stand-in
+const WINDOW = 4 * MiB; // QueryChangedDiskAreas window, forces paging
+
+describe('VSphereClient against the stand-in (harness VMs)', () => {
+  const scratch = scratchDir('vsphere-standin');
+  let standIn: StandIn;
+  let harness: HarnessClient;
+  let client: VSphereClient;
+
+  beforeAll(async () => {
+    standIn = await startStandIn({
+      stateDir: scratch.dir,
+      cbtWindowBytes: WINDOW,
+      vms: [
+        { name: 'cbt-vm', disks: [{ sizeMiB: 32, content: { type: 'empty' } }, { sizeMiB: 16, content: { type: 'random', percent: 20 } }] },
+        {
+          name: 'fs-vm',
+          changeTrackingEnabled: true,
+          disks: [{ sizeMiB: 48, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'mbr', files: { '/etc/hostname': 'fs-vm\n' } } }],
+        },
+      ],
+    });
+    harness = standIn.harness as HarnessClient;
+    client = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { thumbprint: standIn.thumbprint } });
+  }, 240000);
+
+  afterAll(async () => {
+    await client?.logout();
+    await standIn?.stop();
+    scratch.cleanup();
+  });
+
+  async function changed(vm: MoRef, snap: MoRef, key: number, changeId: string) {
+    return client.queryChangedDiskAreas(vm, snap, key, changeId);
+  }
+
+  it('finds harness VMs by name, moref and instance UUID with their disks', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    expect(vm.disks.map((d) => [d.key, d.capacityBytes])).toEqual([
+      [2000, 32 * MiB],
+      [2001, 16 * MiB],
+    ]);
+    expect(vm.disks[0].fileName).toBe('[LocalDS_0] cbt-vm/cbt-vm_0.vmdk');
+    expect(vm.changeTrackingEnabled).toBe(false);
+    expect((await client.findVm({ moref: vm.ref.value })).name).toBe('cbt-vm');
+    expect((await client.findVm({ instanceUuid: vm.instanceUuid as string })).ref).toEqual(vm.ref);
+  });
+
+  it('refuses QueryChangedDiskAreas with FileFault while CBT is disabled', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    const snap = await client.createSnapshot(vm.ref, { name: 'no-cbt' });
+    const err = await client.queryChangedDiskAreasPage(vm.ref, snap, 2000, '*', 0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidChangeIdError);
+    expect((err as InvalidChangeIdError).faultType).toBe('FileFault');
+    expect((err as InvalidChangeIdError).faultText).toBe('Error caused by file [LocalDS_0] cbt-vm/cbt-vm_0.vmdk');
+    expect((await client.getSnapshotDisks(snap))[0].changeId).toBeUndefined();
+    await client.removeSnapshot(snap);
+  });
+
+  it('reports exactly the blocks written between two snapshots, paging by window', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    await client.enableChangeTracking(vm.ref);
+    expect((await client.getVm(vm.ref)).changeTrackingEnabled).toBe(true);
+
+    await harness.write('cbt-vm', 2000, 3 * MiB, Buffer.alloc(8192, 0x11));
+    const s1 = await client.createSnapshot(vm.ref, { name: 's1' });
+    const c1 = (await client.getSnapshotDisks(s1))[0].changeId as string;
+    expect(c1).toMatch(/^[0-9a-f ]+-[0-9a-f ]+\/\d+$/);
+    // "*" is every allocated area: only what the guest wrote so far.
+    const all1 = await changed(vm.ref, s1, 2000, '*');
+    expect(all1.areas).toEqual([{ start: 3 * MiB, length: GRAIN }]);
+    expect(all1.pages).toBe(32 / 4);
+
+    // Known writes: unaligned, spanning a grain edge, across a window edge.
+    await harness.write('cbt-vm', 2000, 5 * MiB + 100, Buffer.alloc(10, 0x22));
+    await harness.write('cbt-vm', 2000, 10 * MiB - 4096, Buffer.alloc(8192, 0x33));
+    await harness.write('cbt-vm', 2000, 16 * MiB - GRAIN, Buffer.alloc(2 * GRAIN, 0x44));
+    await harness.zero('cbt-vm', 2000, 30 * MiB, GRAIN);
+    const s2 = await client.createSnapshot(vm.ref, { name: 's2' });
+    const c2 = (await client.getSnapshotDisks(s2))[0].changeId as string;
+    expect(c2).not.toBe(c1);
+    expect((await client.getVm(vm.ref)).disks[0].changeId).toBe(c2);
+
+    const delta = await changed(vm.ref, s2, 2000, c1);
+    expect(delta.areas).toEqual([
+      { start: 5 * MiB, length: GRAIN },
+      { start: 10 * MiB - GRAIN, length: 2 * GRAIN },
+      { start: 16 * MiB - GRAIN, length: 2 * GRAIN },
+      { start: 30 * MiB, length: GRAIN },
+    ]);
+    // One window holds one page; the area across 16 MiB is cut in two there.
+    const page = await client.queryChangedDiskAreasPage(vm.ref, s2, 2000, c1, 12 * MiB);
+    expect(page).toEqual({ startOffset: 12 * MiB, length: WINDOW, changedArea: [{ start: 16 * MiB - GRAIN, length: GRAIN }] });
+
+    expect((await changed(vm.ref, s2, 2000, c2)).areas).toEqual([]);
+    // The other disk was not written: nothing changed there.
+    const c1b = (await client.getSnapshotDisks(s1))[1].changeId as string;
+    expect((await changed(vm.ref, s2, 2001, c1b)).areas).toEqual([]);
+    await client.removeSnapshot(s1);
+    // Removing the older snapshot keeps its changeId usable.
+    expect((await changed(vm.ref, s2, 2000, c1)).areas).toHaveLength(4);
+    await client.removeSnapshot(s2);
+  });
+
+  it('answers an unknown changeId and a bad startOffset with the vCenter faults', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    const snap = await client.createSnapshot(vm.ref, { name: 'faults' });
+    const bad = await client.queryChangedDiskAreasPage(vm.ref, snap, 2000, '52 00 00 00 00 00 00 00-00 00 00 00 00 00 00 00/1', 0).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(InvalidChangeIdError);
+    const offset = await client.queryChangedDiskAreasPage(vm.ref, snap, 2000, '*', 64 * MiB).catch((e: unknown) => e);
+    expect(offset).toBeInstanceOf(SoapFaultError);
+    expect((offset as SoapFaultError).faultType).toBe('InvalidArgument');
+    const missing = await client.queryChangedDiskAreasPage(vm.ref, { type: 'VirtualMachineSnapshot', value: 'snapshot-999' }, 2000, '*', 0).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(NotFoundError);
+    expect((missing as NotFoundError).faultType).toBe('ManagedObjectNotFound');
+    await client.removeSnapshot(snap);
+    const gone = await client.removeSnapshot(snap).catch((e: unknown) => e);
+    expect(gone).toBeInstanceOf(NotFoundError);
+  });
+
+  it('serves snapshot-time data over NBD while the guest overwrites the same blocks', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    const region = { offset: 8 * MiB, length: 2 * MiB };
+    await harness.write('cbt-vm', 2000, region.offset, Buffer.alloc(region.length, 0xaa));
+    const snap = await client.createSnapshot(vm.ref, { name: 'nbd-read' });
+    const where = await harness.snapshotNbd('cbt-vm', snap.value, 2000);
+    expect(where).toMatchObject({ exportName: snap.value, sizeBytes: 32 * MiB, readOnly: true });
+    const out = join(scratch.dir, 'snap-copy.raw');
+    // The guest rewrites the region in pieces while the copy runs.
+    const overwrite = (async () => {
+      for (let off = 0; off < region.length; off += 256 * 1024) {
+        await harness.write('cbt-vm', 2000, region.offset + off, Buffer.alloc(256 * 1024, 0xbb));
+      }
+    })();
+    await Promise.all([run('nbdcopy', [where.uri, out], { timeoutMs: 60000 }), overwrite]);
+    const copy = readFileSync(out);
+    expect(copy.subarray(region.offset, region.offset + region.length).equals(Buffer.alloc(region.length, 0xaa))).toBe(true);
+    expect((await harness.read('cbt-vm', 2000, region.offset, 4096)).equals(Buffer.alloc(4096, 0xbb))).toBe(true);
+    // And read after the overwrite finished: still the snapshot's data.
+    const { stdout } = await run('nbdinfo', ['--map', '--json', where.uri]);
+    expect(JSON.parse(stdout)).toEqual(expect.any(Array));
+    const after = join(scratch.dir, 'snap-copy2.raw');
+    await run('nbdcopy', [where.uri, after], { timeoutMs: 60000 });
+    expect(readFileSync(after).equals(copy)).toBe(true);
+    await client.removeSnapshot(snap);
+    await expect(harness.snapshotNbd('cbt-vm', snap.value, 2000)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('turns a changeId from before an unclean stop into the CBT-reset fault', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    const before = await client.createSnapshot(vm.ref, { name: 'before-crash' });
+    const oldId = (await client.getSnapshotDisks(before))[0].changeId as string;
+    await client.removeSnapshot(before);
+    const disk = await harness.crash('cbt-vm', 2000);
+    expect(disk.cbtResets).toBe(1);
+    await harness.write('cbt-vm', 2000, 1 * MiB, Buffer.alloc(4096, 0x55));
+    const after = await client.createSnapshot(vm.ref, { name: 'after-crash' });
+    const err = await changed(vm.ref, after, 2000, oldId).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidChangeIdError);
+    expect((err as InvalidChangeIdError).message).toContain('Error caused by file');
+    // A full ("*") query still works and sees everything written so far.
+    const all = await changed(vm.ref, after, 2000, '*');
+    expect(all.areas).toContainEqual({ start: 1 * MiB, length: GRAIN });
+    const newId = (await client.getSnapshotDisks(after))[0].changeId as string;
+    expect(newId.split('/')[0]).not.toBe(oldId.split('/')[0]);
+    // The other disk of the VM kept its bitmaps.
+    await client.removeSnapshot(after);
+  });
+
+  it('writes a file into the guest ext4 filesystem as a small change', async () => {
+    const vm = await client.findVm({ name: 'fs-vm' });
+    const s1 = await client.createSnapshot(vm.ref, { name: 'fs1' });
+    const c1 = (await client.getSnapshotDisks(s1))[0].changeId as string;
+    const res = await harness.writeFile('fs-vm', 2000, '/var/log/backup-test.txt', 'hello from the guest\n');
+    expect(res.blocksWritten).toBeGreaterThan(0);
+    const s2 = await client.createSnapshot(vm.ref, { name: 'fs2' });
+    const delta = await changed(vm.ref, s2, 2000, c1);
+    const bytes = delta.areas.reduce((n, a) => n + a.length, 0);
+    expect(bytes).toBeGreaterThan(0);
+    expect(bytes).toBeLessThanOrEqual(res.blocksWritten * GRAIN);
+    // The file is in the snapshot's filesystem.
+    const where = await harness.snapshotNbd('fs-vm', s2.value, 2000);
+    const raw = join(scratch.dir, 'fs.raw');
+    await run('nbdcopy', [where.uri, raw], { timeoutMs: 60000 });
+    const part = `${raw}?offset=${1 * MiB}`;
+    const cat = await run('debugfs', ['-R', 'cat /var/log/backup-test.txt', part]);
+    expect(cat.stdout).toBe('hello from the guest\n');
+    await client.removeSnapshot(s1);
+    await client.removeSnapshot(s2);
+  });
+});

@@ -1,0 +1,110 @@
+import { Agent, fetch } from 'undici';
+
+/**
+ * Client of the stand-in's harness HTTP API (tools/vcsim/README.md): where
+ * a snapshot's disk data is readable over NBD, and guest actions.
+ */
+export interface HarnessDisk {
+  key: number;
+  capacityBytes: number;
+  fileName: string;
+  image: string;
+  liveUri: string;
+  socket: string;
+  pid: number;
+  cbtEpoch: string;
+  activeBitmap: string;
+  cbtResets: number;
+  snapshots: string[];
+}
+
+export interface HarnessVm {
+  name: string;
+  moref: string;
+  instanceUuid: string;
+  disks: HarnessDisk[];
+}
+
+export interface SnapshotNbdLocation {
+  /** libnbd/qemu URI, e.g. `nbd+unix:///snapshot-12?socket=/…/nbd.sock`. */
+  uri: string;
+  socket: string;
+  exportName: string;
+  sizeBytes: number;
+  readOnly: boolean;
+  changeId?: string;
+}
+
+export class HarnessError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+    this.name = 'HarnessError';
+  }
+}
+
+export class HarnessClient {
+  // The stand-in serves a self-signed certificate; this client only ever
+  // talks to the stand-in, so it does not verify it.
+  private readonly dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+
+  constructor(readonly baseUrl: string) {}
+
+  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      dispatcher: this.dispatcher,
+      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json()) as T & { error?: string };
+    if (!res.ok) throw new HarnessError(`${method} ${path}: ${json.error ?? res.status}`, res.status);
+    return json;
+  }
+
+  vms(): Promise<HarnessVm[]> {
+    return this.request('GET', '/vms');
+  }
+
+  /** By name or moref. */
+  vm(vm: string): Promise<HarnessVm> {
+    return this.request('GET', `/vms/${encodeURIComponent(vm)}`);
+  }
+
+  snapshotNbd(vm: string, snapshot: string, deviceKey: number): Promise<SnapshotNbdLocation> {
+    return this.request('GET', `/vms/${encodeURIComponent(vm)}/snapshots/${encodeURIComponent(snapshot)}/disks/${deviceKey}/nbd`);
+  }
+
+  private disk(vm: string, deviceKey: number, action: string): string {
+    return `/vms/${encodeURIComponent(vm)}/disks/${deviceKey}/${action}`;
+  }
+
+  async write(vm: string, deviceKey: number, offset: number, data: Buffer): Promise<void> {
+    await this.request('POST', this.disk(vm, deviceKey, 'write'), { offset, dataBase64: data.toString('base64') });
+  }
+
+  async zero(vm: string, deviceKey: number, offset: number, length: number): Promise<void> {
+    await this.request('POST', this.disk(vm, deviceKey, 'zero'), { offset, length });
+  }
+
+  async read(vm: string, deviceKey: number, offset: number, length: number): Promise<Buffer> {
+    const r = await this.request<{ dataBase64: string }>('GET', `${this.disk(vm, deviceKey, 'read')}?offset=${offset}&length=${length}`);
+    return Buffer.from(r.dataBase64, 'base64');
+  }
+
+  /** Overwrite `percent` of the disk's 64 KiB chunks with random data; returns what was written. */
+  async fill(vm: string, deviceKey: number, percent: number, seed = Date.now()): Promise<{ start: number; length: number }[]> {
+    const r = await this.request<{ areas: { start: number; length: number }[] | null }>('POST', this.disk(vm, deviceKey, 'fill'), { percent, seed });
+    return r.areas ?? [];
+  }
+
+  /** Write a file into the ext4 filesystem on partition 1 of the disk. */
+  async writeFile(vm: string, deviceKey: number, path: string, content: string | Buffer): Promise<{ blocksWritten: number }> {
+    const body = typeof content === 'string' ? { path, content } : { path, contentBase64: content.toString('base64') };
+    return this.request('POST', this.disk(vm, deviceKey, 'files'), body);
+  }
+
+  /** kill -9 the disk's qemu-storage-daemon (an unclean stop) and wait for its restart. */
+  crash(vm: string, deviceKey: number): Promise<HarnessDisk> {
+    return this.request('POST', this.disk(vm, deviceKey, 'crash'));
+  }
+}
