@@ -1,9 +1,11 @@
 import { createConnection } from 'node:net';
-import { readFile, writeFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { NbdExporterClient, NbdExporterError } from '@sendense/contracts';
 import { Daemon, run, waitFor } from '@sendense/process';
 import { findProcesses } from './app/servers/proc';
+// Test-only helper of libs/db (no path alias for it): a fresh migrated database, dropped afterwards.
+import { createTestDatabase, type TestDatabase } from '../../../libs/db/src/testing';
 import { makeTestEnv, nbdSize, qcow2, rawFile, type TestEnv } from './testing/test-env';
 
 /**
@@ -14,6 +16,7 @@ jest.setTimeout(90_000);
 
 const workspace = resolve(__dirname, '../../..');
 let env: TestEnv;
+let db: TestDatabase;
 
 function serviceEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
@@ -27,6 +30,8 @@ function serviceEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     NBD_STATE_DIR: env.stateDir,
     NBD_ALLOWED_ROOTS: env.root,
     NODE_NAME: 'e2e-node',
+    NBD_RECORD_STORE: 'database',
+    DATABASE_URL: db.url,
     ...extra,
   };
 }
@@ -53,10 +58,12 @@ async function startService(extra: NodeJS.ProcessEnv = {}): Promise<Daemon> {
 
 beforeAll(async () => {
   env = await makeTestEnv(40);
+  db = await createTestDatabase();
 });
 
 afterAll(async () => {
   expect(await findProcesses(`${env.stateDir}/`)).toEqual([]);
+  await db?.drop();
   await env.cleanup();
 });
 
@@ -94,10 +101,9 @@ it('serves requests, survives SIGKILL without orphans, and stops cleanly on SIGT
     service.child.kill('SIGKILL');
     await service.exited;
     expect(await nbdSize(q.uri)).toBe(16 * 1024 * 1024);
-    // And the records lose track of the raw export (as if its create never got recorded).
-    const recordsFile = join(env.stateDir, 'exports.json');
-    const records = JSON.parse(await readFile(recordsFile, 'utf8')) as { name: string }[];
-    await writeFile(recordsFile, JSON.stringify(records.filter((x) => x.name !== r.name)));
+    expect((await db.prisma.nbdExport.findMany()).map((x) => x.state)).toEqual(['active', 'active']);
+    // And the database loses track of the raw export (as if its create never got recorded).
+    await db.prisma.nbdExport.delete({ where: { name: r.name } });
 
     service = await startService();
     // The recorded live export is adopted; the unrecorded server is stopped and its config deleted.
@@ -119,6 +125,7 @@ it('serves requests, survives SIGKILL without orphans, and stops cleanly on SIGT
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(exit.signal === 'SIGTERM' || exit.code === 0).toBe(true);
     expect(await findProcesses(`${env.stateDir}/`)).toEqual([]);
+    expect(await db.prisma.nbdExport.count()).toBe(0);
     await run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', source, image]);
   } finally {
     await client.close();

@@ -1,32 +1,27 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
-import { join } from 'node:path';
 import type { ExporterConfig } from './config/exporter-config';
 import { NbdExportManager } from './exports/export-manager';
 import { ExporterController } from './nest/exporter.controller';
 import { ExporterLifecycle } from './nest/exporter-lifecycle';
-import { EXPORT_MANAGER, EXPORTER_CONFIG } from './nest/tokens';
-import { EXPORT_RECORD_STORE, type ExportRecordStore } from './store/export-record';
-import { FileExportRecordStore } from './store/file-export-record-store';
+import { EXPORT_MANAGER, EXPORTER_CONFIG, RECORD_STORE_HANDLE } from './nest/tokens';
+import { openRecordStore, type OpenedRecordStore } from './store/record-store-factory';
 
 @Module({})
 export class AppModule {
-  /**
-   * `store` defaults to the JSON file in the state dir; the Prisma store
-   * (table nbd_exports) replaces it once libs/db is available.
-   */
-  static forRoot(config: ExporterConfig, store?: ExportRecordStore): DynamicModule {
+  /** `opened` replaces the store the config selects (tests pass an in-memory one). */
+  static forRoot(config: ExporterConfig, opened?: OpenedRecordStore): DynamicModule {
     const logger = new Logger('NbdExportManager');
     return {
       module: AppModule,
       controllers: [ExporterController],
       providers: [
         { provide: EXPORTER_CONFIG, useValue: config },
-        { provide: EXPORT_RECORD_STORE, useValue: store ?? new FileExportRecordStore(join(config.stateDir, 'exports.json')) },
+        { provide: RECORD_STORE_HANDLE, useFactory: () => opened ?? openRecordStore(config) },
         {
           provide: EXPORT_MANAGER,
-          useFactory: (cfg: ExporterConfig, s: ExportRecordStore) =>
-            new NbdExportManager(cfg, s, { log: (m) => logger.log(m), warn: (m) => logger.warn(m) }),
-          inject: [EXPORTER_CONFIG, EXPORT_RECORD_STORE],
+          useFactory: (cfg: ExporterConfig, handle: OpenedRecordStore) =>
+            new NbdExportManager(cfg, handle.store, { log: (m) => logger.log(m), warn: (m) => logger.warn(m) }),
+          inject: [EXPORTER_CONFIG, RECORD_STORE_HANDLE],
         },
         ExporterLifecycle,
       ],

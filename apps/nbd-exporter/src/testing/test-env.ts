@@ -36,6 +36,8 @@ export async function makeTestEnv(ports = 60): Promise<TestEnv> {
       allowedRoots: [root],
       nodeName: 'test-node',
       tlsCredsDir: null,
+      recordStore: 'file',
+      databaseUrl: 'mysql://root@127.0.0.1:3306/unused',
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

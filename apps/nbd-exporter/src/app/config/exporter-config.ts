@@ -18,6 +18,9 @@ export interface ExporterConfig {
   nodeName: string;
   /** Directory with ca-cert.pem, server-cert.pem, server-key.pem: qemu-nbd exports use TLS. */
   tlsCredsDir: string | null;
+  /** Where export records live: the database (nbd_exports) or a JSON file in the state dir. */
+  recordStore: 'database' | 'file';
+  databaseUrl: string;
 }
 
 export class ConfigError extends Error {
@@ -78,6 +81,15 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv = process.env): Export
 
   const tlsRaw = get('NBD_TLS_CREDS_DIR', '');
 
+  const recordStore = get('NBD_RECORD_STORE', 'database');
+  if (recordStore !== 'database' && recordStore !== 'file') {
+    throw new ConfigError('NBD_RECORD_STORE', `"${recordStore}" is not one of database, file`);
+  }
+  const databaseUrl = get('DATABASE_URL', 'mysql://root@127.0.0.1:3306/sendense');
+  if (!/^(mysql|mariadb):\/\/[^\s]+$/.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL', 'must be a mysql:// or mariadb:// URL');
+  }
+
   return {
     rpcHost: address('NBD_EXPORTER_HOST', get('NBD_EXPORTER_HOST', '127.0.0.1')),
     rpcPort: port('NBD_EXPORTER_PORT', get('NBD_EXPORTER_PORT', '8091')),
@@ -87,5 +99,7 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv = process.env): Export
     allowedRoots,
     nodeName,
     tlsCredsDir: tlsRaw === '' ? null : absoluteDir('NBD_TLS_CREDS_DIR', tlsRaw),
+    recordStore,
+    databaseUrl,
   };
 }

@@ -100,7 +100,8 @@ export class NbdExportManager {
       if (writable && samePath.length > 0) {
         throw conflict(`image ${filePath} is exported read-only as ${samePath[0].name}; it cannot also be exported writable`);
       }
-      const now = new Date();
+      // Whole seconds: the database column is TIMESTAMP(0), so every store reports the same value.
+      const now = new Date(Math.floor(Date.now() / 1000) * 1000);
       const rec: ExportRecord = {
         name,
         kind,

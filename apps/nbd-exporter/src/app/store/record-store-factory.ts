@@ -1,0 +1,20 @@
+import { join } from 'node:path';
+import { createPrismaClient } from '@sendense/db';
+import type { ExporterConfig } from '../config/exporter-config';
+import type { ExportRecordStore } from './export-record';
+import { FileExportRecordStore } from './file-export-record-store';
+import { PrismaExportRecordStore } from './prisma-export-record-store';
+
+export interface OpenedRecordStore {
+  store: ExportRecordStore;
+  close(): Promise<void>;
+}
+
+/** The store the config asks for; close() releases the database connection. */
+export function openRecordStore(config: ExporterConfig): OpenedRecordStore {
+  if (config.recordStore === 'file') {
+    return { store: new FileExportRecordStore(join(config.stateDir, 'exports.json')), close: async () => undefined };
+  }
+  const prisma = createPrismaClient(config.databaseUrl);
+  return { store: new PrismaExportRecordStore(prisma), close: () => prisma.$disconnect() };
+}
