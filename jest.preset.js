@@ -1,3 +1,7 @@
 const nxPreset = require('@nx/jest/preset').default;
 
-module.exports = { ...nxPreset };
+module.exports = {
+  ...nxPreset,
+  collectCoverageFrom: ['src/**/*.ts', '!src/**/*.spec.ts', '!src/**/*.test.ts', '!src/generated/**', '!src/main.ts'],
+  coverageReporters: ['text-summary', 'json-summary', 'lcov'],
+};

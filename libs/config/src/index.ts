@@ -1,2 +1,3 @@
 export * from './env-schema';
 export * from './settings';
+export * from './shutdown';

@@ -1,4 +1,4 @@
-import type { DefaultJobOptions } from 'bullmq';
+import type { DefaultJobOptions as BullJobOptions } from 'bullmq';
 
 /**
  * Queue names, job names, payloads and default options: the one place the
@@ -87,7 +87,7 @@ const DAY = 24 * 3600;
  * exponential backoff (permanent failures are thrown as UnrecoverableError by
  * the processors and are not retried).
  */
-export const DefaultJobOptions: Record<JobName, DefaultJobOptions> = {
+export const DefaultJobOptions: Record<JobName, BullJobOptions> = {
   BackupVmJob: {
     attempts: 3,
     backoff: { type: 'exponential', delay: 30_000 },

@@ -2,3 +2,4 @@ export * from './database-url';
 export * from './prisma-client';
 export * from './migrator';
 export * from './generated/client';
+export * from './api-keys';

@@ -17,6 +17,9 @@ export function createPrismaClient(databaseUrl: string): PrismaClient {
     password: p.password,
     database: p.database,
     connectionLimit: 10,
+    // Fail fast when the server is away (health checks, startup) instead of hanging.
+    connectTimeout: 3000,
+    acquireTimeout: 5000,
     // BIGINT columns come back as bigint; JSON stays JSON.
     bigIntAsNumber: false,
   });

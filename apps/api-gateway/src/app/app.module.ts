@@ -1,10 +1,51 @@
-import { Module } from '@nestjs/common';
-import { AppController } from './app.controller';
-import { AppService } from './app.service';
+import { Module, type DynamicModule, type OnApplicationShutdown, Inject } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { Redis } from 'ioredis';
+import type { GatewaySettings } from '@sendense/config';
+import { createPrismaClient, type PrismaClient } from '@sendense/db';
+import { PRISMA, REDIS, SETTINGS } from './common/tokens';
+import { ApiKeyService } from './auth/api-key.service';
+import { ApiKeyGuard } from './auth/api-key.guard';
+import { HealthController } from './health/health.controller';
+import { HealthService } from './health/health.service';
+import { ApiKeysController } from './apikeys/apikeys.controller';
+import { QueueRegistry } from './queues/queue-registry.service';
 
-@Module({
-  imports: [],
-  controllers: [AppController],
-  providers: [AppService],
-})
-export class AppModule {}
+class Lifecycle implements OnApplicationShutdown {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(REDIS) private readonly redis: Redis,
+  ) {}
+  async onApplicationShutdown(): Promise<void> {
+    this.redis.disconnect();
+    await this.prisma.$disconnect();
+  }
+}
+
+@Module({})
+export class AppModule {
+  static forRoot(settings: GatewaySettings): DynamicModule {
+    return {
+      module: AppModule,
+      controllers: [HealthController, ApiKeysController],
+      providers: [
+        { provide: SETTINGS, useValue: settings },
+        { provide: PRISMA, useFactory: () => createPrismaClient(settings.DATABASE_URL) },
+        {
+          provide: REDIS,
+          // Health checks must fail fast, not queue commands while Redis is away.
+          useFactory: () =>
+            new Redis(settings.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 }).on(
+              'error',
+              () => undefined,
+            ),
+        },
+        ApiKeyService,
+        QueueRegistry,
+        HealthService,
+        Lifecycle,
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+      ],
+    };
+  }
+}

@@ -1,0 +1,43 @@
+import { CanActivate, ExecutionContext, ForbiddenException, Injectable, UnauthorizedException } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { ApiRole } from '@sendense/db';
+import type { Request } from 'express';
+import { ApiKeyService, type Principal } from './api-key.service';
+import { PUBLIC_KEY, ROLES_KEY } from './roles.decorator';
+
+export type AuthedRequest = Request & { principal?: Principal };
+
+/**
+ * Global guard: every endpoint needs a valid key unless marked @Public(),
+ * and a role listed by @Roles(). An endpoint that declares no roles is
+ * refused (fail closed), so a forgotten decorator cannot open an endpoint.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly keys: ApiKeyService,
+  ) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const targets = [ctx.getHandler(), ctx.getClass()];
+    if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
+    const req = ctx.switchToHttp().getRequest<AuthedRequest>();
+    const key = ApiKeyService.extractKey(req.headers);
+    if (!key) {
+      throw new UnauthorizedException('an API key is required: send "Authorization: Bearer <key>" or "X-API-Key: <key>"');
+    }
+    const principal = await this.keys.authenticate(key);
+    if (!principal) throw new UnauthorizedException('the API key is invalid or revoked');
+    req.principal = principal;
+    const roles = this.reflector.getAllAndOverride<ApiRole[] | undefined>(ROLES_KEY, targets);
+    if (!roles || !roles.includes(principal.role)) {
+      throw new ForbiddenException(
+        roles
+          ? `this endpoint needs one of the roles ${roles.join(', ')}; your key has ${principal.role}`
+          : 'this endpoint declares no roles and is closed',
+      );
+    }
+    return true;
+  }
+}

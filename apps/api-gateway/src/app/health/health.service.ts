@@ -1,0 +1,105 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Socket } from 'node:net';
+import type { Redis } from 'ioredis';
+import { QueueNames } from '@sendense/contracts';
+import { tcpAddress, type GatewaySettings } from '@sendense/config';
+import type { PrismaClient } from '@sendense/db';
+import { PRISMA, REDIS, SETTINGS } from '../common/tokens';
+import { QueueRegistry } from '../queues/queue-registry.service';
+
+export interface DependencyState {
+  name: string;
+  ok: boolean;
+  critical: boolean;
+  latencyMs: number;
+  detail?: string;
+}
+
+export interface HealthReport {
+  status: 'ok' | 'degraded' | 'down';
+  checkedAt: string;
+  dependencies: DependencyState[];
+}
+
+const TIMEOUT_MS = 1500;
+
+function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not answer within ${TIMEOUT_MS} ms`)), TIMEOUT_MS).unref()),
+  ]);
+}
+
+function tcpReachable(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = new Socket();
+    s.setTimeout(TIMEOUT_MS);
+    s.once('connect', () => {
+      s.destroy();
+      resolve();
+    });
+    s.once('timeout', () => {
+      s.destroy();
+      reject(new Error(`no answer from ${host}:${port}`));
+    });
+    s.once('error', (e) => reject(new Error(`${host}:${port}: ${e.message}`)));
+    s.connect(port, host);
+  });
+}
+
+/**
+ * MariaDB and Redis are critical (503 when down); the queue and the other
+ * services are reported, and make the status "degraded".
+ */
+@Injectable()
+export class HealthService {
+  constructor(
+    @Inject(SETTINGS) private readonly settings: GatewaySettings,
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(REDIS) private readonly redis: Redis,
+    private readonly queues: QueueRegistry,
+  ) {}
+
+  private async check(name: string, critical: boolean, fn: () => Promise<string | void>): Promise<DependencyState> {
+    const started = Date.now();
+    try {
+      const detail = await withTimeout(fn(), name);
+      return { name, ok: true, critical, latencyMs: Date.now() - started, ...(detail ? { detail } : {}) };
+    } catch (err) {
+      return { name, ok: false, critical, latencyMs: Date.now() - started, detail: (err as Error).message };
+    }
+  }
+
+  async report(): Promise<HealthReport> {
+    const s = this.settings;
+    const deps = await Promise.all([
+      this.check('database', true, async () => {
+        await this.prisma.$queryRawUnsafe('SELECT 1');
+      }),
+      this.check('redis', true, async () => {
+        if (this.redis.status !== 'ready') await this.redis.connect().catch(() => undefined);
+        const pong = await this.redis.ping();
+        if (pong !== 'PONG') throw new Error(`unexpected answer ${pong}`);
+      }),
+      this.check('queue', false, async () => {
+        const counts = await this.queues.get(QueueNames.backup(s.NODE_NAME)).getJobCounts('waiting', 'active', 'failed');
+        return `backup queue of ${s.NODE_NAME}: ${counts['waiting']} waiting, ${counts['active']} active, ${counts['failed']} failed`;
+      }),
+      this.check('nbd-exporter', false, async () => {
+        const a = tcpAddress(s.NBD_EXPORTER_URL);
+        await tcpReachable(a.host, a.port);
+      }),
+      this.check('capture-agent', false, async () => {
+        const a = tcpAddress(s.CAPTURE_AGENT_URL);
+        await tcpReachable(a.host, a.port);
+      }),
+      this.check('restore-service', false, async () => {
+        const u = new URL(s.RESTORE_SERVICE_URL);
+        await tcpReachable(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+      }),
+    ]);
+    const criticalDown = deps.some((d) => d.critical && !d.ok);
+    const anyDown = deps.some((d) => !d.ok);
+    return { status: criticalDown ? 'down' : anyDown ? 'degraded' : 'ok', checkedAt: new Date().toISOString(), dependencies: deps };
+  }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `npm test`: installs what the tests need, builds the services, runs every
+# test (real qemu, nbd-server, MariaDB, Redis) with coverage. Extra arguments
+# go to Jest (e.g. `npm test -- libs/storage`).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+bash scripts/setup.sh --no-migrate
+log "building the services"
+npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
+log "running the tests"
+mkdir -p coverage
+set +e
+npx jest -c jest.config.cts --ci --coverage --json --outputFile=coverage/jest-results.json "$@"
+rc=$?
+set -e
+if [ -f coverage/jest-results.json ]; then
+  node -e 'const r=require("./coverage/jest-results.json"); console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)'
+fi
+exit $rc
