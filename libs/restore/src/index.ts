@@ -11,3 +11,5 @@ export * from './lib/orphan-cleanup';
 export * from './lib/mount-manager';
 export * from './lib/file-browser';
 export * from './lib/tar-stream';
+export * from './lib/http-range';
+export * from './nest';

@@ -1,5 +1,5 @@
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { NotADirectory, NotAFile, RangeNotSatisfiable } from './errors';
@@ -35,6 +35,12 @@ export interface ListPage {
   offset: number;
   limit: number;
   total: number;
+}
+
+/** Inclusive byte range; both ends optional. */
+export interface ByteRange {
+  start?: number;
+  end?: number;
 }
 
 export interface ReadResult {
@@ -160,15 +166,20 @@ export class FileBrowser {
    * A read stream of a regular file, optionally a byte range (inclusive end,
    * as in HTTP Range). A symlink is followed only when it stays inside.
    */
-  async openRead(mountId: string, path: string, range: { start?: number; end?: number } = {}): Promise<ReadResult> {
+  async openRead(mountId: string, path: string, rangeOrFn: ByteRange | ((size: number) => ByteRange) = {}): Promise<ReadResult> {
     const root = this.mounts.rootOf(mountId);
     const resolved = await resolveInside(root, path);
-    const handle = await open(resolved.real, 'r');
+    // Refuse FIFOs and devices before open(): opening a guest FIFO would block
+    // a libuv thread forever. O_NONBLOCK covers a swap between stat and open.
+    if (!(await lstat(resolved.real)).isFile()) throw new NotAFile(`/${resolved.relative}`);
+    const handle = await open(resolved.real, constants.O_RDONLY | constants.O_NONBLOCK);
     let handed = false;
     try {
       const st = await handle.stat();
       if (!st.isFile()) throw new NotAFile(`/${resolved.relative}`);
       const size = st.size;
+      // A function lets an HTTP layer derive the range from the size (suffix ranges).
+      const range = typeof rangeOrFn === 'function' ? rangeOrFn(size) : rangeOrFn;
       const start = range.start ?? 0;
       let end = range.end ?? size - 1;
       if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0) {

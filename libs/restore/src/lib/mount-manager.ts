@@ -22,7 +22,8 @@ import { teardownState } from './teardown';
  * partition, one read-only filesystem mount per supported partition.
  */
 
-export type ModeOption = 'auto' | BlockMode;
+/** 'fuse-loop' is the settings' spelling of 'fuse'. */
+export type ModeOption = 'auto' | 'fuse-loop' | BlockMode;
 
 export interface MountManagerOptions {
   /** Parent of all mounts: <mountRoot>/<mountId>/<partition>. */
@@ -36,6 +37,12 @@ export interface MountManagerOptions {
   mode?: ModeOption;
   forceShare?: boolean;
   readyTimeoutMs?: number;
+  /**
+   * When set, every file of a chain must lie below one of these directories
+   * (the backup repositories): the service runs as root and must not become a
+   * way to mount arbitrary host files.
+   */
+  allowedImageRoots?: string[];
   log?: (message: string) => void;
 }
 
@@ -46,6 +53,14 @@ export interface MountRequest {
   mode?: ModeOption;
   forceShare?: boolean;
   format?: 'qcow2' | 'raw';
+  /** Return an existing mount of the same restore point instead of mounting again. */
+  reuse?: boolean;
+  /**
+   * The chain the caller expects (top first, as MountInfo.chain): the mount is
+   * refused when the image's actual backing chain differs, so that a
+   * repository edit can never make us expose other data than the caller meant.
+   */
+  expectedChain?: string[];
 }
 
 export interface PartitionInfo {
@@ -123,11 +138,20 @@ export class MountManager extends EventEmitter {
 
   private resolveMode(mode: ModeOption | undefined): BlockMode {
     const m = mode ?? this.options.mode ?? 'auto';
+    if (m === 'fuse-loop') return 'fuse';
     if (m !== 'auto') return m;
     return nbdAvailable() ? 'nbd' : 'fuse';
   }
 
   async mount(request: MountRequest): Promise<MountInfo> {
+    if (request.reuse) {
+      const image = resolve(request.imagePath);
+      const existing = [...this.mounts.values()].find((l) => l.state.imagePath === image);
+      if (existing) {
+        existing.lastAccess = Date.now();
+        return this.describe(existing);
+      }
+    }
     const mountId = (request.mountId ?? randomUUID()).toLowerCase();
     if (!UUID_RE.test(mountId)) throw new MountFailed(`mount id must be a UUID, got ${JSON.stringify(request.mountId)}`);
     if (this.mounts.has(mountId) || this.pending.has(mountId)) throw new MountFailed(`mount id ${mountId} is already in use`);
@@ -154,6 +178,17 @@ export class MountManager extends EventEmitter {
     }
     if (chainInfo.format !== format) {
       throw new MountFailed(`restore point ${imagePath} is ${chainInfo.format}, expected ${format}`);
+    }
+    if (this.options.allowedImageRoots) {
+      const roots = this.options.allowedImageRoots.map((r) => resolve(r));
+      const outside = chainInfo.chain.filter((f) => !roots.some((r) => f.startsWith(`${r}/`)));
+      if (outside.length) throw new MountFailed(`images outside the allowed repositories: ${outside.join(', ')}`);
+    }
+    if (request.expectedChain) {
+      const expected = request.expectedChain.map((p) => resolve(p));
+      if (JSON.stringify(expected) !== JSON.stringify(chainInfo.chain)) {
+        throw new MountFailed(`backing chain of ${imagePath} is ${chainInfo.chain.join(' <- ')}, expected ${expected.join(' <- ')}`);
+      }
     }
 
     const root = join(this.mountRoot, mountId);
