@@ -61,23 +61,24 @@ export class NbdServerLauncher implements ServerLauncher {
       const text = err instanceof CommandError ? err.stderr.trim() || err.message : String(err);
       throw internal(`nbd-server failed to export ${spec.filePath} as ${spec.name}: ${text}`);
     }
-    let pid: number | null = null;
+    // The daemon writes its pid file itself, after the parent we ran has exited.
+    const found: { pid: number | null } = { pid: null };
     try {
       await waitFor(
         async () => {
-          pid = pid ?? (await readPidFile(pidFile));
-          if (pid === null) return false;
-          if (!(await isAlive(pid))) throw new PortTakenError(`nbd-server exited right after start (port ${spec.port} taken?)`);
-          return pidListensOn(pid, spec.port);
+          found.pid = found.pid ?? (await readPidFile(pidFile));
+          if (found.pid === null) return false;
+          if (!(await isAlive(found.pid))) throw new PortTakenError(`nbd-server exited right after start (port ${spec.port} taken?)`);
+          return pidListensOn(found.pid, spec.port);
         },
         { timeoutMs: 5000, intervalMs: 20, message: `nbd-server for ${spec.name} to listen on ${spec.port}` },
       );
     } catch (err) {
-      if (pid !== null) await terminate(pid, 2000);
+      if (found.pid !== null) await terminate(found.pid, 2000);
       if (err instanceof PortTakenError) throw err;
       throw internal((err as Error).message);
     }
-    if (pid === null) throw internal(`nbd-server for ${spec.name} wrote no pid file`);
-    return pid;
+    if (found.pid === null) throw internal(`nbd-server for ${spec.name} wrote no pid file`);
+    return found.pid;
   }
 }
