@@ -1,2 +1,3 @@
 export * from './queues';
 export * from './nbd-exporter.contract';
+export * from './capture-agent.contract';

@@ -1,0 +1,186 @@
+/**
+ * Request/reply contract of the Capture Agent (@nestjs/microservices, TCP).
+ *
+ * A backup is three calls, so that the control plane can decide full versus
+ * incremental per disk from what vCenter says at the snapshot before it
+ * creates any restore point:
+ *   1. prepare: check/enable CBT, create the snapshot, read each disk's
+ *      changeId at the snapshot, ask QueryChangedDiskAreas with the previous
+ *      changeId (or "*"), and say per disk whether it must be full and why.
+ *   2. copy: copy exactly those extents into one target NBD export per disk;
+ *      the reply is a stream of progress events ending with the result.
+ *   3. release: remove the snapshot. Always called by the worker (finally);
+ *      the agent also releases sessions left idle past their expiry, so a
+ *      dead worker cannot leave a snapshot behind.
+ * cancel aborts a running copy (the worker then calls release).
+ */
+
+export const CAPTURE_AGENT_PATTERNS = {
+  health: 'capture.health',
+  prepare: 'capture.prepare',
+  copy: 'capture.copy',
+  release: 'capture.release',
+  cancel: 'capture.cancel',
+} as const;
+
+export interface VCenterCredentials {
+  /** SDK URL, e.g. https://vcenter.example.com/sdk */
+  url: string;
+  username: string;
+  password: string;
+  /** Accept any certificate (lab use only). */
+  insecure?: boolean;
+  /** Accept exactly this certificate (SHA-1, colon separated), as VDDK does. */
+  thumbprint?: string;
+}
+
+/** How the agent reads snapshot disk data. */
+export type DiskReaderSpec =
+  /** Real vCenter: nbdkit's vddk plugin (VMware's VDDK must be installed). */
+  | { kind: 'vddk'; libdir?: string; transports?: string }
+  /** The project's VMware stand-in: the harness API says where the snapshot is served over NBD. */
+  | { kind: 'standin-nbd'; harnessUrl: string };
+
+export interface VmRef {
+  moref?: string;
+  instanceUuid?: string;
+  name?: string;
+}
+
+export interface PrepareBackupRequest {
+  runId: string;
+  vcenter: VCenterCredentials;
+  vm: VmRef;
+  /**
+   * The changeId each disk's new restore point builds on (the last committed
+   * one for an incremental, the full's for a differential); null or absent
+   * for a full. Disks of the VM not listed are prepared as full.
+   */
+  disks: { deviceKey: number; previousChangeId: string | null }[];
+  /** Turn CBT on when it is off (the first backup after that is full). */
+  allowEnableCbt: boolean;
+  quiesce?: boolean;
+  reader: DiskReaderSpec;
+  /** Release the snapshot automatically after this long without a call (default 30 min). */
+  idleTimeoutMs?: number;
+}
+
+export type FullReason =
+  | 'requested'
+  | 'no-previous-change-id'
+  | 'cbt-just-enabled'
+  | 'cbt-reset'
+  | 'invalid-change-id';
+
+export interface PreparedDisk {
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+  /** Backing file name as vCenter reports it, e.g. "[datastore1] vm/vm.vmdk". */
+  fileName: string;
+  /** changeId at the snapshot: the base of the next incremental once this backup commits. */
+  changeId: string;
+  mode: 'full' | 'incremental';
+  /** Why this disk is full (absent for incrementals). */
+  fullReason?: FullReason;
+  /** Human-readable detail, e.g. the vCenter fault text on a CBT reset. */
+  fullReasonDetail?: string;
+  /** Bytes the copy will transfer (changed areas, or allocated areas for a full). */
+  bytesToCopy: number;
+  extentCount: number;
+}
+
+export interface PrepareBackupResponse {
+  sessionId: string;
+  snapshotMoref: string;
+  vmMoref: string;
+  vmName: string;
+  instanceUuid: string | null;
+  /** CBT was off and the agent turned it on during this prepare. */
+  cbtEnabledNow: boolean;
+  disks: PreparedDisk[];
+  /** ISO 8601: when the agent releases the session if nobody calls it. */
+  expiresAt: string;
+}
+
+export interface CopyTuning {
+  requestSize?: number;
+  queueDepth?: number;
+  connections?: number;
+}
+
+export interface CopyDisksRequest {
+  sessionId: string;
+  /** One writable target export per disk to copy (nbd:// or nbd+unix:// URI). */
+  targets: { deviceKey: number; uri: string }[];
+  tuning?: CopyTuning;
+  /** Disks copied at once (default: the agent's CAPTURE_DISK_PARALLELISM). */
+  parallelDisks?: number;
+}
+
+export interface DiskCopyProgress {
+  deviceKey: number;
+  bytesDone: number;
+  bytesTotal: number;
+  bytesZeroed: number;
+  phase: 'waiting' | 'copying' | 'flushing' | 'done' | 'failed';
+}
+
+export interface DiskCopyResult {
+  deviceKey: number;
+  changeId: string;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Bytes written with NBD WRITE_ZEROES (changed blocks that are now zero). */
+  bytesZeroed: number;
+  extentCount: number;
+  durationMs: number;
+}
+
+/** The copy reply is a stream: progress events (a few per second), then one done. */
+export type CopyEvent =
+  | { type: 'progress'; bytesDone: number; bytesTotal: number; rateBytesPerSec: number; disks: DiskCopyProgress[] }
+  | { type: 'done'; disks: DiskCopyResult[] };
+
+export interface SessionRequest {
+  sessionId: string;
+}
+
+export interface ReleaseResponse {
+  sessionId: string;
+  /** False when the session was unknown (already released or expired). */
+  released: boolean;
+}
+
+export interface CancelResponse {
+  sessionId: string;
+  cancelled: boolean;
+}
+
+/**
+ * Error codes in the RPC error payload:
+ * - INVALID_ARGUMENT: bad request (unknown disk, bad URI)
+ * - NOT_FOUND: VM or session not found
+ * - CBT_DISABLED: CBT is off and enabling it is not allowed
+ * - VCENTER: vCenter refused (login, task failed); message carries the fault text
+ * - COPY_FAILED: reading or writing disk data failed (server, export, offset, NBD error)
+ * - CANCELLED: the copy was cancelled
+ */
+export type CaptureAgentErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'CBT_DISABLED' | 'VCENTER' | 'COPY_FAILED' | 'CANCELLED' | 'INTERNAL';
+
+export interface CaptureAgentErrorPayload {
+  code: CaptureAgentErrorCode;
+  message: string;
+  /** Transient errors may be retried by the worker (network, NBD connection lost). */
+  retryable: boolean;
+}
+
+export function isCaptureAgentErrorPayload(value: unknown): value is CaptureAgentErrorPayload {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { code?: unknown }).code === 'string' &&
+    typeof (value as { message?: unknown }).message === 'string' &&
+    typeof (value as { retryable?: unknown }).retryable === 'boolean'
+  );
+}
