@@ -1,7 +1,17 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { LocalQcow2Repository } from './local-repository';
-import { DependentRestorePoints, InvalidRequest, RestorePointBusy, RestorePointNotFound, StorageError } from './errors';
+// Through the public entry point, as other apps import it.
+import {
+  DependentRestorePoints,
+  InvalidRequest,
+  LocalQcow2Repository,
+  RestorePointBusy,
+  RestorePointNotFound,
+  StorageError,
+  compareImages,
+  isLocalRepository,
+  type BackupRepository,
+} from '../index';
 import { backup, corruptDataByte, DiskModel, expectAllReadBack, MiB, tempDir, writeImage, type Backup } from '../../test/helpers';
 
 jest.setTimeout(60_000);
@@ -190,5 +200,36 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
     expect(vd.ok).toBe(false);
     expect(vd.checkClean).toBe(false);
     expect(vd.problems.join(' ')).not.toContain(root);
+  });
+
+  it('handles a disk that grew between backups (incremental larger than its parent)', async () => {
+    const api: BackupRepository = repo;
+    expect(isLocalRepository(api)).toBe(true);
+    const grown = model.size + 4 * MiB;
+    const h = await api.createRestorePoint({
+      vmContextId: 'vm-grow', diskIndex: 1, diskKey: '2001', type: 'full', virtualSize: model.size,
+    });
+    const t = await repo.localTarget(h.id);
+    await writeImage(t.imagePath, [{ pattern: 0x51, off: 0, len: MiB }]);
+    await api.commit(h.id, { changeId: 'c1' });
+    const h2 = await api.createRestorePoint({
+      vmContextId: 'vm-grow', diskIndex: 1, diskKey: '2001', type: 'incremental', parentId: h.id, virtualSize: grown,
+    });
+    const t2 = await repo.localTarget(h2.id);
+    await writeImage(t2.imagePath, [{ pattern: 0x52, off: model.size + MiB, len: MiB }]);
+    const rp2 = await api.commit(h2.id, { changeId: 'c2', metadata: { note: 'grown' } });
+    expect(rp2.virtualSize).toBe(grown);
+    expect(rp2.metadata).toEqual({ note: 'grown' });
+    const expected = Buffer.alloc(grown);
+    expected.fill(0x51, 0, MiB);
+    expected.fill(0x52, model.size + MiB, model.size + 2 * MiB);
+    const ref = path.join(model.refDir, 'grown.raw');
+    await fsp.writeFile(ref, expected);
+    expect(await compareImages(t2.imagePath, ref, 'qcow2', 'raw')).toBe(true);
+    expect((await api.chain(h2.id)).maxVirtualSize).toBe(grown);
+    await api.consolidate({ fromId: h.id, toId: h2.id });
+    expect(await compareImages((await repo.localTarget(h2.id)).imagePath, ref, 'qcow2', 'raw')).toBe(true);
+    expect((await api.verify(h2.id)).ok).toBe(true);
+    expect((await api.list({ vmContextId: 'vm-grow', diskIndex: 1 })).map((r) => r.id)).toEqual([h2.id]);
   });
 });
