@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { childrenOf, refOf } from './chain-manager';
 import type { ConsolidationJournal, ConsolidationStep } from './consolidation-journal';
-import { readJournal, type DiskDirScan } from './disk-dir';
+import { readJournal, scanDiskDir, type DiskDirScan } from './disk-dir';
 import { ConsolidationRefused, CorruptImage, DependentRestorePoints, InvalidRequest, RestorePointNotFound, StorageError } from './errors';
 import { exists, fsyncDir, fsyncFile, removeIfExists, writeFileAtomic, allocatedBytes } from './fs-util';
 import { JOURNAL_NAME, MERGE_TMP_SUFFIX, sidecarNameFor } from './layout';
@@ -99,6 +99,16 @@ export async function consolidateInDir(
 
   const locks = await opts.locks.acquireAll([...run, ...children].map((r) => r.id), 'consolidate');
   try {
+    // The scan happened before we held the locks: a backup could have been
+    // committed on top of a point in the run meanwhile. Re-read under the
+    // locks; a child we do not know about would lose its backing file.
+    const again = await scanDiskDir(dir, scan.vmContextId, scan.diskIndex);
+    const nowRecords = again.located.map((l) => l.record);
+    const known = new Set([...run, ...children].map((r) => r.id));
+    const unknown = run.flatMap((r) => childrenOf(nowRecords, r.id)).filter((c) => !known.has(c.id));
+    if (again.journal || unknown.length) {
+      throw new ConsolidationRefused('the chain changed while the consolidation was starting; retry');
+    }
     const newBackingName = from.parentId ? (byId.get(from.parentId)?.imageName ?? null) : null;
     if (from.parentId && !newBackingName) throw new RestorePointNotFound(from.parentId);
     let newImageName = to.imageName;

@@ -156,8 +156,8 @@ export class LocalQcow2Repository implements BackupRepository {
 
   async chain(id: string): Promise<ChainInfo> {
     const { scan } = await this.locate(id);
-    const committed = scan.located.filter((l) => l.imageExists || l.record.state === 'writing').map((l) => l.record);
-    const chain = chainOf(committed, id);
+    const present = scan.located.filter((l) => l.imageExists).map((l) => l.record);
+    const chain = chainOf(present, id);
     if (chain[chain.length - 1].state !== 'committed') throw new RestorePointNotFound(id);
     return chainInfo(chain);
   }

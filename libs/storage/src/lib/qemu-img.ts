@@ -93,6 +93,14 @@ export async function checkImage(file: string): Promise<QemuCheckResult> {
       timeoutMs: TIMEOUT_MS,
     });
   } catch (err) {
+    if (err instanceof CommandError && err.exitCode === 1 && /lock/i.test(err.stderr)) {
+      // qemu's image locking: a writer (qemu-nbd) still has it open.
+      throw new StorageIoError('the image is still open by another process (close the NBD export first)', {
+        localPath: file,
+        detail: err.message,
+        cause: err,
+      });
+    }
     if (err instanceof CommandError && err.exitCode === 1) {
       // Exit 1: the check could not run; qemu-img could not even open it.
       return { clean: false, corruptions: 1, leaks: 0, checkErrors: 1, raw: { error: err.stderr.trim() } };

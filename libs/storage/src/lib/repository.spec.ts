@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { Daemon, waitFor } from '@sendense/process';
 // Through the public entry point, as other apps import it.
 import {
   DependentRestorePoints,
@@ -8,6 +9,7 @@ import {
   RestorePointBusy,
   RestorePointNotFound,
   StorageError,
+  StorageIoError,
   compareImages,
   isLocalRepository,
   type BackupRepository,
@@ -231,5 +233,25 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
     expect(await compareImages((await repo.localTarget(h2.id)).imagePath, ref, 'qcow2', 'raw')).toBe(true);
     expect((await api.verify(h2.id)).ok).toBe(true);
     expect((await api.list({ vmContextId: 'vm-grow', diskIndex: 1 })).map((r) => r.id)).toEqual([h2.id]);
+  });
+
+  it('refuses to commit while the image is still exported (qemu image lock), then commits once closed', async () => {
+    const h = await repo.createRestorePoint({
+      vmContextId: 'vm-nbd', diskIndex: 0, diskKey: '2000', type: 'full', virtualSize: model.size,
+    });
+    const t = await repo.localTarget(h.id);
+    const sock = path.join(model.refDir, 'nbd.sock');
+    const nbd = await Daemon.start('qemu-nbd', ['-f', 'qcow2', '-t', `--socket=${sock}`, t.imagePath]);
+    try {
+      await waitFor(async () => !!(await fsp.stat(sock).catch(() => null)), { message: 'qemu-nbd socket' });
+      const err = (await repo.commit(h.id, { changeId: 'c' }).catch((e) => e)) as StorageError;
+      expect(err).toBeInstanceOf(StorageIoError);
+      expect(err.message).toContain('still open');
+      expect(err.message).not.toContain(root);
+      expect(err.localPath).toBe(t.imagePath);
+    } finally {
+      await nbd.stop();
+    }
+    expect((await repo.commit(h.id, { changeId: 'c' })).state).toBe('committed');
   });
 });
