@@ -55,8 +55,11 @@ export interface PrepareBackupRequest {
    * The changeId each disk's new restore point builds on (the last committed
    * one for an incremental, the full's for a differential); null or absent
    * for a full. Disks of the VM not listed are prepared as full.
+   * `full: true` forces a full of that disk (fullReason 'requested') even
+   * with a previousChangeId; without it a missing previousChangeId gives
+   * fullReason 'no-previous-change-id'.
    */
-  disks: { deviceKey: number; previousChangeId: string | null }[];
+  disks: { deviceKey: number; previousChangeId: string | null; full?: boolean }[];
   /** Turn CBT on when it is off (the first backup after that is full). */
   allowEnableCbt: boolean;
   quiesce?: boolean;

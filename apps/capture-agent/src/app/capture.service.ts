@@ -1,0 +1,482 @@
+import { Logger } from '@nestjs/common';
+import type {
+  CancelResponse,
+  CopyDisksRequest,
+  CopyEvent,
+  DiskCopyProgress,
+  DiskCopyResult,
+  FullReason,
+  PrepareBackupRequest,
+  PrepareBackupResponse,
+  PreparedDisk,
+  ReleaseResponse,
+} from '@sendense/contracts';
+import { copyExtents, parseNbdUri, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
+import { InvalidChangeIdError, NotFoundError, VSphereClient, type MoRef, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
+import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
+import { createDiskReader, type DiskReader, type OpenedDisk } from './disk-readers';
+import { DEFAULT_IDLE_TIMEOUT_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
+
+export interface CaptureServiceOptions {
+  /** Disks of one VM copied at once unless the request says otherwise (CAPTURE_DISK_PARALLELISM). */
+  diskParallelism: number;
+  /** The agent-wide permission to turn CBT on (CAPTURE_ALLOW_ENABLE_CBT); the request must allow it too. */
+  allowEnableCbt: boolean;
+  defaultIdleTimeoutMs?: number;
+  /** Progress events at most this often during a copy (default 250 ms). */
+  progressIntervalMs?: number;
+  /** Reader factory (tests replace it). */
+  createReader?: (spec: PrepareBackupRequest['reader']) => DiskReader;
+  /** vSphere session keep-alive while a snapshot is held (default 5 min). */
+  vcenterKeepAliveMs?: number;
+}
+
+export type CopyProgressEvent = Extract<CopyEvent, { type: 'progress' }>;
+
+export interface CopyRunOptions {
+  onProgress?: (event: CopyProgressEvent) => void;
+}
+
+/** changeId "<uuid>/<sequence>": a new uuid part means change tracking was reset. */
+function changeIdEpoch(changeId: string): string {
+  const slash = changeId.lastIndexOf('/');
+  return slash < 0 ? changeId : changeId.slice(0, slash);
+}
+
+function describeVm(s: { vm: { name: string; ref: MoRef } }): string {
+  return `VM ${s.vm.name} (${s.vm.ref.value})`;
+}
+
+/**
+ * The Capture Agent's work, without Nest: prepare (CBT, snapshot, changed
+ * areas), copy (extents from the snapshot into the target exports), release
+ * (remove the snapshot) and cancel.
+ */
+export class CaptureService {
+  private readonly logger = new Logger('CaptureService');
+  readonly sessions: SnapshotSessions;
+
+  constructor(private readonly options: CaptureServiceOptions) {
+    this.sessions = new SnapshotSessions((s) => {
+      this.logger.warn(`session ${s.id} (run ${s.runId}, ${describeVm(s)}) idle for ${s.idleTimeoutMs} ms: releasing snapshot ${s.snapshot.value}`);
+      this.release(s.id).catch((err: unknown) => {
+        this.logger.error(`releasing expired session ${s.id} failed: ${err instanceof Error ? err.message : String(err)}; retrying in 60 s`);
+        if (this.sessions.find(s.id)) this.sessions.touch(s, 60000);
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- prepare
+
+  async prepare(req: PrepareBackupRequest): Promise<PrepareBackupResponse> {
+    this.validatePrepare(req);
+    const reader = (this.options.createReader ?? createDiskReader)(req.reader);
+    const vmSelector = req.vm.moref ? { moref: req.vm.moref } : req.vm.instanceUuid ? { instanceUuid: req.vm.instanceUuid } : { name: req.vm.name as string };
+    const vmWhat = JSON.stringify(vmSelector);
+
+    let client: VSphereClient;
+    try {
+      client = await VSphereClient.connect({
+        url: req.vcenter.url,
+        username: req.vcenter.username,
+        password: req.vcenter.password,
+        tls: { insecure: req.vcenter.insecure, thumbprint: req.vcenter.thumbprint },
+        keepAliveMs: this.options.vcenterKeepAliveMs ?? 5 * 60 * 1000,
+      });
+    } catch (err) {
+      throw toCaptureError(err, `connecting to vCenter ${req.vcenter.url}`);
+    }
+    let snapshot: MoRef | undefined;
+    let vm: VmInfo | undefined;
+    try {
+      try {
+        vm = await client.findVm(vmSelector);
+      } catch (err) {
+        throw toCaptureError(err, `finding VM ${vmWhat} on ${req.vcenter.url}`);
+      }
+      const where = `VM ${vm.name} (${vm.ref.value})`;
+      for (const d of req.disks) {
+        if (!vm.disks.some((v) => v.key === d.deviceKey)) {
+          throw invalidArgument(`${where} has no disk with device key ${d.deviceKey} (disks: ${vm.disks.map((v) => v.key).join(', ') || 'none'})`);
+        }
+      }
+      if (vm.disks.length === 0) throw invalidArgument(`${where} has no virtual disks`);
+
+      let cbtEnabledNow = false;
+      if (!vm.changeTrackingEnabled) {
+        if (!req.allowEnableCbt || !this.options.allowEnableCbt) {
+          throw new CaptureError(
+            'CBT_DISABLED',
+            `${where}: changed block tracking is off and enabling it is not allowed (${!req.allowEnableCbt ? 'request' : 'CAPTURE_ALLOW_ENABLE_CBT=false'})`,
+          );
+        }
+        try {
+          await client.enableChangeTracking(vm.ref);
+        } catch (err) {
+          throw toCaptureError(err, `${where}: enabling changed block tracking`);
+        }
+        cbtEnabledNow = true;
+        this.logger.log(`${where}: changed block tracking enabled; this backup is full`);
+      }
+
+      try {
+        snapshot = await client.createSnapshot(vm.ref, {
+          name: `sendense-${req.runId}`,
+          description: `Sendense backup run ${req.runId} (removed when the backup ends)`,
+          quiesce: req.quiesce ?? false,
+        });
+      } catch (err) {
+        throw toCaptureError(err, `${where}: creating the snapshot`);
+      }
+
+      // changeIds as recorded in the snapshot, not the live VM's.
+      let snapDisks: VirtualDiskInfo[];
+      try {
+        snapDisks = await client.getSnapshotDisks(snapshot);
+      } catch (err) {
+        throw toCaptureError(err, `${where}: reading the disks of snapshot ${snapshot.value}`);
+      }
+      const plans: DiskPlan[] = [];
+      for (const disk of snapDisks) {
+        plans.push(await this.planDisk(client, vm, snapshot, disk, req, cbtEnabledNow));
+      }
+
+      const idleTimeoutMs = req.idleTimeoutMs && req.idleTimeoutMs > 0 ? req.idleTimeoutMs : (this.options.defaultIdleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+      const session = this.sessions.create({
+        runId: req.runId,
+        vcenter: req.vcenter,
+        client,
+        vm: { ref: vm.ref, name: vm.name, instanceUuid: vm.instanceUuid ?? null },
+        snapshot,
+        readerSpec: req.reader,
+        reader,
+        disks: new Map(plans.map((p) => [p.deviceKey, p])),
+        idleTimeoutMs,
+      });
+      this.logger.log(
+        `session ${session.id}: ${where} snapshot ${snapshot.value}, ` +
+          plans.map((p) => `disk ${p.deviceKey} ${p.mode}${p.fullReason ? ` (${p.fullReason})` : ''} ${p.bytesToCopy} bytes`).join(', '),
+      );
+      return {
+        sessionId: session.id,
+        snapshotMoref: snapshot.value,
+        vmMoref: vm.ref.value,
+        vmName: vm.name,
+        instanceUuid: vm.instanceUuid ?? null,
+        cbtEnabledNow,
+        disks: plans.map(({ extents: _extents, ...prepared }) => prepared),
+        expiresAt: new Date(session.expiresAt).toISOString(),
+      };
+    } catch (err) {
+      if (snapshot) {
+        await client.removeSnapshot(snapshot).catch((e: unknown) => {
+          this.logger.error(`removing snapshot ${snapshot?.value} of ${vm?.name} after a failed prepare failed: ${e instanceof Error ? e.message : String(e)}`);
+        });
+      }
+      await client.logout().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private validatePrepare(req: PrepareBackupRequest): void {
+    if (!req || typeof req !== 'object') throw invalidArgument('prepare needs a request');
+    if (typeof req.runId !== 'string' || !req.runId) throw invalidArgument('runId is required');
+    const v = req.vcenter;
+    if (!v || typeof v.url !== 'string' || typeof v.username !== 'string' || typeof v.password !== 'string') {
+      throw invalidArgument('vcenter.url, vcenter.username and vcenter.password are required');
+    }
+    try {
+      const u = new URL(v.url);
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('not http(s)');
+    } catch {
+      throw invalidArgument(`vcenter.url ${JSON.stringify(v.url)} is not an https:// URL`);
+    }
+    if (!req.vm || !(req.vm.moref || req.vm.instanceUuid || req.vm.name)) throw invalidArgument('vm needs moref, instanceUuid or name');
+    if (!Array.isArray(req.disks)) throw invalidArgument('disks must be an array (may be empty)');
+    const seen = new Set<number>();
+    for (const d of req.disks) {
+      if (!d || !Number.isInteger(d.deviceKey)) throw invalidArgument(`disk entry ${JSON.stringify(d)} needs an integer deviceKey`);
+      if (seen.has(d.deviceKey)) throw invalidArgument(`disk ${d.deviceKey} is listed twice`);
+      seen.add(d.deviceKey);
+      if (d.previousChangeId != null && typeof d.previousChangeId !== 'string') throw invalidArgument(`disk ${d.deviceKey}: previousChangeId must be a string or null`);
+    }
+    if (req.idleTimeoutMs !== undefined && (!Number.isFinite(req.idleTimeoutMs) || req.idleTimeoutMs < 0)) {
+      throw invalidArgument('idleTimeoutMs must be a positive number of milliseconds');
+    }
+  }
+
+  /** Full or incremental for one disk, with its extents. */
+  private async planDisk(
+    client: VSphereClient,
+    vm: VmInfo,
+    snapshot: MoRef,
+    disk: VirtualDiskInfo,
+    req: PrepareBackupRequest,
+    cbtEnabledNow: boolean,
+  ): Promise<DiskPlan> {
+    const where = `VM ${vm.name} (${vm.ref.value}) disk ${disk.key} (${disk.fileName ?? disk.label ?? '?'})`;
+    if (!disk.changeId) {
+      throw new CaptureError('VCENTER', `${where}: snapshot ${snapshot.value} records no changeId for the disk (change tracking is not active on it)`);
+    }
+    const asked = req.disks.find((d) => d.deviceKey === disk.key);
+    let fullReason: FullReason | undefined;
+    let fullReasonDetail: string | undefined;
+    if (cbtEnabledNow) fullReason = 'cbt-just-enabled';
+    else if (asked?.full) fullReason = 'requested';
+    else if (!asked?.previousChangeId) fullReason = 'no-previous-change-id';
+
+    const query = (changeId: string) => client.queryChangedDiskAreas(vm.ref, snapshot, disk.key, changeId, disk.capacityBytes);
+    let areas: { start: number; length: number }[] | undefined;
+    if (!fullReason && asked?.previousChangeId) {
+      const previous = asked.previousChangeId;
+      try {
+        areas = (await query(previous)).areas;
+      } catch (err) {
+        if (!(err instanceof InvalidChangeIdError)) throw toCaptureError(err, `${where}: QueryChangedDiskAreas since ${previous}`);
+        // A changeId from another tracking epoch means CBT was reset (unclean stop, disk moved, ...).
+        fullReason = changeIdEpoch(previous) !== changeIdEpoch(disk.changeId) ? 'cbt-reset' : 'invalid-change-id';
+        fullReasonDetail = `QueryChangedDiskAreas refused changeId ${previous}: ${err.faultType}${err.faultText ? `: ${err.faultText}` : ''}`;
+        this.logger.warn(`${where}: ${fullReasonDetail}; backing it up in full (${fullReason})`);
+      }
+    }
+    if (!areas) {
+      try {
+        areas = (await query('*')).areas;
+      } catch (err) {
+        throw toCaptureError(err, `${where}: QueryChangedDiskAreas "*" (allocated areas)`);
+      }
+    }
+    const extents: Extent[] = areas.filter((a) => a.length > 0).map((a) => ({ offset: a.start, length: a.length }));
+    const prepared: PreparedDisk = {
+      deviceKey: disk.key,
+      label: disk.label ?? `disk ${disk.key}`,
+      capacityBytes: disk.capacityBytes,
+      fileName: disk.fileName ?? '',
+      changeId: disk.changeId,
+      mode: fullReason ? 'full' : 'incremental',
+      ...(fullReason ? { fullReason } : {}),
+      ...(fullReasonDetail ? { fullReasonDetail } : {}),
+      bytesToCopy: totalBytes(extents),
+      extentCount: extents.length,
+    };
+    return { ...prepared, extents };
+  }
+
+  // ---------------------------------------------------------------- copy
+
+  /**
+   * Copy the session's extents into the targets. Progress goes to
+   * onProgress at most every progressIntervalMs (and once at the end);
+   * resolves with the per-disk results after every target is flushed.
+   */
+  async copy(req: CopyDisksRequest, run: CopyRunOptions = {}): Promise<DiskCopyResult[]> {
+    if (!req || typeof req.sessionId !== 'string') throw invalidArgument('copy needs a sessionId');
+    const s = this.sessions.get(req.sessionId);
+    if (s.copy) throw invalidArgument(`session ${s.id}: a copy is already running`);
+    const targets = this.validateTargets(s, req);
+    const parallel = Math.max(1, Math.min(16, Math.floor(req.parallelDisks ?? this.options.diskParallelism) || 1));
+
+    const abort = new AbortController();
+    const started = Date.now();
+    const state = new Map<number, DiskCopyProgress>(
+      targets.map((t) => [t.deviceKey, { deviceKey: t.deviceKey, bytesDone: 0, bytesTotal: (s.disks.get(t.deviceKey) as DiskPlan).bytesToCopy, bytesZeroed: 0, phase: 'waiting' }]),
+    );
+    const progress = (): CopyProgressEvent => {
+      const disks = [...state.values()].map((d) => ({ ...d }));
+      const bytesDone = disks.reduce((n, d) => n + d.bytesDone, 0);
+      const elapsed = Date.now() - started;
+      return {
+        type: 'progress',
+        bytesDone,
+        bytesTotal: disks.reduce((n, d) => n + d.bytesTotal, 0),
+        rateBytesPerSec: elapsed > 0 ? Math.round((bytesDone * 1000) / elapsed) : 0,
+        disks,
+      };
+    };
+    const emit = () => {
+      if (!run.onProgress) return;
+      const ev = progress();
+      if (s.copy) s.copy.last = ev;
+      try {
+        run.onProgress(ev);
+      } catch {
+        // a broken listener must not break the copy
+      }
+    };
+    const ticker = setInterval(emit, this.options.progressIntervalMs ?? 250);
+    ticker.unref();
+
+    const results: DiskCopyResult[] = [];
+    let firstError: CaptureError | undefined;
+    const copyOne = async (t: { deviceKey: number; uri: string }) => {
+      const plan = s.disks.get(t.deviceKey) as DiskPlan;
+      const st = state.get(t.deviceKey) as DiskCopyProgress;
+      const where = `${describeVm(s)} disk ${plan.deviceKey} (${plan.fileName || plan.label}), snapshot ${s.snapshot.value}`;
+      const diskStarted = Date.now();
+      let opened: OpenedDisk | undefined;
+      try {
+        abort.signal.throwIfAborted();
+        st.phase = 'copying';
+        try {
+          opened = await s.reader.open({
+            vcenter: s.vcenter,
+            vmMoref: s.vm.ref.value,
+            vmName: s.vm.name,
+            snapshotMoref: s.snapshot.value,
+            deviceKey: plan.deviceKey,
+            fileName: plan.fileName,
+          });
+        } catch (err) {
+          throw toCaptureError(err, `${where}: opening the snapshot disk`);
+        }
+        abort.signal.throwIfAborted();
+        let result: CopyProgress;
+        try {
+          result = await copyExtents({
+            source: opened.uri,
+            target: t.uri,
+            extents: plan.extents,
+            requestSize: req.tuning?.requestSize,
+            queueDepth: req.tuning?.queueDepth,
+            connections: req.tuning?.connections,
+            signal: abort.signal,
+            progressIntervalMs: 100,
+            onProgress: (p) => {
+              st.bytesDone = p.bytesWritten + p.bytesZeroed;
+              st.bytesZeroed = p.bytesZeroed;
+              if (!p.done && st.bytesDone >= st.bytesTotal) st.phase = 'flushing';
+            },
+          });
+        } catch (err) {
+          throw toCaptureError(err, `${where}: copy from ${opened.describe} to ${t.uri}`);
+        }
+        st.bytesDone = result.bytesWritten + result.bytesZeroed;
+        st.bytesZeroed = result.bytesZeroed;
+        st.phase = 'done';
+        results.push({
+          deviceKey: plan.deviceKey,
+          changeId: plan.changeId,
+          bytesRead: result.bytesRead,
+          bytesWritten: result.bytesWritten,
+          bytesZeroed: result.bytesZeroed,
+          extentCount: plan.extentCount,
+          durationMs: Date.now() - diskStarted,
+        });
+      } catch (err) {
+        st.phase = 'failed';
+        const ce = toCaptureError(err);
+        if (!firstError) {
+          firstError = ce;
+          // One disk failed: stop the others (the backup fails as a whole).
+          if (!abort.signal.aborted) abort.abort(ce);
+        }
+      } finally {
+        await opened?.close().catch(() => undefined);
+      }
+    };
+
+    const queue = [...targets];
+    const work = (async () => {
+      await Promise.all(
+        Array.from({ length: Math.min(parallel, queue.length) }, async () => {
+          for (let t = queue.shift(); t; t = queue.shift()) await copyOne(t);
+        }),
+      );
+    })();
+    s.copy = { abort, done: work };
+    this.sessions.stopTimer(s);
+    try {
+      await work;
+    } finally {
+      clearInterval(ticker);
+      s.copy = undefined;
+      if (this.sessions.find(s.id) === s && !s.releasing) this.sessions.touch(s);
+    }
+    if (firstError) {
+      // A cancel shows as CANCELLED even when a disk saw it first as an abort.
+      const reason: unknown = abort.signal.reason;
+      if (reason instanceof CaptureError && reason.code === 'CANCELLED') throw reason;
+      throw firstError;
+    }
+    emit();
+    results.sort((a, b) => a.deviceKey - b.deviceKey);
+    this.logger.log(
+      `session ${s.id}: copied ${results.map((r) => `disk ${r.deviceKey} ${r.bytesWritten + r.bytesZeroed} bytes in ${r.durationMs} ms`).join(', ')}`,
+    );
+    return results;
+  }
+
+  private validateTargets(s: SnapshotSession, req: CopyDisksRequest): { deviceKey: number; uri: string }[] {
+    if (!Array.isArray(req.targets) || req.targets.length === 0) throw invalidArgument('copy needs at least one target');
+    const seen = new Set<number>();
+    for (const t of req.targets) {
+      if (!t || !s.disks.has(t.deviceKey)) {
+        throw invalidArgument(`${describeVm(s)} has no prepared disk ${t?.deviceKey} (prepared: ${[...s.disks.keys()].join(', ')})`);
+      }
+      if (seen.has(t.deviceKey)) throw invalidArgument(`disk ${t.deviceKey} has two targets`);
+      seen.add(t.deviceKey);
+      try {
+        parseNbdUri(t.uri);
+      } catch (err) {
+        throw invalidArgument(`disk ${t.deviceKey}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    return req.targets.map((t) => ({ deviceKey: t.deviceKey, uri: t.uri }));
+  }
+
+  // ---------------------------------------------------------------- cancel / release
+
+  /** Abort the running copy of the session (its copy call fails with CANCELLED). */
+  cancel(sessionId: string): CancelResponse {
+    const s = this.sessions.find(sessionId);
+    if (!s) return { sessionId, cancelled: false };
+    if (!s.releasing) this.sessions.touch(s);
+    if (!s.copy || s.copy.abort.signal.aborted) return { sessionId, cancelled: false };
+    this.logger.log(`session ${s.id}: copy cancelled`);
+    s.copy.abort.abort(new CaptureError('CANCELLED', `copy of ${describeVm(s)} (session ${s.id}) was cancelled`));
+    return { sessionId, cancelled: true };
+  }
+
+  /** Remove the snapshot and forget the session; idempotent. */
+  async release(sessionId: string): Promise<ReleaseResponse> {
+    const s = this.sessions.find(sessionId);
+    if (!s) return { sessionId, released: false };
+    s.releasing ??= this.doRelease(s);
+    try {
+      await s.releasing;
+    } catch (err) {
+      s.releasing = undefined;
+      if (this.sessions.find(s.id)) this.sessions.touch(s, Math.min(s.idleTimeoutMs, 60000));
+      throw err;
+    }
+    return { sessionId, released: true };
+  }
+
+  private async doRelease(s: SnapshotSession): Promise<void> {
+    this.sessions.stopTimer(s);
+    if (s.copy) {
+      if (!s.copy.abort.signal.aborted) s.copy.abort.abort(new CaptureError('CANCELLED', `session ${s.id} was released during the copy`));
+      await s.copy.done.catch(() => undefined);
+    }
+    try {
+      await s.client.removeSnapshot(s.snapshot);
+    } catch (err) {
+      // Already gone (removed by hand, or an earlier attempt that timed out): released.
+      if (!(err instanceof NotFoundError)) throw toCaptureError(err, `${describeVm(s)}: removing snapshot ${s.snapshot.value}`);
+    }
+    this.sessions.delete(s);
+    this.logger.log(`session ${s.id}: snapshot ${s.snapshot.value} of ${describeVm(s)} removed`);
+    await s.client.logout().catch(() => undefined);
+  }
+
+  /** Release every session (agent shutdown). */
+  async releaseAll(): Promise<void> {
+    await Promise.all(
+      this.sessions.all().map((s) =>
+        this.release(s.id).catch((err: unknown) => {
+          this.logger.error(`releasing session ${s.id} at shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+        }),
+      ),
+    );
+  }
+}
