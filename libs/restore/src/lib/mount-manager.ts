@@ -89,7 +89,7 @@ export interface MountInfo {
   partitions: PartitionInfo[];
 }
 
-export type UnmountReason = 'request' | 'idle' | 'shutdown';
+export type UnmountReason = 'request' | 'idle' | 'shutdown' | 'export-died';
 
 interface LiveMount {
   state: MountState;
@@ -269,6 +269,13 @@ export class MountManager extends EventEmitter {
     }
     const live: LiveMount = { state, daemon, lastAccess: Date.now(), streams: new Set() };
     this.mounts.set(mountId, live);
+    // A dead export turns every read into EIO: tear the mount down at once
+    // instead of serving errors until the idle timeout.
+    void daemon?.exited.then(() => {
+      if (this.mounts.get(mountId) !== live) return;
+      this.log(`block export of ${mountId} stopped unexpectedly: ${daemon.stderr.trim()}`);
+      this.unmount(mountId, 'export-died').catch(() => undefined);
+    });
     this.log(`mounted ${imagePath} as ${mountId} (${mode}) in ${Date.now() - started} ms`);
     return this.describe(live);
   }

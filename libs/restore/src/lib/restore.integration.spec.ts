@@ -520,6 +520,23 @@ describe('lifecycle', () => {
     }
   });
 
+  it('tears a mount down when its qemu-storage-daemon dies', async () => {
+    const events: string[] = [];
+    const onUnmounted = (e: { mountId: string; reason: string }) => events.push(`${e.mountId}:${e.reason}`);
+    manager.on('unmounted', onUnmounted);
+    try {
+      const info = await manager.mount({ imagePath: gpt[1]!.image });
+      const [pid] = await findProcesses((argv) => isOurQsd(argv, join(runDir, 'fuse')) && argv.some((a) => a.includes(info.mountId)));
+      process.kill(pid!, 'SIGKILL');
+      await waitFor(() => events.length > 0, { timeoutMs: 15000, message: 'unmount after export death' });
+      expect(events).toEqual([`${info.mountId}:export-died`]);
+      expect(await leftovers()).toEqual({ mounts: [], loops: [], qsd: [] });
+      expect(existsSync(info.root)).toBe(false);
+    } finally {
+      manager.off('unmounted', onUnmounted);
+    }
+  });
+
   async function crashChild(image: string): Promise<{ child: Daemon; mountId: string }> {
     const repoRoot = resolve(__dirname, '../../../..');
     let mountId = '';
