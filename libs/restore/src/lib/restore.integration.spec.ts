@@ -191,7 +191,10 @@ async function buildBare(): Promise<void> {
   const raw = join(work, 'bare.raw');
   await run('truncate', ['-s', '64M', raw]);
   await run('mkfs.ext4', ['-q', '-F', raw]);
-  await withRwMount(raw, { offset: 0, size: 64 * MiB }, 'ext4', work, (d) => applyModel(d, new Map([['only.txt', file('bare disk\n')]])));
+  const bare: Model = new Map<string, Node>([['only.txt', file('bare disk\n')], ['many', dir]]);
+  // A large directory, for pagination.
+  for (let i = 0; i < 3000; i++) bare.set(`many/f${String(i).padStart(5, '0')}`, file(Buffer.alloc(0)));
+  await withRwMount(raw, { offset: 0, size: 64 * MiB }, 'ext4', work, (d) => applyModel(d, bare));
   bareImage = join(work, 'bare.qcow2');
   await takeRestorePoint(raw, bareImage);
   await rm(raw);
@@ -348,6 +351,18 @@ describe('restore points', () => {
       expect(info.partitions.map((p) => [p.name, p.fsType, p.mounted])).toEqual([['disk', 'ext4', true]]);
       const r = await browser.openRead(info.mountId, 'disk/only.txt');
       expect((await collect(r.stream)).toString()).toBe('bare disk\n');
+      // Pages of a large directory: sorted, stable, with the total.
+      const last = await browser.list(info.mountId, 'disk/many', { offset: 2500, limit: 1000 });
+      expect(last.total).toBe(3000);
+      expect(last.entries).toHaveLength(500);
+      expect(last.entries[0]!.name).toBe('f02500');
+      expect(last.entries[499]!.name).toBe('f02999');
+      const first = await browser.list(info.mountId, 'disk/many', { limit: 100000 });
+      expect(first.limit).toBe(10000);
+      expect(first.entries).toHaveLength(3000);
+      const defaults = await browser.list(info.mountId, 'disk/many', { offset: -5 });
+      expect(defaults.offset).toBe(0);
+      expect(defaults.entries).toHaveLength(500);
     } finally {
       await manager.unmount(info.mountId);
     }
