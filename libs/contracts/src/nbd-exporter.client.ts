@@ -24,6 +24,8 @@ export class NbdExporterError extends Error {
 }
 
 export interface NbdExporterClientOptions {
+  /** tcp://host:port (the NBD_EXPORTER_URL setting of the other services). */
+  url?: string;
   host?: string;
   port?: number;
   /** Per-request timeout; creating a QCOW2 export takes well under a second. */
@@ -44,13 +46,18 @@ export class NbdExporterClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
-  /** A client over TCP (defaults: NBD_EXPORTER_HOST/PORT or 127.0.0.1:8091). */
+  /**
+   * A client over TCP. Address: options.host/port, else options.url, else the
+   * NBD_EXPORTER_URL environment variable, else tcp://127.0.0.1:8091.
+   */
   static connect(options: NbdExporterClientOptions = {}): NbdExporterClient {
+    const url = new URL(options.url ?? process.env['NBD_EXPORTER_URL'] ?? 'tcp://127.0.0.1:8091');
+    if (url.protocol !== 'tcp:') throw new NbdExporterError('INVALID_ARGUMENT', `nbd-exporter address ${url.href} is not tcp://host:port`);
     const proxy = ClientProxyFactory.create({
       transport: Transport.TCP,
       options: {
-        host: options.host ?? process.env['NBD_EXPORTER_HOST'] ?? '127.0.0.1',
-        port: options.port ?? Number(process.env['NBD_EXPORTER_PORT'] ?? 8091),
+        host: options.host ?? (url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1'),
+        port: options.port ?? Number(url.port || 8091),
       },
     }) as ClientProxy;
     return new NbdExporterClient(proxy, { timeoutMs: options.timeoutMs });
