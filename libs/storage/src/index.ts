@@ -1,7 +1,7 @@
 export * from './lib/errors';
 export * from './lib/repository';
 export { LocalQcow2Repository, isLocalRepository } from './lib/local-repository';
-export type { LocalQcow2RepositoryOptions, LocalImageTarget } from './lib/local-repository';
+export type { LocalQcow2RepositoryOptions, LocalImageTarget, RepositoryEvent } from './lib/local-repository';
 export { FileLockRegistry, releaseAll } from './lib/locks';
 export type { BusyRegistry, LockHandle, LockPurpose } from './lib/locks';
 export { chainOf, chainInfo, childrenOf, descendantsOf, groupByDisk } from './lib/chain-manager';

@@ -101,7 +101,8 @@ describe('consolidation on real qcow2 chains', () => {
     expect(err).toBeInstanceOf(RestorePointBusy);
     for (const l of locks) await l.release();
 
-    const chainTop = (await repo.list({ vmContextId: 'vm-d' })).at(-1)!;
+    const chainTop = (await repo.list({ vmContextId: 'vm-d' })).at(-1);
+    if (!chainTop) throw new Error('empty chain');
     const h = await repo.createRestorePoint({
       vmContextId: 'vm-d', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: chainTop.id, virtualSize: model.size,
     });

@@ -89,8 +89,14 @@ describe('consolidation killed mid-way (SIGKILL at every step)', () => {
     it('loses no restore point and the chain stays usable', async () => {
       const repo = await killAndRecover(0, 2, step);
       // The chain can be extended and consolidated again afterwards.
-      const top = (await repo.list()).at(-1)!;
-      const next = await backup(repo, model, { type: 'incremental', parent: { record: top, content: await fsp.readFile(model.refs.get(top.id)!) }, writes: [{ pattern: 0x60, off: 0, len: 64 * 1024 }] });
+      const top = (await repo.list()).at(-1);
+      const ref = top && model.refs.get(top.id);
+      if (!top || !ref) throw new Error('no restore point left');
+      const next = await backup(repo, model, {
+        type: 'incremental',
+        parent: { record: top, content: await fsp.readFile(ref) },
+        writes: [{ pattern: 0x60, off: 0, len: 64 * 1024 }],
+      });
       expect(await expectAllReadBack(repo, model, [next.record.id])).toEqual([]);
     });
   });

@@ -50,6 +50,15 @@ export interface LocalQcow2RepositoryOptions {
   compareAfterMerge?: boolean;
   /** Test hook: observe (and kill the process at) consolidation steps. */
   onConsolidationStep?: (step: ConsolidationStep) => void | Promise<void>;
+  /** Log sink for events worth an operator's attention (paths included: logs only). */
+  onEvent?: (event: RepositoryEvent) => void;
+}
+
+export interface RepositoryEvent {
+  kind: 'aborted' | 'recovered-consolidation';
+  restorePointId?: string;
+  message: string;
+  localPath?: string;
 }
 
 /**
@@ -83,7 +92,12 @@ export class LocalQcow2Repository implements BackupRepository {
   static async open(opts: LocalQcow2RepositoryOptions): Promise<LocalQcow2Repository> {
     await fsp.mkdir(opts.root, { recursive: true });
     const repo = new LocalQcow2Repository(opts);
-    for (const d of await listDiskDirs(opts.root)) await recoverDir(d.dir, repo.consolidationOptions());
+    for (const d of await listDiskDirs(opts.root)) {
+      const outcome = await recoverDir(d.dir, repo.consolidationOptions());
+      if (outcome && outcome !== 'skipped-busy') {
+        opts.onEvent?.({ kind: 'recovered-consolidation', message: `interrupted consolidation ${outcome}`, localPath: d.dir });
+      }
+    }
     return repo;
   }
 
@@ -327,8 +341,9 @@ export class LocalQcow2Repository implements BackupRepository {
     return committed;
   }
 
-  async abort(id: string, _reason: string): Promise<void> {
+  async abort(id: string, reason: string): Promise<void> {
     const loc = await this.locateWriting(id);
+    this.opts.onEvent?.({ kind: 'aborted', restorePointId: id, message: reason, localPath: path.join(loc.dir, loc.record.imageName) });
     // Image first: a crash in between leaves a "writing" sidecar without an
     // image, which reconcile deletes; the reverse would leave an anonymous file.
     await removeIfExists(path.join(loc.dir, loc.record.imageName));

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CommandError, run } from '@sendense/process';
-import { LocalQcow2Repository } from './local-repository';
+import { LocalQcow2Repository, type RepositoryEvent } from './local-repository';
 import { InsufficientSpace } from './errors';
 import { estimateRequiredBytes } from './space';
 import { backup, DiskModel, expectAllReadBack, MiB, tempDir, writeImage, type Backup } from '../../test/helpers';
@@ -19,13 +19,18 @@ describe('a repository that fills up', () => {
   let model: DiskModel;
   let repo: LocalQcow2Repository;
   let full: Backup, i1: Backup;
+  const events: RepositoryEvent[] = [];
 
   beforeAll(async () => {
     mnt = await tempDir('tmpfs');
     await run('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
     mounted = true;
     model = new DiskModel(await tempDir('space-refs'), 32 * MiB);
-    repo = await LocalQcow2Repository.open({ root: path.join(mnt, 'repo'), space: { marginBytes: MiB, marginRatio: 0 } });
+    repo = await LocalQcow2Repository.open({
+      root: path.join(mnt, 'repo'),
+      space: { marginBytes: MiB, marginRatio: 0 },
+      onEvent: (e) => events.push(e),
+    });
     full = await backup(repo, model, { type: 'full', writes: [{ pattern: 0x11, off: 0, len: 8 * MiB }] });
     i1 = await backup(repo, model, { type: 'incremental', parent: full, writes: [{ pattern: 0x22, off: 4 * MiB, len: 2 * MiB }] });
   });
@@ -63,6 +68,7 @@ describe('a repository that fills up', () => {
     expect(werr).toBeInstanceOf(CommandError);
     expect(werr.stdout + werr.stderr).toMatch(/No space left on device/);
     await repo.abort(h.id, 'writer failed: ENOSPC');
+    expect(events).toContainEqual(expect.objectContaining({ kind: 'aborted', restorePointId: h.id, message: 'writer failed: ENOSPC' }));
     const names = await fsp.readdir(diskDir());
     expect(names.sort()).toEqual([full.record.imageName, full.record.imageName.replace('qcow2', 'json'), i1.record.imageName, i1.record.imageName.replace('qcow2', 'json')].sort());
     expect((await repo.list()).map((r) => r.id)).toEqual([full.record.id, i1.record.id]);
