@@ -24,7 +24,12 @@ export class VSphereClient {
   /** RetrieveServiceContent + Login. */
   static async connect(options: VSphereClientOptions): Promise<VSphereClient> {
     const session = new VSphereSession(options);
-    await session.connect();
+    try {
+      await session.connect();
+    } catch (err) {
+      await session.close();
+      throw err;
+    }
     return new VSphereClient(session, options.pageSize);
   }
 
@@ -32,6 +37,7 @@ export class VSphereClient {
     return this.session.serviceContent;
   }
 
+  /** Log out and close the connections; the client is unusable afterwards. */
   async logout(): Promise<void> {
     await this.session.logout();
   }

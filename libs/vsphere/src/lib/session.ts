@@ -1,3 +1,4 @@
+import type { Agent } from 'undici';
 import { createDispatcher, type TlsOptions } from './tls';
 import { NotAuthenticatedError, VSphereError } from './errors';
 import { SoapTransport, type CallOptions } from './soap-transport';
@@ -35,10 +36,13 @@ export class VSphereSession {
   /** How many times the session was re-established after NotAuthenticated. */
   reloginCount = 0;
 
+  private readonly dispatcher: Agent;
+
   constructor(private readonly options: SessionOptions) {
+    this.dispatcher = createDispatcher(options.tls ?? {});
     this.transport = new SoapTransport({
       url: options.url,
-      dispatcher: createDispatcher(options.tls ?? {}),
+      dispatcher: this.dispatcher,
       apiVersion: options.apiVersion ?? '7.0.3.0',
       requestTimeoutMs: options.requestTimeoutMs ?? 60000,
     });
@@ -94,14 +98,26 @@ export class VSphereSession {
     );
   }
 
+  /** Close the connections without logging out (e.g. after a failed connect). */
+  async close(): Promise<void> {
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
+    await this.dispatcher.close();
+  }
+
+  /** End the session (an already expired one is fine) and close the connections. */
   async logout(): Promise<void> {
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.keepAlive = undefined;
-    if (!this.transport.sessionCookie || !this.content) return;
     try {
-      await this.transport.call('Logout', moRefEl('_this', this.content.sessionManager));
+      if (this.transport.sessionCookie && this.content) {
+        await this.transport.call('Logout', moRefEl('_this', this.content.sessionManager));
+      }
+    } catch (err) {
+      if (!(err instanceof NotAuthenticatedError)) throw err;
     } finally {
       this.transport.clearSession();
+      await this.dispatcher.close();
     }
   }
 

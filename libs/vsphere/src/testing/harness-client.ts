@@ -49,6 +49,10 @@ export class HarnessClient {
 
   constructor(readonly baseUrl: string) {}
 
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
   private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
     const res = await fetch(`${this.baseUrl}${path}`, {
       method,

@@ -135,14 +135,18 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   }
   const r = ready as Record<string, string>;
   const harnessUrl = r['harnessUrl'] || undefined;
+  const harness = harnessUrl ? new HarnessClient(harnessUrl) : undefined;
   return {
     url: r['url'],
     username: r['username'],
     password: r['password'],
     thumbprint: r['thumbprint'] ?? '',
     harnessUrl,
-    harness: harnessUrl ? new HarnessClient(harnessUrl) : undefined,
+    harness,
     pid: daemon.pid ?? -1,
-    stop: () => daemon.stop(20000),
+    stop: async () => {
+      await harness?.close();
+      await daemon.stop(20000);
+    },
   };
 }
