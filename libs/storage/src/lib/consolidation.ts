@@ -2,10 +2,10 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { childrenOf, refOf } from './chain-manager';
+import { chainOf, childrenOf, refOf } from './chain-manager';
 import type { ConsolidationJournal, ConsolidationStep } from './consolidation-journal';
 import { readJournal, scanDiskDir, type DiskDirScan } from './disk-dir';
-import { ConsolidationRefused, CorruptImage, DependentRestorePoints, InvalidRequest, RestorePointNotFound, StorageError } from './errors';
+import { ConsolidationRefused, CorruptImage, DependentRestorePoints, InsufficientSpace, InvalidRequest, RestorePointNotFound, StorageError } from './errors';
 import { exists, fsyncDir, fsyncFile, removeIfExists, writeFileAtomic, allocatedBytes } from './fs-util';
 import { JOURNAL_NAME, MERGE_TMP_SUFFIX, sidecarNameFor } from './layout';
 import { releaseAll, type FileLockRegistry } from './locks';
@@ -13,6 +13,7 @@ import { checkImage, compareImages, convertStandalone, imageInfo, rebaseSafe, re
 import type { ConsolidationRequest, ConsolidationResult, RestorePointRecord } from './repository';
 import { writeSidecar } from './sidecar';
 import { layerDigest } from './verification';
+import { freeBytes } from './space';
 
 /**
  * Consolidation: merge the restore points from..to (a linear run of one
@@ -41,6 +42,8 @@ export interface ConsolidationOptions {
   locks: FileLockRegistry;
   /** Compare the merged image with the survivor before the swap (costs a full read). */
   compareAfterMerge: boolean;
+  /** Space to leave free beyond the merged image's size. */
+  reserveBytes?: number;
   /** Test hook: called after each step (a test kills the process here). */
   onStep?: (step: ConsolidationStep) => void | Promise<void>;
 }
@@ -96,6 +99,13 @@ export async function consolidateInDir(
   if (writing.length) {
     throw new ConsolidationRefused(`restore point ${writing[0].id} is being written on top of ${to.id}`);
   }
+
+  // The merged image is a new file next to the old ones until the swap: it
+  // needs up to the run's allocated bytes (the whole chain for a full).
+  const chainBytes = (from.parentId ? run : chainOf(records, to.id)).reduce((s, r) => s + r.allocatedBytes, 0);
+  const required = chainBytes + (opts.reserveBytes ?? 0);
+  const { free } = await freeBytes(dir);
+  if (free < required) throw new InsufficientSpace(required, free, 'the merged image');
 
   const locks = await opts.locks.acquireAll([...run, ...children].map((r) => r.id), 'consolidate');
   try {

@@ -109,6 +109,7 @@ export class LocalQcow2Repository implements BackupRepository {
     return {
       locks: this.locks,
       compareAfterMerge: this.opts.compareAfterMerge ?? true,
+      reserveBytes: this.spacePolicy.marginBytes,
       onStep: this.opts.onConsolidationStep,
     };
   }
@@ -376,6 +377,14 @@ export class LocalQcow2Repository implements BackupRepository {
   async consolidate(req: ConsolidationRequest): Promise<ConsolidationResult> {
     const { scan } = await this.locate(req.toId);
     return consolidateInDir(scan, req, this.consolidationOptions());
+  }
+
+  /** Verify every image a restore of `id` reads (oldest first). */
+  async verifyChain(id: string): Promise<VerificationResult[]> {
+    const info = await this.chain(id);
+    const out: VerificationResult[] = [];
+    for (const r of info.restorePoints) out.push(await this.verify(r.id));
+    return out;
   }
 
   async verify(id: string): Promise<VerificationResult> {

@@ -191,6 +191,12 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
     expect(v.checksumMatches).toBe(false);
     expect(v.problems.join(' ')).toContain('checksum');
     expect((await repo.get(i1.record.id)).lastVerification?.ok).toBe(false);
+    // A restore of i2 reads i1: verifying its chain points at the bad image.
+    expect((await repo.verifyChain(i2.record.id)).map((x) => [x.restorePointId, x.ok])).toEqual([
+      [full.record.id, true],
+      [i1.record.id, false],
+      [i2.record.id, true],
+    ]);
 
     // Break the qcow2 metadata of the differential: the L1 table offset.
     const td = await repo.localTarget(d1.record.id);

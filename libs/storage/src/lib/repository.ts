@@ -212,6 +212,8 @@ export interface BackupRepository {
   dependents(id: string): Promise<RestorePoint[]>;
   consolidate(req: ConsolidationRequest): Promise<ConsolidationResult>;
   verify(id: string): Promise<VerificationResult>;
+  /** verify() of every restore point in the chain of `id`, oldest first. */
+  verifyChain(id: string): Promise<VerificationResult[]>;
 
   space(): Promise<SpaceInfo>;
   health(): Promise<HealthReport>;

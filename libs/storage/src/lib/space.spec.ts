@@ -89,6 +89,8 @@ describe('a repository that fills up', () => {
     expect(err).toBeInstanceOf(InsufficientSpace);
     expect((await repo.list()).map((r) => r.id)).toEqual([full.record.id, i1.record.id]);
     await repo.abort(h.id, 'no space');
+    // Consolidation needs room for the merged image and refuses up front.
+    await expect(repo.consolidate({ fromId: full.record.id, toId: i1.record.id })).rejects.toBeInstanceOf(InsufficientSpace);
     await fsp.rm(filler);
     expect((await fsp.readdir(diskDir())).filter((n) => n.startsWith('.'))).toEqual([]);
     expect(await expectAllReadBack(repo, model)).toEqual([]);
