@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, realpath, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Daemon } from '@sendense/process';
@@ -180,8 +180,12 @@ export class MountManager extends EventEmitter {
       throw new MountFailed(`restore point ${imagePath} is ${chainInfo.format}, expected ${format}`);
     }
     if (this.options.allowedImageRoots) {
-      const roots = this.options.allowedImageRoots.map((r) => resolve(r));
-      const outside = chainInfo.chain.filter((f) => !roots.some((r) => f.startsWith(`${r}/`)));
+      // Compare real paths: a symlink in a repository must not point the
+      // privileged service at an arbitrary host file.
+      const real = async (p: string) => realpath(p).catch(() => resolve(p));
+      const roots = await Promise.all(this.options.allowedImageRoots.map(real));
+      const files = await Promise.all(chainInfo.chain.map(real));
+      const outside = files.filter((f) => !roots.some((r) => f.startsWith(`${r}/`)));
       if (outside.length) throw new MountFailed(`images outside the allowed repositories: ${outside.join(', ')}`);
     }
     if (request.expectedChain) {
