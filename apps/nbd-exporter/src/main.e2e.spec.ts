@@ -4,8 +4,8 @@ import { join, resolve } from 'node:path';
 import { NbdExporterClient, NbdExporterError } from '@sendense/contracts';
 import { Daemon, run, waitFor } from '@sendense/process';
 import { findProcesses } from './app/servers/proc';
-// Test-only helper of libs/db (no path alias for it): a fresh migrated database, dropped afterwards.
-import { createTestDatabase, type TestDatabase } from '../../../libs/db/src/testing';
+// A fresh, migrated database for the suite, dropped afterwards.
+import { createTestDatabase, type TestDatabase } from '@sendense/db/testing';
 import { makeTestEnv, nbdSize, qcow2, rawFile, type TestEnv } from './testing/test-env';
 
 /**

@@ -173,6 +173,31 @@ describe('raw export through nbd-server', () => {
   });
 });
 
+describe('block device export through nbd-server', () => {
+  it('serves a block device (a loop device here) read-only, under an allowed /dev root', async () => {
+    const backing = await rawFile(join(env.dir, 'loop-backing.raw'), '6M');
+    await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x42 0 1M', backing]);
+    const dev = (await run('losetup', ['-f', '--show', backing])).stdout.trim();
+    const m = new NbdExportManager({ ...env.config, allowedRoots: [env.root, '/dev'] }, new MemoryExportRecordStore());
+    try {
+      const exp = await m.create({ vmContextId: 'ctx-blk', diskId: 0, type: 'migrate', timestamp: ts(), kind: 'block', filePath: dev });
+      expect(exp).toMatchObject({ kind: 'block', server: 'nbd-server', virtualSize: 6 * 1024 * 1024, writable: false });
+      await run('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x42 0 1M', exp.uri]);
+      await expect(run('qemu-io', ['-f', 'raw', '-c', 'write 0 64k', exp.uri])).rejects.toThrow(CommandError);
+      await expectError(
+        m.create({ vmContextId: 'ctx-blk', diskId: 1, type: 'migrate', timestamp: ts(), kind: 'raw', filePath: dev }),
+        'INVALID_ARGUMENT',
+        /is not a regular file, but kind is "raw"/,
+      );
+      await m.remove(exp.name);
+      expect(await nbdSize(exp.uri)).toBeNull();
+    } finally {
+      await m.shutdown();
+      await run('losetup', ['-d', dev]);
+    }
+  });
+});
+
 describe('many exports', () => {
   it('20 exports created at once are all reachable and distinct', async () => {
     const files = await Promise.all(

@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-// Test-only helper of libs/db (no path alias for it): a fresh migrated database, dropped afterwards.
-import { createTestDatabase, type TestDatabase } from '../../../../../libs/db/src/testing';
+// A fresh, migrated database for the suite, dropped afterwards.
+import { createTestDatabase, type TestDatabase } from '@sendense/db/testing';
 import type { ExportRecord, ExportRecordStore } from './export-record';
 import { FileExportRecordStore } from './file-export-record-store';
 import { MemoryExportRecordStore } from './memory-export-record-store';
