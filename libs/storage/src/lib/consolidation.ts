@@ -38,6 +38,9 @@ import { freeBytes } from './space';
  * A crash before 3 rolls back (delete temp); after 3 rolls forward.
  */
 
+/** Consolidations running in this process (a journal with our pid may be live). */
+const inFlight = new Set<string>();
+
 export interface ConsolidationOptions {
   locks: FileLockRegistry;
   /** Compare the merged image with the survivor before the swap (costs a full read). */
@@ -108,6 +111,7 @@ export async function consolidateInDir(
   if (free < required) throw new InsufficientSpace(required, free, 'the merged image');
 
   const locks = await opts.locks.acquireAll([...run, ...children].map((r) => r.id), 'consolidate');
+  const jobId = randomUUID();
   try {
     // The scan happened before we held the locks: a backup could have been
     // committed on top of a point in the run meanwhile. Re-read under the
@@ -130,7 +134,7 @@ export async function consolidateInDir(
     }
     const journal: ConsolidationJournal = {
       version: 1,
-      jobId: randomUUID(),
+      jobId,
       phase: 'building',
       pid: process.pid,
       hostname: os.hostname(),
@@ -144,6 +148,7 @@ export async function consolidateInDir(
       children: children.map((c) => ({ id: c.id, imageName: c.imageName })),
       newRecord: null,
     };
+    inFlight.add(journal.jobId);
     await writeJournal(dir, journal);
     await step(opts, 'journal-written');
 
@@ -198,6 +203,7 @@ export async function consolidateInDir(
       rebasedIds: newImageName !== to.imageName ? children.map((c) => c.id) : [],
     };
   } finally {
+    inFlight.delete(jobId);
     await releaseAll(locks);
   }
 }
@@ -255,7 +261,7 @@ export type RecoveryOutcome = 'rolled-back' | 'rolled-forward' | 'skipped-busy' 
 
 function ownerAlive(j: ConsolidationJournal): boolean {
   if (j.hostname !== os.hostname()) return true; // cannot probe: assume alive
-  if (j.pid === process.pid) return false; // our own, not running (we are recovering)
+  if (j.pid === process.pid) return inFlight.has(j.jobId); // ours: running only if still in flight
   try {
     process.kill(j.pid, 0);
     return true;
