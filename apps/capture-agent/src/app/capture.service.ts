@@ -385,6 +385,7 @@ export class CaptureService {
     })();
     s.copy = { abort, done: work };
     this.sessions.stopTimer(s);
+    emit(); // at once: which disks copy and which wait
     try {
       await work;
     } finally {

@@ -1,0 +1,173 @@
+import { createServer } from 'node:net';
+import { Logger, type INestMicroservice } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import { loadCaptureAgentSettings } from '@sendense/config';
+import { CaptureAgentClient, CaptureAgentError, type CopyEvent, type PrepareBackupRequest } from '@sendense/contracts';
+import { startStandIn, VSphereClient, type HarnessClient, type StandIn } from '@sendense/vsphere';
+import { MiB, qcow2Target, sameContent, scratchDir, slowTarget, type NbdTarget } from '../testing/targets';
+import { CaptureAgentModule } from './capture-agent.module';
+
+// The Capture Agent as a Nest TCP microservice, driven by the typed client
+// exactly as the backup-worker drives it.
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+describe('Capture Agent over TCP with CaptureAgentClient', () => {
+  const scratch = scratchDir('capture-agent-rpc');
+  let standIn: StandIn;
+  let harness: HarnessClient;
+  let vc: VSphereClient;
+  let app: INestMicroservice | undefined;
+  let client: CaptureAgentClient;
+  const targets: NbdTarget[] = [];
+
+  beforeAll(async () => {
+    Logger.overrideLogger(['error']);
+    standIn = await startStandIn({
+      stateDir: `${scratch.dir}/standin`,
+      vms: [
+        {
+          name: 'rpc-vm',
+          disks: [
+            { sizeMiB: 16, content: { type: 'random', percent: 50, seed: 11 } },
+            { sizeMiB: 8, content: { type: 'random', percent: 50, seed: 12 } },
+          ],
+        },
+      ],
+    });
+    harness = standIn.harness as HarnessClient;
+    vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { thumbprint: standIn.thumbprint } });
+    const port = await freePort();
+    const settings = loadCaptureAgentSettings({ CAPTURE_AGENT_HOST: '127.0.0.1', CAPTURE_AGENT_PORT: String(port), CAPTURE_DISK_PARALLELISM: '2', NODE_NAME: 'test-node' });
+    app = await NestFactory.createMicroservice<MicroserviceOptions>(CaptureAgentModule.forRoot(settings, { progressIntervalMs: 100 }), {
+      transport: Transport.TCP,
+      options: { host: '127.0.0.1', port },
+      logger: ['error'],
+    });
+    await app.listen();
+    client = CaptureAgentClient.connect({ url: `tcp://127.0.0.1:${port}` });
+  }, 240000);
+
+  afterAll(async () => {
+    await client?.close();
+    await app?.close();
+    for (const t of targets) await t.stop().catch(() => undefined);
+    await vc?.logout().catch(() => undefined);
+    await standIn?.stop();
+    scratch.cleanup();
+  });
+
+  const request = (extra: Partial<PrepareBackupRequest> = {}): PrepareBackupRequest => ({
+    runId: `rpc-${Date.now()}`,
+    vcenter: { url: standIn.url, username: standIn.username, password: standIn.password, thumbprint: standIn.thumbprint },
+    vm: { name: 'rpc-vm' },
+    disks: [],
+    allowEnableCbt: true,
+    reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl as string },
+    ...extra,
+  });
+
+  const hasSnapshot = async (moref: string) => (await vc.getVm(moref)).currentSnapshot !== undefined;
+
+  it('answers health', async () => {
+    expect(await client.health()).toEqual({ ok: true, node: 'test-node', diskParallelism: 2, sessions: 0 });
+  });
+
+  it('errors arrive as CaptureAgentError with code and retry flag', async () => {
+    const cbtOff = await client.prepare(request({ allowEnableCbt: false })).catch((e: unknown) => e);
+    expect(cbtOff).toBeInstanceOf(CaptureAgentError);
+    expect(cbtOff).toMatchObject({ code: 'CBT_DISABLED', retryable: false });
+    await expect(client.prepare(request({ vm: { name: 'ghost' } }))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(client.prepare(request({ vcenter: { url: 'ftp://x', username: '', password: '' } }))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(client.copy({ sessionId: 'no-such-session', targets: [] })).rejects.toMatchObject({ code: 'NOT_FOUND', retryable: false });
+    expect(await client.release('no-such-session')).toEqual({ sessionId: 'no-such-session', released: false });
+    expect(await client.cancel('no-such-session')).toEqual({ sessionId: 'no-such-session', cancelled: false });
+  });
+
+  it('prepare, streamed copy (progress then one done), release: targets identical to the snapshot, no snapshot left', async () => {
+    const prep = await client.prepare(request());
+    expect(prep).toMatchObject({ vmName: 'rpc-vm', cbtEnabledNow: true });
+    expect(prep.disks.map((d) => [d.deviceKey, d.mode, d.fullReason])).toEqual([
+      [2000, 'full', 'cbt-just-enabled'],
+      [2001, 'full', 'cbt-just-enabled'],
+    ]);
+    const t0 = await qcow2Target(scratch.dir, 'rpc-0', 16 * MiB);
+    const t1 = await qcow2Target(scratch.dir, 'rpc-1', 8 * MiB);
+    targets.push(t0, t1);
+    const events: CopyEvent[] = [];
+    for await (const ev of client.copyEvents({
+      sessionId: prep.sessionId,
+      targets: [
+        { deviceKey: 2000, uri: t0.uri },
+        { deviceKey: 2001, uri: t1.uri },
+      ],
+      parallelDisks: 1,
+      tuning: { requestSize: 64 * 1024, queueDepth: 2, connections: 1 },
+    })) {
+      events.push(ev);
+    }
+    const done = events[events.length - 1];
+    expect(done.type).toBe('done');
+    expect(events.filter((e) => e.type === 'done')).toHaveLength(1);
+    expect(events.length).toBeGreaterThan(1);
+    if (done.type !== 'done') throw new Error('unreachable');
+    expect(done.disks.map((d) => [d.deviceKey, d.bytesWritten + d.bytesZeroed])).toEqual(prep.disks.map((d) => [d.deviceKey, d.bytesToCopy]));
+    expect(done.disks.map((d) => d.changeId)).toEqual(prep.disks.map((d) => d.changeId));
+    // parallelDisks 1: the second disk waits while the first copies.
+    const waited = events.some((e) => e.type === 'progress' && e.disks[0].phase === 'copying' && e.disks[1].phase === 'waiting');
+    expect(waited).toBe(true);
+    await t0.stop();
+    await t1.stop();
+    for (const [t, key] of [[t0, 2000], [t1, 2001]] as const) {
+      const where = await harness.snapshotNbd(prep.vmMoref, prep.snapshotMoref, key);
+      expect(await sameContent(t.file, where.uri)).toMatchObject({ identical: true });
+    }
+    expect(await client.release(prep.sessionId)).toEqual({ sessionId: prep.sessionId, released: true });
+    expect(await hasSnapshot(prep.vmMoref)).toBe(false);
+    console.log(`rpc copy: ${events.length - 1} progress events, ${done.disks.map((d) => `${d.bytesWritten + d.bytesZeroed} B in ${d.durationMs} ms`).join(', ')}`);
+  });
+
+  it('aborting the client call cancels the copy on the agent (CANCELLED), release removes the snapshot', async () => {
+    const prep = await client.prepare(request());
+    const slow = await slowTarget(scratch.dir, 'rpc-slow', 16 * MiB, 20);
+    targets.push(slow);
+    const ac = new AbortController();
+    let progress = 0;
+    const err = await client
+      .copy(
+        { sessionId: prep.sessionId, targets: [{ deviceKey: 2000, uri: slow.uri }], tuning: { requestSize: 64 * 1024, queueDepth: 1, connections: 1 } },
+        {
+          signal: ac.signal,
+          onProgress: (e) => {
+            progress++;
+            if (e.bytesDone > 0) ac.abort();
+          },
+        },
+      )
+      .catch((e: unknown) => e);
+    expect(progress).toBeGreaterThan(0);
+    expect(err).toBeInstanceOf(CaptureAgentError);
+    expect(err).toMatchObject({ code: 'CANCELLED', retryable: false });
+    expect(await client.release(prep.sessionId)).toMatchObject({ released: true });
+    expect(await hasSnapshot(prep.vmMoref)).toBe(false);
+  });
+
+  it('stopping the agent releases the snapshots it still holds', async () => {
+    const prep = await client.prepare(request());
+    expect(await hasSnapshot(prep.vmMoref)).toBe(true);
+    expect((await client.health()).sessions).toBe(1);
+    await app?.close();
+    app = undefined;
+    expect(await hasSnapshot(prep.vmMoref)).toBe(false);
+  });
+});
