@@ -50,7 +50,7 @@ if ! mariadb-admin ping --silent >/dev/null 2>&1; then
 fi
 # Debian's root logs in through the Unix socket only; the services connect
 # over TCP, so such hosts get a dedicated user with a generated password.
-if ! mariadb -h127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1 && [ ! -f "$STATE/env" ]; then
+if ! mariadb -h127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1 && ! grep -q '^DATABASE_URL=' "$STATE/env" 2>/dev/null; then
   log "creating MariaDB user sendense (root cannot log in over TCP here)"
   mkdir -p "$STATE" && chmod 700 "$STATE"
   pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
@@ -59,10 +59,18 @@ CREATE USER IF NOT EXISTS 'sendense'@'127.0.0.1' IDENTIFIED BY '$pw';
 ALTER USER 'sendense'@'127.0.0.1' IDENTIFIED BY '$pw';
 GRANT ALL PRIVILEGES ON *.* TO 'sendense'@'127.0.0.1';
 SQL
-  printf 'DATABASE_URL=mysql://sendense:%s@127.0.0.1:3306/sendense\nTEST_DATABASE_URL=mysql://sendense:%s@127.0.0.1:3306/sendense_test\n' "$pw" "$pw" > "$STATE/env"
+  printf 'DATABASE_URL=mysql://sendense:%s@127.0.0.1:3306/sendense\nTEST_DATABASE_URL=mysql://sendense:%s@127.0.0.1:3306/sendense_test\n' "$pw" "$pw" >> "$STATE/env"
   chmod 600 "$STATE/env"
   set -a; . "$STATE/env"; set +a
 fi
+
+# The key that encrypts stored vCenter passwords, made once per host.
+if [ -z "${SENDENSE_SECRET_KEY:-}" ] && ! grep -q '^SENDENSE_SECRET_KEY=' "$STATE/env" 2>/dev/null; then
+  mkdir -p "$STATE" && chmod 700 "$STATE"
+  (umask 077; echo "SENDENSE_SECRET_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >> "$STATE/env")
+  log "made SENDENSE_SECRET_KEY in $STATE/env (keep it: stored vCenter passwords need it)"
+fi
+set -a; [ -f "$STATE/env" ] && . "$STATE/env"; set +a
 
 # Redis
 if ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then

@@ -28,6 +28,7 @@ export const JobNames = {
   ConsolidateChain: 'ConsolidateChainJob',
   ApplyRetention: 'ApplyRetentionJob',
   VerifyRestorePoint: 'VerifyRestorePointJob',
+  DeleteRestorePoint: 'DeleteRestorePointJob',
 } as const;
 export type JobName = (typeof JobNames)[keyof typeof JobNames];
 
@@ -55,6 +56,13 @@ export interface ApplyRetentionJobData {
   vmContextId?: string;
   dryRun: boolean;
   requestedBy: string;
+  /** Use this policy instead of the stored one (e.g. for a dry run of a new policy). */
+  policy?: { keepLast?: number; daily?: number; weekly?: number; monthly?: number };
+}
+
+export interface DeleteRestorePointJobData {
+  backupId: string;
+  requestedBy: string;
 }
 
 export interface VerifyRestorePointJobData {
@@ -67,6 +75,7 @@ export interface JobDataByName {
   ConsolidateChainJob: ConsolidateChainJobData;
   ApplyRetentionJob: ApplyRetentionJobData;
   VerifyRestorePointJob: VerifyRestorePointJobData;
+  DeleteRestorePointJob: DeleteRestorePointJobData;
 }
 
 /** Structured progress a job reports (throttled), read by the gateway and Bull Board. */
@@ -111,6 +120,11 @@ export const DefaultJobOptions: Record<JobName, BullJobOptions> = {
     removeOnComplete: { age: 14 * DAY, count: 1000 },
     removeOnFail: { age: 30 * DAY, count: 1000 },
   },
+  DeleteRestorePointJob: {
+    attempts: 1,
+    removeOnComplete: { age: 1 * DAY, count: 1000 },
+    removeOnFail: { age: 7 * DAY, count: 1000 },
+  },
 };
 
 /**
@@ -124,4 +138,5 @@ export const JobIds = {
   consolidate: (vmContextId: string, diskId: number) => `consolidate.${vmContextId}.${diskId}`,
   retention: (repositoryId: string, vmContextId?: string) => `retention.${repositoryId}.${vmContextId ?? 'all'}`,
   verify: (backupId: string) => `verify.${backupId}`,
+  delete: (backupId: string) => `delete.${backupId}`,
 };

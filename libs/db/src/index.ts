@@ -3,3 +3,4 @@ export * from './prisma-client';
 export * from './migrator';
 export * from './generated/client';
 export * from './api-keys';
+export * from './secret-box';

@@ -1,4 +1,4 @@
-import { Module, type DynamicModule, type OnApplicationShutdown, Inject } from '@nestjs/common';
+import { Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit, Inject } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { Redis } from 'ioredis';
 import type { GatewaySettings } from '@sendense/config';
@@ -10,12 +10,22 @@ import { HealthController } from './health/health.controller';
 import { HealthService } from './health/health.service';
 import { ApiKeysController } from './apikeys/apikeys.controller';
 import { QueueRegistry } from './queues/queue-registry.service';
+import { VCentersController } from './vcenters/vcenters.controller';
+import { VCentersService } from './vcenters/vcenters.service';
+import { RepositoriesController } from './repositories/repositories.controller';
+import { RepositoriesService } from './repositories/repositories.service';
+import { BackupsController, JobsController, RetentionController, VmsController } from './backups/backups.controller';
+import { BackupsService } from './backups/backups.service';
 
-class Lifecycle implements OnApplicationShutdown {
+class Lifecycle implements OnModuleInit, OnApplicationShutdown {
   constructor(
     @Inject(PRISMA) private readonly prisma: PrismaClient,
     @Inject(REDIS) private readonly redis: Redis,
   ) {}
+  onModuleInit(): void {
+    // Connected up front; while Redis is away commands fail at once (no offline queue).
+    this.redis.connect().catch(() => undefined);
+  }
   async onApplicationShutdown(): Promise<void> {
     this.redis.disconnect();
     await this.prisma.$disconnect();
@@ -27,7 +37,7 @@ export class AppModule {
   static forRoot(settings: GatewaySettings): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, ApiKeysController],
+      controllers: [HealthController, ApiKeysController, VCentersController, RepositoriesController, BackupsController, RetentionController, JobsController, VmsController],
       providers: [
         { provide: SETTINGS, useValue: settings },
         { provide: PRISMA, useFactory: () => createPrismaClient(settings.DATABASE_URL) },
@@ -43,6 +53,9 @@ export class AppModule {
         ApiKeyService,
         QueueRegistry,
         HealthService,
+        VCentersService,
+        RepositoriesService,
+        BackupsService,
         Lifecycle,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
       ],

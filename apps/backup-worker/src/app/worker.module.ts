@@ -1,8 +1,16 @@
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
-import type { WorkerSettings } from '@sendense/config';
-import { createPrismaClient, type PrismaClient } from '@sendense/db';
+import { NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
+import { tcpAddress, type WorkerSettings } from '@sendense/config';
+import { createPrismaClient, SecretBox, type PrismaClient } from '@sendense/db';
+import { BackupService } from './backup/backup.service';
+import { BackupVmHandler } from './backup/backup-vm.handler';
+import { CancelRegistry } from './backup/cancel-registry';
+import { JobEventLog } from './backup/job-event-log';
+import { CaptureAgentAdapter } from './common/capture-agent.adapter';
+import { RepositoryRegistry } from './repositories/repository-registry';
+import { MaintenanceService } from './maintenance/maintenance.service';
+import { maintenanceHandlers } from './maintenance/maintenance.handlers';
 
 export const SETTINGS = Symbol('SETTINGS');
 export const PRISMA = Symbol('PRISMA');
@@ -13,6 +21,31 @@ export interface JobHandler {
   handle(job: Job): Promise<unknown>;
 }
 export const JOB_HANDLERS = Symbol('JOB_HANDLERS');
+
+/** The worker's collaborators, built once (and closed on shutdown). */
+export class WorkerServices {
+  readonly repositories = new RepositoryRegistry();
+  readonly cancels = new CancelRegistry();
+  readonly exporter: NbdExporterClient;
+  readonly capture: CaptureAgentAdapter;
+  readonly events: JobEventLog;
+  readonly backups: BackupService;
+  readonly handlers: JobHandler[];
+
+  constructor(settings: WorkerSettings, prisma: PrismaClient) {
+    this.exporter = NbdExporterClient.connect(tcpAddress(settings.NBD_EXPORTER_URL));
+    const ca = tcpAddress(settings.CAPTURE_AGENT_URL);
+    this.capture = new CaptureAgentAdapter(ca.host, ca.port);
+    this.events = new JobEventLog(prisma);
+    const secrets = settings.SENDENSE_SECRET_KEY ? new SecretBox(settings.SENDENSE_SECRET_KEY) : null;
+    this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events);
+    this.handlers = [new BackupVmHandler(this.backups, this.cancels), ...maintenanceHandlers(new MaintenanceService(prisma, this.repositories))];
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.cancels.close(), this.exporter.close(), this.capture.close()]);
+  }
+}
 
 /**
  * Consumes this node's backup and maintenance queues. A job whose name has
@@ -25,16 +58,17 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
 
   constructor(
     @Inject(SETTINGS) private readonly settings: WorkerSettings,
-    @Inject(JOB_HANDLERS) private readonly handlers: JobHandler[],
+    @Inject(WorkerServices) private readonly services: WorkerServices,
   ) {}
 
-  onModuleInit(): void {
-    const byName = new Map(this.handlers.map((h) => [h.jobName, h]));
+  async onModuleInit(): Promise<void> {
+    const byName = new Map(this.services.handlers.map((h) => [h.jobName, h]));
     const process = async (job: Job) => {
       const h = byName.get(job.name);
       if (!h) throw new UnrecoverableError(`this worker has no handler for job ${job.name} (handles: ${[...byName.keys()].join(', ') || 'none'})`);
       return h.handle(job);
     };
+    await this.services.cancels.listen(this.settings.REDIS_URL);
     const connection = { url: this.settings.REDIS_URL, maxRetriesPerRequest: null };
     const node = this.settings.NODE_NAME;
     this.workers.push(
@@ -42,13 +76,14 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
       new Worker(QueueNames.maintenance(node), process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 1 }),
     );
     for (const w of this.workers) w.on('error', (err) => this.log.error(`${w.name}: ${err.message}`));
-    this.log.log(`consuming ${this.workers.map((w) => w.name).join(', ')}; handlers: ${[...byName.keys()].join(', ') || 'none'}`);
+    this.log.log(`consuming ${this.workers.map((w) => w.name).join(', ')}; handlers: ${[...byName.keys()].join(', ')}`);
   }
 
   async onApplicationShutdown(): Promise<void> {
     // close() waits for active jobs; a stuck job is abandoned after 8 s and
     // BullMQ's stalled-job check hands it to another worker.
     await Promise.race([Promise.allSettled(this.workers.map((w) => w.close())), new Promise((r) => setTimeout(r, 8000).unref())]);
+    await this.services.close();
   }
 }
 
@@ -62,13 +97,13 @@ class PrismaLifecycle implements OnApplicationShutdown {
 
 @Module({})
 export class WorkerModule {
-  static forRoot(settings: WorkerSettings, handlers: JobHandler[] = []): DynamicModule {
+  static forRoot(settings: WorkerSettings): DynamicModule {
     return {
       module: WorkerModule,
       providers: [
         { provide: SETTINGS, useValue: settings },
         { provide: PRISMA, useFactory: () => createPrismaClient(settings.DATABASE_URL) },
-        { provide: JOB_HANDLERS, useValue: handlers },
+        { provide: WorkerServices, useFactory: (prisma: PrismaClient) => new WorkerServices(settings, prisma), inject: [PRISMA] },
         PrismaLifecycle,
         QueueConsumers,
       ],

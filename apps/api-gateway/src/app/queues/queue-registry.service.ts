@@ -1,5 +1,5 @@
 import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
-import { Queue } from 'bullmq';
+import { Queue, QueueEvents, type Job } from 'bullmq';
 import { DefaultJobOptions, QUEUE_PREFIX, QueueNames, type JobDataByName, type JobName } from '@sendense/contracts';
 import type { GatewaySettings } from '@sendense/config';
 import type { PrismaClient } from '@sendense/db';
@@ -13,6 +13,7 @@ import { PRISMA, SETTINGS } from '../common/tokens';
 @Injectable()
 export class QueueRegistry implements OnModuleDestroy {
   private readonly queues = new Map<string, Queue>();
+  private readonly events = new Map<string, QueueEvents>();
   private readonly connection: { url: string; maxRetriesPerRequest: null; enableOfflineQueue: boolean };
 
   constructor(
@@ -50,8 +51,35 @@ export class QueueRegistry implements OnModuleDestroy {
     return this.get(queueName).add(name, data, { ...DefaultJobOptions[name], jobId });
   }
 
+  private async eventsOf(name: string): Promise<QueueEvents> {
+    let e = this.events.get(name);
+    if (!e) {
+      e = new QueueEvents(name, { connection: { ...this.connection, enableOfflineQueue: true }, prefix: QUEUE_PREFIX });
+      e.on('error', () => undefined);
+      this.events.set(name, e);
+      await e.waitUntilReady();
+    }
+    return e;
+  }
+
+  /**
+   * Run a maintenance job on the repository's node and wait for its answer,
+   * so that the API can say at once whether it worked (e.g. 409 when other
+   * restore points depend on the one to delete).
+   */
+  async runAndWait<N extends JobName>(queueName: string, name: N, data: JobDataByName[N], jobId: string, timeoutMs: number): Promise<unknown> {
+    const events = await this.eventsOf(queueName);
+    const queue = this.get(queueName);
+    const stale = await queue.getJob(jobId);
+    if (stale && ((await stale.isCompleted()) || (await stale.isFailed()))) await stale.remove();
+    const job: Job = await queue.add(name, data, { ...DefaultJobOptions[name], jobId });
+    return job.waitUntilFinished(events, timeoutMs);
+  }
+
   async onModuleDestroy(): Promise<void> {
+    await Promise.allSettled([...this.events.values()].map((e) => e.close()));
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     this.queues.clear();
+    this.events.clear();
   }
 }

@@ -1,0 +1,53 @@
+import { Body, Controller, Get, Param, Post } from '@nestjs/common';
+import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
+import { IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { API_PREFIX } from '../common/api-paths';
+import { ErrorResponseDto } from '../common/error-responses';
+import { ADMIN_ROLES, READ_ROLES, Roles } from '../auth/roles.decorator';
+import { RepositoriesService } from './repositories.service';
+
+class CreateRepositoryDto {
+  @ApiProperty({ example: 'local' }) @IsString() @Length(1, 255) name!: string;
+  @ApiProperty({ enum: ['local', 's3', 'azure', 'nfs'] }) @IsIn(['local', 's3', 'azure', 'nfs']) type!: 'local' | 's3' | 'azure' | 'nfs';
+  @ApiPropertyOptional({ example: '/var/lib/sendense/backups', description: 'local: directory of the repository' })
+  @IsOptional()
+  @IsString()
+  path?: string;
+  @ApiPropertyOptional({ description: 'Storage node that serves it (default: the gateway\'s NODE_NAME)' })
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9._-]{1,63}$/)
+  storage_node?: string;
+}
+
+@ApiTags('repositories')
+@Controller(`${API_PREFIX}/repositories`)
+export class RepositoriesController {
+  constructor(private readonly repos: RepositoriesService) {}
+
+  @Post()
+  @Roles(...ADMIN_ROLES)
+  @ApiOperation({ summary: 'Create a backup repository' })
+  @ApiCreatedResponse({ description: 'Created' })
+  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body, unsupported type or unusable path' })
+  @ApiConflictResponse({ type: ErrorResponseDto, description: 'The name is taken' })
+  create(@Body() b: CreateRepositoryDto) {
+    return this.repos.create({ name: b.name, type: b.type, path: b.path, storageNode: b.storage_node });
+  }
+
+  @Get()
+  @Roles(...READ_ROLES)
+  @ApiOperation({ summary: 'List repositories' })
+  @ApiOkResponse({ description: 'Repositories' })
+  list() {
+    return this.repos.list();
+  }
+
+  @Get(':id/space')
+  @Roles(...READ_ROLES)
+  @ApiOperation({ summary: 'Total, free and used space of a repository (id or name)' })
+  @ApiOkResponse({ description: 'Space' })
+  @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such repository' })
+  space(@Param('id') id: string) {
+    return this.repos.space(id);
+  }
+}

@@ -1,0 +1,147 @@
+import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { VSphereClient, type VmInfo } from '@sendense/vsphere';
+import type { GatewaySettings } from '@sendense/config';
+import { SecretBox, type PrismaClient, type VCenter } from '@sendense/db';
+import type { DiskReaderSpec } from '@sendense/contracts';
+import { PRISMA, SETTINGS } from '../common/tokens';
+
+export interface RegisterVCenter {
+  name: string;
+  url: string;
+  username: string;
+  password: string;
+  insecure?: boolean;
+  thumbprint?: string;
+  diskReader?: DiskReaderSpec;
+}
+
+export function publicVCenter(v: VCenter) {
+  return {
+    id: v.id,
+    name: v.name,
+    url: v.url,
+    username: v.username,
+    insecure: v.insecure,
+    thumbprint: v.thumbprint,
+    disk_reader: v.diskReader,
+    created_at: v.createdAt,
+  };
+}
+
+@Injectable()
+export class VCentersService {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(SETTINGS) private readonly settings: GatewaySettings,
+  ) {}
+
+  private box(): SecretBox {
+    try {
+      return new SecretBox(this.settings.SENDENSE_SECRET_KEY);
+    } catch (err) {
+      throw new BadRequestException((err as Error).message);
+    }
+  }
+
+  private async connect(v: { url: string; username: string; password: string; insecure?: boolean; thumbprint?: string | null }) {
+    try {
+      return await VSphereClient.connect({
+        url: v.url,
+        username: v.username,
+        password: v.password,
+        tls: v.insecure ? { insecure: true } : v.thumbprint ? { thumbprint: v.thumbprint } : {},
+        keepAliveMs: 0,
+      });
+    } catch (err) {
+      throw new BadRequestException(`cannot log in to ${v.url} as ${v.username}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Registers a vCenter after checking that the credentials work. */
+  async register(req: RegisterVCenter) {
+    const box = this.box();
+    if (await this.prisma.vCenter.findUnique({ where: { name: req.name } })) {
+      throw new ConflictException(`a vCenter named ${req.name} is already registered`);
+    }
+    const client = await this.connect(req);
+    await client.logout().catch(() => undefined);
+    const v = await this.prisma.vCenter.create({
+      data: {
+        id: randomUUID(),
+        name: req.name,
+        url: req.url,
+        username: req.username,
+        passwordEnc: box.seal(req.password),
+        insecure: req.insecure ?? false,
+        thumbprint: req.thumbprint ?? null,
+        diskReader: (req.diskReader ?? { kind: 'vddk' }) as object,
+      },
+    });
+    return publicVCenter(v);
+  }
+
+  async list() {
+    return (await this.prisma.vCenter.findMany({ orderBy: { name: 'asc' } })).map(publicVCenter);
+  }
+
+  /** Lists the vCenter's VMs and registers each as a VM context (idempotent). */
+  async importVms(id: string, names?: string[]) {
+    const v = await this.prisma.vCenter.findUnique({ where: { id } });
+    if (!v) throw new NotFoundException(`no vCenter with id ${id}`);
+    const client = await this.connect({ ...v, password: this.box().open(v.passwordEnc) });
+    let vms: VmInfo[];
+    try {
+      vms = await client.listVms();
+    } finally {
+      await client.logout().catch(() => undefined);
+    }
+    if (names?.length) {
+      const missing = names.filter((n) => !vms.some((vm) => vm.name === n));
+      if (missing.length) throw new NotFoundException(`vCenter ${v.name} has no VM named ${missing.join(', ')}`);
+      vms = vms.filter((vm) => names.includes(vm.name));
+    }
+    const host = new URL(v.url).host;
+    const out = [];
+    for (const vm of vms) {
+      const existing = await this.prisma.vmContext.findUnique({ where: { vcenterHost_vmMoref: { vcenterHost: host, vmMoref: vm.ref.value } } });
+      const contextId = existing?.contextId ?? `ctx-${vm.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40)}-${randomUUID().slice(0, 8)}`;
+      const ctx = await this.prisma.vmContext.upsert({
+        where: { contextId },
+        create: {
+          contextId,
+          vmName: vm.name,
+          vcenterId: v.id,
+          vcenterHost: host,
+          vmMoref: vm.ref.value,
+          instanceUuid: vm.instanceUuid ?? null,
+          cbtEnabled: vm.changeTrackingEnabled,
+          cbtState: vm.changeTrackingEnabled ? 'enabled' : 'disabled',
+        },
+        update: { vmName: vm.name, vcenterId: v.id, instanceUuid: vm.instanceUuid ?? null, cbtEnabled: vm.changeTrackingEnabled },
+      });
+      const known = await this.prisma.vmDisk.findMany({ where: { vmContextId: contextId } });
+      let next = known.reduce((m, d) => Math.max(m, d.diskIndex + 1), 0);
+      for (const d of vm.disks) {
+        const k = known.find((x) => x.deviceKey === d.key);
+        if (k) {
+          await this.prisma.vmDisk.update({ where: { id: k.id }, data: { label: d.label ?? null, backingFile: d.fileName ?? null } });
+        } else {
+          await this.prisma.vmDisk.create({
+            data: {
+              id: `${contextId}-${d.key}`.slice(0, 64),
+              vmContextId: contextId,
+              diskIndex: next++,
+              deviceKey: d.key,
+              label: d.label ?? null,
+              capacityBytes: BigInt(d.capacityBytes),
+              backingFile: d.fileName ?? null,
+            },
+          });
+        }
+      }
+      out.push({ context_id: ctx.contextId, vm_name: ctx.vmName, moref: ctx.vmMoref, disks: vm.disks.length, cbt_enabled: ctx.cbtEnabled });
+    }
+    return out;
+  }
+}

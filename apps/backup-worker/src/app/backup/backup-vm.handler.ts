@@ -1,0 +1,41 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import { JobNames, type BackupVmJobData, type JobProgress } from '@sendense/contracts';
+import { isCaptureAgentErrorPayload } from '@sendense/contracts';
+import type { JobHandler } from '../worker.module';
+import { CancelledError, PermanentError } from '../common/errors';
+import type { BackupService, BackupRunResult } from './backup.service';
+import type { CancelRegistry } from './cancel-registry';
+
+/** Thin processor: BullMQ job in, BackupService call, errors classified. */
+export class BackupVmHandler implements JobHandler {
+  readonly jobName = JobNames.BackupVm;
+
+  constructor(
+    private readonly backups: BackupService,
+    private readonly cancels: CancelRegistry,
+  ) {}
+
+  async handle(job: Job<BackupVmJobData>): Promise<BackupRunResult> {
+    const signal = this.cancels.register(job.data.runId);
+    let last = 0;
+    try {
+      return await this.backups.run(job.data, {
+        signal,
+        progress: (p: JobProgress) => {
+          // Throttled: Bull Board and the gateway read it, Redis need not see every tick.
+          const now = Date.now();
+          if (now - last < 250 && p.phase === 'copying') return;
+          last = now;
+          void job.updateProgress(p as unknown as object).catch(() => undefined);
+        },
+      });
+    } catch (err) {
+      if (err instanceof PermanentError || err instanceof CancelledError) throw new UnrecoverableError(err.message);
+      if (isCaptureAgentErrorPayload(err) && !err.retryable) throw new UnrecoverableError(err.message);
+      if (signal.aborted) throw new UnrecoverableError('cancelled');
+      throw err;
+    } finally {
+      this.cancels.unregister(job.data.runId);
+    }
+  }
+}

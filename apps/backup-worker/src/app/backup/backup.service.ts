@@ -1,0 +1,485 @@
+import type {
+  BackupType,
+  BackupVmJobData,
+  DiskReaderSpec,
+  JobProgress,
+  NbdExportInfo,
+  PreparedDisk,
+} from '@sendense/contracts';
+import type { PrismaClient, SecretBox, VmDisk } from '@sendense/db';
+import { InsufficientSpace, StorageError, type LocalQcow2Repository, type RestorePoint } from '@sendense/storage';
+import { CancelledError, PermanentError } from '../common/errors';
+import type { CaptureAgentPort, NbdExporterPort } from '../common/ports';
+import { RepositoryRegistry } from '../repositories/repository-registry';
+import { JobEventLog } from './job-event-log';
+
+export interface BackupControl {
+  signal: AbortSignal;
+  progress(p: JobProgress): void;
+}
+
+export interface DiskOutcome {
+  diskId: number;
+  deviceKey: number;
+  backupId: string;
+  type: BackupType;
+  fallbackReason: string | null;
+  bytesTransferred: number;
+  bytesZeroed: number;
+  allocatedBytes: number;
+  changeId: string;
+}
+
+export interface BackupRunResult {
+  runId: string;
+  vmContextId: string;
+  disks: DiskOutcome[];
+}
+
+interface DiskPlan {
+  prepared: PreparedDisk;
+  disk: VmDisk;
+  type: BackupType;
+  parentId: string | null;
+  fallbackReason: string | null;
+  previousChangeId: string | null;
+  backupId?: string;
+  exportName?: string;
+  committed?: RestorePoint;
+}
+
+interface BaseChoice {
+  parentId: string | null;
+  previousChangeId: string | null;
+  /** Why there is no usable base (the disk's backup will be full). */
+  reason: string | null;
+}
+
+const SHORT_TYPE: Record<BackupType, string> = { full: 'full', incremental: 'incr', differential: 'diff' };
+
+const FULL_REASON_TEXT: Record<string, string> = {
+  requested: 'a full backup was requested',
+  'no-previous-change-id': 'there is no earlier backup of this disk to build on',
+  'cbt-just-enabled': 'change tracking (CBT) was just enabled on the VM',
+  'cbt-reset': 'vCenter reset change tracking (CBT) for this disk',
+  'invalid-change-id': 'vCenter no longer accepts the changeId of the previous backup',
+};
+
+/**
+ * One VM backup: every disk gets a restore point (full, incremental on the
+ * previous one, or differential on the full). Nothing points at a restore
+ * point until it is committed; on any failure or cancel the half-written
+ * restore points, the NBD exports and the snapshot are removed and the
+ * previous chain is untouched.
+ */
+export class BackupService {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly repositories: RepositoryRegistry,
+    private readonly exporter: NbdExporterPort,
+    private readonly capture: CaptureAgentPort,
+    private readonly secrets: SecretBox | null,
+    private readonly nodeName: string,
+    private readonly events: JobEventLog,
+  ) {}
+
+  async run(data: BackupVmJobData, ctl: BackupControl): Promise<BackupRunResult> {
+    const ctx = await this.prisma.vmContext.findUnique({
+      where: { contextId: data.vmContextId },
+      include: { vcenter: true, disks: true },
+    });
+    if (!ctx) throw new PermanentError(`VM context ${data.vmContextId} does not exist (was the VM removed?)`);
+    const vm = `VM ${ctx.vmName} (${ctx.contextId})`;
+    const repoRow = await this.prisma.backupRepository.findUnique({ where: { id: data.repositoryId } });
+    if (!repoRow) throw new PermanentError(`repository ${data.repositoryId} does not exist`);
+    if (!repoRow.enabled) throw new PermanentError(`repository ${repoRow.name} is disabled`);
+    if (repoRow.storageNode !== this.nodeName) {
+      throw new PermanentError(`repository ${repoRow.name} is served by node ${repoRow.storageNode}, not by this worker's node ${this.nodeName}`);
+    }
+    const repo = this.repositories.get(repoRow);
+    if (!ctx.vcenter) throw new PermanentError(`${vm} has no vCenter registered`);
+    if (!this.secrets) throw new PermanentError('SENDENSE_SECRET_KEY is not set on this worker: the vCenter password cannot be read');
+    await this.refuseConcurrentRun(data);
+
+    const vcenter = {
+      url: ctx.vcenter.url,
+      username: ctx.vcenter.username,
+      password: this.secrets.open(ctx.vcenter.passwordEnc),
+      insecure: ctx.vcenter.insecure,
+      ...(ctx.vcenter.thumbprint ? { thumbprint: ctx.vcenter.thumbprint } : {}),
+    };
+    const reader = (ctx.vcenter.diskReader as DiskReaderSpec | null) ?? { kind: 'vddk' };
+
+    // The base of each known disk, by device key.
+    const bases = new Map<number, BaseChoice>();
+    for (const d of ctx.disks) bases.set(d.deviceKey, await this.chooseBase(repo, data, d));
+
+    ctl.progress({ phase: 'snapshot', bytesDone: 0, bytesTotal: 0, bytesSkippedZero: 0, rateBytesPerSec: 0, disks: [] });
+    const prepareReq = (forceFull: Set<number>) => ({
+      runId: data.runId,
+      vcenter,
+      vm: { moref: ctx.vmMoref, ...(ctx.instanceUuid ? { instanceUuid: ctx.instanceUuid } : {}) },
+      disks: [...bases.entries()].map(([deviceKey, b]) => ({
+        deviceKey,
+        previousChangeId: forceFull.has(deviceKey) ? null : b.previousChangeId,
+      })),
+      allowEnableCbt: true,
+      reader,
+    });
+    let prepared = await this.capture.prepare(prepareReq(new Set()));
+    const plans: DiskPlan[] = [];
+    try {
+      // A resized disk cannot take an incremental: prepare again with that disk full.
+      const resized = prepared.disks.filter((p) => {
+        const known = ctx.disks.find((d) => d.deviceKey === p.deviceKey);
+        return p.mode === 'incremental' && known && Number(known.capacityBytes) !== p.capacityBytes;
+      });
+      if (resized.length) {
+        await this.capture.release(prepared.sessionId);
+        for (const r of resized) {
+          bases.set(r.deviceKey, { parentId: null, previousChangeId: null, reason: 'the disk was resized since the last backup' });
+        }
+        prepared = await this.capture.prepare(prepareReq(new Set(resized.map((r) => r.deviceKey))));
+      }
+      await this.events.log(data.runId, null, 'info', 'snapshot', `snapshot ${prepared.snapshotMoref} of ${vm} created`, {
+        disks: prepared.disks.map((d) => ({ deviceKey: d.deviceKey, mode: d.mode, bytesToCopy: d.bytesToCopy })),
+      });
+      if (ctl.signal.aborted) throw new CancelledError('cancelled');
+
+      for (const p of prepared.disks) plans.push(await this.planDisk(data, ctx.contextId, ctx.disks, bases, p));
+      await this.createRestorePoints(data, ctx.vmName, repo, repoRow.id, plans);
+      const exportsByKey = await this.exportTargets(ctx.contextId, repo, plans);
+
+      ctl.progress(this.progressOf('copying', plans, null));
+      const onAbort = () => void this.capture.cancel(prepared.sessionId).catch(() => undefined);
+      ctl.signal.addEventListener('abort', onAbort, { once: true });
+      let results;
+      let lastDb = 0;
+      try {
+        results = await this.capture.copy(
+          {
+            sessionId: prepared.sessionId,
+            targets: plans.map((pl) => ({ deviceKey: pl.prepared.deviceKey, uri: exportsByKey.get(pl.prepared.deviceKey)!.uri })),
+          },
+          (e) => {
+            const p = this.progressOf('copying', plans, e);
+            ctl.progress(p);
+            if (Date.now() - lastDb > 2000) {
+              lastDb = Date.now();
+              void this.saveProgress(plans, p);
+            }
+          },
+        );
+      } finally {
+        ctl.signal.removeEventListener('abort', onAbort);
+      }
+      if (ctl.signal.aborted) throw new CancelledError('cancelled');
+
+      // qemu-nbd flushes the image when its export is removed.
+      ctl.progress(this.progressOf('committing', plans, null));
+      await this.removeExports(plans);
+      for (const pl of plans) {
+        const r = results.find((x) => x.deviceKey === pl.prepared.deviceKey);
+        if (!r) throw new Error(`the Capture Agent returned no result for disk ${pl.disk.diskIndex} (device key ${pl.prepared.deviceKey}) of ${vm}`);
+        await this.commitDisk(data, pl, r);
+      }
+      await this.prisma.vmContext.update({
+        where: { contextId: ctx.contextId },
+        data: { cbtEnabled: true, cbtState: 'enabled', vmName: prepared.vmName, instanceUuid: prepared.instanceUuid ?? ctx.instanceUuid },
+      });
+      await this.recordSpace(repo, repoRow.id);
+      await this.events.log(data.runId, null, 'info', 'done', `backup of ${vm} completed`, {});
+      ctl.progress(this.progressOf('done', plans, null));
+      return {
+        runId: data.runId,
+        vmContextId: ctx.contextId,
+        disks: plans.map((pl) => {
+          const r = results.find((x) => x.deviceKey === pl.prepared.deviceKey)!;
+          return {
+            diskId: pl.disk.diskIndex,
+            deviceKey: pl.prepared.deviceKey,
+            backupId: pl.backupId!,
+            type: pl.type,
+            fallbackReason: pl.fallbackReason,
+            bytesTransferred: r.bytesRead,
+            bytesZeroed: r.bytesZeroed,
+            allocatedBytes: pl.committed!.allocatedBytes,
+            changeId: r.changeId,
+          };
+        }),
+      };
+    } catch (err) {
+      await this.cleanUp(data, repo, plans, err, vm);
+      throw err;
+    } finally {
+      await this.capture.release(prepared.sessionId).catch(async (e: unknown) => {
+        await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${prepared.snapshotMoref} of ${vm}: ${String(e)}`, {});
+      });
+    }
+  }
+
+  /** Repositories on other nodes show the space their node last measured. */
+  private async recordSpace(repo: LocalQcow2Repository, repositoryId: string): Promise<void> {
+    try {
+      const s = await repo.space();
+      await this.prisma.backupRepository.update({
+        where: { id: repositoryId },
+        data: { totalSizeBytes: BigInt(s.totalBytes), availableSizeBytes: BigInt(s.freeBytes) },
+      });
+    } catch {
+      // informational only
+    }
+  }
+
+  /** Another run of the same VM (e.g. to another node's repository) must not overlap. */
+  private async refuseConcurrentRun(data: BackupVmJobData): Promise<void> {
+    const other = await this.prisma.backupJob.findFirst({
+      where: {
+        vmContextId: data.vmContextId,
+        status: 'running',
+        runId: { not: data.runId },
+        startedAt: { gt: new Date(Date.now() - 24 * 3600_000) },
+      },
+    });
+    if (other) throw new Error(`another backup of this VM is running (run ${other.runId}); will retry`);
+  }
+
+  private async chooseBase(repo: LocalQcow2Repository, data: BackupVmJobData, disk: VmDisk): Promise<BaseChoice> {
+    if (data.requestedType === 'full') return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT['requested']! };
+    const chain = await this.prisma.backupChain.findUnique({
+      where: { vmContextId_diskId: { vmContextId: disk.vmContextId, diskId: disk.diskIndex } },
+    });
+    if (!chain) return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT['no-previous-change-id']! };
+    const baseId = data.requestedType === 'differential' ? chain.fullBackupId : chain.latestBackupId;
+    const row = await this.prisma.backupJob.findUnique({ where: { id: baseId } });
+    if (!row || row.status !== 'completed' || !row.changeId) {
+      return { parentId: null, previousChangeId: null, reason: `the chain's last restore point ${baseId} is not a completed backup` };
+    }
+    if (row.repositoryId !== data.repositoryId) {
+      return { parentId: null, previousChangeId: null, reason: 'the previous backups of this disk are in another repository' };
+    }
+    if (!(await repo.find(baseId))) {
+      return { parentId: null, previousChangeId: null, reason: `the chain is broken: restore point ${baseId} is missing from the repository` };
+    }
+    return { parentId: baseId, previousChangeId: row.changeId, reason: null };
+  }
+
+  private async planDisk(
+    data: BackupVmJobData,
+    vmContextId: string,
+    known: VmDisk[],
+    bases: Map<number, BaseChoice>,
+    p: PreparedDisk,
+  ): Promise<DiskPlan> {
+    let disk = known.find((d) => d.deviceKey === p.deviceKey);
+    if (!disk) {
+      // A disk added to the VM: it gets the next free index (indices of removed disks are not reused).
+      const max = await this.prisma.vmDisk.aggregate({ where: { vmContextId }, _max: { diskIndex: true } });
+      disk = await this.prisma.vmDisk.create({
+        data: {
+          id: `${vmContextId}-${p.deviceKey}`.slice(0, 64),
+          vmContextId,
+          diskIndex: (max._max.diskIndex ?? -1) + 1,
+          deviceKey: p.deviceKey,
+          label: p.label,
+          capacityBytes: BigInt(p.capacityBytes),
+          backingFile: p.fileName,
+        },
+      });
+      known.push(disk);
+    }
+    const base = bases.get(p.deviceKey) ?? { parentId: null, previousChangeId: null, reason: 'the disk is new' };
+    if (p.mode === 'incremental' && base.parentId) {
+      return { prepared: p, disk, type: data.requestedType, parentId: base.parentId, fallbackReason: null, previousChangeId: base.previousChangeId };
+    }
+    const reason =
+      data.requestedType === 'full'
+        ? null
+        : p.fullReason && p.fullReason !== 'no-previous-change-id' && p.fullReason !== 'requested'
+          ? `${FULL_REASON_TEXT[p.fullReason] ?? p.fullReason}${p.fullReasonDetail ? ` (${p.fullReasonDetail})` : ''}`
+          : (base.reason ?? FULL_REASON_TEXT['no-previous-change-id']!);
+    return { prepared: p, disk, type: 'full', parentId: null, fallbackReason: reason, previousChangeId: null };
+  }
+
+  private async createRestorePoints(data: BackupVmJobData, vmName: string, repo: LocalQcow2Repository, repositoryId: string, plans: DiskPlan[]) {
+    for (const pl of plans) {
+      let handle;
+      try {
+        handle = await repo.createRestorePoint({
+          vmContextId: data.vmContextId,
+          diskIndex: pl.disk.diskIndex,
+          diskKey: String(pl.prepared.deviceKey),
+          type: pl.type,
+          ...(pl.parentId ? { parentId: pl.parentId } : {}),
+          virtualSize: pl.prepared.capacityBytes,
+          expectedBytes: pl.prepared.bytesToCopy,
+          metadata: { runId: data.runId, vmName, label: pl.prepared.label },
+        });
+      } catch (err) {
+        if (err instanceof InsufficientSpace) throw new PermanentError(`disk ${pl.disk.diskIndex} of ${vmName}: ${err.message}`);
+        if (err instanceof StorageError) throw new PermanentError(`disk ${pl.disk.diskIndex} of ${vmName}: ${err.message}`);
+        throw err;
+      }
+      pl.backupId = handle.id;
+      await this.prisma.backupJob.create({
+        data: {
+          id: handle.id,
+          vmContextId: data.vmContextId,
+          vmName,
+          runId: data.runId,
+          diskId: pl.disk.diskIndex,
+          backupType: pl.type,
+          requestedType: data.requestedType,
+          fallbackReason: pl.fallbackReason,
+          status: 'running',
+          repositoryId,
+          repositoryType: 'local',
+          repositoryPath: `${data.vmContextId}/disk-${pl.disk.diskIndex}/${handle.record.imageName}`,
+          parentBackupId: pl.parentId,
+          previousChangeId: pl.previousChangeId,
+          totalBytes: BigInt(pl.prepared.bytesToCopy),
+          virtualSizeBytes: BigInt(pl.prepared.capacityBytes),
+          compressionEnabled: false,
+          storageNode: this.nodeName,
+          queueJobId: data.runId,
+          startedAt: new Date(),
+        },
+      });
+      if (pl.fallbackReason) {
+        await this.events.log(data.runId, handle.id, 'warn', 'preparing', `disk ${pl.disk.diskIndex}: running as a full backup because ${pl.fallbackReason}`, {});
+      }
+    }
+  }
+
+  private async exportTargets(vmContextId: string, repo: LocalQcow2Repository, plans: DiskPlan[]): Promise<Map<number, NbdExportInfo>> {
+    const out = new Map<number, NbdExportInfo>();
+    for (const pl of plans) {
+      const target = await repo.localTarget(pl.backupId!);
+      const exp = await this.exporter.createExport({
+        vmContextId,
+        diskId: pl.disk.diskIndex,
+        type: SHORT_TYPE[pl.type],
+        kind: 'qcow2',
+        filePath: target.imagePath,
+        writable: true,
+        backupJobId: pl.backupId!,
+      });
+      pl.exportName = exp.name;
+      out.set(pl.prepared.deviceKey, exp);
+    }
+    return out;
+  }
+
+  private async removeExports(plans: DiskPlan[]): Promise<void> {
+    for (const pl of plans) {
+      if (!pl.exportName) continue;
+      await this.exporter.removeExport(pl.exportName);
+      pl.exportName = undefined;
+    }
+  }
+
+  private async commitDisk(data: BackupVmJobData, pl: DiskPlan, r: { changeId: string; bytesRead: number; bytesZeroed: number }) {
+    const repoRow = await this.prisma.backupRepository.findUniqueOrThrow({ where: { id: data.repositoryId } });
+    const repo = this.repositories.get(repoRow);
+    const rp = await repo.commit(pl.backupId!, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
+    pl.committed = rp;
+    const id = pl.backupId!;
+    await this.prisma.$transaction(async (tx) => {
+      await tx.backupJob.update({
+        where: { id },
+        data: {
+          status: 'completed',
+          completedAt: new Date(),
+          changeId: r.changeId,
+          bytesTransferred: BigInt(r.bytesRead),
+          allocatedBytes: BigInt(rp.allocatedBytes),
+          virtualSizeBytes: BigInt(rp.virtualSize),
+          checksum: rp.checksum,
+          progress: { phase: 'done', bytesDone: r.bytesRead, bytesTotal: pl.prepared.bytesToCopy, bytesSkippedZero: r.bytesZeroed },
+        },
+      });
+      await tx.vmDisk.update({
+        where: { id: pl.disk.id },
+        data: {
+          lastChangeId: r.changeId,
+          lastBackupId: id,
+          capacityBytes: BigInt(pl.prepared.capacityBytes),
+          label: pl.prepared.label,
+          backingFile: pl.prepared.fileName,
+        },
+      });
+      const key = { vmContextId_diskId: { vmContextId: data.vmContextId, diskId: pl.disk.diskIndex } };
+      if (pl.type === 'full') {
+        await tx.backupChain.upsert({
+          where: key,
+          create: {
+            id: `chain-${id}`.slice(0, 64),
+            vmContextId: data.vmContextId,
+            diskId: pl.disk.diskIndex,
+            fullBackupId: id,
+            latestBackupId: id,
+            totalBackups: 1,
+            totalSizeBytes: BigInt(rp.allocatedBytes),
+          },
+          update: { fullBackupId: id, latestBackupId: id, totalBackups: 1, totalSizeBytes: BigInt(rp.allocatedBytes) },
+        });
+      } else {
+        await tx.backupChain.update({
+          where: key,
+          data: { latestBackupId: id, totalBackups: { increment: 1 }, totalSizeBytes: { increment: BigInt(rp.allocatedBytes) } },
+        });
+      }
+    });
+    await this.events.log(data.runId, id, 'info', 'committing', `disk ${pl.disk.diskIndex}: ${pl.type} restore point ${id} committed`, {
+      bytesTransferred: r.bytesRead,
+      allocatedBytes: rp.allocatedBytes,
+    });
+  }
+
+  /** Leave nothing half-done: exports removed, uncommitted restore points aborted, rows marked. */
+  private async cleanUp(data: BackupVmJobData, repo: LocalQcow2Repository, plans: DiskPlan[], err: unknown, vm: string) {
+    const cancelled = err instanceof CancelledError;
+    const message = err instanceof Error ? err.message : String(err);
+    for (const pl of plans) {
+      if (pl.exportName) {
+        await this.exporter.removeExport(pl.exportName).catch(() => undefined);
+        pl.exportName = undefined;
+      }
+      if (!pl.backupId || pl.committed) continue;
+      await repo.abort(pl.backupId, message).catch(() => undefined);
+      await this.prisma.backupJob
+        .update({
+          where: { id: pl.backupId },
+          data: { status: cancelled ? 'cancelled' : 'failed', errorMessage: message.slice(0, 60_000), completedAt: new Date() },
+        })
+        .catch(() => undefined);
+    }
+    await this.events.log(data.runId, null, cancelled ? 'warn' : 'error', 'cleanup', `backup of ${vm} ${cancelled ? 'cancelled' : `failed: ${message}`}`, {});
+  }
+
+  private progressOf(phase: JobProgress['phase'], plans: DiskPlan[], e: { bytesDone: number; bytesTotal: number; rateBytesPerSec: number; disks: { deviceKey: number; bytesDone: number; bytesTotal: number; bytesZeroed: number; phase: string }[] } | null): JobProgress {
+    const total = plans.reduce((s, pl) => s + pl.prepared.bytesToCopy, 0);
+    return {
+      phase,
+      bytesDone: e?.bytesDone ?? (phase === 'done' || phase === 'committing' ? total : 0),
+      bytesTotal: e?.bytesTotal ?? total,
+      bytesSkippedZero: e ? e.disks.reduce((s, d) => s + d.bytesZeroed, 0) : 0,
+      rateBytesPerSec: e?.rateBytesPerSec ?? 0,
+      disks: plans.map((pl) => {
+        const d = e?.disks.find((x) => x.deviceKey === pl.prepared.deviceKey);
+        return { diskId: pl.disk.diskIndex, bytesDone: d?.bytesDone ?? 0, bytesTotal: d?.bytesTotal ?? pl.prepared.bytesToCopy, phase: d?.phase ?? phase };
+      }),
+    };
+  }
+
+  private async saveProgress(plans: DiskPlan[], p: JobProgress): Promise<void> {
+    for (const pl of plans) {
+      if (!pl.backupId) continue;
+      const d = p.disks.find((x) => x.diskId === pl.disk.diskIndex);
+      await this.prisma.backupJob
+        .update({ where: { id: pl.backupId }, data: { progress: { phase: p.phase, bytesDone: d?.bytesDone ?? 0, bytesTotal: d?.bytesTotal ?? 0 } } })
+        .catch(() => undefined);
+    }
+  }
+}
+

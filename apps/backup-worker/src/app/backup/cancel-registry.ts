@@ -1,0 +1,41 @@
+import { Redis } from 'ioredis';
+
+export const CANCEL_CHANNEL = 'sendense:cancel';
+
+/**
+ * Cancels reach the worker that runs the job through Redis pub/sub (the
+ * gateway publishes the run id; whichever worker has it aborts it).
+ */
+export class CancelRegistry {
+  private readonly running = new Map<string, AbortController>();
+  private sub: Redis | null = null;
+
+  async listen(redisUrl: string): Promise<void> {
+    this.sub = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    this.sub.on('error', () => undefined);
+    this.sub.on('message', (_ch: string, runId: string) => this.cancel(runId));
+    await this.sub.subscribe(CANCEL_CHANNEL);
+  }
+
+  register(runId: string): AbortSignal {
+    const ac = new AbortController();
+    this.running.set(runId, ac);
+    return ac.signal;
+  }
+
+  unregister(runId: string): void {
+    this.running.delete(runId);
+  }
+
+  cancel(runId: string): boolean {
+    const ac = this.running.get(runId);
+    if (!ac) return false;
+    ac.abort(new Error('cancelled by an operator'));
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.sub?.disconnect();
+    this.sub = null;
+  }
+}

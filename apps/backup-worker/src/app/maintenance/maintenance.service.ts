@@ -1,0 +1,111 @@
+import type {
+  ApplyRetentionJobData,
+  ConsolidateChainJobData,
+  DeleteRestorePointJobData,
+  VerifyRestorePointJobData,
+} from '@sendense/contracts';
+import type { PrismaClient } from '@sendense/db';
+import { applyRetention, StorageError, type RetentionPolicy } from '@sendense/storage';
+import { PermanentError } from '../common/errors';
+import type { RepositoryRegistry } from '../repositories/repository-registry';
+import { syncDisk } from './repository-sync';
+
+/**
+ * Chain maintenance on this node's repositories: delete, consolidate,
+ * retention and verification. Refusals from the storage layer (a restore
+ * point others depend on, one that is mounted) come back as permanent errors
+ * whose message the API shows as is.
+ */
+export class MaintenanceService {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly repositories: RepositoryRegistry,
+  ) {}
+
+  /** Storage refusals keep their code in the message ("[CODE] text") so the API can answer 409/404. */
+  private static refusal(err: unknown): unknown {
+    if (err instanceof StorageError) return new PermanentError(`[${err.code}] ${err.message}`);
+    return err;
+  }
+
+  private async locate(backupId: string) {
+    const row = await this.prisma.backupJob.findUnique({ where: { id: backupId }, include: { repository: true } });
+    if (!row) throw new PermanentError(`[RESTORE_POINT_NOT_FOUND] backup ${backupId} does not exist`);
+    if (!row.repository) throw new PermanentError(`backup ${backupId} has no repository`);
+    return { row, repositoryRow: row.repository, repo: this.repositories.get(row.repository) };
+  }
+
+  async delete(d: DeleteRestorePointJobData) {
+    const { row, repositoryRow, repo } = await this.locate(d.backupId);
+    const mounts = await this.prisma.restoreMount.count({ where: { backupId: d.backupId, state: { in: ['mounting', 'mounted', 'unmounting'] } } });
+    if (mounts) throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is mounted for file restore; unmount it first`);
+    if (row.status === 'completed') {
+      try {
+        await repo.delete(d.backupId);
+      } catch (err) {
+        throw MaintenanceService.refusal(err);
+      }
+    }
+    await this.prisma.backupJob.deleteMany({ where: { id: d.backupId, status: { not: 'completed' } } });
+    return syncDisk(this.prisma, repo, repositoryRow.id, row.vmContextId, row.diskId);
+  }
+
+  async verify(d: VerifyRestorePointJobData) {
+    const { row, repositoryRow, repo } = await this.locate(d.backupId);
+    const result = await repo.verify(d.backupId).catch((err: unknown) => {
+      throw MaintenanceService.refusal(err);
+    });
+    await this.prisma.backupJob.update({
+      where: { id: d.backupId },
+      data: { verifiedAt: new Date(result.at), verifyStatus: result.ok ? 'ok' : 'failed' },
+    });
+    await syncDisk(this.prisma, repo, repositoryRow.id, row.vmContextId, row.diskId);
+    return result;
+  }
+
+  async consolidate(d: ConsolidateChainJobData) {
+    const chain = await this.prisma.backupChain.findUnique({ where: { vmContextId_diskId: { vmContextId: d.vmContextId, diskId: d.diskId } } });
+    if (!chain) throw new PermanentError(`VM ${d.vmContextId} disk ${d.diskId} has no backup chain`);
+    const { repositoryRow, repo } = await this.locate(chain.latestBackupId);
+    const info = await repo.chain(chain.latestBackupId);
+    const ids = info.restorePoints.map((p) => p.id);
+    const toId = d.upToBackupId ?? ids.at(-2);
+    if (!toId || ids.length < 2) throw new PermanentError('the chain has nothing to merge (one restore point)');
+    if (!ids.includes(toId)) throw new PermanentError(`backup ${toId} is not in the current chain of VM ${d.vmContextId} disk ${d.diskId}`);
+    let result;
+    try {
+      result = await repo.consolidate({ fromId: ids[0]!, toId });
+    } catch (err) {
+      throw MaintenanceService.refusal(err);
+    }
+    await syncDisk(this.prisma, repo, repositoryRow.id, d.vmContextId, d.diskId);
+    return result;
+  }
+
+  async retention(d: ApplyRetentionJobData) {
+    const repoRow = await this.prisma.backupRepository.findUnique({ where: { id: d.repositoryId } });
+    if (!repoRow) throw new PermanentError(`repository ${d.repositoryId} does not exist`);
+    const repo = this.repositories.get(repoRow);
+    let policy: RetentionPolicy | undefined = d.policy;
+    if (!policy) {
+      const stored =
+        (d.vmContextId ? await this.prisma.retentionPolicy.findFirst({ where: { repositoryId: d.repositoryId, vmContextId: d.vmContextId } }) : null) ??
+        (await this.prisma.retentionPolicy.findFirst({ where: { repositoryId: d.repositoryId, vmContextId: null } }));
+      if (!stored) throw new PermanentError(`repository ${repoRow.name} has no retention policy${d.vmContextId ? ' for this VM' : ''}`);
+      policy = { keepLast: stored.keepLast, daily: stored.keepDaily, weekly: stored.keepWeekly, monthly: stored.keepMonthly };
+    }
+    if (!policy.keepLast && !policy.daily && !policy.weekly && !policy.monthly) {
+      throw new PermanentError('the retention policy keeps nothing; refusing to delete every restore point');
+    }
+    const result = await applyRetention(repo, policy, { vmContextId: d.vmContextId, dryRun: d.dryRun });
+    if (!d.dryRun) {
+      const disks = await this.prisma.backupJob.findMany({
+        where: { repositoryId: d.repositoryId, ...(d.vmContextId ? { vmContextId: d.vmContextId } : {}) },
+        select: { vmContextId: true, diskId: true },
+        distinct: ['vmContextId', 'diskId'],
+      });
+      for (const k of disks) await syncDisk(this.prisma, repo, d.repositoryId, k.vmContextId, k.diskId);
+    }
+    return result;
+  }
+}
