@@ -163,9 +163,14 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     const vm = await client.findVm({ name: 'cbt-vm' });
     const before = await client.createSnapshot(vm.ref, { name: 'before-crash' });
     const oldId = (await client.getSnapshotDisks(before))[0].changeId as string;
+    const lost = await client.createSnapshot(vm.ref, { name: 'lost-in-crash' });
     await client.removeSnapshot(before);
     const disk = await harness.crash('cbt-vm', 2000);
     expect(disk.cbtResets).toBe(1);
+    // The snapshot's fleecing overlay died with the daemon.
+    await expect(harness.snapshotNbd('cbt-vm', lost.value, 2000)).rejects.toMatchObject({ status: 410 });
+    await expect(changed(vm.ref, lost, 2000, '*')).rejects.toBeInstanceOf(InvalidChangeIdError);
+    await client.removeSnapshot(lost);
     await harness.write('cbt-vm', 2000, 1 * MiB, Buffer.alloc(4096, 0x55));
     const after = await client.createSnapshot(vm.ref, { name: 'after-crash' });
     const err = await changed(vm.ref, after, 2000, oldId).catch((e: unknown) => e);
@@ -178,6 +183,31 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     expect(newId.split('/')[0]).not.toBe(oldId.split('/')[0]);
     // The other disk of the VM kept its bitmaps.
     await client.removeSnapshot(after);
+  });
+
+  it('acts as the guest: fill, zero, read, status', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    const base = await client.createSnapshot(vm.ref, { name: 'fill-base' });
+    const c0 = (await client.getSnapshotDisks(base))[1].changeId as string;
+    const filled = await harness.fill('cbt-vm', 2001, 10, 42);
+    const total = filled.reduce((n, a) => n + a.length, 0);
+    expect(total).toBe(Math.floor((16 * MiB) / GRAIN / 10) * GRAIN);
+    await harness.zero('cbt-vm', 2001, filled[0].start, 4096);
+    expect((await harness.read('cbt-vm', 2001, filled[0].start, 4096)).equals(Buffer.alloc(4096))).toBe(true);
+    const next = await client.createSnapshot(vm.ref, { name: 'fill-next' });
+    // Exactly the filled chunks changed on that disk.
+    expect((await changed(vm.ref, next, 2001, c0)).areas).toEqual(filled);
+    const status = await harness.vm(vm.ref.value);
+    expect(status.disks.map((d) => d.key)).toEqual([2000, 2001]);
+    expect(status.disks[1].snapshots.sort()).toEqual([base.value, next.value].sort());
+    await expect(harness.write('cbt-vm', 2001, 16 * MiB, Buffer.alloc(1))).rejects.toMatchObject({ status: 400 });
+    await expect(harness.writeFile('cbt-vm', 2001, '/x', 'y')).rejects.toMatchObject({ status: 400 });
+    await expect(harness.writeFile('fs-vm', 2000, '/../etc/passwd', 'y')).rejects.toMatchObject({ status: 400 });
+    await expect(harness.vm('nope')).rejects.toMatchObject({ status: 404 });
+    await expect(harness.read('cbt-vm', 7, 0, 1)).rejects.toMatchObject({ status: 404 });
+    expect((await harness.vms()).map((v) => v.name).sort()).toEqual(['cbt-vm', 'fs-vm']);
+    await client.removeSnapshot(base);
+    await client.removeSnapshot(next);
   });
 
   it('writes a file into the guest ext4 filesystem as a small change', async () => {

@@ -62,8 +62,9 @@ export class SoapTransport {
       throw new TransportError(`${method}: ${this.options.url}: ${(cause as Error).message ?? String(cause)}`, undefined, { cause });
     }
     for (const c of res.headers.getSetCookie()) {
-      const m = new RegExp(`^${SESSION_COOKIE}=("?)([^";]*)\\1`).exec(c);
-      if (m) this.cookie = m[2];
+      // Sent back exactly as received (vCenter quotes the value).
+      const m = new RegExp(`^${SESSION_COOKIE}=([^;]*)`).exec(c);
+      if (m) this.cookie = m[1];
     }
     let doc: Record<string, unknown>;
     try {

@@ -115,6 +115,12 @@ func (h *harness) route(r *http.Request) (interface{}, error) {
 			return nil, httpErr(http.StatusGone, "%v", err)
 		}
 		return exp, err
+	case len(rest) == 2 && rest[0] == "disks" && get:
+		d, err := disk(rest[1])
+		if err != nil {
+			return nil, err
+		}
+		return d.Status(), nil
 	case len(rest) == 3 && rest[0] == "disks":
 		d, err := disk(rest[1])
 		if err != nil {
@@ -137,8 +143,6 @@ func (h *harness) diskAction(d *harnessDisk, action string, r *http.Request, get
 		return httpErr(http.StatusBadRequest, "%v", err)
 	}
 	switch {
-	case action == "" && get:
-		return d.Status(), nil
 	case action == "write" && post:
 		var req struct {
 			Offset     int64  `json:"offset"`
