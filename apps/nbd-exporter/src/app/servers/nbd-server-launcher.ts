@@ -8,14 +8,16 @@ import type { StatePaths } from './state-paths';
 /**
  * Raw files and block devices through nbd-server, ONE PROCESS PER EXPORT.
  *
- * Why not one shared nbd-server with `includedir` and SIGHUP: measured on
- * Debian nbd-server 3.24 here, SIGHUP reloading is broken.
- * - A file added to the includedir + SIGHUP: the server aborts
- *   ("free(): invalid pointer"), in daemon and in -d mode.
- * - A section appended to the main config + SIGHUP: the export is listed,
- *   but connecting to it (and afterwards even to the old exports) is reset
- *   ("corrupted size vs. prev_size"), i.e. the server's state is corrupt.
- * - A section removed + SIGHUP: the export stays listed.
+ * Why not one shared nbd-server with `includedir` and SIGHUP: nbd-server(1)
+ * says a reload "does not modify any existing export, it only appends new
+ * ones", and measured on Debian nbd-server 3.24 here:
+ * - a file removed from the includedir (or a section from the main config)
+ *   + SIGHUP: the export is still served (pinned by a characterization test);
+ * - a file added + SIGHUP: depending on the layout of the config, the export
+ *   appears, or the server aborts ("free(): invalid pointer"), or connections
+ *   to the new and then the old exports are reset ("corrupted size vs.
+ *   prev_size"): memory corruption, nothing to build on;
+ * - open connections survive SIGHUP (they are forked children).
  * So a reload can neither add nor remove exports safely, and a crash of the
  * shared server would take every raw export down. Each export instead gets
  * its own complete config file in conf.d/ and its own nbd-server; removing
