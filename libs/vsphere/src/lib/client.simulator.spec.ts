@@ -113,6 +113,22 @@ describe('VSphereClient against the unmodified simulator', () => {
     expect(client.session.reloginCount).toBeGreaterThan(before);
   });
 
+  it('talks to a standalone ESXi host as well', async () => {
+    const dir = scratchDir('vsphere-esx');
+    const esx = await startStandIn({ stateDir: dir.dir, plain: true, esx: true });
+    try {
+      const c = await VSphereClient.connect({ url: esx.url, username: esx.username, password: esx.password, tls: { thumbprint: esx.thumbprint } });
+      expect(c.serviceContent.about.apiType).toBe('HostAgent');
+      const vms = await c.listVms();
+      expect(vms.length).toBeGreaterThan(0);
+      expect(vms[0].disks.length).toBeGreaterThan(0);
+      await c.logout();
+    } finally {
+      await esx.stop();
+      dir.cleanup();
+    }
+  });
+
   it('keeps a session alive with keepAliveMs', async () => {
     const kept = await VSphereClient.connect({ url: sim.url, username: sim.username, password: sim.password, tls: { insecure: true }, keepAliveMs: 200 });
     await new Promise((r) => setTimeout(r, 2500));
