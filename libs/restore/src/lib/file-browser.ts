@@ -27,6 +27,8 @@ export interface FileEntry {
   mode: number;
   mtime: string;
   symlinkTarget?: string;
+  /** The on-disk name is not valid UTF-8 (name shows replacement characters). */
+  nameNotUtf8?: boolean;
 }
 
 export interface ListPage {
@@ -82,7 +84,7 @@ export function entryType(st: Stats): EntryType {
 }
 
 interface CachedNames {
-  names: string[];
+  names: Buffer[];
   at: number;
 }
 
@@ -105,11 +107,13 @@ export class FileBrowser {
     this.highWaterMark = options.highWaterMark ?? 1024 * 1024;
   }
 
-  private async sortedNames(key: string, dir: string): Promise<string[]> {
+  private async sortedNames(key: string, dir: string): Promise<Buffer[]> {
     const hit = this.nameCache.get(key);
     if (hit && Date.now() - hit.at < FileBrowser.CACHE_TTL_MS) return hit.names;
-    const names = await readdir(dir);
-    names.sort();
+    // Raw bytes: guest names need not be UTF-8 (latin1 from old systems), and
+    // a decoded-and-mangled name could not be stat'ed.
+    const names = await readdir(dir, { encoding: 'buffer' });
+    names.sort(Buffer.compare);
     this.nameCache.set(key, { names, at: Date.now() });
     if (this.nameCache.size > FileBrowser.CACHE_ENTRIES) {
       const oldest = this.nameCache.keys().next().value;
@@ -118,7 +122,7 @@ export class FileBrowser {
     return names;
   }
 
-  private async describe(hostPath: string, relative: string, name: string): Promise<FileEntry> {
+  private async describe(hostPath: string | Buffer, relative: string, name: string): Promise<FileEntry> {
     const st = await lstat(hostPath);
     const entry: FileEntry = {
       name,
@@ -143,10 +147,16 @@ export class FileBrowser {
     const names = await this.sortedNames(`${mountId}\0${resolved.real}`, resolved.real);
     const page = names.slice(off, off + lim);
     const entries: FileEntry[] = [];
-    for (const name of page) {
+    const dirPrefix = Buffer.from(resolved.real.endsWith('/') ? resolved.real : `${resolved.real}/`);
+    for (const raw of page) {
+      const name = raw.toString('utf8');
       const rel = resolved.relative ? `${resolved.relative}/${name}` : name;
       try {
-        entries.push(await this.describe(join(resolved.real, name), rel, name));
+        const entry = await this.describe(Buffer.concat([dirPrefix, raw]), rel, name);
+        // Shown with U+FFFD; it cannot be addressed by path, but directory
+        // archives include it with its real bytes.
+        if (!Buffer.from(name, 'utf8').equals(raw)) entry.nameNotUtf8 = true;
+        entries.push(entry);
       } catch {
         // An entry the filesystem cannot stat (damaged guest fs) is shown as 'other'.
         entries.push({ name, path: rel, type: 'other', size: 0, mode: 0, mtime: new Date(0).toISOString() });

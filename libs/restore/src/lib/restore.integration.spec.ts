@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
@@ -194,7 +194,11 @@ async function buildBare(): Promise<void> {
   const bare: Model = new Map<string, Node>([['only.txt', file('bare disk\n')], ['many', dir]]);
   // A large directory, for pagination.
   for (let i = 0; i < 3000; i++) bare.set(`many/f${String(i).padStart(5, '0')}`, file(Buffer.alloc(0)));
-  await withRwMount(raw, { offset: 0, size: 64 * MiB }, 'ext4', work, (d) => applyModel(d, bare));
+  await withRwMount(raw, { offset: 0, size: 64 * MiB }, 'ext4', work, async (d) => {
+    await applyModel(d, bare);
+    // A latin1 name (not UTF-8), as old guests have them.
+    await writeFile(Buffer.concat([Buffer.from(`${d}/caf`), Buffer.from([0xe9]), Buffer.from('.txt')]), 'latin1 name\n');
+  });
   bareImage = join(work, 'bare.qcow2');
   await takeRestorePoint(raw, bareImage);
   await rm(raw);
@@ -360,6 +364,25 @@ describe('restore points', () => {
       const first = await browser.list(info.mountId, 'disk/many', { limit: 100000 });
       expect(first.limit).toBe(10000);
       expect(first.entries).toHaveLength(3000);
+      const top = await browser.list(info.mountId, 'disk');
+      const latin1 = top.entries.find((e) => e.nameNotUtf8);
+      expect(latin1).toMatchObject({ name: 'caf\ufffd.txt', type: 'file', size: 12 });
+      const tar = await browser.archive(info.mountId, 'disk');
+      const names = new Map<string, number>();
+      const ex = extract();
+      const done = new Promise<void>((res, rej) => {
+        ex.on('entry', (h, body, next) => {
+          names.set(h.name, h.size ?? 0);
+          body.on('end', next);
+          body.resume();
+        });
+        ex.on('finish', res);
+        ex.on('error', rej);
+      });
+      tar.stream.pipe(ex as unknown as NodeJS.WritableStream);
+      await done;
+      expect(names.get('disk/caf\ufffd.txt')).toBe(12);
+      expect(names.size).toBe(3000 + 5); // root, lost+found, many, only.txt, the latin1 file, 3000 files
       const defaults = await browser.list(info.mountId, 'disk/many', { offset: -5 });
       expect(defaults.offset).toBe(0);
       expect(defaults.entries).toHaveLength(500);

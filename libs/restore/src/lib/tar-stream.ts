@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack as createPack, type Header, type Pack } from 'tar-stream';
@@ -20,20 +19,22 @@ function header(h: Partial<Header> & { name: string }): Header {
   return h as Header;
 }
 
-async function addFile(pack: Pack, header: Header, hostPath: string, highWaterMark: number): Promise<void> {
+async function addFile(pack: Pack, header: Header, hostPath: Buffer, highWaterMark: number): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
     pipeline(createReadStream(hostPath, { highWaterMark }), entry).catch(reject);
   });
 }
 
-async function addTree(pack: Pack, hostDir: string, name: string, highWaterMark: number, isDestroyed: () => boolean): Promise<void> {
-  const names = await readdir(hostDir);
-  names.sort();
+async function addTree(pack: Pack, hostDir: Buffer, name: string, highWaterMark: number, isDestroyed: () => boolean): Promise<void> {
+  // Raw byte names: a name that is not UTF-8 must still be read by its real
+  // bytes (it is stored in the archive with replacement characters).
+  const names = await readdir(hostDir, { encoding: 'buffer' });
+  names.sort(Buffer.compare);
   for (const child of names) {
     if (isDestroyed()) return;
-    const hostPath = join(hostDir, child);
-    const entryName = `${name}/${child}`;
+    const hostPath = Buffer.concat([hostDir, SLASH, child]);
+    const entryName = `${name}/${child.toString('utf8')}`;
     const st = await lstat(hostPath);
     const common = { name: entryName, mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
     if (st.isDirectory()) {
@@ -47,6 +48,8 @@ async function addTree(pack: Pack, hostDir: string, name: string, highWaterMark:
     }
   }
 }
+
+const SLASH = Buffer.from('/');
 
 export function createTarStream(hostDir: string, rootName: string, { highWaterMark = 1024 * 1024 } = {}): Readable {
   const pack = createPack();
@@ -66,7 +69,7 @@ export function createTarStream(hostDir: string, rootName: string, { highWaterMa
           e ? rej(e) : res(),
         ),
       );
-      await addTree(pack, hostDir, rootName, highWaterMark, () => destroyed);
+      await addTree(pack, Buffer.from(hostDir.replace(/\/+$/, '')), rootName, highWaterMark, () => destroyed);
       pack.finalize();
     } catch (err) {
       pack.destroy(err as Error);
