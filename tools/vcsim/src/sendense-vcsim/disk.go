@@ -64,7 +64,15 @@ type harnessDisk struct {
 	queryID   int
 }
 
-func newHarnessDisk(vmName string, key int32, capacity int64, fileName, dir string) *harnessDisk {
+// maxSocketPath keeps Unix socket paths under the kernel's 108-byte limit.
+const maxSocketPath = 100
+
+func newHarnessDisk(vmName string, key int32, capacity int64, fileName, dir, shortDir string) *harnessDisk {
+	sockDir := dir
+	if len(filepath.Join(dir, "nbd.sock")) > maxSocketPath {
+		// A deep state dir: the sockets go to a short per-run directory.
+		sockDir = shortDir
+	}
 	return &harnessDisk{
 		vmName:   vmName,
 		key:      key,
@@ -72,8 +80,8 @@ func newHarnessDisk(vmName string, key int32, capacity int64, fileName, dir stri
 		fileName: fileName,
 		dir:      dir,
 		image:    filepath.Join(dir, "disk.qcow2"),
-		nbdSock:  filepath.Join(dir, "nbd.sock"),
-		qmpSock:  filepath.Join(dir, "qmp.sock"),
+		nbdSock:  filepath.Join(sockDir, "nbd.sock"),
+		qmpSock:  filepath.Join(sockDir, "qmp.sock"),
 		snaps:    map[string]*diskSnapshot{},
 		epoch:    newEpoch(),
 	}

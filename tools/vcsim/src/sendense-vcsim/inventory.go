@@ -45,6 +45,7 @@ type harness struct {
 	window   int64
 	vms      map[string]*harnessVM // by moref value
 	hookRef  types.ManagedObjectReference
+	runDir   string // short socket directory, only for deep state dirs
 }
 
 func newHarness(stateDir string, window int64) *harness {
@@ -177,7 +178,13 @@ func (h *harness) createVM(ctx context.Context, folder *object.Folder, pool *obj
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		d := newHarnessDisk(vc.Name, vd.Key, vc.Disks[i].SizeMiB*mib, backing.FileName, dir)
+		shortDir := ""
+		if len(filepath.Join(dir, "nbd.sock")) > maxSocketPath {
+			if shortDir, err = h.shortDir(fmt.Sprintf("%s-%d", ref.Value, vd.Key)); err != nil {
+				return err
+			}
+		}
+		d := newHarnessDisk(vc.Name, vd.Key, vc.Disks[i].SizeMiB*mib, backing.FileName, dir, shortDir)
 		if err := createDiskImage(d.image, vc.Disks[i]); err != nil {
 			return err
 		}
@@ -192,6 +199,22 @@ func (h *harness) createVM(ctx context.Context, folder *object.Folder, pool *obj
 	return nil
 }
 
+// shortDir returns a directory under a per-run temporary directory, for
+// sockets whose path under the state dir would be too long.
+func (h *harness) shortDir(name string) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.runDir == "" {
+		d, err := os.MkdirTemp("", "vcsim-")
+		if err != nil {
+			return "", err
+		}
+		h.runDir = d
+	}
+	p := filepath.Join(h.runDir, name)
+	return p, os.MkdirAll(p, 0o755)
+}
+
 func (h *harness) stop() {
 	h.mu.Lock()
 	vms := h.vms
@@ -204,6 +227,9 @@ func (h *harness) stop() {
 		}
 	}
 	wg.Wait()
+	if h.runDir != "" {
+		_ = os.RemoveAll(h.runDir)
+	}
 }
 
 // Reference makes the harness a simulator.RegisterObject.

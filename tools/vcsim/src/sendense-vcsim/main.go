@@ -50,6 +50,9 @@ func main() {
 	idle := flag.Duration("session-idle-timeout", 0, "expire idle sessions after this long (0: never)")
 	flag.Parse()
 	log.SetPrefix("sendense-vcsim: ")
+	// A reader that went away (closed pipe) must not kill the harness
+	// before it has stopped its qemu daemons and removed its temp dirs.
+	signal.Ignore(syscall.SIGPIPE)
 	if err := run(*configPath, *stateDir, *listen, *username, *password, *window, *plain, *esx, *noTLS, *idle); err != nil {
 		log.Fatal(err)
 	}
