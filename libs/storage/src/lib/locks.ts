@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RestorePointBusy, type BusyHolder } from './errors';
 import { readdirSafe } from './fs-util';
+import { assertSafeId } from './layout';
 
 /**
  * Cross-process busy markers. The restore service (mounts), the nbd-exporter
@@ -55,6 +56,8 @@ export class FileLockRegistry implements BusyRegistry {
   constructor(private readonly lockRoot: string) {}
 
   private dirOf(id: string): string {
+    // Ids may come from API callers: never let one name a path outside .locks.
+    assertSafeId('restore point id', id);
     return path.join(this.lockRoot, id);
   }
 

@@ -171,6 +171,7 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
       repo.createRestorePoint({ vmContextId: 'vm-1', diskIndex: 0, diskKey: 'x', type: 'incremental', virtualSize: model.size }),
     ).rejects.toBeInstanceOf(InvalidRequest);
     await expect(repo.get('nope')).rejects.toBeInstanceOf(RestorePointNotFound);
+    await expect(repo.locks.acquire('../../etc', 'mount')).rejects.toBeInstanceOf(InvalidRequest);
     await expect(repo.chain('nope')).rejects.toBeInstanceOf(StorageError);
   });
 
