@@ -427,6 +427,25 @@ describe('several mounts', () => {
   });
 });
 
+describe('concurrent mounts', () => {
+  it('mounts several restore points in parallel', async () => {
+    const infos = await Promise.all([gpt[0]!, gpt[1]!, mbr[1]!, gpt[2]!].map((p) => manager.mount({ imagePath: p.image })));
+    try {
+      const hostPaths = infos.flatMap((i) => i.partitions.map((p) => p.hostPath));
+      expect(new Set(hostPaths).size).toBe(8);
+      const reads = await Promise.all(
+        infos.map(async (i, n) => {
+          const path = n === 2 ? 'p1/Docs Folder/Readme Notes.txt' : 'p2/data/report 2025.csv';
+          return (await collect((await browser.openRead(i.mountId, path)).stream)).toString();
+        }),
+      );
+      expect(reads).toEqual(['a,b\n1,2\n', 'a,b\n1,2\n3,4\n', 'fat readme, second version\n', 'a,b\n1,2\n3,4\n']);
+    } finally {
+      await Promise.all(infos.map((i) => manager.unmount(i.mountId)));
+    }
+  });
+});
+
 describe('file browser safety and features', () => {
   let info: MountInfo;
   beforeAll(async () => {
