@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { readFile, readdir } from 'node:fs/promises';
-import { CommandError, Daemon, run } from '@sendense/process';
+import { CommandError, Daemon, run, waitFor } from '@sendense/process';
 import { makeTestEnv, nbdSize, qcow2, rawFile, type TestEnv } from '../../testing/test-env';
 import { ExporterError } from '../exporter-error';
 import { findProcesses, isAlive } from '../servers/proc';
@@ -115,18 +115,33 @@ describe('QCOW2 export through qemu-nbd', () => {
   });
 });
 
+describe('a server that dies', () => {
+  it('is noticed: its export disappears and the image can be exported again', async () => {
+    const image = await qcow2(join(env.root, 'dies.qcow2'), '4M');
+    const exp = await manager.create({ vmContextId: 'ctx-die', diskId: 0, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: image, writable: true });
+    const [proc] = await findProcesses(`${env.stateDir}/run/${exp.name}.pid`);
+    process.kill(proc.pid, 'SIGKILL');
+    await waitFor(async () => !(await isAlive(proc.pid)));
+    const again = await manager.create({ vmContextId: 'ctx-die', diskId: 0, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: image, writable: true });
+    expect(await manager.get(exp.name)).toBeNull();
+    expect((await manager.list()).map((e) => e.name)).toContain(again.name);
+    expect(await nbdSize(again.uri)).toBe(4 * 1024 * 1024);
+    await manager.remove(again.name);
+  });
+});
+
 describe('raw export through nbd-server', () => {
   it('keeps serving a live connection while QCOW2 and raw exports come and go', async () => {
-    const disk = await rawFile(join(env.root, 'migrate.raw'), '48M');
+    const disk = await rawFile(join(env.root, 'migrate.raw'), '32M');
     const raw = await manager.create({ vmContextId: 'ctx-raw', diskId: 0, type: 'migrate', timestamp: ts(), kind: 'raw', filePath: disk, writable: true });
-    expect(raw).toMatchObject({ server: 'nbd-server', kind: 'raw', virtualSize: 48 * 1024 * 1024 });
+    expect(raw).toMatchObject({ server: 'nbd-server', kind: 'raw', virtualSize: 32 * 1024 * 1024 });
     const conf = await readFile(join(env.stateDir, 'conf.d', `${raw.name}.conf`), 'utf8');
     expect(conf).toContain(`exportname = ${disk}`);
 
-    // One connection, held open for ~6 s of rate-limited writes (nbdkit rate filter as source).
+    // One connection, held open for ~8 s (4 MiB/s) of rate-limited writes (nbdkit rate filter as source).
     const copy = run('nbdcopy', [
       '--flush', '--connections=1', '--',
-      '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=48M', 'rate=64M', ']',
+      '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=32M', 'rate=32M', ']',
       raw.uri,
     ], { timeoutMs: 30_000 });
     let copyDone: string | null = null;
@@ -135,7 +150,7 @@ describe('raw export through nbd-server', () => {
     // Churn until the copy ends; count the rounds that ran entirely while it was busy.
     let churned = 0;
     let roundsDuringCopy = 0;
-    while (churned < 6 && copyDone === null) {
+    while (churned < 3 && copyDone === null) {
       const q = await qcow2(join(env.root, `churn-${churned}.qcow2`), '4M');
       const r = await rawFile(join(env.root, `churn-${churned}.raw`), '4M');
       const qe = await manager.create({ vmContextId: 'ctx-churn', diskId: churned, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: q, writable: true });
@@ -154,7 +169,7 @@ describe('raw export through nbd-server', () => {
 
     // The data the live connection wrote is all there.
     const expected = join(env.dir, 'pattern.raw');
-    await run('nbdcopy', ['--', '[', 'nbdkit', '--exit-with-parent', 'pattern', 'size=48M', ']', expected]);
+    await run('nbdcopy', ['--', '[', 'nbdkit', '--exit-with-parent', 'pattern', 'size=32M', ']', expected]);
     await manager.remove(raw.name);
     await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', expected, disk]);
     expect(await readdir(join(env.stateDir, 'conf.d'))).toEqual([]);

@@ -92,7 +92,7 @@ export class NbdExportManager {
     // Check and claim under one lock: name uniqueness and the one-writer rule
     // must hold across concurrent creates. The server starts outside it.
     const record = await this.locks.run('claim', async () => {
-      const existing = await this.store.list(this.config.nodeName);
+      const existing = await this.liveRecords();
       if (existing.some((r) => r.name === name)) throw conflict(`export ${name} already exists`);
       const samePath = existing.filter((r) => r.filePath === filePath);
       const writer = samePath.find((r) => r.writable);
@@ -160,14 +160,33 @@ export class NbdExportManager {
 
   async get(name: string): Promise<NbdExportInfo | null> {
     validateExportName(name);
-    const record = (await this.store.list(this.config.nodeName)).find((r) => r.name === name);
+    const record = (await this.liveRecords()).find((r) => r.name === name);
     return record ? this.info(record) : null;
   }
 
   async list(filter: { backupJobId?: string } = {}): Promise<NbdExportInfo[]> {
-    const records = await this.store.list(this.config.nodeName);
+    const records = await this.liveRecords();
     const wanted = records.filter((r) => filter.backupJobId === undefined || r.backupJobId === filter.backupJobId);
     return Promise.all(wanted.map((r) => this.info(r)));
+  }
+
+  /**
+   * Records of this node, minus active exports whose server has died (killed
+   * by someone, crashed): those are cleaned up on sight, so callers never get
+   * an export that cannot be reached and the image is free to export again.
+   */
+  private async liveRecords(): Promise<ExportRecord[]> {
+    const records = await this.store.list(this.config.nodeName);
+    const live: ExportRecord[] = [];
+    for (const r of records) {
+      if (r.state === 'active' && !(r.pid !== null && (await this.serves(r.pid, r.name)))) {
+        this.logger.warn(`export ${r.name}: its ${r.server} (pid ${r.pid}) is gone; removing the export`);
+        await this.remove(r.name).catch((err) => this.logger.warn(`removing dead export ${r.name}: ${(err as Error).message}`));
+        continue;
+      }
+      live.push(r);
+    }
+    return live;
   }
 
   /** Stop every server of this node (data is flushed by the servers on SIGTERM). */
