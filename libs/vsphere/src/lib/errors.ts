@@ -78,6 +78,14 @@ export class InvalidChangeIdError extends SoapFaultError {
   }
 }
 
+/** A name or UUID matched several VMs (vCenter allows equal names in different folders). */
+export class AmbiguousVmError extends VSphereError {
+  constructor(readonly selector: string, readonly matches: readonly string[]) {
+    super(`${matches.length} virtual machines ${selector}: ${matches.join(', ')}`);
+    this.name = 'AmbiguousVmError';
+  }
+}
+
 /** A task ended in state `error`; carries the task's fault type and message. */
 export class TaskFailedError extends VSphereError {
   constructor(

@@ -1,4 +1,4 @@
-import { NotFoundError } from './errors';
+import { AmbiguousVmError, NotFoundError } from './errors';
 import { retrieveOne, retrieveProperties, withContainerView } from './property-collector';
 import type { VSphereSession } from './session';
 import type { VirtualDiskInfo, VmInfo } from './types';
@@ -74,17 +74,25 @@ export type VmSelector = { name: string } | { moref: string } | { instanceUuid: 
 
 export async function findVm(session: VSphereSession, selector: VmSelector, pageSize?: number): Promise<VmInfo> {
   if ('moref' in selector) return getVm(session, vmRef(selector.moref));
-  const all = await listVms(session, pageSize);
+  // Match on two small properties first; a vCenter may hold thousands of
+  // VMs, and only the match needs its devices.
+  const all = await withContainerView(session, 'VirtualMachine', (view) =>
+    retrieveProperties(
+      session,
+      { type: 'VirtualMachine', pathSet: ['name', 'config.instanceUuid'], objects: [view], viaContainerView: true },
+      pageSize,
+    ),
+  );
   const match =
     'name' in selector
-      ? all.filter((vm) => vm.name === selector.name)
-      : all.filter((vm) => vm.instanceUuid?.toLowerCase() === selector.instanceUuid.toLowerCase());
+      ? all.filter((vm) => text(vm.props['name']) === selector.name)
+      : all.filter((vm) => text(vm.props['config.instanceUuid'])?.toLowerCase() === selector.instanceUuid.toLowerCase());
   const what = 'name' in selector ? `named ${selector.name}` : `with instance UUID ${selector.instanceUuid}`;
   if (match.length === 0) throw new NotFoundError('NotFound', `no virtual machine ${what}`, 'RetrievePropertiesEx');
   if (match.length > 1) {
-    throw new NotFoundError('NotFound', `${match.length} virtual machines ${what}: ${match.map((m) => m.ref.value).join(', ')}`, 'RetrievePropertiesEx');
+    throw new AmbiguousVmError(what, match.map((m) => m.obj.value));
   }
-  return match[0];
+  return getVm(session, match[0].obj);
 }
 
 /** Disks as recorded in a snapshot (their changeIds are the snapshot's). */

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { VSphereClient } from './client';
-import { SoapFaultError, TaskTimeoutError, TransportError } from './errors';
+import { AmbiguousVmError, SoapFaultError, TaskTimeoutError, TransportError } from './errors';
 
 // Behaviour the simulator cannot show (it never pages, its tasks finish at
 // once): a scripted SOAP server answering like vCenter does.
@@ -67,7 +67,7 @@ describe('VSphereClient against a scripted SOAP server', () => {
             if (body.includes('<token>t1</token>')) {
               return send(200, ENV(`<ContinueRetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>t2</token>${vmObject(3)}</returnval></ContinueRetrievePropertiesExResponse>`));
             }
-            return send(200, ENV(`<ContinueRetrievePropertiesExResponse xmlns="urn:vim25"><returnval>${vmObject(4)}</returnval></ContinueRetrievePropertiesExResponse>`));
+            return send(200, ENV(`<ContinueRetrievePropertiesExResponse xmlns="urn:vim25"><returnval>${vmObject(4)}${vmObject(2).replace('vm-2<', 'vm-22<')}</returnval></ContinueRetrievePropertiesExResponse>`));
           case 'QueryChangedDiskAreas':
             // A server that does not advance: the client must not loop forever.
             return send(200, ENV('<QueryChangedDiskAreasResponse xmlns="urn:vim25"><returnval><startOffset>0</startOffset><length>0</length></returnval></QueryChangedDiskAreasResponse>'));
@@ -85,12 +85,18 @@ describe('VSphereClient against a scripted SOAP server', () => {
   it('follows ContinueRetrievePropertiesEx tokens until the last page', async () => {
     const client = await VSphereClient.connect({ url, username: 'u', password: 'p' });
     const vms = await client.listVms();
-    expect(vms.map((v) => v.name)).toEqual(['vm1', 'vm2', 'vm3', 'vm4']);
+    expect(vms.map((v) => `${v.ref.value}:${v.name}`)).toEqual(['vm-1:vm1', 'vm-2:vm2', 'vm-3:vm3', 'vm-4:vm4', 'vm-22:vm2']);
     expect(vms[2].disks).toEqual([
       { key: 2000, capacityBytes: 3 * 1024 * 1024, fileName: '[ds] vm3/vm3.vmdk', changeId: '52 aa/3', backingType: 'VirtualDiskFlatVer2BackingInfo', label: undefined, controllerKey: undefined, unitNumber: undefined },
     ]);
     expect(calls.filter((c) => c === 'ContinueRetrievePropertiesEx')).toHaveLength(2);
     expect(calls).toContain('DestroyView');
+    await client.logout();
+  });
+
+  it('refuses to pick one of several VMs with the same name', async () => {
+    const client = await VSphereClient.connect({ url, username: 'u', password: 'p' });
+    await expect(client.findVm({ name: 'vm2' })).rejects.toBeInstanceOf(AmbiguousVmError);
     await client.logout();
   });
 
