@@ -2,7 +2,7 @@
  * Run as a separate process by the crash test: mounts a restore point, says
  * so on stdout, then idles until it is killed with SIGKILL.
  */
-import { MountManager } from '@sendense/restore';
+import { MountManager } from '../src/lib/mount-manager';
 
 async function main(): Promise<void> {
   const [mountRoot, runDir, image] = process.argv.slice(2);

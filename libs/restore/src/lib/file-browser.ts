@@ -1,6 +1,6 @@
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { constants, type Stats } from 'node:fs';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { NotADirectory, NotAFile, RangeNotSatisfiable } from './errors';
 import { resolveInside } from './safe-path';

@@ -58,8 +58,10 @@ export async function teardownState(state: MountState, ctx: TeardownContext): Pr
     });
   }
   if (state.mode === 'fuse') {
-    if (ctx.daemon) await step(() => ctx.daemon!.stop(3000));
-    else if (state.qsdPid) await step(() => stopQsdByPid(state.qsdPid!, ctx.fuseDir));
+    const { daemon } = ctx;
+    const pid = state.qsdPid;
+    if (daemon) await step(() => daemon.stop(3000));
+    else if (pid) await step(() => stopQsdByPid(pid, ctx.fuseDir));
     if (state.fuseFile) {
       const fuseFile = state.fuseFile;
       await step(() => releaseFuseFile(fuseFile));
