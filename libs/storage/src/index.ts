@@ -1,6 +1,6 @@
 export * from './lib/errors';
 export * from './lib/repository';
-export { LocalQcow2Repository, isLocalRepository } from './lib/local-repository';
+export { LocalQcow2Repository, isLocalRepository, diskWriterLockId } from './lib/local-repository';
 export type { LocalQcow2RepositoryOptions, LocalImageTarget, RepositoryEvent } from './lib/local-repository';
 export { FileLockRegistry, releaseAll } from './lib/locks';
 export type { BusyRegistry, LockHandle, LockPurpose } from './lib/locks';

@@ -9,6 +9,7 @@ export type StorageErrorCode =
   | 'DEPENDENT_RESTORE_POINTS'
   | 'INSUFFICIENT_SPACE'
   | 'RESTORE_POINT_BUSY'
+  | 'BACKUP_IN_PROGRESS'
   | 'CHAIN_BROKEN'
   | 'CORRUPT_IMAGE'
   | 'INVALID_STATE'
@@ -110,6 +111,22 @@ export class RestorePointBusy extends StorageError {
   }
   protected override publicData() {
     return { restorePointId: this.restorePointId, holders: this.holders };
+  }
+}
+
+/** One writer per disk: a second backup of the same disk would fork the chain. */
+export class BackupInProgress extends StorageError {
+  readonly code = 'BACKUP_IN_PROGRESS';
+  readonly httpStatus = 409;
+  constructor(readonly vmContextId: string, readonly diskIndex: number, readonly holders: BusyHolder[]) {
+    super(
+      `a backup of ${vmContextId} disk ${diskIndex} is already being written (` +
+        holders.map((h) => `pid ${h.pid} on ${h.hostname} since ${h.since}`).join(', ') +
+        ')',
+    );
+  }
+  protected override publicData() {
+    return { vmContextId: this.vmContextId, diskIndex: this.diskIndex, holders: this.holders };
   }
 }
 

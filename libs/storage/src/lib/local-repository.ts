@@ -6,12 +6,14 @@ import { consolidateInDir, recoverDir, type ConsolidationOptions } from './conso
 import type { ConsolidationStep } from './consolidation-journal';
 import { listDiskDirs, scanDiskDir, type DiskDirScan, type Located } from './disk-dir';
 import {
+  BackupInProgress,
   ChainBroken,
   CorruptImage,
   DependentRestorePoints,
   InsufficientSpace,
   InvalidRequest,
   InvalidState,
+  RestorePointBusy,
   RestorePointNotFound,
   StorageError,
   isEnospc,
@@ -270,8 +272,9 @@ export class LocalQcow2Repository implements BackupRepository {
 
     // The write lock on the new point, shared read locks on its chain so that
     // nothing it reads through is merged or deleted while the copy runs.
-    const locks: LockHandle[] = [await this.locks.acquire(id, 'write')];
+    const locks: LockHandle[] = [await this.acquireDiskWriter(req.vmContextId, req.diskIndex)];
     try {
+      locks.push(await this.locks.acquire(id, 'write'));
       if (parent) {
         const chain = chainOf(scan.located.map((l) => l.record), parent.id);
         locks.push(...(await this.locks.acquireAll(chain.map((r) => r.id), 'read')));
@@ -295,6 +298,20 @@ export class LocalQcow2Repository implements BackupRepository {
     }
     this.writeLocks.set(id, locks);
     return { id, record };
+  }
+
+  /**
+   * One backup at a time per disk, across processes: two racing backups of
+   * the same VM would otherwise both build on the same parent and fork the
+   * chain. A writer that died leaves a stale lock that is ignored.
+   */
+  private async acquireDiskWriter(vmContextId: string, diskIndex: number): Promise<LockHandle> {
+    try {
+      return await this.locks.acquire(diskWriterLockId(vmContextId, diskIndex), 'write');
+    } catch (err) {
+      if (err instanceof RestorePointBusy) throw new BackupInProgress(vmContextId, diskIndex, err.holders);
+      throw err;
+    }
   }
 
   private async locateWriting(id: string): Promise<Located> {
@@ -463,6 +480,10 @@ export class LocalQcow2Repository implements BackupRepository {
 }
 
 /** Narrowing for callers that hold a BackupRepository and need local paths. */
+export function diskWriterLockId(vmContextId: string, diskIndex: number): string {
+  return `disk.${vmContextId}.${diskIndex}`;
+}
+
 export function isLocalRepository(repo: BackupRepository): repo is LocalQcow2Repository {
   return repo.kind === 'local-qcow2';
 }

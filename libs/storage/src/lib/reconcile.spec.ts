@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Daemon } from '@sendense/process';
-import { LocalQcow2Repository } from './local-repository';
+import { LocalQcow2Repository, diskWriterLockId } from './local-repository';
 import { backup, DiskModel, expectAllReadBack, MiB, tempDir, writeImage, type Backup } from '../../test/helpers';
 import type { ReconcileEntry } from './repository';
 
@@ -50,6 +50,7 @@ describe('reconcile: leftovers of crashes', () => {
     const dead = await other.createRestorePoint({ vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: i1.record.id, virtualSize: model.size });
     await writeImage((await other.localTarget(dead.id)).imagePath, [{ pattern: 0x33, off: 0, len: 64 * 1024 }]);
     await orphanLocks(root, dead.id);
+    await orphanLocks(root, diskWriterLockId('vm-1', 0));
     // A writer still alive (this process holds its lock).
     const alive = await repo.createRestorePoint({ vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: i1.record.id, virtualSize: model.size });
     // An image without sidecar, a sidecar without image, a broken chain, temp files.

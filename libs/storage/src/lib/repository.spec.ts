@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { Daemon, waitFor } from '@sendense/process';
 // Through the public entry point, as other apps import it.
 import {
+  BackupInProgress,
   DependentRestorePoints,
   InvalidRequest,
   LocalQcow2Repository,
@@ -103,6 +104,12 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
     await expect(repo.get(h.id)).rejects.toBeInstanceOf(RestorePointNotFound);
     expect((await repo.list({ includeWriting: true })).map((r) => r.id)).toContain(h.id);
     expect(await repo.locks.isBusy(h.id)).toBe(true);
+    // A second backup of the same disk (racing jobs) is refused.
+    const race = (await repo
+      .createRestorePoint({ vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'full', virtualSize: model.size })
+      .catch((e) => e)) as BackupInProgress;
+    expect(race).toBeInstanceOf(BackupInProgress);
+    expect(race.message).toContain('vm-1 disk 0 is already being written');
     // The chain it writes on is marked busy too, so nobody merges it away.
     await expect(repo.delete(i2.record.id)).rejects.toBeInstanceOf(DependentRestorePoints);
     const t = await repo.localTarget(h.id);
