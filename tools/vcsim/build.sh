@@ -7,5 +7,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$here/bin"
 cd "$here/src/sendense-vcsim"
 GO111MODULE=off GOFLAGS= GOPATH="$here:/usr/share/gocode" GOCACHE="$here/bin/.gocache" \
-  go build -o "$here/bin/sendense-vcsim.tmp" .
-mv "$here/bin/sendense-vcsim.tmp" "$here/bin/sendense-vcsim"
+  go build -o "$here/bin/sendense-vcsim.$$" .
+# Atomic replace: test suites running in parallel may build at the same time.
+mv -f "$here/bin/sendense-vcsim.$$" "$here/bin/sendense-vcsim"

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '@sendense/process';
+import { run, waitFor } from '@sendense/process';
 import { InvalidChangeIdError, NotFoundError, SoapFaultError } from './errors';
 import { VSphereClient } from './client';
 import type { MoRef } from './xml';
@@ -182,8 +182,25 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     expect(all.areas).toContainEqual({ start: 1 * MiB, length: GRAIN });
     const newId = (await client.getSnapshotDisks(after))[0].changeId as string;
     expect(newId.split('/')[0]).not.toBe(oldId.split('/')[0]);
-    // The other disk of the VM kept its bitmaps.
     await client.removeSnapshot(after);
+  });
+
+  it('detects a daemon killed from outside (kill -9 by pid) as a CBT reset', async () => {
+    const vm = await client.findVm({ name: 'cbt-vm' });
+    const s1 = await client.createSnapshot(vm.ref, { name: 'pre-kill' });
+    const oldId = (await client.getSnapshotDisks(s1))[1].changeId as string;
+    await client.removeSnapshot(s1);
+    const before = (await harness.vm('cbt-vm')).disks[1];
+    process.kill(before.pid, 'SIGKILL');
+    await waitFor(async () => (await harness.vm('cbt-vm')).disks[1].cbtResets === before.cbtResets + 1, {
+      timeoutMs: 15000,
+      message: 'the harness to restart the killed qemu-storage-daemon',
+    });
+    const s2 = await client.createSnapshot(vm.ref, { name: 'post-kill' });
+    await expect(changed(vm.ref, s2, 2001, oldId)).rejects.toBeInstanceOf(InvalidChangeIdError);
+    // The data survived the crash: the random content is still allocated.
+    expect((await changed(vm.ref, s2, 2001, '*')).areas.length).toBeGreaterThan(0);
+    await client.removeSnapshot(s2);
   });
 
   it('acts as the guest: fill, zero, read, status', async () => {
