@@ -63,11 +63,19 @@ export class FileLockRegistry implements BusyRegistry {
 
   async acquire(restorePointId: string, purpose: LockPurpose): Promise<LockHandle> {
     const dir = this.dirOf(restorePointId);
-    await fsp.mkdir(dir, { recursive: true });
     const name = `${purpose}.${process.pid}.${randomBytes(4).toString('hex')}.lock`;
     const file = path.join(dir, name);
     const holder: BusyHolder = { purpose, pid: process.pid, hostname: this.hostname, since: new Date().toISOString() };
-    await fsp.writeFile(file, JSON.stringify(holder), { flag: 'wx' });
+    for (let attempt = 0; ; attempt++) {
+      await fsp.mkdir(dir, { recursive: true });
+      try {
+        await fsp.writeFile(file, JSON.stringify(holder), { flag: 'wx' });
+        break;
+      } catch (err) {
+        // Another holder's release removed the (then empty) directory between our mkdir and write.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err;
+      }
+    }
     const others = (await this.liveLocks(restorePointId)).filter((l) => l.file !== file);
     const conflicting = others.filter((l) => conflicts(purpose, l.holder.purpose));
     if (conflicting.length) {
