@@ -156,6 +156,10 @@ export class LocalQcow2Repository implements BackupRepository {
       .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
   }
 
+  async latest(vmContextId: string, diskIndex: number): Promise<RestorePoint | null> {
+    return (await this.list({ vmContextId, diskIndex })).at(-1) ?? null;
+  }
+
   async find(id: string): Promise<RestorePoint | null> {
     try {
       return await this.get(id);

@@ -94,6 +94,10 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
   it('reads back every restore point exactly (qemu-img compare against the raw model)', async () => {
     expect(await expectAllReadBack(repo, model)).toEqual([]);
     expect((await repo.list()).map((r) => r.id)).toEqual([full, i1, i2, d1].map((b) => b.record.id));
+    expect((await repo.latest('vm-1', 0))?.id).toBe(d1.record.id);
+    expect(await repo.latest('vm-1', 7)).toBeNull();
+    expect((await repo.find(i1.record.id))?.changeId).toBe(i1.record.changeId);
+    expect(await repo.find('missing')).toBeNull();
   });
 
   it('keeps a restore point invisible until it is committed, and abort removes it', async () => {

@@ -194,6 +194,8 @@ export interface BackupRepository {
   /** Throws RestorePointNotFound (also for restore points still being written). */
   get(id: string): Promise<RestorePoint>;
   find(id: string): Promise<RestorePoint | null>;
+  /** Newest committed restore point of a disk (the parent of the next incremental, and its changeId). */
+  latest(vmContextId: string, diskIndex: number): Promise<RestorePoint | null>;
 
   /** Free space check before a backup starts; does not reserve anything. */
   estimateSpace(req: CreateRestorePointRequest): Promise<SpaceEstimate>;
