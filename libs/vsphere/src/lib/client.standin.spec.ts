@@ -203,6 +203,16 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     await client.removeSnapshot(s2);
   });
 
+  it('keeps the simulator default VMs, whose disks have no CBT data (FileFault)', async () => {
+    const vm = await client.findVm({ name: 'DC0_H0_VM0' });
+    await client.enableChangeTracking(vm.ref);
+    const snap = await client.createSnapshot(vm.ref, { name: 'default-vm' });
+    const err = await client.queryChangedDiskAreasPage(vm.ref, snap, vm.disks[0].key, '*', 0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidChangeIdError);
+    await expect(harness.vm(vm.ref.value)).rejects.toMatchObject({ status: 404 });
+    await client.removeSnapshot(snap);
+  });
+
   it('acts as the guest: fill, zero, read, status', async () => {
     const vm = await client.findVm({ name: 'cbt-vm' });
     const base = await client.createSnapshot(vm.ref, { name: 'fill-base' });
