@@ -105,11 +105,15 @@ export interface NbdExporterErrorPayload {
   message: string;
 }
 
+const ERROR_CODES: readonly string[] = ['INVALID_ARGUMENT', 'CONFLICT', 'NOT_FOUND', 'INTERNAL'];
+
+/** True for an error payload of the exporter (not, e.g., a Node error with code ECONNREFUSED). */
 export function isNbdExporterErrorPayload(value: unknown): value is NbdExporterErrorPayload {
   return (
     typeof value === 'object' &&
     value !== null &&
-    typeof (value as { code?: unknown }).code === 'string' &&
+    !(value instanceof Error) &&
+    ERROR_CODES.includes((value as { code?: unknown }).code as string) &&
     typeof (value as { message?: unknown }).message === 'string'
   );
 }
