@@ -83,6 +83,12 @@ export interface PreparedDisk {
   fileName: string;
   /** changeId at the snapshot: the base of the next incremental once this backup commits. */
   changeId: string;
+  /**
+   * full: the copy writes the allocated areas only, so the target must read
+   * zero everywhere else (a new image without backing). incremental: the
+   * changed areas (now-zero blocks as WRITE_ZEROES) into an overlay whose
+   * backing is the restore point of previousChangeId.
+   */
   mode: 'full' | 'incremental';
   /** Why this disk is full (absent for incrementals). */
   fullReason?: FullReason;

@@ -58,7 +58,7 @@ export function toCaptureError(err: unknown, context?: string): CaptureError {
   }
   if (err instanceof CommandError) return new CaptureError('COPY_FAILED', prefix + err.message, false, { cause: err });
   // Socket-level failures outside the NBD client (e.g. the harness API).
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? ((err as { cause?: NodeJS.ErrnoException } | undefined)?.cause?.code);
   if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EPIPE') {
     return new CaptureError('COPY_FAILED', prefix + messageOf(err), true, { cause: err });
   }
