@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, realpath, writeFile } from 'node:fs/promises';
+import { mkdir, realpath, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Daemon } from '@sendense/process';
@@ -305,6 +305,12 @@ export class MountManager extends EventEmitter {
     } catch (err) {
       part.error = `mount failed: ${(err as Error).message}`;
       this.log(`partition ${part.name} (${part.fsType}) not mounted: ${part.error}`);
+      // Leave no empty directory (it would look like an empty partition) and
+      // no loop device for a partition that is not mounted.
+      await rmdir(dir).catch(() => undefined);
+      delete part.dir;
+      await detachLoop(loop);
+      delete part.loopDevice;
     }
   }
 

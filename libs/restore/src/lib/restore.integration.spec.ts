@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
@@ -8,6 +8,8 @@ import { Daemon, run, waitFor } from '@sendense/process';
 import {
   applyModel,
   applyModelFat,
+  attachRw,
+  detach,
   bigFileRange,
   bigFileSha,
   fileSha,
@@ -59,6 +61,7 @@ const gpt: Point[] = [];
 const mbr: Point[] = [];
 let bareImage: string;
 let blankImage: string;
+let brokenImage: string;
 const imageSums = new Map<string, string>();
 
 const big0: BigFile = {
@@ -202,6 +205,21 @@ async function buildBare(): Promise<void> {
   bareImage = join(work, 'bare.qcow2');
   await takeRestorePoint(raw, bareImage);
   await rm(raw);
+  // One good and one damaged ext4 (group descriptors zeroed: blkid still
+  // sees ext4, mount fails).
+  const braw = join(work, 'broken.raw');
+  const bparts = await partitionedRaw(braw, 80, 'gpt', [{ sizeMiB: 32, type: 'L' }, { type: 'L' }]);
+  await mkfs(braw, bparts[0]!, 'ext4');
+  await withRwMount(braw, bparts[0]!, 'ext4', work, (d) => applyModel(d, new Map([['ok.txt', file('fine\n')]])));
+  const bdev = await attachRw(braw, bparts[1]!.offset, bparts[1]!.size);
+  await run('mkfs.ext4', ['-q', '-F', '-b', '4096', bdev]);
+  await detach(bdev);
+  const fh = await open(braw, 'r+');
+  await fh.write(Buffer.alloc(4096), 0, 4096, bparts[1]!.offset + 4096);
+  await fh.close();
+  brokenImage = join(work, 'broken.qcow2');
+  await takeRestorePoint(braw, brokenImage);
+  await rm(braw);
   blankImage = join(work, 'blank.qcow2');
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', blankImage, '64M']);
 }
@@ -288,7 +306,7 @@ beforeAll(async () => {
   await buildGpt();
   await buildMbr();
   await buildBare();
-  for (const img of [...gpt, ...mbr].map((p) => p.image).concat(bareImage, blankImage)) imageSums.set(img, await fileSha(img));
+  for (const img of [...gpt, ...mbr].map((p) => p.image).concat(bareImage, blankImage, brokenImage)) imageSums.set(img, await fileSha(img));
   manager = new MountManager({ mountRoot, runDir, mode: 'fuse', idleTimeoutMs: 0 });
   browser = new FileBrowser(manager);
   await manager.cleanupOrphans();
@@ -386,6 +404,22 @@ describe('restore points', () => {
       const defaults = await browser.list(info.mountId, 'disk/many', { offset: -5 });
       expect(defaults.offset).toBe(0);
       expect(defaults.entries).toHaveLength(500);
+    } finally {
+      await manager.unmount(info.mountId);
+    }
+  });
+
+  it('mounts the good partitions of a disk with a damaged filesystem and reports the other', async () => {
+    const info = await manager.mount({ imagePath: brokenImage });
+    try {
+      expect(info.partitions.map((p) => [p.name, p.fsType, p.mounted])).toEqual([
+        ['p1', 'ext4', true],
+        ['p2', 'ext4', false],
+      ]);
+      expect(info.partitions[1]!.error).toMatch(/mount failed/);
+      expect((await browser.list(info.mountId, '')).entries.map((e) => e.name)).toEqual(['p1']);
+      expect((await collect((await browser.openRead(info.mountId, 'p1/ok.txt')).stream)).toString()).toBe('fine\n');
+      expect((await leftovers()).loops).toHaveLength(1);
     } finally {
       await manager.unmount(info.mountId);
     }

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack as createPack, type Header, type Pack } from 'tar-stream';
@@ -19,7 +19,17 @@ function header(h: Partial<Header> & { name: string }): Header {
   return h as Header;
 }
 
+/** Below this size a file is read in one call: a stream per small file costs more than its data. */
+const SMALL_FILE = 256 * 1024;
+
 async function addFile(pack: Pack, header: Header, hostPath: Buffer, highWaterMark: number): Promise<void> {
+  if ((header.size ?? 0) <= SMALL_FILE) {
+    const data = header.size ? await readFile(hostPath) : Buffer.alloc(0);
+    // The filesystem is read-only, but trust the bytes read over the stat.
+    header.size = data.length;
+    await new Promise<void>((resolve, reject) => pack.entry(header, data, (err) => (err ? reject(err) : resolve())));
+    return;
+  }
   await new Promise<void>((resolve, reject) => {
     const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
     pipeline(createReadStream(hostPath, { highWaterMark }), entry).catch(reject);
