@@ -364,16 +364,28 @@ export class LocalQcow2Repository implements BackupRepository {
   }
 
   async abort(id: string, reason: string): Promise<void> {
-    const loc = await this.locateWriting(id);
-    this.opts.onEvent?.({ kind: 'aborted', restorePointId: id, message: reason, localPath: path.join(loc.dir, loc.record.imageName) });
-    // Image first: a crash in between leaves a "writing" sidecar without an
-    // image, which reconcile deletes; the reverse would leave an anonymous file.
-    await removeIfExists(path.join(loc.dir, loc.record.imageName));
-    await fsyncDir(loc.dir);
-    await removeIfExists(path.join(loc.dir, loc.sidecarName));
-    await fsyncDir(loc.dir);
-    await releaseAll(this.writeLocks.get(id) ?? []);
-    this.writeLocks.delete(id);
+    try {
+      let loc: Located;
+      try {
+        loc = await this.locateWriting(id);
+      } catch (err) {
+        // Already gone (e.g. a second abort): only our locks are left to drop.
+        if (err instanceof RestorePointNotFound && this.writeLocks.has(id)) return;
+        throw err;
+      }
+      this.opts.onEvent?.({ kind: 'aborted', restorePointId: id, message: reason, localPath: path.join(loc.dir, loc.record.imageName) });
+      // Image first: a crash in between leaves a "writing" sidecar without an
+      // image, which reconcile deletes; the reverse would leave an anonymous file.
+      await removeIfExists(path.join(loc.dir, loc.record.imageName));
+      await fsyncDir(loc.dir);
+      await removeIfExists(path.join(loc.dir, loc.sidecarName));
+      await fsyncDir(loc.dir);
+    } finally {
+      // Always: a long-lived worker must not keep the disk's writer lock
+      // because an abort failed half-way; reconcile removes what is left.
+      await releaseAll(this.writeLocks.get(id) ?? []);
+      this.writeLocks.delete(id);
+    }
   }
 
   async delete(id: string): Promise<void> {

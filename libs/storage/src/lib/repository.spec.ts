@@ -121,6 +121,7 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
     expect(t.chainPaths).toHaveLength(4);
     await writeImage(t.imagePath, [{ pattern: 0x99, off: 0, len: 64 * 1024 }]);
     await repo.abort(h.id, 'test');
+    await expect(repo.abort(h.id, 'again')).rejects.toBeInstanceOf(RestorePointNotFound);
     await expect(fsp.stat(t.imagePath)).rejects.toThrow();
     expect((await repo.list({ includeWriting: true })).map((r) => r.id)).not.toContain(h.id);
     expect(await repo.locks.isBusy(h.id)).toBe(false);
