@@ -145,6 +145,11 @@ describe('RestoreController', () => {
     expect(suffix.headers['content-range']).toBe('bytes 1-2/3');
     expect(suffix.headers['content-disposition']).toContain("filename*=UTF-8''%C3%9Cn%C3%AF.txt");
 
+    const head = await request(app.getHttpServer()).head(`/restore/${mountId}/download`).query({ path: 'p1/docs/data.bin' }).expect(200);
+    expect(head.headers['content-length']).toBe(String(data.length));
+    const st = await request(app.getHttpServer()).get(`/restore/${mountId}/stat`).query({ path: 'p1/links/etc' }).expect(200);
+    expect(st.body).toMatchObject({ type: 'symlink', symlinkTarget: '/etc', path: 'p1/links/etc' });
+
     const bad = await request(app.getHttpServer()).get(`/restore/${mountId}/download`).query({ path: 'p1/docs/data.bin' }).set('Range', `bytes=${data.length}-`).expect(416);
     expect(bad.headers['content-range']).toBe(`bytes */${data.length}`);
     const empty = await request(app.getHttpServer()).get(`/restore/${mountId}/download`).query({ path: 'p1/docs/empty' }).expect(200);

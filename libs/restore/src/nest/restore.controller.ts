@@ -1,9 +1,9 @@
-import { BadRequestException, Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Post, Query, Res, UseFilters } from '@nestjs/common';
-import type { Response } from 'express';
+import { BadRequestException, Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Post, Query, Req, Res, UseFilters } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { RangeNotSatisfiable } from '../lib/errors';
-import type { ListPage } from '../lib/file-browser';
+import type { FileEntry, ListPage } from '../lib/file-browser';
 import { contentDisposition, parseRangeHeader } from '../lib/http-range';
 import type { MountInfo, MountRequest } from '../lib/mount-manager';
 import { RestoreErrorFilter } from './restore-error.filter';
@@ -48,7 +48,13 @@ export function parseMountBody(body: unknown): MountRequest {
   };
 }
 
-async function send(stream: Readable, res: Response): Promise<void> {
+async function send(stream: Readable, res: Response, req?: Request): Promise<void> {
+  if (req?.method === 'HEAD') {
+    // Express routes HEAD to GET; the body would be read in full and dropped.
+    stream.destroy();
+    res.end();
+    return;
+  }
   try {
     await pipeline(stream, res);
   } catch {
@@ -97,11 +103,18 @@ export class RestoreController {
     });
   }
 
+  /** One entry (a symlink is described, not followed). */
+  @Get(':mountId/stat')
+  stat(@Param('mountId') mountId: string, @Query('path') path: unknown): Promise<FileEntry> {
+    return this.restore.browser.stat(mountId, queryString(path, 'path'));
+  }
+
   @Get(':mountId/download')
   async download(
     @Param('mountId') mountId: string,
     @Query('path') path: unknown,
     @Headers('range') rangeHeader: string | undefined,
+    @Req() req: Request,
     @Res() res: Response,
   ): Promise<void> {
     let partial = false;
@@ -119,7 +132,7 @@ export class RestoreController {
     res.setHeader('Last-Modified', new Date(file.entry.mtime).toUTCString());
     res.setHeader('Content-Disposition', contentDisposition(file.entry.name));
     if (partial) res.setHeader('Content-Range', `bytes ${file.start}-${file.end}/${file.size}`);
-    await send(file.stream, res);
+    await send(file.stream, res, req);
   }
 
   /** A directory as a streamed tar (no Content-Length: it is produced while sent). */
