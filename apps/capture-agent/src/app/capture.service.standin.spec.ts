@@ -328,6 +328,10 @@ describe('CaptureService against the stand-in', () => {
     expect((err as CaptureError).message).toContain('nothing.sock');
     const bad = await service.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: 9999, uri: 'nbd://x/y' }] }).catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const short = await target('idle-short', 4 * MiB);
+    const tooSmall = await service.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: A, uri: short.uri }] }).catch((e: unknown) => e);
+    expect(tooSmall).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect((tooSmall as CaptureError).message).toContain(`holds ${4 * MiB} bytes, the disk ${8 * MiB}`);
     const t = await target('idle', 8 * MiB);
     const [r] = await service.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: A, uri: t.uri }] });
     expect(r.bytesWritten + r.bytesZeroed).toBe(disk(prep, A).bytesToCopy);

@@ -11,7 +11,7 @@ import type {
   PreparedDisk,
   ReleaseResponse,
 } from '@sendense/contracts';
-import { copyExtents, parseNbdUri, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
+import { copyExtents, DEFAULT_CONNECTIONS, NbdClient, parseNbdUri, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
 import { InvalidChangeIdError, NotFoundError, VSphereClient, type MoRef, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
 import { createDiskReader, type DiskReader, type OpenedDisk } from './disk-readers';
@@ -314,6 +314,7 @@ export class CaptureService {
       const where = `${describeVm(s)} disk ${plan.deviceKey} (${plan.fileName || plan.label}), snapshot ${s.snapshot.value}`;
       const diskStarted = Date.now();
       let opened: OpenedDisk | undefined;
+      let target: NbdClient | undefined;
       try {
         abort.signal.throwIfAborted();
         st.phase = 'copying';
@@ -330,11 +331,21 @@ export class CaptureService {
           throw toCaptureError(err, `${where}: opening the snapshot disk`);
         }
         abort.signal.throwIfAborted();
+        try {
+          target = await NbdClient.connect({ uri: t.uri, connections: req.tuning?.connections ?? DEFAULT_CONNECTIONS });
+        } catch (err) {
+          throw toCaptureError(err, `${where}: connecting to the target ${t.uri}`);
+        }
+        // A short target would silently cut a full at its last allocated extent.
+        if (target.size < plan.capacityBytes) {
+          throw invalidArgument(`${where}: target ${t.uri} holds ${target.size} bytes, the disk ${plan.capacityBytes}`);
+        }
+        if (target.readOnly) throw invalidArgument(`${where}: target ${t.uri} is read-only`);
         let result: CopyProgress;
         try {
           result = await copyExtents({
             source: opened.uri,
-            target: t.uri,
+            target,
             extents: plan.extents,
             requestSize: req.tuning?.requestSize,
             queueDepth: req.tuning?.queueDepth,
@@ -371,6 +382,7 @@ export class CaptureService {
           if (!abort.signal.aborted) abort.abort(ce);
         }
       } finally {
+        await target?.close().catch(() => undefined);
         await opened?.close().catch(() => undefined);
       }
     };
