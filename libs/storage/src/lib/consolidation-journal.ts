@@ -28,6 +28,8 @@ export interface ConsolidationJournal {
 /** Steps at which tests may kill the process to prove crash safety. */
 export type ConsolidationStep =
   | 'journal-written'
+  /** Range merges only: the temp copy exists but is not rebased yet (a partial merged image). */
+  | 'temp-copied'
   | 'temp-built'
   | 'journal-built'
   | 'renamed'
@@ -37,6 +39,7 @@ export type ConsolidationStep =
   | 'removed-one'
   | 'done';
 
+/** The steps every consolidation passes (merging into the full). */
 export const CONSOLIDATION_STEPS: readonly ConsolidationStep[] = [
   'journal-written',
   'temp-built',

@@ -160,6 +160,7 @@ export async function consolidateInDir(
         // qemu writes into it every cluster that differs between to's old
         // backing chain and the new one, i.e. what the run changed.
         await fsp.copyFile(path.join(dir, to.imageName), tmp, fsc.COPYFILE_FICLONE);
+        await step(opts, 'temp-copied');
         await rebaseSafe(tmp, newBackingName);
       } else {
         await convertStandalone(path.join(dir, to.imageName), tmp);

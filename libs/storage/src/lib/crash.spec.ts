@@ -103,7 +103,7 @@ describe('consolidation killed mid-way (SIGKILL at every step)', () => {
     });
   });
 
-  describe.each((['temp-built', 'renamed', 'removed-one'] as ConsolidationStep[]).map((s) => [s]))(
+  describe.each((['temp-copied', 'temp-built', 'renamed', 'removed-one'] as ConsolidationStep[]).map((s) => [s]))(
     'merging a range in the middle, killed at %s',
     (step) => {
       it('loses no restore point', async () => {
