@@ -114,17 +114,38 @@ export async function nbdkit(dir: TempDir, plugin: string, pluginArgs: string[],
   return server(daemon, `nbd+unix:///?socket=${sock}`, { socket: sock });
 }
 
-/** nbd-server with a minimal config serving one raw file. */
+/**
+ * nbd-server with a minimal config serving one raw file. It forks per
+ * client and daemonizes (its -d debug mode serves one client at a time,
+ * which a multi-conn client would deadlock on), so it is tracked by pid file.
+ */
 export async function nbdServer(dir: TempDir, file: string, exportName = 'raw'): Promise<Server> {
   const port = freePort();
   const conf = dir.file(`nbd-server-${++counter}.conf`);
+  const pidFile = dir.file(`nbd-server-${counter}.pid`);
   writeFileSync(
     conf,
     ['[generic]', `    port = ${port}`, '    listenaddr = 127.0.0.1', '    allowlist = true', '', `[${exportName}]`, `    exportname = ${file}`, ''].join('\n'),
   );
-  const daemon = await Daemon.start('nbd-server', ['-C', conf, '-d']);
-  await waitPort(daemon, port);
-  return server(daemon, `nbd://127.0.0.1:${port}/${exportName}`, { port });
+  const daemon = await Daemon.start('nbd-server', ['-C', conf, '-p', pidFile]);
+  await daemon.exited;
+  await waitFor(() => existsSync(pidFile) && listening(port), { timeoutMs: 10000, message: `nbd-server on port ${port}` });
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  return {
+    uri: `nbd://127.0.0.1:${port}/${exportName}`,
+    daemon,
+    port,
+    stop: async () => {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        return; // already gone
+      }
+      await waitFor(() => !existsSync(`/proc/${pid}`), { timeoutMs: 5000, message: `nbd-server ${pid} to exit` }).catch(() =>
+        process.kill(pid, 'SIGKILL'),
+      );
+    },
+  };
 }
 
 export async function sha256(file: string): Promise<string> {
@@ -154,8 +175,8 @@ export async function qemuIoWrite(file: string, format: 'raw' | 'qcow2', ops: st
 
 export async function qemuImgCompare(a: string, fa: 'raw' | 'qcow2', b: string, fb: 'raw' | 'qcow2'): Promise<void> {
   // Exit 0: identical; 1: differ (CommandError with the first differing offset).
-  await run('qemu-img', ['compare', '-q', '-f', fa, '-F', fb, a, b]).catch(async () => {
-    const r = await run('qemu-img', ['compare', '-f', fa, '-F', fb, a, b], { okExitCodes: [0, 1] });
+  await run('qemu-img', ['compare', '-U', '-q', '-f', fa, '-F', fb, a, b]).catch(async () => {
+    const r = await run('qemu-img', ['compare', '-U', '-f', fa, '-F', fb, a, b], { okExitCodes: [0, 1] });
     throw new Error(`images differ: ${r.stdout.trim()}`);
   });
 }

@@ -1,8 +1,7 @@
 /**
- * Received socket chunks, consumed front to back without copying the bulk
- * data: payloads are handed out as subarrays of the chunks Node gave us
- * (each 'data' chunk is a fresh allocation, so keeping views is safe).
- * Only small headers that straddle two chunks are copied.
+ * Bytes received during the handshake, consumed front to back. Option
+ * replies are small, so clarity wins over zero-copy here; the transmission
+ * phase has its own streaming parser (nbd-connection.ts).
  */
 export class ByteQueue {
   private chunks: Buffer[] = [];
@@ -18,24 +17,6 @@ export class ByteQueue {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.total += chunk.length;
-  }
-
-  /** Big-endian u32 at the read position without consuming it. Caller checks length >= 4. */
-  peekUInt32BE(): number {
-    const first = this.chunks[0];
-    if (first.length - this.head >= 4) return first.readUInt32BE(this.head);
-    // Rare: the 4 bytes straddle chunks; assemble them without consuming.
-    let v = 0;
-    let ci = 0;
-    let pos = this.head;
-    for (let i = 0; i < 4; i++) {
-      while (pos >= this.chunks[ci].length) {
-        ci++;
-        pos = 0;
-      }
-      v = v * 256 + this.chunks[ci][pos++];
-    }
-    return v;
   }
 
   /** Take n contiguous bytes (copied only when they span chunks). Caller checks length. */
@@ -56,26 +37,6 @@ export class ByteQueue {
       this.advance(m);
     }
     return out;
-  }
-
-  /** Take n bytes as a list of views (no copy), appended to out. */
-  takeViews(n: number, out: Buffer[]): void {
-    while (n > 0) {
-      const c = this.chunks[0];
-      const m = Math.min(n, c.length - this.head);
-      out.push(c.subarray(this.head, this.head + m));
-      n -= m;
-      this.advance(m);
-    }
-  }
-
-  /** Drop n bytes. */
-  skip(n: number): void {
-    while (n > 0) {
-      const m = Math.min(n, this.chunks[0].length - this.head);
-      n -= m;
-      this.advance(m);
-    }
   }
 
   private advance(m: number): void {

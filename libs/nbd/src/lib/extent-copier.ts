@@ -220,13 +220,18 @@ class Copier {
       c.wrote = 'zero';
       return;
     }
-    const r = await this.source.readViews(c.offset, c.length);
-    if (this.detectZeroes && r.zero) {
-      await this.target.writeZeroes(c.offset, c.length);
-      c.wrote = 'zero';
-    } else {
-      await this.target.write(c.offset, r.views);
-      c.wrote = 'data';
+    const r = await this.source.readReply(c.offset, c.length);
+    try {
+      if (this.detectZeroes && r.zero) {
+        await this.target.writeZeroes(c.offset, c.length);
+        c.wrote = 'zero';
+      } else {
+        await this.target.write(c.offset, r.data);
+        c.wrote = 'data';
+      }
+    } finally {
+      // Acknowledged or failed, the socket no longer needs the bytes.
+      r.release();
     }
     c.read = true;
   }

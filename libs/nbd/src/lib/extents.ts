@@ -21,10 +21,19 @@ export interface RangeOptions {
   length?: number;
 }
 
-/** Run fn with a client that has the meta context, opening a short-lived one if needed. */
+/**
+ * Run fn with a client that has the meta context. If the client did not
+ * negotiate it, open a short-lived extra connection; a server that allows
+ * only one client (qemu-nbd without -e) makes that time out, hence the hint.
+ */
 async function withContext<T>(client: NbdClient, context: string, fn: (c: NbdClient) => Promise<T>): Promise<T> {
   if (client.metaContexts.has(context)) return fn(client);
-  const temp = await NbdClient.connect({ ...client.options, connections: 1, metaContexts: [context] });
+  const temp = await NbdClient.connect({ ...client.options, connections: 1, metaContexts: [context], connectTimeoutMs: 5000 }).catch(
+    (err: unknown) => {
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new Error(`meta context "${context}" was not negotiated; pass metaContexts: ["${context}"] when connecting (${msg})`);
+    },
+  );
   try {
     return await fn(temp);
   } finally {

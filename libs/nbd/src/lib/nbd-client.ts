@@ -29,6 +29,7 @@ import {
 } from './nbd-protocol';
 import { NbdAddress, formatNbdUri, parseNbdUri } from './nbd-uri';
 import { ZEROES, ZERO_BLOCK_SIZE } from './zero';
+import { BufferPool } from './buffer-pool';
 
 export interface NbdClientOptions {
   /** nbd://host:port/export or nbd+unix:///export?socket=/path */
@@ -40,7 +41,11 @@ export interface NbdClientOptions {
   exportName?: string;
   /** Connections to open when the server allows multi-conn. Default 1. */
   connections?: number;
-  /** Meta contexts to negotiate (e.g. base:allocation, qemu:dirty-bitmap:cbt-1). */
+  /**
+   * Meta contexts to negotiate (e.g. qemu:dirty-bitmap:cbt-1); connecting
+   * fails if the server lacks one. base:allocation is negotiated anyway
+   * whenever the server offers it.
+   */
   metaContexts?: readonly string[];
   /** Default true; false forces simple replies (for testing old servers). */
   structuredReplies?: boolean;
@@ -82,7 +87,12 @@ function resolveAddress(o: NbdClientOptions): NbdAddress {
 
 export class NbdClient {
   private conns: NbdConnection[] = [];
+
   private closed = false;
+  /** Lowered when the server refuses extra connections. */
+  private maxConns = Number.POSITIVE_INFINITY;
+  /** What the server said at the first connect (kept while connections are down). */
+  readonly info: ExportInfo;
 
   private constructor(
     readonly options: NbdClientOptions,
@@ -91,6 +101,7 @@ export class NbdClient {
     first: NbdConnection,
   ) {
     this.conns.push(first);
+    this.info = first.info;
   }
 
   /** Connect, negotiate, and open extra connections if multi-conn is allowed. */
@@ -101,9 +112,11 @@ export class NbdClient {
       address,
       exportName: address.exportName,
       metaContexts: options.metaContexts,
+      optionalMetaContexts: [CONTEXT_BASE_ALLOCATION],
       structuredReplies: options.structuredReplies,
       connectTimeoutMs: options.connectTimeoutMs,
     };
+    connectOpts.pool = new BufferPool();
     const first = await NbdConnection.connect(connectOpts);
     const client = new NbdClient(options, address, connectOpts, first);
     try {
@@ -121,11 +134,21 @@ export class NbdClient {
     return this.canMultiConn ? n : 1;
   }
 
+  /**
+   * Open the extra connections. A server may advertise multi-conn yet cap
+   * the number of clients (qemu-nbd -e N holds connection N+1 unanswered),
+   * so extras get a short timeout and failing ones are dropped for good:
+   * fewer connections is slower, not wrong.
+   */
   private async fillConnections(): Promise<void> {
-    const missing = this.wanted - this.conns.length;
+    const missing = Math.min(this.wanted, this.maxConns) - this.conns.length;
     if (missing <= 0) return;
-    const extra = await Promise.all(Array.from({ length: missing }, () => NbdConnection.connect(this.connectOpts)));
-    this.conns.push(...extra);
+    const opts = { ...this.connectOpts, connectTimeoutMs: Math.min(this.connectOpts.connectTimeoutMs ?? 30000, 5000) };
+    const results = await Promise.allSettled(Array.from({ length: missing }, () => NbdConnection.connect(opts)));
+    for (const r of results) {
+      if (r.status === 'fulfilled') this.conns.push(r.value);
+      else this.maxConns = Math.max(1, this.conns.length);
+    }
   }
 
   /**
@@ -155,10 +178,6 @@ export class NbdClient {
 
   get connectionCount(): number {
     return this.conns.length;
-  }
-
-  get info(): ExportInfo {
-    return this.conns[0].info;
   }
 
   get size(): number {
@@ -231,8 +250,12 @@ export class NbdClient {
     if (opts.write && this.readOnly) throw bad('export is read-only');
   }
 
-  /** READ returning the bytes as views (holes as shared zero views). Hot path of the copier. */
-  readViews(offset: number, length: number): Promise<ReadReply> {
+  /**
+   * READ with zero detection; the buffer comes from the client's pool and
+   * may be given back with reply.release() once the caller is done with it
+   * (the copier does, after the WRITE is acknowledged). Hot path.
+   */
+  readReply(offset: number, length: number): Promise<ReadReply> {
     try {
       this.check('READ', offset, length, { maxBlock: true });
       return this.pick('READ', offset, length).request<ReadReply>(NBD_CMD_READ, 0, offset, length);
@@ -241,11 +264,9 @@ export class NbdClient {
     }
   }
 
-  /** READ into a new Buffer the caller owns. */
+  /** READ into a Buffer the caller owns (holes read as zeroes). */
   async read(offset: number, length: number): Promise<Buffer> {
-    const r = await this.readViews(offset, length);
-    if (r.views.length === 1 && r.views[0].buffer !== ZEROES.buffer) return r.views[0];
-    return Buffer.concat(r.views, length);
+    return (await this.readReply(offset, length)).data;
   }
 
   write(offset: number, data: Buffer | readonly Buffer[], flags: WriteFlags = {}): Promise<void> {

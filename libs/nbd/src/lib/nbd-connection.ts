@@ -2,11 +2,15 @@
  * One NBD connection: socket, handshake, and the transmission phase with
  * many requests in flight, matched to replies by handle.
  *
- * Hot path notes: replies are parsed from a ByteQueue of the socket chunks
- * Node hands us, and READ payloads are returned as views into those chunks
- * (no copy). Requests issued in the same tick are corked into one writev.
+ * Hot path: the socket uses Node's `onread` with a buffer generator. Reply
+ * headers land in a small static buffer; when the parser is inside a READ
+ * payload, the next socket read goes straight into that request's
+ * destination buffer (taken from a pool), so payload bytes are not copied
+ * by JS and no per-read buffers are allocated. Requests issued in the same
+ * tick are corked into one writev.
  */
 import * as net from 'node:net';
+import { BufferPool } from './buffer-pool';
 import { ByteQueue } from './byte-queue';
 import { NbdCommandError, NbdConnectionError, NbdError, NbdHandshakeError, commandName } from './nbd-errors';
 import {
@@ -38,21 +42,25 @@ import {
   writeU64,
 } from './nbd-protocol';
 import { NbdAddress, formatNbdUri } from './nbd-uri';
-import { isZero, zeroViews } from './zero';
+import { isZero } from './zero';
 
 export interface ConnectOptions extends NegotiateOptions {
   address: NbdAddress;
   /** Give up connecting + negotiating after this long. Default 30 s. */
   connectTimeoutMs?: number;
+  /** Where READ buffers come from (shared by a client's connections). */
+  pool?: BufferPool;
 }
 
-/** A READ reply: the bytes as views (holes are views of a shared zero buffer). */
+/** A READ reply. Holes are zero-filled in data. */
 export interface ReadReply {
   offset: number;
   length: number;
-  views: Buffer[];
-  /** Every byte is zero (all holes and/or zero data). */
+  data: Buffer;
+  /** Every byte is zero (holes and/or zero data): write it as WRITE_ZEROES. */
   zero: boolean;
+  /** Give data back to the pool; do not touch data afterwards. Optional. */
+  release(): void;
 }
 
 /** One extent of a BLOCK_STATUS reply, in the context's own flag space. */
@@ -64,63 +72,90 @@ export interface StatusExtent {
 /** BLOCK_STATUS reply: context id -> extents starting at the request offset. */
 export type StatusReply = Map<number, StatusExtent[]>;
 
-interface Piece {
-  offset: number;
-  views: Buffer[] | null; // null: hole
-  length: number;
-}
-
 interface Pending {
   type: number;
   offset: number;
   length: number;
   resolve: (value: never) => void;
   reject: (err: Error) => void;
-  pieces?: Piece[];
+  /** READ destination. */
+  buf?: Buffer;
+  /** READ bytes covered by data or hole chunks so far. */
+  covered?: number;
+  sawData?: boolean;
   status?: StatusReply;
   error?: NbdCommandError;
 }
 
 const enum State {
+  /** Collecting a reply header into hdr. */
   Header,
-  SimpleData,
-  StructuredPayload,
+  /** Collecting a small chunk payload (or the 8-byte OFFSET_DATA prefix) into small. */
+  Small,
+  /** Copying READ payload into the request's buffer. */
+  Data,
 }
 
 const NO_PAYLOAD: readonly Buffer[] = [];
+/** Static read buffer: reply headers, acks and small chunks land here. */
+const STATIC_READ_SIZE = 16 * 1024;
+/** Payload remainders at least this big are read straight into the destination. */
+const DIRECT_READ_MIN = 4096;
 
 export class NbdConnection {
-  private readonly q = new ByteQueue();
+  private readonly handshakeQ = new ByteQueue();
   private readonly pending = new Map<number, Pending>();
   private nextHandle = 1;
   private corked = false;
   private dead: NbdConnectionError | undefined;
   private closing = false;
+  private handshaking = true;
+  private readonly pool: BufferPool;
+  private readonly closed: Promise<void>;
+  private socket!: net.Socket;
+
+  // Transmission parser state.
   private state = State.Header;
-  /** Request whose payload we are waiting for. */
+  private readonly hdr = Buffer.alloc(STRUCTURED_REPLY_SIZE);
+  private hdrFill = 0;
+  private hdrNeed = 4;
+  private small = Buffer.alloc(256);
+  private smallFill = 0;
+  private smallNeed = 0;
   private current: Pending | undefined;
   private currentHandle = 0;
+  private structured = false;
   private chunkFlags = 0;
   private chunkType = 0;
   private chunkLength = 0;
+  private dataPos = 0;
+  private dataEnd = 0;
+  /** The last socket read went straight into current.buf at dataPos. */
+  private direct = false;
+  private readonly staticRead = Buffer.allocUnsafeSlow(STATIC_READ_SIZE);
+
   /** Handshake-phase reader waiting for bytes. */
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
-  private handshaking = true;
-  private readonly closed: Promise<void>;
   /** Called once when the connection fails (not on close()). */
   onDead?: (err: NbdConnectionError) => void;
   info!: ExportInfo;
+  readonly server: string;
 
   private constructor(
-    private readonly socket: net.Socket,
     readonly address: NbdAddress,
-    readonly server: string,
+    pool: BufferPool | undefined,
   ) {
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(`connection error: ${err.message}`, err));
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.once('close', () => this.fail('server closed the connection'));
+    this.server = formatNbdUri(address);
+    this.pool = pool ?? new BufferPool();
+    const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, b: Buffer) => this.onRead(n, b) };
+    this.socket =
+      address.socketPath !== undefined
+        ? net.createConnection({ path: address.socketPath, onread })
+        : net.createConnection({ host: address.host, port: address.port ?? 10809, onread });
+    this.socket.setNoDelay(true);
+    this.socket.on('error', (err) => this.fail(`connection error: ${err.message}`, err));
+    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
+    this.socket.once('close', () => this.fail('server closed the connection'));
   }
 
   get inFlight(): number {
@@ -135,13 +170,9 @@ export class NbdConnection {
     return this.dead;
   }
 
-  private static async openSocket(address: NbdAddress, timeoutMs: number): Promise<NbdConnection> {
-    const server = formatNbdUri(address);
-    const socket =
-      address.socketPath !== undefined
-        ? net.createConnection({ path: address.socketPath })
-        : net.createConnection({ host: address.host, port: address.port ?? 10809 });
-    const conn = new NbdConnection(socket, address, server);
+  private static async openSocket(address: NbdAddress, timeoutMs: number, pool?: BufferPool): Promise<NbdConnection> {
+    const conn = new NbdConnection(address, pool);
+    const socket = conn.socket;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
@@ -162,7 +193,7 @@ export class NbdConnection {
   /** Connect and negotiate the export. */
   static async connect(opts: ConnectOptions): Promise<NbdConnection> {
     const timeoutMs = opts.connectTimeoutMs ?? 30000;
-    const conn = await NbdConnection.openSocket(opts.address, timeoutMs);
+    const conn = await NbdConnection.openSocket(opts.address, timeoutMs, opts.pool);
     const timer = setTimeout(() => conn.socket.destroy(new Error(`handshake timed out after ${timeoutMs} ms`)), timeoutMs);
     try {
       conn.info = await negotiate(conn.io(), opts);
@@ -174,7 +205,11 @@ export class NbdConnection {
       clearTimeout(timer);
     }
     conn.handshaking = false;
-    if (conn.q.length) conn.parse();
+    // Anything the server sent after the handshake (it should not) goes to the parser.
+    while (conn.handshakeQ.length) {
+      const b = conn.handshakeQ.take(conn.handshakeQ.length);
+      conn.feed(b, 0, b.length);
+    }
     return conn;
   }
 
@@ -219,16 +254,38 @@ export class NbdConnection {
 
   private pump(): void {
     const w = this.waiter;
-    if (w && this.q.length >= w.n) {
+    if (w && this.handshakeQ.length >= w.n) {
       this.waiter = undefined;
-      w.resolve(this.q.take(w.n));
+      w.resolve(this.handshakeQ.take(w.n));
     }
   }
 
-  private onData(chunk: Buffer): void {
-    this.q.push(chunk);
-    if (this.handshaking) this.pump();
-    else this.parse();
+  // ---- socket reads ----
+
+  /** Where the next socket read should land. */
+  private nextReadBuffer(): Buffer {
+    if (this.state === State.Data && !this.handshaking && this.dataEnd - this.dataPos >= DIRECT_READ_MIN) {
+      this.direct = true;
+      return (this.current as Pending).buf!.subarray(this.dataPos, this.dataEnd);
+    }
+    this.direct = false;
+    return this.staticRead;
+  }
+
+  /** Socket read callback; returning true keeps the socket flowing. */
+  private onRead(n: number, buf: Buffer): boolean {
+    if (this.dead) return true;
+    if (this.handshaking) {
+      // Copy: the static buffer is reused for the next read.
+      this.handshakeQ.push(Buffer.from(buf.subarray(0, n)));
+      this.pump();
+    } else if (this.direct) {
+      this.dataPos += n;
+      if (this.dataPos === this.dataEnd) this.dataDone();
+    } else {
+      this.feed(buf, 0, n);
+    }
+    return true;
   }
 
   private fail(message: string, cause?: Error): void {
@@ -241,11 +298,13 @@ export class NbdConnection {
       this.waiter = undefined;
     }
     for (const p of this.pending.values()) {
-      p.reject(new NbdConnectionError(`${message} with ${commandName(p.type)} in flight`, this.ctx({
-        command: commandName(p.type),
-        offset: p.offset,
-        length: p.length,
-      }), cause ? { cause } : undefined));
+      p.reject(
+        new NbdConnectionError(
+          `${message} with ${commandName(p.type)} in flight`,
+          this.ctx({ command: commandName(p.type), offset: p.offset, length: p.length }),
+          cause ? { cause } : undefined,
+        ),
+      );
     }
     this.pending.clear();
     this.socket.destroy();
@@ -259,115 +318,171 @@ export class NbdConnection {
 
   // ---- transmission: parsing ----
 
-  private parse(): void {
-    const q = this.q;
-    while (!this.dead) {
-      if (this.state === State.Header) {
-        if (q.length < 4) return;
-        const magic = q.peekUInt32BE();
-        if (magic === NBD_STRUCTURED_REPLY_MAGIC) {
-          if (q.length < STRUCTURED_REPLY_SIZE) return;
-          const h = q.take(STRUCTURED_REPLY_SIZE);
-          this.chunkFlags = h.readUInt16BE(4);
-          this.chunkType = h.readUInt16BE(6);
-          this.currentHandle = h.readUInt32BE(12);
-          this.chunkLength = h.readUInt32BE(16);
-          const p = this.pending.get(this.currentHandle);
-          if (!p || h.readUInt32BE(8) !== 0) return this.violation(`structured reply for unknown handle ${this.currentHandle}`);
-          this.current = p;
-          this.state = State.StructuredPayload;
-        } else if (magic === NBD_SIMPLE_REPLY_MAGIC) {
-          if (q.length < SIMPLE_REPLY_SIZE) return;
-          const h = q.take(SIMPLE_REPLY_SIZE);
-          const error = h.readUInt32BE(4);
-          const handle = h.readUInt32BE(12);
-          const p = this.pending.get(handle);
-          if (!p || h.readUInt32BE(8) !== 0) return this.violation(`simple reply for unknown handle ${handle}`);
-          this.currentHandle = handle;
-          this.current = p;
-          if (error !== 0) {
-            // On error no payload follows (qemu, nbdkit and nbd-server agree).
-            p.error = this.commandError(p, error);
-            this.complete();
-          } else if (p.type === NBD_CMD_READ) {
-            this.state = State.SimpleData;
-          } else {
-            this.complete();
+  /** Consume buf[at, end): every byte is used or copied before returning. */
+  private feed(buf: Buffer, at: number, end: number): void {
+    while (at < end && !this.dead) {
+      switch (this.state) {
+        case State.Header: {
+          const m = Math.min(this.hdrNeed - this.hdrFill, end - at);
+          buf.copy(this.hdr, this.hdrFill, at, at + m);
+          this.hdrFill += m;
+          at += m;
+          if (this.hdrFill < this.hdrNeed) break;
+          if (this.hdrNeed === 4) {
+            const magic = this.hdr.readUInt32BE(0);
+            if (magic === NBD_STRUCTURED_REPLY_MAGIC) this.hdrNeed = STRUCTURED_REPLY_SIZE;
+            else if (magic === NBD_SIMPLE_REPLY_MAGIC) this.hdrNeed = SIMPLE_REPLY_SIZE;
+            else return this.violation(`bad reply magic 0x${magic.toString(16)}`);
+            break;
           }
-        } else {
-          return this.violation(`bad reply magic 0x${magic.toString(16)}`);
+          this.onHeader();
+          break;
         }
-      } else if (this.state === State.SimpleData) {
-        const p = this.current as Pending;
-        if (q.length < p.length) return;
-        const views: Buffer[] = [];
-        q.takeViews(p.length, views);
-        p.pieces = [{ offset: p.offset, views, length: p.length }];
-        this.state = State.Header;
-        this.complete();
-      } else {
-        if (q.length < this.chunkLength) return;
-        this.state = State.Header;
-        this.structuredChunk(this.current as Pending);
-        if (this.dead) return;
-        if (this.chunkFlags & NBD_REPLY_FLAG_DONE) this.complete();
+        case State.Small: {
+          const m = Math.min(this.smallNeed - this.smallFill, end - at);
+          buf.copy(this.small, this.smallFill, at, at + m);
+          this.smallFill += m;
+          at += m;
+          if (this.smallFill === this.smallNeed) this.onSmall();
+          break;
+        }
+        case State.Data: {
+          const m = Math.min(this.dataEnd - this.dataPos, end - at);
+          buf.copy((this.current as Pending).buf!, this.dataPos, at, at + m);
+          this.dataPos += m;
+          at += m;
+          if (this.dataPos === this.dataEnd) this.dataDone();
+          break;
+        }
       }
     }
   }
 
-  private structuredChunk(p: Pending): void {
-    const q = this.q;
-    const len = this.chunkLength;
+  private resetHeader(): void {
+    this.state = State.Header;
+    this.hdrFill = 0;
+    this.hdrNeed = 4;
+  }
+
+  private expectSmall(n: number): void {
+    if (this.small.length < n) this.small = Buffer.alloc(Math.max(n, this.small.length * 2));
+    this.smallFill = 0;
+    this.smallNeed = n;
+    this.state = State.Small;
+    if (n === 0) this.onSmall();
+  }
+
+  private onHeader(): void {
+    const h = this.hdr;
+    if (this.hdrNeed === SIMPLE_REPLY_SIZE) {
+      const error = h.readUInt32BE(4);
+      const handle = h.readUInt32BE(12);
+      const p = this.pending.get(handle);
+      if (!p || h.readUInt32BE(8) !== 0) return this.violation(`simple reply for unknown handle ${handle}`);
+      this.structured = false;
+      this.currentHandle = handle;
+      this.current = p;
+      if (error !== 0) {
+        // On error no payload follows (qemu, nbdkit and nbd-server agree).
+        p.error = this.commandError(p, error);
+        this.resetHeader();
+        this.complete();
+      } else if (p.type === NBD_CMD_READ && p.length > 0) {
+        p.covered = p.length;
+        p.sawData = true;
+        this.dataPos = 0;
+        this.dataEnd = p.length;
+        this.state = State.Data;
+      } else {
+        this.resetHeader();
+        this.complete();
+      }
+      return;
+    }
+    this.chunkFlags = h.readUInt16BE(4);
+    this.chunkType = h.readUInt16BE(6);
+    this.currentHandle = h.readUInt32BE(12);
+    this.chunkLength = h.readUInt32BE(16);
+    const p = this.pending.get(this.currentHandle);
+    if (!p || h.readUInt32BE(8) !== 0) return this.violation(`structured reply for unknown handle ${this.currentHandle}`);
+    this.structured = true;
+    this.current = p;
+    if (this.chunkType === NBD_REPLY_TYPE_OFFSET_DATA) {
+      if (p.type !== NBD_CMD_READ || this.chunkLength < 8) return this.violation('unexpected OFFSET_DATA chunk');
+      this.expectSmall(8); // the offset; the data follows
+      return;
+    }
+    if (this.chunkLength > 16 * 1024 * 1024) return this.violation(`chunk of ${this.chunkLength} bytes`);
+    this.expectSmall(this.chunkLength);
+  }
+
+  /** A whole small payload (or the OFFSET_DATA offset) is in this.small. */
+  private onSmall(): void {
+    const p = this.current as Pending;
+    const b = this.small;
+    const len = this.smallNeed;
     switch (this.chunkType) {
       case NBD_REPLY_TYPE_OFFSET_DATA: {
-        if (p.type !== NBD_CMD_READ || len < 8) return this.violation('unexpected OFFSET_DATA chunk');
-        const offset = readU64(q.take(8), 0);
-        const n = len - 8;
+        const offset = readU64(b, 0);
+        const n = this.chunkLength - 8;
         if (offset < p.offset || offset + n > p.offset + p.length) return this.violation('OFFSET_DATA outside the request');
-        const views: Buffer[] = [];
-        q.takeViews(n, views);
-        (p.pieces ??= []).push({ offset, views, length: n });
+        p.covered = (p.covered ?? 0) + n;
+        p.sawData = true;
+        this.dataPos = offset - p.offset;
+        this.dataEnd = this.dataPos + n;
+        this.state = State.Data;
+        if (n === 0) this.dataDone();
         return;
       }
       case NBD_REPLY_TYPE_OFFSET_HOLE: {
         if (p.type !== NBD_CMD_READ || len !== 12) return this.violation('unexpected OFFSET_HOLE chunk');
-        const b = q.take(12);
         const offset = readU64(b, 0);
         const n = b.readUInt32BE(8);
         if (offset < p.offset || offset + n > p.offset + p.length) return this.violation('OFFSET_HOLE outside the request');
-        (p.pieces ??= []).push({ offset, views: null, length: n });
-        return;
+        p.buf!.fill(0, offset - p.offset, offset - p.offset + n);
+        p.covered = (p.covered ?? 0) + n;
+        break;
       }
       case NBD_REPLY_TYPE_BLOCK_STATUS: {
         if (p.type !== NBD_CMD_BLOCK_STATUS || len < 12 || (len - 4) % 8 !== 0) {
           return this.violation('unexpected BLOCK_STATUS chunk');
         }
-        const b = q.take(len);
         const id = b.readUInt32BE(0);
         const extents: StatusExtent[] = [];
         for (let at = 4; at < len; at += 8) extents.push({ length: b.readUInt32BE(at), flags: b.readUInt32BE(at + 4) });
         (p.status ??= new Map()).set(id, extents);
-        return;
+        break;
       }
       case NBD_REPLY_TYPE_NONE:
-        q.skip(len);
-        return;
-      default: {
+        break;
+      default:
         if (this.chunkType & 0x8000) {
           // NBD_REPLY_TYPE_ERROR / ERROR_OFFSET (or a future error type): u32 error, u16 len, msg.
-          const b = q.take(len);
           const errno = len >= 4 ? b.readUInt32BE(0) : 5;
-          const msgLen = len >= 6 ? b.readUInt16BE(4) : 0;
+          const msgLen = len >= 6 ? Math.min(b.readUInt16BE(4), len - 6) : 0;
           const msg = b.subarray(6, 6 + msgLen).toString('utf8');
           // ERROR_OFFSET says where inside the request the error happened.
           const offset =
             this.chunkType === NBD_REPLY_TYPE_ERROR_OFFSET && len >= 6 + msgLen + 8 ? readU64(b, 6 + msgLen) : p.offset;
           p.error ??= this.commandError(p, errno, msg, offset);
-          return;
         }
-        q.skip(len); // unknown informational chunk
-      }
+      // Unknown informational chunks are ignored.
     }
+    this.endChunk();
+  }
+
+  private dataDone(): void {
+    this.direct = false;
+    if (this.structured) this.endChunk();
+    else {
+      this.resetHeader();
+      this.complete();
+    }
+  }
+
+  private endChunk(): void {
+    this.resetHeader();
+    if (this.chunkFlags & NBD_REPLY_FLAG_DONE) this.complete();
   }
 
   private commandError(p: Pending, errno: number, msg?: string, offset = p.offset): NbdCommandError {
@@ -378,50 +493,32 @@ export class NbdConnection {
     const p = this.current as Pending;
     this.current = undefined;
     this.pending.delete(this.currentHandle);
-    if (p.error) return p.reject(p.error);
+    if (p.error) {
+      if (p.buf) this.pool.put(p.buf);
+      return p.reject(p.error);
+    }
     if (p.type === NBD_CMD_READ) {
-      const r = this.assembleRead(p);
-      if (r) (p.resolve as (v: ReadReply) => void)(r);
-      return;
+      const buf = p.buf!;
+      if ((p.covered ?? 0) !== p.length) {
+        // Servers must describe every byte of a successful read.
+        const msg = `protocol error: READ reply covers ${p.covered ?? 0} of ${p.length} bytes`;
+        p.reject(new NbdConnectionError(msg, this.ctx({ command: 'READ', offset: p.offset, length: p.length })));
+        return this.fail(msg);
+      }
+      const pool = this.pool;
+      const reply: ReadReply = {
+        offset: p.offset,
+        length: p.length,
+        data: buf,
+        zero: !p.sawData || isZero(buf),
+        release: () => pool.put(buf),
+      };
+      return (p.resolve as (v: ReadReply) => void)(reply);
     }
     if (p.type === NBD_CMD_BLOCK_STATUS) {
       return (p.resolve as (v: StatusReply) => void)(p.status ?? new Map());
     }
     (p.resolve as (v: void) => void)(undefined);
-  }
-
-  private assembleRead(p: Pending): ReadReply | undefined {
-    const pieces = p.pieces ?? [];
-    // Servers may send chunks in any order; qemu and nbdkit send them in order.
-    for (let i = 1; i < pieces.length; i++) {
-      if (pieces[i].offset < pieces[i - 1].offset) {
-        pieces.sort((a, b) => a.offset - b.offset);
-        break;
-      }
-    }
-    const views: Buffer[] = [];
-    let zero = true;
-    let at = p.offset;
-    for (const piece of pieces) {
-      if (piece.offset !== at) {
-        this.violation(`READ reply does not cover [${at}, ${piece.offset})`);
-        return undefined;
-      }
-      if (piece.views) {
-        for (const v of piece.views) {
-          if (zero && !isZero(v)) zero = false;
-          views.push(v);
-        }
-      } else {
-        zeroViews(piece.length, views);
-      }
-      at += piece.length;
-    }
-    if (at !== p.offset + p.length) {
-      this.violation(`READ reply covers ${at - p.offset} of ${p.length} bytes`);
-      return undefined;
-    }
-    return { offset: p.offset, length: p.length, views, zero };
   }
 
   // ---- transmission: sending ----
@@ -459,7 +556,9 @@ export class NbdConnection {
     for (const b of payload) this.socket.write(b);
     if (type === NBD_CMD_DISC) return Promise.resolve(undefined as T);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(handle, { type, offset, length, resolve: resolve as (v: never) => void, reject });
+      const p: Pending = { type, offset, length, resolve: resolve as (v: never) => void, reject };
+      if (type === NBD_CMD_READ) p.buf = this.pool.get(length);
+      this.pending.set(handle, p);
     });
   }
 
@@ -471,11 +570,18 @@ export class NbdConnection {
       return;
     }
     const drains = [...this.pending.values()].map(
-      (p) => new Promise<void>((r) => {
-        const { resolve, reject } = p;
-        p.resolve = ((v: never) => { resolve(v); r(); }) as (v: never) => void;
-        p.reject = (e) => { reject(e); r(); };
-      }),
+      (p) =>
+        new Promise<void>((r) => {
+          const { resolve, reject } = p;
+          p.resolve = ((v: never) => {
+            resolve(v);
+            r();
+          }) as (v: never) => void;
+          p.reject = (e) => {
+            reject(e);
+            r();
+          };
+        }),
     );
     await Promise.all(drains);
     if (!this.dead) {

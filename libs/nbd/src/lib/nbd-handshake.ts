@@ -42,8 +42,10 @@ export interface NegotiateOptions {
   exportName: string;
   /** Ask for structured replies (needed for holes and BLOCK_STATUS). Default true. */
   structuredReplies?: boolean;
-  /** Meta contexts to select, e.g. base:allocation, qemu:dirty-bitmap:cbt-1. */
+  /** Meta contexts to select, e.g. qemu:dirty-bitmap:cbt-1. Missing ones fail the connect. */
   metaContexts?: readonly string[];
+  /** Also select these when the server has them, without failing if not (base:allocation). */
+  optionalMetaContexts?: readonly string[];
 }
 
 /** What the server told us about the export. */
@@ -155,6 +157,7 @@ async function setMetaContexts(
   io: HandshakeIo,
   exportName: string,
   queries: readonly string[],
+  required: boolean,
 ): Promise<Map<string, number>> {
   const parts = [lengthPrefixed(exportName), Buffer.alloc(4)];
   parts[1].writeUInt32BE(queries.length, 0);
@@ -168,7 +171,10 @@ async function setMetaContexts(
       contexts.set(r.data.subarray(4).toString('utf8'), r.data.readUInt32BE(0));
       continue;
     }
-    if (r.type & NBD_REP_FLAG_ERROR) throw replyError('NBD_OPT_SET_META_CONTEXT', r);
+    if (r.type & NBD_REP_FLAG_ERROR) {
+      if (required || r.type === NBD_REP_ERR_TLS_REQD) throw replyError('NBD_OPT_SET_META_CONTEXT', r);
+      return contexts; // only optional contexts asked: the server simply has none
+    }
     throw new HandshakeFailure(`unexpected reply ${r.type} to NBD_OPT_SET_META_CONTEXT`);
   }
 }
@@ -236,11 +242,12 @@ export async function negotiate(io: HandshakeIo, opts: NegotiateOptions): Promis
   const structured = wantStructured ? await structuredReply(io) : false;
   let metaContexts = new Map<string, number>();
   const queries = opts.metaContexts ?? [];
-  if (queries.length) {
-    if (!structured) {
-      throw new HandshakeFailure(`meta contexts (${queries.join(', ')}) need structured replies, which the server refused`);
-    }
-    metaContexts = await setMetaContexts(io, opts.exportName, queries);
+  if (queries.length && !structured) {
+    throw new HandshakeFailure(`meta contexts (${queries.join(', ')}) need structured replies, which the server refused`);
+  }
+  const optional = structured ? (opts.optionalMetaContexts ?? []).filter((q) => !queries.includes(q)) : [];
+  if (queries.length || optional.length) {
+    metaContexts = await setMetaContexts(io, opts.exportName, [...queries, ...optional], queries.length > 0);
     const missing = queries.filter((q) => !metaContexts.has(q));
     if (missing.length) {
       throw new HandshakeFailure(`server does not provide meta context ${missing.join(', ')}`);

@@ -1,4 +1,4 @@
-/** A shared zero-filled buffer: compared against for zero detection, viewed for holes. */
+/** A shared zero-filled buffer: compared against for zero detection, written for emulated WRITE_ZEROES. */
 export const ZERO_BLOCK_SIZE = 1024 * 1024;
 export const ZEROES: Buffer = Buffer.alloc(ZERO_BLOCK_SIZE);
 
@@ -10,13 +10,4 @@ export function isZero(buf: Buffer): boolean {
     if (Buffer.compare(buf.subarray(at, at + n), ZEROES.subarray(0, n)) !== 0) return false;
   }
   return true;
-}
-
-/** Views of ZEROES covering n bytes (no allocation of n bytes). */
-export function zeroViews(n: number, out: Buffer[]): void {
-  while (n > 0) {
-    const m = Math.min(n, ZERO_BLOCK_SIZE);
-    out.push(ZEROES.subarray(0, m));
-    n -= m;
-  }
 }
