@@ -5,7 +5,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 bash scripts/setup.sh
-log "building the services"
+log "building the VMware stand-in (tools/vcsim) and the services"
+sh tools/vcsim/build.sh
 npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
 bash scripts/services.sh start
 port="${GATEWAY_PORT:-8080}"

@@ -90,6 +90,7 @@ export class BackupService {
     });
     if (!ctx) throw new PermanentError(`VM context ${data.vmContextId} does not exist (was the VM removed?)`);
     const vm = `VM ${ctx.vmName} (${ctx.contextId})`;
+    await this.events.log(data.runId, null, 'info', 'preparing', `${data.requestedType} backup of ${vm} started on node ${this.nodeName}`, {});
     const repoRow = await this.prisma.backupRepository.findUnique({ where: { id: data.repositoryId } });
     if (!repoRow) throw new PermanentError(`repository ${data.repositoryId} does not exist`);
     if (!repoRow.enabled) throw new PermanentError(`repository ${repoRow.name} is disabled`);
@@ -126,6 +127,7 @@ export class BackupService {
       allowEnableCbt: true,
       reader,
     });
+    const prepareStarted = Date.now();
     let prepared = await this.capture.prepare(prepareReq(new Set()));
     const plans: DiskPlan[] = [];
     try {
@@ -141,7 +143,7 @@ export class BackupService {
         }
         prepared = await this.capture.prepare(prepareReq(new Set(resized.map((r) => r.deviceKey))));
       }
-      await this.events.log(data.runId, null, 'info', 'snapshot', `snapshot ${prepared.snapshotMoref} of ${vm} created`, {
+      await this.events.log(data.runId, null, 'info', 'snapshot', `snapshot ${prepared.snapshotMoref} of ${vm} created, changed areas read (${((Date.now() - prepareStarted) / 1000).toFixed(2)} s)`, {
         disks: prepared.disks.map((d) => ({ deviceKey: d.deviceKey, mode: d.mode, bytesToCopy: d.bytesToCopy })),
       });
       if (ctl.signal.aborted) throw new CancelledError('cancelled');
@@ -151,6 +153,8 @@ export class BackupService {
       const exportsByKey = await this.exportTargets(ctx.contextId, repo, plans);
 
       ctl.progress(this.progressOf('copying', plans, null));
+      const copyStarted = Date.now();
+      await this.events.log(data.runId, null, 'info', 'copying', `copying ${plans.reduce((s, pl) => s + pl.prepared.bytesToCopy, 0)} bytes of ${plans.length} disk(s)`, {});
       const onAbort = () => void this.capture.cancel(prepared.sessionId).catch(() => undefined);
       ctl.signal.addEventListener('abort', onAbort, { once: true });
       let results;
@@ -174,6 +178,12 @@ export class BackupService {
         ctl.signal.removeEventListener('abort', onAbort);
       }
       if (ctl.signal.aborted) throw new CancelledError('cancelled');
+      const copySeconds = (Date.now() - copyStarted) / 1000;
+      const copied = results.reduce((s, r) => s + r.bytesRead, 0);
+      await this.events.log(data.runId, null, 'info', 'copying', `copied ${copied} bytes in ${copySeconds.toFixed(2)} s (${(copied / 1048576 / Math.max(copySeconds, 0.001)).toFixed(1)} MiB/s)`, {
+        seconds: copySeconds,
+        bytes: copied,
+      });
 
       // qemu-nbd flushes the image when its export is removed.
       ctl.progress(this.progressOf('committing', plans, null));

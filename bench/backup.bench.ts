@@ -1,0 +1,155 @@
+/**
+ * `npm run bench -- backup --json`
+ *
+ * Full-backup throughput through the whole system (API call to job
+ * completed: queue, worker, nbd-exporter's qemu-nbd target, Capture Agent,
+ * stand-in snapshot over NBD) against nbdcopy copying the same kind of
+ * snapshot into the same kind of target (a fresh QCOW2 served writable by
+ * qemu-nbd) in the same run; then an incremental after the guest changed 5%
+ * of the disk, as fractions of the full. Median of several runs each.
+ * One JSON object per line on stdout; progress goes to stderr.
+ */
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Daemon, run, waitFor } from '@sendense/process';
+import { startStandIn, VSphereClient } from '@sendense/vsphere';
+import { startSystem, waitForJob, type System } from '../tests/support/system';
+
+const MiB = 1024 * 1024;
+const VM = 'bench-vm';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const log = (s: string) => process.stderr.write(`[bench backup] ${s}\n`);
+
+interface Row {
+  id: string;
+  disk_id: number;
+  backup_type: string;
+  bytes_transferred: number;
+  allocated_bytes: number;
+}
+
+async function timedBackup(sys: System, type: 'full' | 'incremental'): Promise<{ seconds: number; row: Row }> {
+  const t0 = process.hrtime.bigint();
+  const start = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: type, repository: 'bench' });
+  if (start.status !== 202) throw new Error(`start ${type}: ${start.status} ${JSON.stringify(start.body)}`);
+  const doc = await waitForJob<{ status: string; error: string | null; backups: Row[]; events: { at: string; phase: string; message: string }[] }>(
+    sys,
+    start.body.run_id,
+    900_000,
+  );
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  // Where the time went, for whoever tunes this (stderr only).
+  const first = doc.events[0] ? Date.parse(doc.events[0].at) : 0;
+  for (const e of doc.events) log(`  +${((Date.parse(e.at) - first) / 1000).toFixed(2)}s ${e.phase}: ${e.message}`);
+  if (doc.status !== 'completed') throw new Error(`${type} backup ${doc.status}: ${doc.error}`);
+  return { seconds, row: doc.backups[0]! };
+}
+
+export async function main(args: string[]): Promise<void> {
+  const sizeMiB = Number(args.find((a) => a.startsWith('--size-mib='))?.split('=')[1] ?? 2048);
+  const runs = Number(args.find((a) => a.startsWith('--runs='))?.split('=')[1] ?? 3);
+  const work = await mkdtemp(join(tmpdir(), 'sendense-bench-backup-'));
+  log(`dense ${sizeMiB} MiB disk, ${runs} runs each; work dir ${work}`);
+  const standIn = await startStandIn({
+    stateDir: join(work, 'vcsim'),
+    vms: [{ name: VM, disks: [{ sizeMiB, content: { type: 'random', percent: 100, seed: 1 } }] }],
+    startTimeoutMs: 600_000,
+  });
+  const sys = await startSystem();
+  try {
+    const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
+      name: 'bench',
+      url: standIn.url,
+      username: standIn.username,
+      password: standIn.password,
+      insecure: true,
+      disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
+    });
+    await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM] });
+    await sys.call('POST', '/api/v1/repositories', { name: 'bench', type: 'local', path: sys.repoDir });
+    const vm = await standIn.harness!.vm(VM);
+    const deviceKey = vm.disks[0]!.key;
+    const bytes = sizeMiB * MiB;
+
+    // nbdcopy: the same snapshot path (vCenter snapshot → stand-in NBD export) into a qemu-nbd QCOW2 target.
+    const client = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
+    const nbdcopyTimes: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${i}` });
+      const loc = await standIn.harness!.snapshotNbd(VM, snap.value, deviceKey);
+      const target = join(work, `nbdcopy-${i}.qcow2`);
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', target, String(bytes)]);
+      const sock = join(work, `t${i}.sock`);
+      const qnbd = await Daemon.start('qemu-nbd', ['-f', 'qcow2', '-k', sock, '-x', 'target', '--cache=unsafe', '-t', target]);
+      await waitFor(async () => (await stat(sock).catch(() => null)) !== null, { message: 'qemu-nbd socket' });
+      const t0 = process.hrtime.bigint();
+      await run('nbdcopy', ['--flush', loc.uri, `nbd+unix:///target?socket=${sock}`], { timeoutMs: 900_000 });
+      nbdcopyTimes.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      await qnbd.stop();
+      await client.removeSnapshot(snap);
+      await rm(target, { force: true });
+      log(`nbdcopy run ${i + 1}: ${nbdcopyTimes.at(-1)!.toFixed(2)} s`);
+    }
+    await client.logout();
+
+    // The system: full backups through the API.
+    const fulls: { seconds: number; row: Row }[] = [];
+    for (let i = 0; i < runs; i++) {
+      fulls.push(await timedBackup(sys, 'full'));
+      log(`full backup run ${i + 1}: ${fulls.at(-1)!.seconds.toFixed(2)} s, ${fulls.at(-1)!.row.bytes_transferred} bytes`);
+    }
+    const fullSec = median(fulls.map((f) => f.seconds));
+    const project = bytes / MiB / fullSec;
+    const reference = bytes / MiB / median(nbdcopyTimes);
+    process.stdout.write(
+      JSON.stringify({
+        case: 'full-backup-dense',
+        disk_MiB: sizeMiB,
+        project_MiBps: Number(project.toFixed(1)),
+        nbdcopy_MiBps: Number(reference.toFixed(1)),
+        ratio: Number((project / reference).toFixed(3)),
+        project_seconds: Number(fullSec.toFixed(2)),
+        nbdcopy_seconds: Number(median(nbdcopyTimes).toFixed(2)),
+        runs,
+        measures: 'API POST /backup/start to job completed, vs nbdcopy snapshot export -> qemu-nbd qcow2 target',
+      }) + '\n',
+    );
+
+    // Incrementals after 5% of the disk changed, each on the latest full/incremental.
+    const incs: { seconds: number; row: Row; changed: number }[] = [];
+    for (let i = 0; i < runs; i++) {
+      const areas = await standIn.harness!.fill(VM, deviceKey, 5, 100 + i);
+      const changed = areas.reduce((s, a) => s + a.length, 0);
+      const r = await timedBackup(sys, 'incremental');
+      if (r.row.backup_type !== 'incremental') throw new Error(`expected an incremental, got ${r.row.backup_type}`);
+      incs.push({ ...r, changed });
+      log(`incremental run ${i + 1}: ${r.seconds.toFixed(2)} s, ${r.row.bytes_transferred} of ${changed} changed bytes`);
+    }
+    const fullAlloc = median(fulls.map((f) => f.row.allocated_bytes));
+    process.stdout.write(
+      JSON.stringify({
+        case: 'incremental-5pct',
+        disk_MiB: sizeMiB,
+        changed_bytes: median(incs.map((x) => x.changed)),
+        transferred_bytes: median(incs.map((x) => x.row.bytes_transferred)),
+        transferred_over_changed: Number(median(incs.map((x) => x.row.bytes_transferred / x.changed)).toFixed(3)),
+        incremental_seconds: Number(median(incs.map((x) => x.seconds)).toFixed(2)),
+        time_fraction: Number((median(incs.map((x) => x.seconds)) / fullSec).toFixed(3)),
+        size_fraction: Number((median(incs.map((x) => x.row.allocated_bytes)) / fullAlloc).toFixed(3)),
+        transferred_fraction: Number((median(incs.map((x) => x.row.bytes_transferred)) / median(fulls.map((f) => f.row.bytes_transferred))).toFixed(3)),
+        runs,
+      }) + '\n',
+    );
+  } finally {
+    await sys.stop();
+    await standIn.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
