@@ -22,6 +22,9 @@ async function freePort(): Promise<number> {
   });
 }
 
+// Real snapshots, qemu and NBD copies: seconds per test, more on a loaded host.
+jest.setTimeout(90_000);
+
 describe('Capture Agent over TCP with CaptureAgentClient', () => {
   const scratch = scratchDir('capture-agent-rpc');
   let standIn: StandIn;

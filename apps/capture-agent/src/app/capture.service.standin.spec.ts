@@ -14,6 +14,9 @@ const GRAIN = 64 * 1024; // CBT granularity of the stand-in
 const A = 2000;
 const B = 2001;
 
+// Real snapshots, qemu and NBD copies: seconds per test, more on a loaded host.
+jest.setTimeout(90_000);
+
 describe('CaptureService against the stand-in', () => {
   const scratch = scratchDir('capture-agent');
   let standIn: StandIn;
