@@ -236,8 +236,9 @@ describe('CaptureService against the stand-in', () => {
       request('backup-vm', [
         { deviceKey: A, previousChangeId: da.changeId, full: true },
         { deviceKey: B, previousChangeId: `${epochB}/999` },
-      ]),
+      ], { vm: { instanceUuid: after.instanceUuid as string } }),
     );
+    expect(again.vmMoref).toBe(after.vmMoref);
     expect(disk(again, A)).toMatchObject({ mode: 'full', fullReason: 'requested' });
     expect(disk(again, B)).toMatchObject({ mode: 'full', fullReason: 'invalid-change-id' });
     expect(disk(again, B).fullReasonDetail).toContain('FileFault');
@@ -339,6 +340,14 @@ describe('CaptureService against the stand-in', () => {
     const [r] = await service.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: A, uri: t.uri }] });
     expect(r.bytesWritten + r.bytesZeroed).toBe(disk(prep, A).bytesToCopy);
     await service.release(prep.sessionId);
+  });
+
+  it('release is idempotent also when the snapshot was removed behind the agent', async () => {
+    const prep = await service.prepare(request('idle-vm', [], { vm: { moref: (await vc.findVm({ name: 'idle-vm' })).ref.value }, quiesce: true }));
+    expect(prep.vmName).toBe('idle-vm');
+    await vc.removeSnapshot({ type: 'VirtualMachineSnapshot', value: prep.snapshotMoref });
+    expect(await service.release(prep.sessionId)).toMatchObject({ released: true });
+    expect(await service.release(prep.sessionId)).toMatchObject({ released: false });
   });
 
   it('releases an expired session itself', async () => {
