@@ -579,6 +579,22 @@ describe('file browser safety and features', () => {
     expect(new Map([...seen].sort())).toEqual(new Map([...expected].sort()));
   });
 
+  it('unmounts even while an outside process holds a file open (lazy fallback)', async () => {
+    const other = await manager.mount({ imagePath: bareImage });
+    const fh = await open(join(other.partitions[0]!.hostPath!, 'only.txt'), 'r');
+    const ours = (await listLoops()).filter((l) => l.backFile.includes(other.mountId)).map((l) => l.name);
+    expect(ours).toHaveLength(1);
+    try {
+      await manager.unmount(other.mountId);
+      expect((await readProcMounts()).some((m) => m.target.startsWith(other.root))).toBe(false);
+      expect(existsSync(other.root)).toBe(false);
+    } finally {
+      await fh.close();
+    }
+    // The busy loop device was set to autoclear and goes once the file is closed.
+    await waitFor(async () => !(await listLoops()).some((l) => ours.includes(l.name)), { timeoutMs: 10000, message: 'loop autoclear' });
+  });
+
   it('destroys open streams on unmount', async () => {
     const other = await manager.mount({ imagePath: gpt[0]!.image });
     const r = await browser.openRead(other.mountId, 'p1/big.bin');
