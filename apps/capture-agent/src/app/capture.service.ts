@@ -43,6 +43,13 @@ function changeIdEpoch(changeId: string): string {
   return slash < 0 ? changeId : changeId.slice(0, slash);
 }
 
+/** The plan without its extents (they stay in the agent). */
+function toPrepared(plan: DiskPlan): PreparedDisk {
+  const prepared: Partial<DiskPlan> = { ...plan };
+  delete prepared.extents;
+  return prepared as PreparedDisk;
+}
+
 function describeVm(s: { vm: { name: string; ref: MoRef } }): string {
   return `VM ${s.vm.name} (${s.vm.ref.value})`;
 }
@@ -164,7 +171,7 @@ export class CaptureService {
         vmName: vm.name,
         instanceUuid: vm.instanceUuid ?? null,
         cbtEnabledNow,
-        disks: plans.map(({ extents: _extents, ...prepared }) => prepared),
+        disks: plans.map(toPrepared),
         expiresAt: new Date(session.expiresAt).toISOString(),
       };
     } catch (err) {

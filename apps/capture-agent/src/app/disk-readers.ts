@@ -79,7 +79,7 @@ export interface NbdkitVddkParams {
 export function vddkThumbprint(thumbprint: string): string {
   const hex = thumbprint.replace(/[^0-9a-f]/gi, '').toUpperCase();
   if (hex.length !== 40) throw invalidArgument(`VDDK needs the SHA-1 thumbprint of the vCenter certificate (40 hex digits), got "${thumbprint}"`);
-  return hex.match(/../g)!.join(':');
+  return (hex.match(/../g) ?? []).join(':');
 }
 
 /**
