@@ -342,6 +342,36 @@ describe('CaptureService against the stand-in', () => {
     await service.release(prep.sessionId);
   });
 
+  it('one failing disk stops the others: the copy fails at once with that disk\'s error', async () => {
+    const prep = await service.prepare(request('backup-vm'));
+    const slow = await slowTarget(scratch.dir, 'slow-a', 32 * MiB, 20);
+    targets.push(slow);
+    const events: CopyProgressEvent[] = [];
+    const started = Date.now();
+    const err = await service
+      .copy(
+        {
+          sessionId: prep.sessionId,
+          targets: [
+            { deviceKey: A, uri: slow.uri },
+            { deviceKey: B, uri: `nbd+unix:///disk?socket=${scratch.dir}/gone.sock` },
+          ],
+          tuning: { requestSize: 64 * 1024, queueDepth: 1, connections: 1 },
+        },
+        { onProgress: (e) => events.push(e) },
+      )
+      .catch((e: unknown) => e);
+    const tookMs = Date.now() - started;
+    expect(err).toMatchObject({ code: 'COPY_FAILED' });
+    expect((err as CaptureError).message).toContain(`disk ${B}`);
+    expect((err as CaptureError).message).toContain('gone.sock');
+    // Disk A alone would take over 5 s through the slow target.
+    expect(tookMs).toBeLessThan(5000);
+    expect(events[0].disks.map((d) => d.phase)).toEqual(['copying', 'copying']);
+    await service.release(prep.sessionId);
+    expect(await hasSnapshot(prep.vmMoref)).toBe(false);
+  });
+
   it('release is idempotent also when the snapshot was removed behind the agent', async () => {
     const prep = await service.prepare(request('idle-vm', [], { vm: { moref: (await vc.findVm({ name: 'idle-vm' })).ref.value }, quiesce: true }));
     expect(prep.vmName).toBe('idle-vm');
