@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job (`npm run demo`): set up this host, build and start the
-# services, create an admin API key, and check health.
+# services and the bundled VMware stand-in, then back up a VM and restore a
+# file from two restore points (scripts/demo.ts). Safe to run again.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -8,15 +9,28 @@ bash scripts/setup.sh
 log "building the VMware stand-in (tools/vcsim) and the services"
 sh tools/vcsim/build.sh
 npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
+
+RUN="$STATE/run"; mkdir -p "$RUN" /var/lib/sendense
+if ! { [ -f "$RUN/vcsim.pid" ] && kill -0 "$(cat "$RUN/vcsim.pid")" 2>/dev/null; }; then
+  log "starting the VMware stand-in (govmomi simulator + qemu disks)"
+  rm -f "$RUN/vcsim.json"
+  nohup tools/vcsim/run.sh --config tools/vcsim/demo-vms.json --state-dir /var/lib/sendense/demo-vcsim --listen 127.0.0.1:8989 \
+    >"$RUN/vcsim.out" 2>"$RUN/vcsim.log" &
+  echo $! >"$RUN/vcsim.pid"
+  for _ in $(seq 1 240); do grep -q '"event":"ready"' "$RUN/vcsim.out" 2>/dev/null && break; sleep 0.5; done
+  grep -q '"event":"ready"' "$RUN/vcsim.out" || { tail -20 "$RUN/vcsim.log"; die "the stand-in did not start"; }
+  grep '"event":"ready"' "$RUN/vcsim.out" | head -n 1 >"$RUN/vcsim.json"
+fi
+
 bash scripts/services.sh start
 port="${GATEWAY_PORT:-8080}"
 log "waiting for the API gateway on port $port"
 for _ in $(seq 1 120); do curl -fsS -o /dev/null "http://127.0.0.1:$port/api/v1/health" 2>/dev/null && break; sleep 0.5; done
-if [ ! -f "$STATE/admin.key" ]; then
+curl -fsS -o /dev/null "http://127.0.0.1:$port/api/v1/health" || { tail -20 "$RUN/api-gateway.log"; die "the API gateway is not healthy"; }
+if [ ! -s "$STATE/admin.key" ] || ! curl -fsS -o /dev/null -H "X-API-Key: $(cat "$STATE/admin.key")" "http://127.0.0.1:$port/api/v1/apikeys"; then
   (umask 077; bin/sendense-ctl apikey create --role admin --name "demo admin" >"$STATE/admin.key")
   log "admin API key written to $STATE/admin.key"
 fi
-curl -sS "http://127.0.0.1:$port/api/v1/health"; echo
-log "services are running: API http://127.0.0.1:$port/api/v1, docs /api/docs, queues /admin/queues"
-log "(log in to the docs and Bull Board with any user name and the key in $STATE/admin.key as password)"
-log "stop them with: bash scripts/services.sh stop"
+log "running the demo: backup, change, incremental, file restore"
+npx tsx --tsconfig tsconfig.base.json scripts/demo.ts
+log "services keep running; stop them with: bash scripts/services.sh stop"

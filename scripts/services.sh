@@ -21,7 +21,7 @@ start() {
 }
 
 stop() {
-  for app in "${APPS[@]}"; do
+  for app in "${APPS[@]}" vcsim; do
     running "$app" || { rm -f "$RUN/$app.pid"; continue; }
     pid=$(cat "$RUN/$app.pid"); kill -TERM "$pid"
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

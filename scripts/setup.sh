@@ -12,7 +12,7 @@ for a in "$@"; do case "$a" in --no-migrate) migrate=0 ;; *) die "unknown option
 
 APT_PACKAGES=(
   qemu-utils qemu-system-common nbd-server libnbd-bin nbdkit
-  fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools ntfs-3g fuse3 kmod
+  fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools ntfs-3g fuse3 fusefat mtools kmod
   golang-go golang-github-vmware-govmomi-dev
   mariadb-server mariadb-client redis-server procps ca-certificates
 )

@@ -40,7 +40,7 @@ export interface System {
   call<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
 
-const APPS = ['nbd-exporter', 'capture-agent', 'backup-worker', 'api-gateway'] as const;
+const APPS = ['nbd-exporter', 'capture-agent', 'restore-service', 'backup-worker', 'api-gateway'] as const;
 
 export async function startSystem(): Promise<System> {
   for (const app of APPS) {
@@ -51,7 +51,7 @@ export async function startSystem(): Promise<System> {
   const dir = await mkdtemp(join(tmpdir(), 'sendense-sys-'));
   const repoDir = join(dir, 'repo');
   const node = `sys-${process.pid}-${Date.now().toString(36)}`;
-  const [gw, exp, cap] = [await freePort(), await freePort(), await freePort()];
+  const [gw, exp, cap, rs] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const nbdFirst = 20000 + Math.floor(Math.random() * 20000);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -68,7 +68,11 @@ export async function startSystem(): Promise<System> {
     NBD_PORT_RANGE: `${nbdFirst}-${nbdFirst + 200}`,
     CAPTURE_AGENT_URL: `tcp://127.0.0.1:${cap}`,
     CAPTURE_AGENT_PORT: String(cap),
-    RESTORE_SERVICE_URL: 'http://127.0.0.1:1',
+    RESTORE_SERVICE_URL: `http://127.0.0.1:${rs}`,
+    RESTORE_SERVICE_PORT: String(rs),
+    RESTORE_MOUNT_ROOT: join(dir, 'mnt'),
+    RESTORE_STATE_DIR: join(dir, 'restore'),
+    RESTORE_ALLOWED_ROOTS: dir,
   };
   const daemons = new Map<string, Daemon>();
   const logs = new Map<string, string[]>();
@@ -82,6 +86,7 @@ export async function startSystem(): Promise<System> {
       'capture-agent': () => lines.some((l) => l.includes('capture-agent on')),
       'backup-worker': () => lines.some((l) => l.includes('consuming')),
       'nbd-exporter': () => lines.some((l) => /listening|started|ready/i.test(l)),
+      'restore-service': () => lines.some((l) => l.includes('restore-service on')),
     };
     await waitFor(() => !d.running || ready[app]!(), { timeoutMs: 60_000, intervalMs: 100, message: `${app} to start` });
     if (!d.running) throw d.exitError(`${app} exited during start`);

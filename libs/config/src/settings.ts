@@ -34,7 +34,8 @@ export const restoreEnv = {
   RESTORE_MOUNT_ROOT: absPath('Where restore points are mounted', '/mnt/sendense'),
   RESTORE_STATE_DIR: absPath('State of active mounts (for cleanup after a crash)', '/var/lib/sendense/restore'),
   RESTORE_IDLE_TIMEOUT: duration('Unmount a restore point after this long without access', '1h'),
-  RESTORE_BLOCK_BACKEND: oneOf('How a chain becomes a block device', ['auto', 'fuse-loop', 'nbd'] as const, 'auto'),
+  RESTORE_BLOCK_BACKEND: oneOf('How a chain becomes a block device (auto: nbd when /dev/nbd0 exists)', ['auto', 'fuse-loop', 'nbd'] as const, 'auto'),
+  RESTORE_ALLOWED_ROOTS: str('Colon-separated directories restore points may be mounted from (the repositories)', '/var/lib/sendense'),
 };
 
 export const captureAgentEnv = {

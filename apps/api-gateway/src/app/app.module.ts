@@ -16,6 +16,8 @@ import { RepositoriesController } from './repositories/repositories.controller';
 import { RepositoriesService } from './repositories/repositories.service';
 import { BackupsController, JobsController, RetentionController, VmsController } from './backups/backups.controller';
 import { BackupsService } from './backups/backups.service';
+import { RestoreController } from './restore/restore.controller';
+import { RestoreProxyService } from './restore/restore.service';
 
 class Lifecycle implements OnModuleInit, OnApplicationShutdown {
   constructor(
@@ -37,7 +39,7 @@ export class AppModule {
   static forRoot(settings: GatewaySettings): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, ApiKeysController, VCentersController, RepositoriesController, BackupsController, RetentionController, JobsController, VmsController],
+      controllers: [HealthController, ApiKeysController, VCentersController, RepositoriesController, BackupsController, RetentionController, JobsController, VmsController, RestoreController],
       providers: [
         { provide: SETTINGS, useValue: settings },
         { provide: PRISMA, useFactory: () => createPrismaClient(settings.DATABASE_URL) },
@@ -56,6 +58,7 @@ export class AppModule {
         VCentersService,
         RepositoriesService,
         BackupsService,
+        RestoreProxyService,
         Lifecycle,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
       ],

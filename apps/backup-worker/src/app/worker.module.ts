@@ -1,13 +1,12 @@
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
+import { CaptureAgentClient, NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
 import { tcpAddress, type WorkerSettings } from '@sendense/config';
 import { createPrismaClient, SecretBox, type PrismaClient } from '@sendense/db';
 import { BackupService } from './backup/backup.service';
 import { BackupVmHandler } from './backup/backup-vm.handler';
 import { CancelRegistry } from './backup/cancel-registry';
 import { JobEventLog } from './backup/job-event-log';
-import { CaptureAgentAdapter } from './common/capture-agent.adapter';
 import { RepositoryRegistry } from './repositories/repository-registry';
 import { MaintenanceService } from './maintenance/maintenance.service';
 import { maintenanceHandlers } from './maintenance/maintenance.handlers';
@@ -27,15 +26,14 @@ export class WorkerServices {
   readonly repositories = new RepositoryRegistry();
   readonly cancels = new CancelRegistry();
   readonly exporter: NbdExporterClient;
-  readonly capture: CaptureAgentAdapter;
+  readonly capture: CaptureAgentClient;
   readonly events: JobEventLog;
   readonly backups: BackupService;
   readonly handlers: JobHandler[];
 
   constructor(settings: WorkerSettings, prisma: PrismaClient) {
     this.exporter = NbdExporterClient.connect(tcpAddress(settings.NBD_EXPORTER_URL));
-    const ca = tcpAddress(settings.CAPTURE_AGENT_URL);
-    this.capture = new CaptureAgentAdapter(ca.host, ca.port);
+    this.capture = CaptureAgentClient.connect(tcpAddress(settings.CAPTURE_AGENT_URL));
     this.events = new JobEventLog(prisma);
     const secrets = settings.SENDENSE_SECRET_KEY ? new SecretBox(settings.SENDENSE_SECRET_KEY) : null;
     this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events);

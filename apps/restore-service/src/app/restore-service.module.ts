@@ -1,5 +1,6 @@
 import { Controller, Get, Inject, Module, type DynamicModule } from '@nestjs/common';
 import type { RestoreSettings } from '@sendense/config';
+import { RestoreModule } from '@sendense/restore';
 
 export const SETTINGS = Symbol('SETTINGS');
 
@@ -13,9 +14,27 @@ export class RestoreHealthController {
   }
 }
 
+/**
+ * The restore-service: the mount engine and file browser of libs/restore
+ * behind an internal HTTP API (the gateway authenticates and proxies).
+ */
 @Module({})
 export class RestoreServiceModule {
   static forRoot(settings: RestoreSettings): DynamicModule {
-    return { module: RestoreServiceModule, controllers: [RestoreHealthController], providers: [{ provide: SETTINGS, useValue: settings }] };
+    return {
+      module: RestoreServiceModule,
+      imports: [
+        RestoreModule.forRoot({
+          mountRoot: settings.RESTORE_MOUNT_ROOT,
+          runDir: settings.RESTORE_STATE_DIR,
+          idleTimeoutMs: settings.RESTORE_IDLE_TIMEOUT,
+          mode: settings.RESTORE_BLOCK_BACKEND,
+          allowedImageRoots: settings.RESTORE_ALLOWED_ROOTS.split(':').filter(Boolean),
+          cleanupOnStart: true,
+        }),
+      ],
+      controllers: [RestoreHealthController],
+      providers: [{ provide: SETTINGS, useValue: settings }],
+    };
   }
 }

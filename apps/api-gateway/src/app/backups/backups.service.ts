@@ -14,6 +14,7 @@ import type { BackupJob, PrismaClient, VmContext } from '@sendense/db';
 import { PRISMA, REDIS } from '../common/tokens';
 import { QueueRegistry } from '../queues/queue-registry.service';
 import { RepositoriesService } from '../repositories/repositories.service';
+import { RestoreProxyService } from '../restore/restore.service';
 
 /** Must match the worker's CancelRegistry channel. */
 export const CANCEL_CHANNEL = 'sendense:cancel';
@@ -88,6 +89,7 @@ export class BackupsService {
     @Inject(REDIS) private readonly redis: Redis,
     private readonly queues: QueueRegistry,
     private readonly repositories: RepositoriesService,
+    private readonly restore: RestoreProxyService,
   ) {}
 
   /** A VM by context id or by name (a name that two vCenters share must be given as context id). */
@@ -205,6 +207,8 @@ export class BackupsService {
   ) {
     if (!repositoryId) throw new ConflictException('this backup has no repository');
     const repo = await this.prisma.backupRepository.findUniqueOrThrow({ where: { id: repositoryId } });
+    // Forget mounts the restore-service no longer has, so they do not block this.
+    await this.restore.list().catch(() => undefined);
     try {
       return await this.queues.runAndWait(QueueNames.maintenance(repo.storageNode), name, data as never, jobId, timeoutMs);
     } catch (err) {

@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { JobNames, type BackupVmJobData, type JobProgress } from '@sendense/contracts';
-import { isCaptureAgentErrorPayload } from '@sendense/contracts';
+import { CaptureAgentError } from '@sendense/contracts';
 import type { JobHandler } from '../worker.module';
 import { CancelledError, PermanentError } from '../common/errors';
 import type { BackupService, BackupRunResult } from './backup.service';
@@ -31,8 +31,8 @@ export class BackupVmHandler implements JobHandler {
       });
     } catch (err) {
       if (err instanceof PermanentError || err instanceof CancelledError) throw new UnrecoverableError(err.message);
-      if (isCaptureAgentErrorPayload(err) && !err.retryable) throw new UnrecoverableError(err.message);
-      if (signal.aborted) throw new UnrecoverableError('cancelled');
+      if (err instanceof CaptureAgentError && !err.retryable) throw new UnrecoverableError(err.message);
+      if (signal.aborted || (err instanceof CaptureAgentError && err.code === 'CANCELLED')) throw new UnrecoverableError('cancelled');
       throw err;
     } finally {
       this.cancels.unregister(job.data.runId);

@@ -1,3 +1,4 @@
+import { CaptureAgentError } from '@sendense/contracts';
 import type {
   BackupType,
   BackupVmJobData,
@@ -8,6 +9,9 @@ import type {
 } from '@sendense/contracts';
 import type { PrismaClient, SecretBox, VmDisk } from '@sendense/db';
 import { InsufficientSpace, StorageError, type LocalQcow2Repository, type RestorePoint } from '@sendense/storage';
+
+/** Storage refusals that pass by themselves (another writer, a merge in progress): retried with backoff. */
+const TRANSIENT_STORAGE = new Set(['BACKUP_IN_PROGRESS', 'RESTORE_POINT_BUSY']);
 import { CancelledError, PermanentError } from '../common/errors';
 import type { CaptureAgentPort, NbdExporterPort } from '../common/ports';
 import { RepositoryRegistry } from '../repositories/repository-registry';
@@ -97,7 +101,7 @@ export class BackupService {
     if (repoRow.storageNode !== this.nodeName) {
       throw new PermanentError(`repository ${repoRow.name} is served by node ${repoRow.storageNode}, not by this worker's node ${this.nodeName}`);
     }
-    const repo = this.repositories.get(repoRow);
+    const repo = await this.repositories.get(repoRow);
     if (!ctx.vcenter) throw new PermanentError(`${vm} has no vCenter registered`);
     if (!this.secrets) throw new PermanentError('SENDENSE_SECRET_KEY is not set on this worker: the vCenter password cannot be read');
     await this.refuseConcurrentRun(data);
@@ -155,17 +159,16 @@ export class BackupService {
       ctl.progress(this.progressOf('copying', plans, null));
       const copyStarted = Date.now();
       await this.events.log(data.runId, null, 'info', 'copying', `copying ${plans.reduce((s, pl) => s + pl.prepared.bytesToCopy, 0)} bytes of ${plans.length} disk(s)`, {});
-      const onAbort = () => void this.capture.cancel(prepared.sessionId).catch(() => undefined);
-      ctl.signal.addEventListener('abort', onAbort, { once: true });
-      let results;
       let lastDb = 0;
-      try {
-        results = await this.capture.copy(
-          {
-            sessionId: prepared.sessionId,
-            targets: plans.map((pl) => ({ deviceKey: pl.prepared.deviceKey, uri: exportsByKey.get(pl.prepared.deviceKey)!.uri })),
-          },
-          (e) => {
+      // Aborting the signal makes the client send cancel; the copy then fails with CANCELLED.
+      const results = await this.capture.copy(
+        {
+          sessionId: prepared.sessionId,
+          targets: plans.map((pl) => ({ deviceKey: pl.prepared.deviceKey, uri: exportsByKey.get(pl.prepared.deviceKey)!.uri })),
+        },
+        {
+          signal: ctl.signal,
+          onProgress: (e) => {
             const p = this.progressOf('copying', plans, e);
             ctl.progress(p);
             if (Date.now() - lastDb > 2000) {
@@ -173,10 +176,8 @@ export class BackupService {
               void this.saveProgress(plans, p);
             }
           },
-        );
-      } finally {
-        ctl.signal.removeEventListener('abort', onAbort);
-      }
+        },
+      );
       if (ctl.signal.aborted) throw new CancelledError('cancelled');
       const copySeconds = (Date.now() - copyStarted) / 1000;
       const copied = results.reduce((s, r) => s + r.bytesRead, 0);
@@ -327,7 +328,9 @@ export class BackupService {
         });
       } catch (err) {
         if (err instanceof InsufficientSpace) throw new PermanentError(`disk ${pl.disk.diskIndex} of ${vmName}: ${err.message}`);
-        if (err instanceof StorageError) throw new PermanentError(`disk ${pl.disk.diskIndex} of ${vmName}: ${err.message}`);
+        if (err instanceof StorageError && !TRANSIENT_STORAGE.has(err.code)) {
+          throw new PermanentError(`disk ${pl.disk.diskIndex} of ${vmName}: ${err.message}`);
+        }
         throw err;
       }
       pl.backupId = handle.id;
@@ -390,7 +393,7 @@ export class BackupService {
 
   private async commitDisk(data: BackupVmJobData, pl: DiskPlan, r: { changeId: string; bytesRead: number; bytesZeroed: number }) {
     const repoRow = await this.prisma.backupRepository.findUniqueOrThrow({ where: { id: data.repositoryId } });
-    const repo = this.repositories.get(repoRow);
+    const repo = await this.repositories.get(repoRow);
     const rp = await repo.commit(pl.backupId!, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
     pl.committed = rp;
     const id = pl.backupId!;
@@ -448,7 +451,7 @@ export class BackupService {
 
   /** Leave nothing half-done: exports removed, uncommitted restore points aborted, rows marked. */
   private async cleanUp(data: BackupVmJobData, repo: LocalQcow2Repository, plans: DiskPlan[], err: unknown, vm: string) {
-    const cancelled = err instanceof CancelledError;
+    const cancelled = err instanceof CancelledError || (err instanceof CaptureAgentError && err.code === 'CANCELLED');
     const message = err instanceof Error ? err.message : String(err);
     for (const pl of plans) {
       if (pl.exportName) {

@@ -5,7 +5,7 @@ import type {
   VerifyRestorePointJobData,
 } from '@sendense/contracts';
 import type { PrismaClient } from '@sendense/db';
-import { applyRetention, StorageError, type RetentionPolicy } from '@sendense/storage';
+import { applyRetention, releaseAll, StorageError, type LocalQcow2Repository, type RetentionPolicy } from '@sendense/storage';
 import { PermanentError } from '../common/errors';
 import type { RepositoryRegistry } from '../repositories/repository-registry';
 import { syncDisk } from './repository-sync';
@@ -28,11 +28,35 @@ export class MaintenanceService {
     return err;
   }
 
+  /**
+   * Restore points mounted for file restore (by the restore-service, on any
+   * node) are held with shared "mount" locks while a maintenance operation
+   * runs, so the storage layer refuses to merge or delete them.
+   */
+  private async withMountsHeld<T>(repo: LocalQcow2Repository, repositoryId: string, fn: () => Promise<T>): Promise<T> {
+    const mounted = await this.prisma.restoreMount.findMany({
+      where: { state: { in: ['mounting', 'mounted', 'unmounting'] }, backup: { repositoryId } },
+      select: { backupId: true },
+    });
+    const ids = [...new Set(mounted.map((m) => m.backupId))];
+    const held = [];
+    for (const id of ids) {
+      // Every restore point the mount reads: the whole chain up to it.
+      const chain = await repo.chain(id).catch(() => null);
+      if (chain) held.push(...(await repo.locks.acquireAll(chain.restorePoints.map((p) => p.id), 'mount')));
+    }
+    try {
+      return await fn();
+    } finally {
+      await releaseAll(held);
+    }
+  }
+
   private async locate(backupId: string) {
     const row = await this.prisma.backupJob.findUnique({ where: { id: backupId }, include: { repository: true } });
     if (!row) throw new PermanentError(`[RESTORE_POINT_NOT_FOUND] backup ${backupId} does not exist`);
     if (!row.repository) throw new PermanentError(`backup ${backupId} has no repository`);
-    return { row, repositoryRow: row.repository, repo: this.repositories.get(row.repository) };
+    return { row, repositoryRow: row.repository, repo: await this.repositories.get(row.repository) };
   }
 
   async delete(d: DeleteRestorePointJobData) {
@@ -41,7 +65,7 @@ export class MaintenanceService {
     if (mounts) throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is mounted for file restore; unmount it first`);
     if (row.status === 'completed') {
       try {
-        await repo.delete(d.backupId);
+        await this.withMountsHeld(repo, repositoryRow.id, () => repo.delete(d.backupId));
       } catch (err) {
         throw MaintenanceService.refusal(err);
       }
@@ -74,7 +98,7 @@ export class MaintenanceService {
     if (!ids.includes(toId)) throw new PermanentError(`backup ${toId} is not in the current chain of VM ${d.vmContextId} disk ${d.diskId}`);
     let result;
     try {
-      result = await repo.consolidate({ fromId: ids[0]!, toId });
+      result = await this.withMountsHeld(repo, repositoryRow.id, () => repo.consolidate({ fromId: ids[0]!, toId }));
     } catch (err) {
       throw MaintenanceService.refusal(err);
     }
@@ -85,7 +109,7 @@ export class MaintenanceService {
   async retention(d: ApplyRetentionJobData) {
     const repoRow = await this.prisma.backupRepository.findUnique({ where: { id: d.repositoryId } });
     if (!repoRow) throw new PermanentError(`repository ${d.repositoryId} does not exist`);
-    const repo = this.repositories.get(repoRow);
+    const repo = await this.repositories.get(repoRow);
     let policy: RetentionPolicy | undefined = d.policy;
     if (!policy) {
       const stored =
@@ -97,7 +121,7 @@ export class MaintenanceService {
     if (!policy.keepLast && !policy.daily && !policy.weekly && !policy.monthly) {
       throw new PermanentError('the retention policy keeps nothing; refusing to delete every restore point');
     }
-    const result = await applyRetention(repo, policy, { vmContextId: d.vmContextId, dryRun: d.dryRun });
+    const result = await this.withMountsHeld(repo, repoRow.id, () => applyRetention(repo, policy!, { vmContextId: d.vmContextId, dryRun: d.dryRun }));
     if (!d.dryRun) {
       const disks = await this.prisma.backupJob.findMany({
         where: { repositoryId: d.repositoryId, ...(d.vmContextId ? { vmContextId: d.vmContextId } : {}) },

@@ -18,16 +18,21 @@ export function localRepositoryConfig(row: Pick<RepositoryRow, 'name' | 'reposit
   return { path: cfg.path };
 }
 
-/** One LocalQcow2Repository per repository row, opened on first use. */
+/**
+ * One LocalQcow2Repository per repository row, opened on first use.
+ * Opening finishes (or rolls back) a consolidation that a crash interrupted,
+ * so no backup ever starts on a half-merged chain.
+ */
 export class RepositoryRegistry {
-  private readonly open = new Map<string, LocalQcow2Repository>();
+  private readonly open = new Map<string, Promise<LocalQcow2Repository>>();
 
-  get(row: Pick<RepositoryRow, 'id' | 'name' | 'repositoryType' | 'config'>): LocalQcow2Repository {
+  get(row: Pick<RepositoryRow, 'id' | 'name' | 'repositoryType' | 'config'>): Promise<LocalQcow2Repository> {
     const { path } = localRepositoryConfig(row);
     const key = `${row.id}:${path}`;
     let repo = this.open.get(key);
     if (!repo) {
-      repo = new LocalQcow2Repository({ root: path });
+      repo = LocalQcow2Repository.open({ root: path });
+      repo.catch(() => this.open.delete(key));
       this.open.set(key, repo);
     }
     return repo;

@@ -1,0 +1,112 @@
+import { BadRequestException, ConflictException, HttpException, Inject, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { join } from 'node:path';
+import type { GatewaySettings } from '@sendense/config';
+import type { PrismaClient } from '@sendense/db';
+import { PRISMA, SETTINGS } from '../common/tokens';
+
+interface RemoteMount {
+  mountId: string;
+  imagePath: string;
+  chain: string[];
+  mode: string;
+  root: string;
+  createdAt: string;
+  lastAccessAt: string;
+  partitionTable: string | null;
+  partitions: { name: string; mounted?: boolean; filesystem?: string | null; [k: string]: unknown }[];
+}
+
+/**
+ * File-level restore as the gateway offers it: restore points by backup id,
+ * mounts recorded in restore_mounts (so maintenance refuses to merge or
+ * delete what is mounted), everything else proxied to the restore-service,
+ * which is the only process that mounts.
+ */
+@Injectable()
+export class RestoreProxyService {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(SETTINGS) private readonly settings: GatewaySettings,
+  ) {}
+
+  url(path: string): string {
+    return new URL(path, this.settings.RESTORE_SERVICE_URL).toString();
+  }
+
+  /** Call the restore-service; its JSON errors come back with their status. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(this.url(path), {
+        method,
+        headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ServiceUnavailableException(`the restore-service at ${this.settings.RESTORE_SERVICE_URL} is not reachable: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    const json = text ? (JSON.parse(text) as unknown) : undefined;
+    if (!res.ok) throw new HttpException(json ?? { statusCode: res.status, message: text }, res.status);
+    return json as T;
+  }
+
+  private async imagePathOf(backupId: string): Promise<{ imagePath: string; repositoryId: string }> {
+    const row = await this.prisma.backupJob.findUnique({ where: { id: backupId }, include: { repository: true } });
+    if (!row) throw new NotFoundException(`no backup with id ${backupId}`);
+    if (row.status !== 'completed') throw new ConflictException(`backup ${backupId} is ${row.status}; only completed backups can be mounted`);
+    if (!row.repository) throw new ConflictException(`backup ${backupId} has no repository`);
+    if (row.repository.storageNode !== this.settings.NODE_NAME) {
+      throw new BadRequestException(`backup ${backupId} is on storage node ${row.repository.storageNode}; mount it through that node's gateway`);
+    }
+    const root = (row.repository.config as { path?: string }).path;
+    if (!root) throw new ConflictException(`repository ${row.repository.name} has no path`);
+    return { imagePath: join(root, row.repositoryPath), repositoryId: row.repository.id };
+  }
+
+  private view(m: RemoteMount, backupId: string | null) {
+    return {
+      mount_id: m.mountId,
+      backup_id: backupId,
+      mount_path: m.root,
+      created_at: m.createdAt,
+      last_access_at: m.lastAccessAt,
+      partition_table: m.partitionTable,
+      partitions: m.partitions,
+    };
+  }
+
+  async mount(backupId: string) {
+    const { imagePath } = await this.imagePathOf(backupId);
+    // Mounting the same restore point twice reuses the existing mount.
+    const m = await this.call<RemoteMount>('POST', '/restore/mount', { imagePath, reuse: true });
+    await this.prisma.restoreMount.upsert({
+      where: { id: m.mountId },
+      create: { id: m.mountId, backupId, mountPath: m.root, state: 'mounted', nodeName: this.settings.NODE_NAME, partitions: m.partitions as object },
+      update: { state: 'mounted', lastAccessAt: new Date() },
+    });
+    return this.view(m, backupId);
+  }
+
+  /** Active mounts; rows of mounts the service no longer has (idle unmount, crash) are dropped. */
+  async list() {
+    const { mounts } = await this.call<{ mounts: RemoteMount[] }>('GET', '/restore');
+    const rows = await this.prisma.restoreMount.findMany({ where: { nodeName: this.settings.NODE_NAME } });
+    const live = new Set(mounts.map((m) => m.mountId));
+    const stale = rows.filter((r) => !live.has(r.id)).map((r) => r.id);
+    if (stale.length) await this.prisma.restoreMount.deleteMany({ where: { id: { in: stale } } });
+    return mounts.map((m) => this.view(m, rows.find((r) => r.id === m.mountId)?.backupId ?? null));
+  }
+
+  async unmount(mountId: string) {
+    try {
+      await this.call('DELETE', `/restore/${encodeURIComponent(mountId)}`);
+    } finally {
+      await this.prisma.restoreMount.deleteMany({ where: { id: mountId } });
+    }
+  }
+
+  async touch(mountId: string) {
+    await this.prisma.restoreMount.updateMany({ where: { id: mountId }, data: { lastAccessAt: new Date() } }).catch(() => undefined);
+  }
+}
