@@ -240,6 +240,18 @@ describe('copyExtents', () => {
     }
   });
 
+  it('treats ESHUTDOWN as retryable but bounded', async () => {
+    const s = await start(nbdkit(dir, 'memory', ['size=1M']));
+    const t = await start(nbdkit(dir, 'memory', ['size=1M'], ['error'], ['error-pwrite=ESHUTDOWN', 'error-pwrite-rate=100%']));
+    const err = await copyExtents({
+      source: s.uri,
+      target: t.uri,
+      detectZeroes: false,
+      retry: { attempts: 2, delayMs: 5 },
+    }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/copy failed after 2 reconnect attempt\(s\).*ESHUTDOWN/);
+  });
+
   it('reports an NBD error from the source with server, export and offset (no retry)', async () => {
     const s = await start(nbdkit(dir, 'memory', ['size=4M'], ['error'], ['error-pread=EIO', 'error-pread-rate=100%']));
     const t = await start(nbdkit(dir, 'memory', ['size=4M']));

@@ -13,7 +13,7 @@
  * backoff) and carries on; the target is flushed before success.
  */
 import { NbdClient, NbdClientOptions } from './nbd-client';
-import { NbdError, isRetryable } from './nbd-errors';
+import { NbdConnectionError, NbdError, isRetryable } from './nbd-errors';
 import { Extent, normalizeExtents, totalBytes } from './extents';
 
 /**
@@ -298,7 +298,10 @@ class Copier {
 
   /** Single-flight reconnect of whichever side dropped. */
   private recover(cause: Error): Promise<void> {
-    if (this.source.healthy && this.target.healthy) return Promise.resolve();
+    // A late error from a connection that is already replaced costs nothing;
+    // ESHUTDOWN on a live connection still waits and spends an attempt, so a
+    // server that keeps refusing cannot make us spin.
+    if (this.source.healthy && this.target.healthy && cause instanceof NbdConnectionError) return Promise.resolve();
     this.recovering ??= (async () => {
       let last: unknown = cause;
       while (this.p.retries < this.retry.attempts) {
