@@ -32,7 +32,14 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
+  if ! npm ci --no-audit --no-fund --loglevel=error 2>/tmp/sendense-npm-ci.log; then
+    # npm 11 refuses the lock file when the registry does not serve the
+    # optional packages of other platforms (sass-embedded-*); install then
+    # resolves the same locked versions and skips what it cannot get.
+    grep -q EUSAGE /tmp/sendense-npm-ci.log || { cat /tmp/sendense-npm-ci.log >&2; die "npm ci failed"; }
+    log "npm ci refused the lock file (optional packages of other platforms missing); using npm install"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
 else
   npm run --silent db:generate >/dev/null
 fi
