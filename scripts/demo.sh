@@ -6,6 +6,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 bash scripts/setup.sh
+# setup.sh may have written credentials to .sendense/env: read them now.
+. "$(dirname "$0")/lib.sh"
 log "building the VMware stand-in (tools/vcsim) and the services"
 sh tools/vcsim/build.sh
 npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
@@ -22,6 +24,8 @@ if ! { [ -f "$RUN/vcsim.pid" ] && kill -0 "$(cat "$RUN/vcsim.pid")" 2>/dev/null;
   grep '"event":"ready"' "$RUN/vcsim.out" | head -n 1 >"$RUN/vcsim.json"
 fi
 
+# Restart the services so a re-run uses what was just built.
+bash scripts/services.sh stop-apps
 bash scripts/services.sh start
 port="${GATEWAY_PORT:-8080}"
 log "waiting for the API gateway on port $port"

@@ -103,9 +103,11 @@ async function main(): Promise<void> {
   for (const [label, points] of [['before', first], ['after', second]] as const) {
     const point = points.find((b) => b.disk_id === 0)!;
     const m = await api<{ mount_id: string; partitions: { name: string; fsType: string | null; mounted: boolean }[] }>(key, 'POST', '/api/v1/restore/mount', { backup_id: point.id });
-    const part = m.partitions.find((p) => p.mounted)!;
+    const part = m.partitions.find((p) => p.mounted);
+    if (!part) throw new Error(`restore point ${point.id} has no mountable filesystem: ${JSON.stringify(m.partitions)}`);
     const listing = await api<{ entries: { name: string; type: string; size: number }[] }>(key, 'GET', `/api/v1/restore/${m.mount_id}/files?path=${encodeURIComponent(`${part.name}/var/www`)}`);
     const res = await fetch(`${API}/api/v1/restore/${m.mount_id}/download?path=${encodeURIComponent(`${part.name}/var/www/index.html`)}`, { headers: { authorization: `Bearer ${key}` } });
+    if (!res.ok) throw new Error(`download of /var/www/index.html answered ${res.status}: ${await res.text()}`);
     const content = Buffer.from(await res.arrayBuffer());
     const file = join(out, `index.html.${label}`);
     await writeFile(file, content);

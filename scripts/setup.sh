@@ -39,6 +39,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
     grep -q EUSAGE /tmp/sendense-npm-ci.log || { cat /tmp/sendense-npm-ci.log >&2; die "npm ci failed"; }
     log "npm ci refused the lock file (optional packages of other platforms missing); using npm install"
     npm install --no-audit --no-fund --loglevel=error
+    # install may have rewritten package-lock.json; mark node_modules as newer so the next run does not reinstall.
+    touch node_modules/.package-lock.json
   fi
 else
   npm run --silent db:generate >/dev/null

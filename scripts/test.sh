@@ -6,6 +6,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 bash scripts/setup.sh --no-migrate
+# setup.sh may have written credentials to .sendense/env: read them now.
+. "$(dirname "$0")/lib.sh"
 log "building the VMware stand-in (tools/vcsim) and the services"
 sh tools/vcsim/build.sh
 npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }

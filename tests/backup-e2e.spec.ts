@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '@sendense/process';
+import { run, waitFor } from '@sendense/process';
 import { startStandIn, type StandIn } from '@sendense/vsphere';
 import { startSystem, waitForJob, type System } from './support/system';
 
@@ -14,6 +14,7 @@ import { startSystem, waitForJob, type System } from './support/system';
 
 const MiB = 1024 * 1024;
 const VM = 'e2e-vm';
+const SLOW_VM = 'e2e-slow-vm';
 
 interface BackupRow {
   id: string;
@@ -56,6 +57,8 @@ describe('VMware backups end to end', () => {
             { sizeMiB: 64, content: { type: 'random', percent: 100, seed: 9 } },
           ],
         },
+        // Big enough that a cancel lands in the middle of the copy.
+        { name: SLOW_VM, disks: [{ sizeMiB: 1024, content: { type: 'random', percent: 100, seed: 3 } }] },
       ],
     });
     sys = await startSystem();
@@ -68,9 +71,9 @@ describe('VMware backups end to end', () => {
       disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
     });
     expect(vc.status).toBe(201);
-    const imp = await sys.call<{ context_id: string; disks: number }[]>('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM] });
+    const imp = await sys.call<{ vm_name: string; context_id: string; disks: number }[]>('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM, SLOW_VM] });
     expect(imp.status).toBe(200);
-    expect(imp.body[0]!.disks).toBe(3);
+    expect(imp.body.find((v) => v.vm_name === VM)!.disks).toBe(3);
     const repo = await sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: sys.repoDir });
     expect(repo.status).toBe(201);
     const vms = await sys.call<{ vm_name: string; disks: { device_key: number }[] }[]>('GET', '/api/v1/vms');
@@ -287,6 +290,34 @@ describe('VMware backups end to end', () => {
       expect(list.body.map((m) => m.mount_id)).not.toContain(fullMount.mount_id);
     }, 60_000);
   });
+
+  it('cancelling a running backup leaves no export, no snapshot and no half restore point', async () => {
+    const start = await sys.call<{ run_id: string; vm_context_id: string }>('POST', '/api/v1/backup/start', { vm_name: SLOW_VM, backup_type: 'full', repository: 'local' });
+    expect(start.status).toBe(202);
+    const runId = start.body.run_id;
+    await waitFor(
+      async () => {
+        const s = await sys.call<{ progress: { phase: string; bytesDone: number } | null; status: string }>('GET', `/api/v1/jobs/${runId}`);
+        return s.body.status !== 'queued' && s.body.status !== 'running' ? true : (s.body.progress?.phase === 'copying' && s.body.progress.bytesDone > 0);
+      },
+      { timeoutMs: 120_000, intervalMs: 100, message: 'the copy to start' },
+    );
+    const cancel = await sys.call<{ status: string }>('POST', `/api/v1/jobs/${runId}/cancel`);
+    expect(cancel.status).toBe(202);
+    const doc = await waitForJob<JobDoc>(sys, runId);
+    expect(doc.status).toBe('cancelled');
+    expect(doc.backups.length).toBe(1);
+    expect(doc.backups.every((b) => b.status === 'cancelled')).toBe(true);
+    // No NBD export left, no snapshot left on the VM, no image or sidecar left in the repository.
+    expect(await sys.db.prisma.nbdExport.count({ where: { backupJobId: { in: doc.backups.map((b) => b.id) } } })).toBe(0);
+    const vm = await standIn.harness!.vm(SLOW_VM);
+    expect(vm.disks.flatMap((d) => d.snapshots)).toEqual([]);
+    const files = await readdir(join(sys.repoDir, start.body.vm_context_id), { recursive: true }).catch(() => [] as string[]);
+    expect(files.filter((f) => /\.(qcow2|json)$/.test(String(f)))).toEqual([]);
+    // And the VM backs up fine afterwards.
+    const again = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: SLOW_VM, backup_type: 'full', repository: 'local' });
+    expect((await waitForJob<JobDoc>(sys, again.body.run_id)).status).toBe('completed');
+  }, 300_000);
 
   it('a second start for the same VM while one is queued or running is refused', async () => {
     const a = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: 'incremental', repository: 'local' });

@@ -23,6 +23,9 @@ export function sanitizeNode(node: string): string {
   return s;
 }
 
+/** Redis pub/sub channel on which the gateway asks the worker running a backup to cancel it (message: run id). */
+export const CANCEL_CHANNEL = 'sendense:cancel';
+
 export const JobNames = {
   BackupVm: 'BackupVmJob',
   ConsolidateChain: 'ConsolidateChainJob',

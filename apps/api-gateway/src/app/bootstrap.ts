@@ -8,7 +8,7 @@ import type { GatewaySettings } from '@sendense/config';
 import { AppModule } from './app.module';
 import { ApiKeyService } from './auth/api-key.service';
 import { browserAuth } from './auth/browser-auth.middleware';
-import { ADMIN_ROLES, READ_ROLES, WRITE_ROLES } from './auth/roles.decorator';
+import { READ_ROLES, WRITE_ROLES } from './auth/roles.decorator';
 import { BULL_BOARD_PATH, DOCS_PATH } from './common/api-paths';
 import { QueueRegistry } from './queues/queue-registry.service';
 
@@ -36,7 +36,7 @@ export async function createGateway(settings: GatewaySettings): Promise<INestApp
   const document = SwaggerModule.createDocument(app, docConfig);
   app.use(`/${DOCS_PATH}`, browserAuth(keys, READ_ROLES));
   app.use(`/${DOCS_PATH}-json`, browserAuth(keys, READ_ROLES));
-  SwaggerModule.setup(DOCS_PATH, app, document, { jsonDocumentUrl: `${DOCS_PATH}-json` });
+  SwaggerModule.setup(DOCS_PATH, app, document, { jsonDocumentUrl: `${DOCS_PATH}-json`, raw: ['json'] });
 
   // Bull Board: operators see and retry jobs; viewers may not act on queues.
   const serverAdapter = new ExpressAdapter();
@@ -52,6 +52,5 @@ export async function createGateway(settings: GatewaySettings): Promise<INestApp
     // Storage nodes come and go with repositories; pick them up on each visit.
     refreshQueues().then(() => next(), () => next());
   }, serverAdapter.getRouter());
-  void ADMIN_ROLES;
   return app;
 }

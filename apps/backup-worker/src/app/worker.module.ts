@@ -6,6 +6,9 @@ import { createPrismaClient, SecretBox, type PrismaClient } from '@sendense/db';
 import { BackupService } from './backup/backup.service';
 import { BackupVmHandler } from './backup/backup-vm.handler';
 import { CancelRegistry } from './backup/cancel-registry';
+import { cleanUpAtStart } from './backup/interrupted-runs';
+import { VmLocks } from './backup/vm-lock';
+import { Redis } from 'ioredis';
 import { JobEventLog } from './backup/job-event-log';
 import { RepositoryRegistry } from './repositories/repository-registry';
 import { MaintenanceService } from './maintenance/maintenance.service';
@@ -30,18 +33,31 @@ export class WorkerServices {
   readonly events: JobEventLog;
   readonly backups: BackupService;
   readonly handlers: JobHandler[];
+  readonly redis: Redis;
+  readonly locks: VmLocks;
 
-  constructor(settings: WorkerSettings, prisma: PrismaClient) {
+  constructor(
+    private readonly settings: WorkerSettings,
+    private readonly prisma: PrismaClient,
+  ) {
+    this.redis = new Redis(settings.REDIS_URL, { maxRetriesPerRequest: 3 });
+    this.redis.on('error', () => undefined);
+    this.locks = new VmLocks(this.redis);
     this.exporter = NbdExporterClient.connect(tcpAddress(settings.NBD_EXPORTER_URL));
     this.capture = CaptureAgentClient.connect(tcpAddress(settings.CAPTURE_AGENT_URL));
     this.events = new JobEventLog(prisma);
     const secrets = settings.SENDENSE_SECRET_KEY ? new SecretBox(settings.SENDENSE_SECRET_KEY) : null;
-    this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events);
+    this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks);
     this.handlers = [new BackupVmHandler(this.backups, this.cancels), ...maintenanceHandlers(new MaintenanceService(prisma, this.repositories))];
+  }
+
+  recoverInterrupted(): Promise<number> {
+    return cleanUpAtStart(this.backups.deps, this.locks, this.settings.NODE_NAME);
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([this.cancels.close(), this.exporter.close(), this.capture.close()]);
+    this.redis.disconnect();
   }
 }
 
@@ -67,6 +83,11 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
       return h.handle(job);
     };
     await this.services.cancels.listen(this.settings.REDIS_URL);
+    const interrupted = await this.services.recoverInterrupted().catch((err: unknown) => {
+      this.log.error(`cleaning up interrupted backups failed: ${String(err)}`);
+      return 0;
+    });
+    if (interrupted) this.log.warn(`cleaned up ${interrupted} restore point(s) of backups interrupted by the last stop`);
     const connection = { url: this.settings.REDIS_URL, maxRetriesPerRequest: null };
     const node = this.settings.NODE_NAME;
     this.workers.push(
@@ -78,8 +99,10 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
-    // close() waits for active jobs; a stuck job is abandoned after 8 s and
-    // BullMQ's stalled-job check hands it to another worker.
+    // Running backups are aborted (each removes its export, half restore point
+    // and snapshot, and its job is retried later); close() waits for that.
+    // A job stuck beyond 8 s is abandoned; the next start cleans it up.
+    this.services.cancels.abortAll();
     await Promise.race([Promise.allSettled(this.workers.map((w) => w.close())), new Promise((r) => setTimeout(r, 8000).unref())]);
     await this.services.close();
   }

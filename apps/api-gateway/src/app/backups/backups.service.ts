@@ -9,15 +9,13 @@ import {
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { JobIds, JobNames, QueueNames, type BackupType, type JobProgress } from '@sendense/contracts';
+import { CANCEL_CHANNEL, JobIds, JobNames, QueueNames, type BackupType, type JobProgress } from '@sendense/contracts';
 import type { BackupJob, PrismaClient, VmContext } from '@sendense/db';
 import { PRISMA, REDIS } from '../common/tokens';
 import { QueueRegistry } from '../queues/queue-registry.service';
 import { RepositoriesService } from '../repositories/repositories.service';
 import { RestoreProxyService } from '../restore/restore.service';
 
-/** Must match the worker's CancelRegistry channel. */
-export const CANCEL_CHANNEL = 'sendense:cancel';
 const RUN_KEY = (runId: string) => `sendense:run:${runId}`;
 const RUN_TTL_S = 30 * 24 * 3600;
 
@@ -133,12 +131,16 @@ export class BackupsService {
       }
     }
     const runId = randomUUID();
-    await this.queues.add(
+    const added = await this.queues.add(
       queue,
       JobNames.BackupVm,
       { runId, vmContextId: ctx.contextId, requestedType: req.backupType, repositoryId: repo.id, requestedBy: req.requestedBy },
       jobId,
     );
+    // Two requests at once: BullMQ keeps the first job under the id and returns it.
+    if (added.data.runId !== runId) {
+      throw new ConflictException({ message: `a backup of VM ${ctx.vmName} was just queued (run ${added.data.runId}); it was not started twice`, run_id: added.data.runId });
+    }
     const ref: RunRef = { queue, jobId, vmContextId: ctx.contextId, repositoryId: repo.id };
     await this.redis.set(RUN_KEY(runId), JSON.stringify(ref), 'EX', RUN_TTL_S);
     return { run_id: runId, vm_context_id: ctx.contextId, vm_name: ctx.vmName, backup_type: req.backupType, repository: repo.name, status: 'queued' };
@@ -158,7 +160,7 @@ export class BackupsService {
   async get(id: string) {
     const row = await this.prisma.backupJob.findUnique({ where: { id } });
     if (!row) throw new NotFoundException(`no backup with id ${id}`);
-    const dependents = await this.prisma.backupJob.findMany({ where: { parentBackupId: id }, select: { id: true } });
+    const dependents = await this.prisma.backupJob.findMany({ where: { parentBackupId: id, status: 'completed' }, select: { id: true } });
     return { ...publicBackup(row), chain: await this.chainIds(row), dependents: dependents.map((d) => d.id) };
   }
 
@@ -222,7 +224,8 @@ export class BackupsService {
     if (row.status === 'running' || row.status === 'pending') {
       throw new ConflictException(`backup ${id} is ${row.status}; cancel its job (run ${row.runId}) instead`);
     }
-    const dependents = await this.prisma.backupJob.findMany({ where: { parentBackupId: id }, select: { id: true } });
+    // Only restore points that exist depend on it (failed attempts keep a parent id but no image).
+    const dependents = await this.prisma.backupJob.findMany({ where: { parentBackupId: id, status: 'completed' }, select: { id: true } });
     if (dependents.length) {
       throw new ConflictException({
         code: 'DEPENDENT_RESTORE_POINTS',

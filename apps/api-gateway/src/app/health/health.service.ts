@@ -60,6 +60,22 @@ export class HealthService {
     private readonly queues: QueueRegistry,
   ) {}
 
+  /** The client connects lazily and reconnects by itself: wait for it rather than fail while it is connecting. */
+  private async redisReady(): Promise<void> {
+    const r = this.redis;
+    if (r.status === 'ready') return;
+    if (r.status === 'wait' || r.status === 'end') {
+      await r.connect();
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onReady = () => (r.off('error', onError), resolve());
+      const onError = (e: Error) => (r.off('ready', onReady), reject(e));
+      r.once('ready', onReady);
+      r.once('error', onError);
+    });
+  }
+
   private async check(name: string, critical: boolean, fn: () => Promise<string | void>): Promise<DependencyState> {
     const started = Date.now();
     try {
@@ -77,7 +93,7 @@ export class HealthService {
         await this.prisma.$queryRawUnsafe('SELECT 1');
       }),
       this.check('redis', true, async () => {
-        if (this.redis.status !== 'ready') await this.redis.connect().catch(() => undefined);
+        await this.redisReady();
         const pong = await this.redis.ping();
         if (pong !== 'PONG') throw new Error(`unexpected answer ${pong}`);
       }),

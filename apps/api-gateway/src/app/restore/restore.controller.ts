@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Post, Query, Req, Res } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiConflictResponse,
@@ -71,7 +71,7 @@ export class RestoreController {
   @ApiOkResponse({ description: 'entries (name, type, size, mode, mtime, symlink target), total, offset, limit' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount (.., absolute, symlink out, NUL) or is not a directory' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or path' })
-  async files(@Param('mountId') mountId: string, @Query() q: Record<string, unknown>) {
+  async files(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query() q: Record<string, unknown>) {
     void this.restore.touch(mountId);
     return this.restore.call('GET', `/restore/${encodeURIComponent(mountId)}/files${qs({ path: q['path'], offset: q['offset'], limit: q['limit'] })}`);
   }
@@ -86,7 +86,7 @@ export class RestoreController {
   @ApiResponse({ status: 416, description: 'The range lies outside the file', type: ErrorResponseDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount or is not a regular file' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or file' })
-  download(@Param('mountId') mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
+  download(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
     return this.stream(`/restore/${encodeURIComponent(mountId)}/download${qs({ path })}`, mountId, req, res);
   }
 
@@ -98,7 +98,7 @@ export class RestoreController {
   @ApiResponse({ status: 200, description: 'tar stream' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount or is not a directory' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or directory' })
-  archive(@Param('mountId') mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
+  archive(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
     return this.stream(`/restore/${encodeURIComponent(mountId)}/archive${qs({ path })}`, mountId, req, res);
   }
 
@@ -108,7 +108,7 @@ export class RestoreController {
   @ApiOperation({ summary: 'Unmount' })
   @ApiNoContentResponse({ description: 'Unmounted' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount' })
-  async unmount(@Param('mountId') mountId: string): Promise<void> {
+  async unmount(@Param('mountId', new ParseUUIDPipe()) mountId: string): Promise<void> {
     await this.restore.unmount(mountId);
   }
 

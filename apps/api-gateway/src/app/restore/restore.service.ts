@@ -1,4 +1,5 @@
 import { BadRequestException, ConflictException, HttpException, Inject, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { GatewaySettings } from '@sendense/config';
 import type { PrismaClient } from '@sendense/db';
@@ -41,13 +42,20 @@ export class RestoreProxyService {
         method,
         headers: body === undefined ? undefined : { 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
+        // Mounting a long chain takes seconds; a hung service must not hang the API.
+        signal: AbortSignal.timeout(method === 'POST' ? 120_000 : 30_000),
       });
     } catch (err) {
       throw new ServiceUnavailableException(`the restore-service at ${this.settings.RESTORE_SERVICE_URL} is not reachable: ${(err as Error).message}`);
     }
     const text = await res.text();
-    const json = text ? (JSON.parse(text) as unknown) : undefined;
-    if (!res.ok) throw new HttpException(json ?? { statusCode: res.status, message: text }, res.status);
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (!res.ok) throw new HttpException(json ?? { statusCode: res.status, message: text || res.statusText }, res.status);
     return json as T;
   }
 
@@ -78,14 +86,29 @@ export class RestoreProxyService {
 
   async mount(backupId: string) {
     const { imagePath } = await this.imagePathOf(backupId);
-    // Mounting the same restore point twice reuses the existing mount.
-    const m = await this.call<RemoteMount>('POST', '/restore/mount', { imagePath, reuse: true });
-    await this.prisma.restoreMount.upsert({
-      where: { id: m.mountId },
-      create: { id: m.mountId, backupId, mountPath: m.root, state: 'mounted', nodeName: this.settings.NODE_NAME, partitions: m.partitions as object },
-      update: { state: 'mounted', lastAccessAt: new Date() },
+    // Recorded before mounting, so maintenance never sees the chain as free while it is being mounted.
+    const pendingId = randomUUID();
+    await this.prisma.restoreMount.create({
+      data: { id: pendingId, backupId, mountPath: '', state: 'mounting', nodeName: this.settings.NODE_NAME },
     });
-    return this.view(m, backupId);
+    try {
+      // Mounting the same restore point twice reuses the existing mount.
+      const m = await this.call<RemoteMount>('POST', '/restore/mount', { imagePath, reuse: true, mountId: pendingId });
+      if (m.mountId !== pendingId) {
+        await this.prisma.restoreMount.delete({ where: { id: pendingId } });
+        await this.prisma.restoreMount.upsert({
+          where: { id: m.mountId },
+          create: { id: m.mountId, backupId, mountPath: m.root, state: 'mounted', nodeName: this.settings.NODE_NAME, partitions: m.partitions as object },
+          update: { state: 'mounted', lastAccessAt: new Date() },
+        });
+      } else {
+        await this.prisma.restoreMount.update({ where: { id: pendingId }, data: { mountPath: m.root, state: 'mounted', partitions: m.partitions as object } });
+      }
+      return this.view(m, backupId);
+    } catch (err) {
+      await this.prisma.restoreMount.deleteMany({ where: { id: pendingId } });
+      throw err;
+    }
   }
 
   /** Active mounts; rows of mounts the service no longer has (idle unmount, crash) are dropped. */
@@ -93,17 +116,24 @@ export class RestoreProxyService {
     const { mounts } = await this.call<{ mounts: RemoteMount[] }>('GET', '/restore');
     const rows = await this.prisma.restoreMount.findMany({ where: { nodeName: this.settings.NODE_NAME } });
     const live = new Set(mounts.map((m) => m.mountId));
-    const stale = rows.filter((r) => !live.has(r.id)).map((r) => r.id);
+    // Rows still being mounted are not stale yet.
+    const stale = rows.filter((r) => !live.has(r.id) && r.state !== 'mounting').map((r) => r.id);
     if (stale.length) await this.prisma.restoreMount.deleteMany({ where: { id: { in: stale } } });
     return mounts.map((m) => this.view(m, rows.find((r) => r.id === m.mountId)?.backupId ?? null));
   }
 
+  /** The row goes only once the mount is gone (or was already gone): it is what keeps maintenance off the chain. */
   async unmount(mountId: string) {
     try {
       await this.call('DELETE', `/restore/${encodeURIComponent(mountId)}`);
-    } finally {
+    } catch (err) {
+      if (!(err instanceof HttpException && err.getStatus() === 404)) throw err;
+      const known = await this.prisma.restoreMount.count({ where: { id: mountId } });
       await this.prisma.restoreMount.deleteMany({ where: { id: mountId } });
+      if (!known) throw err;
+      return;
     }
+    await this.prisma.restoreMount.deleteMany({ where: { id: mountId } });
   }
 
   async touch(mountId: string) {

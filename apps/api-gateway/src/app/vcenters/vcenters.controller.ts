@@ -1,6 +1,7 @@
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
-import { IsArray, IsBoolean, IsIn, IsObject, IsOptional, IsString, IsUrl, Length, ValidateIf } from 'class-validator';
+import { Type } from 'class-transformer';
+import { IsArray, IsBoolean, IsIn, IsOptional, IsString, IsUrl, Length, Matches, ValidateIf, ValidateNested } from 'class-validator';
 import type { DiskReaderSpec } from '@sendense/contracts';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
@@ -17,9 +18,9 @@ class DiskReaderDto {
   @IsUrl({ require_tld: false, protocols: ['http', 'https'] })
   harnessUrl?: string;
 
-  @ApiPropertyOptional({ description: 'vddk: VDDK library directory' })
+  @ApiPropertyOptional({ description: 'vddk: VDDK library directory (absolute path)' })
   @IsOptional()
-  @IsString()
+  @Matches(/^\/[A-Za-z0-9._/-]{1,255}$/, { message: 'libdir must be an absolute path of letters, digits, ".", "_", "-" and "/"' })
   libdir?: string;
 }
 
@@ -30,7 +31,7 @@ class RegisterVCenterDto {
   @ApiProperty({ description: 'Stored encrypted with SENDENSE_SECRET_KEY' }) @IsString() @Length(1, 1024) password!: string;
   @ApiPropertyOptional({ description: 'Accept any certificate (lab use)' }) @IsOptional() @IsBoolean() insecure?: boolean;
   @ApiPropertyOptional({ description: 'Accept exactly this certificate (SHA-1 or SHA-256 hex)' }) @IsOptional() @IsString() thumbprint?: string;
-  @ApiPropertyOptional({ type: DiskReaderDto }) @IsOptional() @IsObject() disk_reader?: DiskReaderDto;
+  @ApiPropertyOptional({ type: DiskReaderDto }) @IsOptional() @ValidateNested() @Type(() => DiskReaderDto) disk_reader?: DiskReaderDto;
 }
 
 class ImportVmsDto {

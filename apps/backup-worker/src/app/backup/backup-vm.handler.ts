@@ -4,7 +4,7 @@ import { CaptureAgentError } from '@sendense/contracts';
 import type { JobHandler } from '../worker.module';
 import { CancelledError, PermanentError } from '../common/errors';
 import type { BackupService, BackupRunResult } from './backup.service';
-import type { CancelRegistry } from './cancel-registry';
+import { WorkerStopping, type CancelRegistry } from './cancel-registry';
 
 /** Thin processor: BullMQ job in, BackupService call, errors classified. */
 export class BackupVmHandler implements JobHandler {
@@ -30,6 +30,9 @@ export class BackupVmHandler implements JobHandler {
         },
       });
     } catch (err) {
+      if (signal.aborted && signal.reason instanceof WorkerStopping) {
+        throw new Error(`the worker stopped during the backup (everything it had started was removed); it will be retried`);
+      }
       if (err instanceof PermanentError || err instanceof CancelledError) throw new UnrecoverableError(err.message);
       if (err instanceof CaptureAgentError && !err.retryable) throw new UnrecoverableError(err.message);
       if (signal.aborted || (err instanceof CaptureAgentError && err.code === 'CANCELLED')) throw new UnrecoverableError('cancelled');

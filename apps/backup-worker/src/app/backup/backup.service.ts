@@ -7,7 +7,7 @@ import type {
   NbdExportInfo,
   PreparedDisk,
 } from '@sendense/contracts';
-import type { PrismaClient, SecretBox, VmDisk } from '@sendense/db';
+import type { BackupRepository as BackupRepositoryRow, PrismaClient, SecretBox, VCenter, VmContext, VmDisk } from '@sendense/db';
 import { InsufficientSpace, StorageError, type LocalQcow2Repository, type RestorePoint } from '@sendense/storage';
 
 /** Storage refusals that pass by themselves (another writer, a merge in progress): retried with backoff. */
@@ -16,6 +16,8 @@ import { CancelledError, PermanentError } from '../common/errors';
 import type { CaptureAgentPort, NbdExporterPort } from '../common/ports';
 import { RepositoryRegistry } from '../repositories/repository-registry';
 import { JobEventLog } from './job-event-log';
+import type { VmLocks } from './vm-lock';
+import { cleanUpInterrupted, type InterruptedRunDeps } from './interrupted-runs';
 
 export interface BackupControl {
   signal: AbortSignal;
@@ -80,12 +82,17 @@ export class BackupService {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly repositories: RepositoryRegistry,
-    private readonly exporter: NbdExporterPort,
+    private readonly exporter: NbdExporterPort & { listExports(q: { backupJobId?: string }): Promise<{ name: string }[]> },
     private readonly capture: CaptureAgentPort,
     private readonly secrets: SecretBox | null,
     private readonly nodeName: string,
     private readonly events: JobEventLog,
+    private readonly locks: VmLocks,
   ) {}
+
+  get deps(): InterruptedRunDeps {
+    return { prisma: this.prisma, repositories: this.repositories, exporter: this.exporter, events: this.events };
+  }
 
   async run(data: BackupVmJobData, ctl: BackupControl): Promise<BackupRunResult> {
     const ctx = await this.prisma.vmContext.findUnique({
@@ -104,7 +111,25 @@ export class BackupService {
     const repo = await this.repositories.get(repoRow);
     if (!ctx.vcenter) throw new PermanentError(`${vm} has no vCenter registered`);
     if (!this.secrets) throw new PermanentError('SENDENSE_SECRET_KEY is not set on this worker: the vCenter password cannot be read');
-    await this.refuseConcurrentRun(data);
+    const unlock = await this.locks.acquire(data.vmContextId, data.runId);
+    try {
+      // Rows of an earlier attempt of this run belong to a worker that died.
+      await cleanUpInterrupted(this.deps, { runId: data.runId }, async () => false);
+      return await this.runLocked(data, ctl, ctx, vm, repoRow, repo);
+    } finally {
+      await unlock();
+    }
+  }
+
+  private async runLocked(
+    data: BackupVmJobData,
+    ctl: BackupControl,
+    ctx: VmContext & { vcenter: VCenter | null; disks: VmDisk[] },
+    vm: string,
+    repoRow: BackupRepositoryRow,
+    repo: LocalQcow2Repository,
+  ): Promise<BackupRunResult> {
+    if (!ctx.vcenter || !this.secrets) throw new PermanentError(`${vm} has no usable vCenter credentials`);
 
     const vcenter = {
       url: ctx.vcenter.url,
@@ -132,16 +157,19 @@ export class BackupService {
       reader,
     });
     const prepareStarted = Date.now();
-    let prepared = await this.capture.prepare(prepareReq(new Set()));
+    let prepared: Awaited<ReturnType<CaptureAgentPort['prepare']>> | undefined;
     const plans: DiskPlan[] = [];
     try {
+      prepared = await this.capture.prepare(prepareReq(new Set()));
       // A resized disk cannot take an incremental: prepare again with that disk full.
       const resized = prepared.disks.filter((p) => {
         const known = ctx.disks.find((d) => d.deviceKey === p.deviceKey);
         return p.mode === 'incremental' && known && Number(known.capacityBytes) !== p.capacityBytes;
       });
       if (resized.length) {
-        await this.capture.release(prepared.sessionId);
+        const first = prepared;
+        prepared = undefined;
+        await this.capture.release(first.sessionId);
         for (const r of resized) {
           bases.set(r.deviceKey, { parentId: null, previousChangeId: null, reason: 'the disk was resized since the last backup' });
         }
@@ -160,6 +188,7 @@ export class BackupService {
       const copyStarted = Date.now();
       await this.events.log(data.runId, null, 'info', 'copying', `copying ${plans.reduce((s, pl) => s + pl.prepared.bytesToCopy, 0)} bytes of ${plans.length} disk(s)`, {});
       let lastDb = 0;
+      let progressWrite: Promise<void> = Promise.resolve();
       // Aborting the signal makes the client send cancel; the copy then fails with CANCELLED.
       const results = await this.capture.copy(
         {
@@ -173,11 +202,13 @@ export class BackupService {
             ctl.progress(p);
             if (Date.now() - lastDb > 2000) {
               lastDb = Date.now();
-              void this.saveProgress(plans, p);
+              progressWrite = progressWrite.then(() => this.saveProgress(plans, p));
             }
           },
         },
       );
+      // A late progress write must not land on top of the final state.
+      await progressWrite;
       if (ctl.signal.aborted) throw new CancelledError('cancelled');
       const copySeconds = (Date.now() - copyStarted) / 1000;
       const copied = results.reduce((s, r) => s + r.bytesRead, 0);
@@ -192,7 +223,7 @@ export class BackupService {
       for (const pl of plans) {
         const r = results.find((x) => x.deviceKey === pl.prepared.deviceKey);
         if (!r) throw new Error(`the Capture Agent returned no result for disk ${pl.disk.diskIndex} (device key ${pl.prepared.deviceKey}) of ${vm}`);
-        await this.commitDisk(data, pl, r);
+        await this.commitDisk(data, repo, pl, r);
       }
       await this.prisma.vmContext.update({
         where: { contextId: ctx.contextId },
@@ -223,9 +254,12 @@ export class BackupService {
       await this.cleanUp(data, repo, plans, err, vm);
       throw err;
     } finally {
-      await this.capture.release(prepared.sessionId).catch(async (e: unknown) => {
-        await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${prepared.snapshotMoref} of ${vm}: ${String(e)}`, {});
-      });
+      const p = prepared;
+      if (p) {
+        await this.capture.release(p.sessionId).catch(async (e: unknown) => {
+          await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${p.snapshotMoref} of ${vm}: ${String(e)}`, {});
+        });
+      }
     }
   }
 
@@ -240,19 +274,6 @@ export class BackupService {
     } catch {
       // informational only
     }
-  }
-
-  /** Another run of the same VM (e.g. to another node's repository) must not overlap. */
-  private async refuseConcurrentRun(data: BackupVmJobData): Promise<void> {
-    const other = await this.prisma.backupJob.findFirst({
-      where: {
-        vmContextId: data.vmContextId,
-        status: 'running',
-        runId: { not: data.runId },
-        startedAt: { gt: new Date(Date.now() - 24 * 3600_000) },
-      },
-    });
-    if (other) throw new Error(`another backup of this VM is running (run ${other.runId}); will retry`);
   }
 
   private async chooseBase(repo: LocalQcow2Repository, data: BackupVmJobData, disk: VmDisk): Promise<BaseChoice> {
@@ -391,11 +412,13 @@ export class BackupService {
     }
   }
 
-  private async commitDisk(data: BackupVmJobData, pl: DiskPlan, r: { changeId: string; bytesRead: number; bytesZeroed: number }) {
-    const repoRow = await this.prisma.backupRepository.findUniqueOrThrow({ where: { id: data.repositoryId } });
-    const repo = await this.repositories.get(repoRow);
+  private async commitDisk(
+    data: BackupVmJobData,
+    repo: LocalQcow2Repository,
+    pl: DiskPlan,
+    r: { changeId: string; bytesRead: number; bytesZeroed: number },
+  ) {
     const rp = await repo.commit(pl.backupId!, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
-    pl.committed = rp;
     const id = pl.backupId!;
     await this.prisma.$transaction(async (tx) => {
       await tx.backupJob.update({
@@ -437,12 +460,25 @@ export class BackupService {
           update: { fullBackupId: id, latestBackupId: id, totalBackups: 1, totalSizeBytes: BigInt(rp.allocatedBytes) },
         });
       } else {
-        await tx.backupChain.update({
+        // upsert: retention may have removed the chain row while this ran.
+        await tx.backupChain.upsert({
           where: key,
-          data: { latestBackupId: id, totalBackups: { increment: 1 }, totalSizeBytes: { increment: BigInt(rp.allocatedBytes) } },
+          create: {
+            id: `chain-${id}`.slice(0, 64),
+            vmContextId: data.vmContextId,
+            diskId: pl.disk.diskIndex,
+            fullBackupId: pl.parentId!,
+            latestBackupId: id,
+            totalBackups: 2,
+            totalSizeBytes: BigInt(rp.allocatedBytes),
+          },
+          update: { latestBackupId: id, totalBackups: { increment: 1 }, totalSizeBytes: { increment: BigInt(rp.allocatedBytes) } },
         });
       }
     });
+    // Only now does the database point at it: a failure above leaves the
+    // restore point for cleanUp to remove, so the two never disagree.
+    pl.committed = rp;
     await this.events.log(data.runId, id, 'info', 'committing', `disk ${pl.disk.diskIndex}: ${pl.type} restore point ${id} committed`, {
       bytesTransferred: r.bytesRead,
       allocatedBytes: rp.allocatedBytes,
@@ -453,13 +489,21 @@ export class BackupService {
   private async cleanUp(data: BackupVmJobData, repo: LocalQcow2Repository, plans: DiskPlan[], err: unknown, vm: string) {
     const cancelled = err instanceof CancelledError || (err instanceof CaptureAgentError && err.code === 'CANCELLED');
     const message = err instanceof Error ? err.message : String(err);
+    const warn = (id: string | null, what: string, e: unknown) =>
+      this.events.log(data.runId, id, 'warn', 'cleanup', `${what}: ${e instanceof Error ? e.message : String(e)}`, {});
     for (const pl of plans) {
       if (pl.exportName) {
-        await this.exporter.removeExport(pl.exportName).catch(() => undefined);
+        const name = pl.exportName;
+        await this.exporter.removeExport(name).catch((e: unknown) => warn(pl.backupId ?? null, `could not remove NBD export ${name}`, e));
         pl.exportName = undefined;
       }
       if (!pl.backupId || pl.committed) continue;
-      await repo.abort(pl.backupId, message).catch(() => undefined);
+      const id = pl.backupId;
+      // Not yet committed: abort it. Committed in the repository but not in
+      // the database (the transaction failed): delete it, the database never pointed at it.
+      await repo.abort(id, message).catch(async () => {
+        if (await repo.find(id)) await repo.delete(id).catch((e: unknown) => warn(id, `could not remove restore point ${id}`, e));
+      });
       await this.prisma.backupJob
         .update({
           where: { id: pl.backupId },

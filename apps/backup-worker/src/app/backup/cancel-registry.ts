@@ -1,6 +1,11 @@
 import { Redis } from 'ioredis';
 
-export const CANCEL_CHANNEL = 'sendense:cancel';
+import { CANCEL_CHANNEL } from '@sendense/contracts';
+
+/** The reason of an abort because this worker is stopping: the job is retried elsewhere. */
+export class WorkerStopping extends Error {
+  override name = 'WorkerStopping';
+}
 
 /**
  * Cancels reach the worker that runs the job through Redis pub/sub (the
@@ -32,6 +37,11 @@ export class CancelRegistry {
     if (!ac) return false;
     ac.abort(new Error('cancelled by an operator'));
     return true;
+  }
+
+  /** Abort every run (shutdown): each cleans up and its job is retried. */
+  abortAll(): void {
+    for (const ac of this.running.values()) ac.abort(new WorkerStopping('the worker is stopping'));
   }
 
   async close(): Promise<void> {

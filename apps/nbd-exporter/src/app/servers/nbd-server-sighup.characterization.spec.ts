@@ -49,8 +49,13 @@ it('SIGHUP does not stop serving an export whose conf.d file was removed', async
     await rm(join(dir, 'b.conf'));
     process.kill(pid, 'SIGHUP');
     await new Promise((r) => setTimeout(r, 500));
-    // Still served after the "reload".
-    expect(await nbdSize(`nbd://127.0.0.1:${port}/b`)).toBe(2 * 1024 * 1024);
+    // After the "reload" the removed export is still served, unless the
+    // reload crashed the whole server (seen under load; the same memory
+    // corruption as when adding exports). Either way SIGHUP is no way to
+    // stop serving one export, which is what this pins.
+    const size = await nbdSize(`nbd://127.0.0.1:${port}/b`);
+    if (size === null) expect(await isAlive(pid)).toBe(false);
+    else expect(size).toBe(2 * 1024 * 1024);
   } finally {
     await terminate(pid);
   }
@@ -75,7 +80,9 @@ it('SIGHUP does not drop a live connection (connections are separate processes)'
     await new Promise((r) => setTimeout(r, 300));
     process.kill(pid, 'SIGHUP');
     expect((await copy).exitCode).toBe(0);
-    expect(await isAlive(pid)).toBe(true);
+    // The listening server itself may or may not survive the reload (it has
+    // been seen to die with heap corruption): not asserted, one more reason
+    // the exporter never sends SIGHUP.
   } finally {
     await terminate(pid);
   }
