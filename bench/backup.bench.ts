@@ -9,10 +9,11 @@
  * of the disk, as fractions of the full. Median of several runs each.
  * One JSON object per line on stdout; progress goes to stderr.
  */
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Daemon, run, waitFor } from '@sendense/process';
+import { NbdExporterClient } from '@sendense/contracts';
+import { run } from '@sendense/process';
 import { startStandIn, VSphereClient } from '@sendense/vsphere';
 import { startSystem, waitForJob, type System } from '../tests/support/system';
 
@@ -78,25 +79,27 @@ export async function main(args: string[]): Promise<void> {
     const deviceKey = vm.disks[0]!.key;
     const bytes = sizeMiB * MiB;
 
-    // nbdcopy: the same snapshot path (vCenter snapshot → stand-in NBD export) into a qemu-nbd QCOW2 target.
+    // nbdcopy: the same snapshot path (vCenter snapshot → stand-in NBD export)
+    // into the same kind of target: a fresh QCOW2 exported writable by the
+    // system's own nbd-exporter (qemu-nbd, same cache mode), flushed at the end.
     const client = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
+    const exporter = NbdExporterClient.connect({ url: sys.env['NBD_EXPORTER_URL'] });
     const nbdcopyTimes: number[] = [];
     for (let i = 0; i < runs; i++) {
       const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${i}` });
       const loc = await standIn.harness!.snapshotNbd(VM, snap.value, deviceKey);
-      const target = join(work, `nbdcopy-${i}.qcow2`);
+      const target = join(sys.dir, `nbdcopy-${i}.qcow2`);
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', target, String(bytes)]);
-      const sock = join(work, `t${i}.sock`);
-      const qnbd = await Daemon.start('qemu-nbd', ['-f', 'qcow2', '-k', sock, '-x', 'target', '--cache=unsafe', '-t', target]);
-      await waitFor(async () => (await stat(sock).catch(() => null)) !== null, { message: 'qemu-nbd socket' });
+      const exp = await exporter.createExport({ vmContextId: 'bench', diskId: i, type: 'nbdcopy', kind: 'qcow2', filePath: target, writable: true });
       const t0 = process.hrtime.bigint();
-      await run('nbdcopy', ['--flush', loc.uri, `nbd+unix:///target?socket=${sock}`], { timeoutMs: 900_000 });
+      await run('nbdcopy', ['--flush', loc.uri, exp.uri], { timeoutMs: 900_000 });
       nbdcopyTimes.push(Number(process.hrtime.bigint() - t0) / 1e9);
-      await qnbd.stop();
+      await exporter.removeExport(exp.name);
       await client.removeSnapshot(snap);
       await rm(target, { force: true });
       log(`nbdcopy run ${i + 1}: ${nbdcopyTimes.at(-1)!.toFixed(2)} s`);
     }
+    await exporter.close();
     await client.logout();
 
     // The system: full backups through the API.
@@ -118,7 +121,7 @@ export async function main(args: string[]): Promise<void> {
         project_seconds: Number(fullSec.toFixed(2)),
         nbdcopy_seconds: Number(median(nbdcopyTimes).toFixed(2)),
         runs,
-        measures: 'API POST /backup/start to job completed, vs nbdcopy snapshot export -> qemu-nbd qcow2 target',
+        measures: 'API POST /backup/start to job completed, vs nbdcopy from the same kind of snapshot export into a QCOW2 exported by the nbd-exporter',
       }) + '\n',
     );
 
