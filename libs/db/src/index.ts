@@ -4,3 +4,4 @@ export * from './migrator';
 export * from './generated/client';
 export * from './api-keys';
 export * from './secret-box';
+export * from './vm-disks';

@@ -2,7 +2,7 @@ import { BadRequestException, ConflictException, Inject, Injectable, NotFoundExc
 import { randomUUID } from 'node:crypto';
 import { VSphereClient, type VmInfo } from '@sendense/vsphere';
 import type { GatewaySettings } from '@sendense/config';
-import { SecretBox, type PrismaClient, type VCenter } from '@sendense/db';
+import { addVmDisk, SecretBox, type PrismaClient, type VCenter } from '@sendense/db';
 import type { DiskReaderSpec } from '@sendense/contracts';
 import { PRISMA, SETTINGS } from '../common/tokens';
 
@@ -121,24 +121,10 @@ export class VCentersService {
         update: { vmName: vm.name, vcenterId: v.id, instanceUuid: vm.instanceUuid ?? null, cbtEnabled: vm.changeTrackingEnabled },
       });
       const known = await this.prisma.vmDisk.findMany({ where: { vmContextId: contextId } });
-      let next = known.reduce((m, d) => Math.max(m, d.diskIndex + 1), 0);
       for (const d of vm.disks) {
         const k = known.find((x) => x.deviceKey === d.key);
-        if (k) {
-          await this.prisma.vmDisk.update({ where: { id: k.id }, data: { label: d.label ?? null, backingFile: d.fileName ?? null } });
-        } else {
-          await this.prisma.vmDisk.create({
-            data: {
-              id: `${contextId}-${d.key}`.slice(0, 64),
-              vmContextId: contextId,
-              diskIndex: next++,
-              deviceKey: d.key,
-              label: d.label ?? null,
-              capacityBytes: BigInt(d.capacityBytes),
-              backingFile: d.fileName ?? null,
-            },
-          });
-        }
+        if (k) await this.prisma.vmDisk.update({ where: { id: k.id }, data: { label: d.label ?? null, backingFile: d.fileName ?? null } });
+        else await addVmDisk(this.prisma, contextId, { deviceKey: d.key, label: d.label ?? null, capacityBytes: d.capacityBytes, fileName: d.fileName ?? null });
       }
       out.push({ context_id: ctx.contextId, vm_name: ctx.vmName, moref: ctx.vmMoref, disks: vm.disks.length, cbt_enabled: ctx.cbtEnabled });
     }

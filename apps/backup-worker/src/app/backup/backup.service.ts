@@ -7,7 +7,7 @@ import type {
   NbdExportInfo,
   PreparedDisk,
 } from '@sendense/contracts';
-import type { BackupRepository as BackupRepositoryRow, PrismaClient, SecretBox, VCenter, VmContext, VmDisk } from '@sendense/db';
+import { addVmDisk, type BackupRepository as BackupRepositoryRow, type PrismaClient, type SecretBox, type VCenter, type VmContext, type VmDisk } from '@sendense/db';
 import { InsufficientSpace, StorageError, type LocalQcow2Repository, type RestorePoint } from '@sendense/storage';
 
 /** Storage refusals that pass by themselves (another writer, a merge in progress): retried with backoff. */
@@ -305,19 +305,8 @@ export class BackupService {
   ): Promise<DiskPlan> {
     let disk = known.find((d) => d.deviceKey === p.deviceKey);
     if (!disk) {
-      // A disk added to the VM: it gets the next free index (indices of removed disks are not reused).
-      const max = await this.prisma.vmDisk.aggregate({ where: { vmContextId }, _max: { diskIndex: true } });
-      disk = await this.prisma.vmDisk.create({
-        data: {
-          id: `${vmContextId}-${p.deviceKey}`.slice(0, 64),
-          vmContextId,
-          diskIndex: (max._max.diskIndex ?? -1) + 1,
-          deviceKey: p.deviceKey,
-          label: p.label,
-          capacityBytes: BigInt(p.capacityBytes),
-          backingFile: p.fileName,
-        },
-      });
+      // A disk added to the VM since the last backup.
+      disk = await addVmDisk(this.prisma, vmContextId, { deviceKey: p.deviceKey, label: p.label, capacityBytes: p.capacityBytes, fileName: p.fileName });
       known.push(disk);
     }
     const base = bases.get(p.deviceKey) ?? { parentId: null, previousChangeId: null, reason: 'the disk is new' };
