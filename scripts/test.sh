@@ -11,6 +11,8 @@ bash scripts/setup.sh --no-migrate
 log "building the VMware stand-in (tools/vcsim) and the services"
 sh tools/vcsim/build.sh
 npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
+log "type-checking every project (the test runner only transpiles)"
+bash scripts/typecheck.sh || die "type errors (above)"
 log "running the tests"
 mkdir -p coverage
 set +e
