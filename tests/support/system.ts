@@ -52,7 +52,8 @@ export async function startSystem(): Promise<System> {
   const repoDir = join(dir, 'repo');
   const node = `sys-${process.pid}-${Date.now().toString(36)}`;
   const [gw, exp, cap, rs] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const nbdFirst = 20000 + Math.floor(Math.random() * 20000);
+  // Below the ephemeral range (32768+) and away from the exporter's unit tests (21000-31000).
+  const nbdFirst = 11000 + Math.floor(Math.random() * 40) * 200;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL: db.url,

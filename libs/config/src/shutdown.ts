@@ -3,10 +3,19 @@
  * onModuleDestroy/onApplicationShutdown hook: queues, servers, mounts), then
  * exit 0. A hook that hangs cannot keep the process past `graceMs`.
  */
+export interface SignalSource {
+  once(signal: NodeJS.Signals, listener: (signal: NodeJS.Signals) => void): unknown;
+}
+
 export function exitOnSignals(
   name: string,
   close: () => Promise<void>,
-  { graceMs = 9000, log = (s: string) => process.stderr.write(`${s}\n`) }: { graceMs?: number; log?: (s: string) => void } = {},
+  {
+    graceMs = 9000,
+    log = (s: string) => process.stderr.write(`${s}\n`),
+    signals = process,
+    exit = (code: number) => process.exit(code),
+  }: { graceMs?: number; log?: (s: string) => void; signals?: SignalSource; exit?: (code: number) => void } = {},
 ): void {
   let closing = false;
   const handler = (signal: NodeJS.Signals) => {
@@ -15,20 +24,20 @@ export function exitOnSignals(
     log(`${name}: ${signal} received, shutting down`);
     const timer = setTimeout(() => {
       log(`${name}: shutdown took longer than ${graceMs} ms, exiting anyway`);
-      process.exit(1);
+      exit(1);
     }, graceMs);
     timer.unref();
     close().then(
       () => {
         log(`${name}: stopped`);
-        process.exit(0);
+        exit(0);
       },
       (err: unknown) => {
         log(`${name}: error while stopping: ${err instanceof Error ? err.message : String(err)}`);
-        process.exit(1);
+        exit(1);
       },
     );
   };
-  process.once('SIGTERM', handler);
-  process.once('SIGINT', handler);
+  signals.once('SIGTERM', handler);
+  signals.once('SIGINT', handler);
 }

@@ -22,7 +22,8 @@ export async function makeTestEnv(ports = 60): Promise<TestEnv> {
   const root = join(dir, 'repo');
   const stateDir = join(dir, 'state');
   await run('mkdir', ['-p', root, stateDir]);
-  const first = 20000 + Math.floor(Math.random() * 400) * 100;
+  // Below the ephemeral range (32768+), where outgoing connections take ports at random.
+  const first = 20000 + Math.floor(Math.random() * 120) * 100;
   return {
     dir,
     root,
