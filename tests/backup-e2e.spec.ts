@@ -170,6 +170,16 @@ describe('VMware backups end to end', () => {
     expect(chain.body.chains[0]!.total_backups).toBe(7);
   }, 600_000);
 
+  it('a differential builds on the full and reads back as the guest', async () => {
+    await standIn.harness!.writeFile(VM, deviceKeys[0]!, '/notes/diff.txt', 'differential\n');
+    const expected = await guestDigest(0);
+    const doc = await backup('differential');
+    const d0 = doc.backups.find((b) => b.disk_id === 0)!;
+    const fullD0 = full.backups.find((b) => b.disk_id === 0)!;
+    expect(d0).toMatchObject({ backup_type: 'differential', parent_backup_id: fullD0.id });
+    expect(await restorePointDigest(d0)).toBe(expected);
+  }, 240_000);
+
   it('a CBT reset turns the incremental into a full and says why', async () => {
     await standIn.harness!.crash(VM, deviceKeys[0]!);
     await standIn.harness!.writeFile(VM, deviceKeys[0]!, '/after-reset.txt', 'written after the CBT reset\n');
