@@ -18,6 +18,7 @@ import { RepositoryRegistry } from '../repositories/repository-registry';
 import { JobEventLog } from './job-event-log';
 import type { VmLocks } from './vm-lock';
 import { cleanUpInterrupted, type InterruptedRunDeps } from './interrupted-runs';
+import { chainRow } from '../maintenance/repository-sync';
 
 export interface BackupControl {
   signal: AbortSignal;
@@ -409,6 +410,7 @@ export class BackupService {
   ) {
     const rp = await repo.commit(pl.backupId!, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
     const id = pl.backupId!;
+    const chain = await repo.chain(id);
     await this.prisma.$transaction(async (tx) => {
       await tx.backupJob.update({
         where: { id },
@@ -433,37 +435,15 @@ export class BackupService {
           backingFile: pl.prepared.fileName,
         },
       });
-      const key = { vmContextId_diskId: { vmContextId: data.vmContextId, diskId: pl.disk.diskIndex } };
-      if (pl.type === 'full') {
-        await tx.backupChain.upsert({
-          where: key,
-          create: {
-            id: `chain-${id}`.slice(0, 64),
-            vmContextId: data.vmContextId,
-            diskId: pl.disk.diskIndex,
-            fullBackupId: id,
-            latestBackupId: id,
-            totalBackups: 1,
-            totalSizeBytes: BigInt(rp.allocatedBytes),
-          },
-          update: { fullBackupId: id, latestBackupId: id, totalBackups: 1, totalSizeBytes: BigInt(rp.allocatedBytes) },
-        });
-      } else {
-        // upsert: retention may have removed the chain row while this ran.
-        await tx.backupChain.upsert({
-          where: key,
-          create: {
-            id: `chain-${id}`.slice(0, 64),
-            vmContextId: data.vmContextId,
-            diskId: pl.disk.diskIndex,
-            fullBackupId: pl.parentId!,
-            latestBackupId: id,
-            totalBackups: 2,
-            totalSizeBytes: BigInt(rp.allocatedBytes),
-          },
-          update: { latestBackupId: id, totalBackups: { increment: 1 }, totalSizeBytes: { increment: BigInt(rp.allocatedBytes) } },
-        });
-      }
+      // The chain row is derived from the repository's chain of this point (the
+      // same derivation as after maintenance), so it cannot drift; upsert because
+      // retention may have removed the row while this ran.
+      const row = chainRow(chain.restorePoints);
+      await tx.backupChain.upsert({
+        where: { vmContextId_diskId: { vmContextId: data.vmContextId, diskId: pl.disk.diskIndex } },
+        create: { id: `chain-${row.fullBackupId}`.slice(0, 64), vmContextId: data.vmContextId, diskId: pl.disk.diskIndex, ...row },
+        update: row,
+      });
     });
     // Only now does the database point at it: a failure above leaves the
     // restore point for cleanUp to remove, so the two never disagree.

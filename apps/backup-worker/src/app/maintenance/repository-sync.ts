@@ -1,6 +1,16 @@
 import type { PrismaClient } from '@sendense/db';
 import type { BackupRepository, RestorePoint } from '@sendense/storage';
 
+/** The backup_chains columns of a chain (oldest first), derived from the repository. */
+export function chainRow(points: readonly RestorePoint[]) {
+  return {
+    fullBackupId: points[0]!.id,
+    latestBackupId: points.at(-1)!.id,
+    totalBackups: points.length,
+    totalSizeBytes: BigInt(points.reduce((s, p) => s + p.allocatedBytes, 0)),
+  };
+}
+
 /**
  * After the repository changed a disk's restore points (delete,
  * consolidation, retention), make the database say what the repository
@@ -35,12 +45,7 @@ export async function syncDisk(prisma: PrismaClient, repo: BackupRepository, rep
     }
     const key = { vmContextId_diskId: { vmContextId, diskId: diskIndex } };
     if (chain.length) {
-      const data = {
-        fullBackupId: chain[0]!.id,
-        latestBackupId: chain.at(-1)!.id,
-        totalBackups: chain.length,
-        totalSizeBytes: BigInt(chain.reduce((s, p) => s + p.allocatedBytes, 0)),
-      };
+      const data = chainRow(chain);
       await tx.backupChain.upsert({ where: key, create: { id: `chain-${chain[0]!.id}`.slice(0, 64), vmContextId, diskId: diskIndex, ...data }, update: data });
     } else {
       await tx.backupChain.deleteMany({ where: { vmContextId, diskId: diskIndex } });
