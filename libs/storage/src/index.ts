@@ -7,7 +7,7 @@ export type { BusyRegistry, LockHandle, LockPurpose } from './lib/locks';
 export { chainOf, chainInfo, childrenOf, descendantsOf, groupByDisk } from './lib/chain-manager';
 export { planRetention, planDisk, selectKept, applyRetention } from './lib/retention';
 export type { RetentionPolicy, RetentionPlan, RetentionResult, KeptRestorePoint } from './lib/retention';
-export { layerDigest, CHECKSUM_PREFIX } from './lib/verification';
+export { layerDigest, CHECKSUM_PREFIX, LEGACY_CHECKSUM_PREFIX } from './lib/verification';
 export { estimateRequiredBytes, DEFAULT_SPACE_POLICY } from './lib/space';
 export type { SpacePolicy } from './lib/space';
 export { CONSOLIDATION_STEPS } from './lib/consolidation-journal';

@@ -331,14 +331,23 @@ export class LocalQcow2Repository implements BackupRepository {
     // The writer flushed over NBD; fsync makes the data durable regardless of
     // what the exporter's cache mode did.
     await fsyncFile(file);
-    const check = await checkImage(file);
+    // The checks read metadata, the digest reads the data: run them side by
+    // side, then judge them in order (a digest of an image that fails the
+    // check is thrown away).
+    const [checkR, infoR, allocatedR, digestR] = await Promise.allSettled([
+      checkImage(file),
+      imageInfo(file),
+      allocatedBytes(file),
+      layerDigest(file, id),
+    ]);
+    const check = settled(checkR);
     if (!check.clean) {
       throw new CorruptImage(id, 'qemu-img check found problems; abort and retry the backup', {
         localPath: file,
         detail: JSON.stringify(check.raw),
       });
     }
-    const info = await imageInfo(file);
+    const info = settled(infoR);
     if ((info['backing-filename'] ?? null) !== loc.record.backingImageName) {
       throw new ChainBroken(id, 'the image does not point at its parent', { localPath: file });
     }
@@ -347,8 +356,8 @@ export class LocalQcow2Repository implements BackupRepository {
       state: 'committed',
       changeId: req.changeId,
       virtualSize: info['virtual-size'],
-      allocatedBytes: await allocatedBytes(file),
-      checksum: await layerDigest(file, id),
+      allocatedBytes: settled(allocatedR),
+      checksum: settled(digestR),
       committedAt: new Date().toISOString(),
       metadata: { ...loc.record.metadata, ...req.metadata },
     };
@@ -504,3 +513,8 @@ export function isLocalRepository(repo: BackupRepository): repo is LocalQcow2Rep
   return repo.kind === 'local-qcow2';
 }
 
+/** The value of a settled promise, or its error thrown. */
+function settled<T>(r: PromiseSettledResult<T>): T {
+  if (r.status === 'rejected') throw r.reason;
+  return r.value;
+}

@@ -85,7 +85,7 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
       state: 'committed',
       virtualSize: model.size,
     });
-    expect(sidecar.checksum).toMatch(/^sha256-layer:[0-9a-f]{64}$/);
+    expect(sidecar.checksum).toMatch(/^sha256-tree:[0-9a-f]{64}$/);
     expect(sidecar.allocatedBytes).toBeGreaterThan(0);
     expect(sidecar.changeId).toMatch(/^cid-/);
     expect(sidecar.committedAt).toBeTruthy();
