@@ -133,7 +133,7 @@ export async function startSystem(): Promise<System> {
 }
 
 /** Poll a backup job until it ends; returns its final status document. */
-export async function waitForJob<T extends { status: string }>(sys: System, runId: string, timeoutMs = 180_000): Promise<T> {
+export async function waitForJob<T extends { status: string }>(sys: System, runId: string, timeoutMs = 180_000, intervalMs = 300): Promise<T> {
   let last: T | undefined;
   await waitFor(
     async () => {
@@ -141,7 +141,7 @@ export async function waitForJob<T extends { status: string }>(sys: System, runI
       last = r.body;
       return ['completed', 'failed', 'cancelled'].includes(r.body.status);
     },
-    { timeoutMs, intervalMs: 300, message: `job ${runId} to end` },
+    { timeoutMs, intervalMs, message: `job ${runId} to end` },
   );
   return last!;
 }

@@ -159,6 +159,8 @@ export class BackupService {
     });
     const prepareStarted = Date.now();
     let prepared: Awaited<ReturnType<CaptureAgentPort['prepare']>> | undefined;
+    /** The snapshot's removal, once started (right after the copy). */
+    let released: Promise<void> | undefined;
     const plans: DiskPlan[] = [];
     try {
       prepared = await this.capture.prepare(prepareReq(new Set()));
@@ -218,14 +220,30 @@ export class BackupService {
         bytes: copied,
       });
 
+      // The data is out of the snapshot: remove it now, while the restore
+      // points are committed, so it lives on the VM no longer than needed.
+      const snapshot = prepared;
+      released = this.capture.release(snapshot.sessionId).then(
+        () => undefined,
+        async (e: unknown) => {
+          await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${snapshot.snapshotMoref} of ${vm}: ${String(e)}`, {});
+        },
+      );
       // qemu-nbd flushes the image when its export is removed.
       ctl.progress(this.progressOf('committing', plans, null));
       await this.removeExports(plans);
-      for (const pl of plans) {
-        const r = results.find((x) => x.deviceKey === pl.prepared.deviceKey);
-        if (!r) throw new Error(`the Capture Agent returned no result for disk ${pl.disk.diskIndex} (device key ${pl.prepared.deviceKey}) of ${vm}`);
-        await this.commitDisk(data, repo, pl, r);
-      }
+      // Disks commit side by side (each is a check and a digest of its own
+      // image); all settle before a failure is handled, so clean-up never
+      // races a commit still running.
+      const outcomes = await Promise.allSettled(
+        plans.map(async (pl) => {
+          const r = results.find((x) => x.deviceKey === pl.prepared.deviceKey);
+          if (!r) throw new Error(`the Capture Agent returned no result for disk ${pl.disk.diskIndex} (device key ${pl.prepared.deviceKey}) of ${vm}`);
+          await this.commitDisk(data, repo, pl, r);
+        }),
+      );
+      const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      if (failed) throw failed.reason;
       await this.prisma.vmContext.update({
         where: { contextId: ctx.contextId },
         data: { cbtEnabled: true, cbtState: 'enabled', vmName: prepared.vmName, instanceUuid: prepared.instanceUuid ?? ctx.instanceUuid },
@@ -256,7 +274,8 @@ export class BackupService {
       throw err;
     } finally {
       const p = prepared;
-      if (p) {
+      if (released) await released;
+      else if (p) {
         await this.capture.release(p.sessionId).catch(async (e: unknown) => {
           await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${p.snapshotMoref} of ${vm}: ${String(e)}`, {});
         });
