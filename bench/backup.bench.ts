@@ -6,7 +6,8 @@
  * stand-in snapshot over NBD) against nbdcopy copying the same kind of
  * snapshot into the same kind of target (a fresh QCOW2 served writable by
  * qemu-nbd) in the same run; then an incremental after the guest changed 5%
- * of the disk, as fractions of the full. Median of several runs each.
+ * of the disk, as fractions of the full. Median of several runs each,
+ * after one unmeasured run of each, alternating which goes first.
  * One JSON object per line on stdout; progress goes to stderr.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -37,17 +38,21 @@ interface Row {
 }
 
 async function timedBackup(sys: System, type: 'full' | 'incremental'): Promise<{ seconds: number; row: Row }> {
-  const t0 = process.hrtime.bigint();
+  const t0 = Date.now();
   const start = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: type, repository: 'bench' });
   if (start.status !== 202) throw new Error(`start ${type}: ${start.status} ${JSON.stringify(start.body)}`);
-  const doc = await waitForJob<{ status: string; error: string | null; backups: Row[]; events: { at: string; phase: string; message: string }[] }>(
-    sys,
-    start.body.run_id,
-    900_000,
-    // Poll often: the poll interval would otherwise be part of the figure.
-    25,
-  );
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const doc = await waitForJob<{
+    status: string;
+    error: string | null;
+    finished_at: string | null;
+    backups: Row[];
+    events: { at: string; phase: string; message: string }[];
+  }>(sys, start.body.run_id, 900_000, 250);
+  // The end is when the queue marked the job completed (same clock, same
+  // machine), not when a poll noticed: polling fast enough to be exact
+  // would itself load the API and database during the copy.
+  if (!doc.finished_at) throw new Error(`job ${start.body.run_id} has no finished_at`);
+  const seconds = (Date.parse(doc.finished_at) - t0) / 1000;
   // Where the time went, for whoever tunes this (stderr only).
   const first = doc.events[0] ? Date.parse(doc.events[0].at) : 0;
   for (const e of doc.events) log(`  +${((Date.parse(e.at) - first) / 1000).toFixed(2)}s ${e.phase}: ${e.message}`);
@@ -86,30 +91,57 @@ export async function main(args: string[]): Promise<void> {
     // system's own nbd-exporter (qemu-nbd, same cache mode), flushed at the end.
     const client = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
     const exporter = NbdExporterClient.connect({ url: sys.env['NBD_EXPORTER_URL'] });
-    const nbdcopyTimes: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${i}` });
+    const nbdcopyOnce = async (label: string): Promise<number> => {
+      const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${label}` });
       const loc = await standIn.harness!.snapshotNbd(VM, snap.value, deviceKey);
-      const target = join(sys.dir, `nbdcopy-${i}.qcow2`);
+      const target = join(sys.dir, `nbdcopy-${label.replace(/\W+/g, '-')}.qcow2`);
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', target, String(bytes)]);
-      const exp = await exporter.createExport({ vmContextId: 'bench', diskId: i, type: 'nbdcopy', kind: 'qcow2', filePath: target, writable: true });
+      const exp = await exporter.createExport({ vmContextId: 'bench', diskId: 0, type: 'nbdcopy', kind: 'qcow2', filePath: target, writable: true });
       const t0 = process.hrtime.bigint();
       await run('nbdcopy', ['--flush', loc.uri, exp.uri], { timeoutMs: 900_000 });
-      nbdcopyTimes.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       await exporter.removeExport(exp.name);
       await client.removeSnapshot(snap);
       await rm(target, { force: true });
-      log(`nbdcopy run ${i + 1}: ${nbdcopyTimes.at(-1)!.toFixed(2)} s`);
+      log(`nbdcopy ${label}: ${seconds.toFixed(2)} s`);
+      return seconds;
+    };
+    // The system: full backups through the API. Only the latest full is
+    // kept, as nbdcopy's target is removed after each run: both sides then
+    // write into recycled page cache rather than one of them into memory
+    // the machine never touched before (slow on a fresh VM).
+    let latestFull: string | undefined;
+    const fullOnce = async (label: string): Promise<{ seconds: number; row: Row }> => {
+      const r = await timedBackup(sys, 'full');
+      if (latestFull) {
+        const del = await sys.call('DELETE', `/api/v1/backup/${latestFull}`);
+        if (del.status >= 300) throw new Error(`deleting the previous full ${latestFull}: ${del.status} ${JSON.stringify(del.body)}`);
+      }
+      latestFull = r.row.id;
+      log(`full backup ${label}: ${r.seconds.toFixed(2)} s, ${r.row.bytes_transferred} bytes`);
+      return r;
+    };
+    // Between runs: write back and discard what the last run left (the
+    // removed target or full), so that it does not land on the next run.
+    const settle = async () => {
+      await run('sync', []);
+      await new Promise((r) => setTimeout(r, 2000));
+    };
+    // One unmeasured run of each, then measured runs alternating who goes first.
+    await nbdcopyOnce('warm-up');
+    await fullOnce('warm-up');
+    const nbdcopyTimes: number[] = [];
+    const fulls: { seconds: number; row: Row }[] = [];
+    for (let i = 0; i < runs; i++) {
+      const order = i % 2 === 0 ? ['nbdcopy', 'project'] : ['project', 'nbdcopy'];
+      for (const who of order) {
+        await settle();
+        if (who === 'nbdcopy') nbdcopyTimes.push(await nbdcopyOnce(`run ${i + 1}`));
+        else fulls.push(await fullOnce(`run ${i + 1}`));
+      }
     }
     await exporter.close();
     await client.logout();
-
-    // The system: full backups through the API.
-    const fulls: { seconds: number; row: Row }[] = [];
-    for (let i = 0; i < runs; i++) {
-      fulls.push(await timedBackup(sys, 'full'));
-      log(`full backup run ${i + 1}: ${fulls.at(-1)!.seconds.toFixed(2)} s, ${fulls.at(-1)!.row.bytes_transferred} bytes`);
-    }
     const fullSec = median(fulls.map((f) => f.seconds));
     const project = bytes / MiB / fullSec;
     const reference = bytes / MiB / median(nbdcopyTimes);

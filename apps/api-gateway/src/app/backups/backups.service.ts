@@ -316,6 +316,10 @@ export class BackupsService {
       vm_context_id: ref.vmContextId,
       status,
       attempts_made: sameRun ? job.attemptsMade : null,
+      // When the queue took the job, a worker started it, and it ended (last attempt).
+      queued_at: sameRun ? isoOrNull(job.timestamp) : null,
+      started_at: sameRun ? isoOrNull(job.processedOn) : null,
+      finished_at: sameRun ? isoOrNull(job.finishedOn) : null,
       progress: (sameRun ? (job.progress as JobProgress | number) : null) || null,
       error: sameRun && job.failedReason ? job.failedReason : null,
       backups: rows.map(publicBackup),
@@ -336,4 +340,8 @@ export class BackupsService {
     await job.remove();
     return { run_id: runId, status: 'cancelled' };
   }
+}
+
+function isoOrNull(ms: number | undefined): string | null {
+  return ms ? new Date(ms).toISOString() : null;
 }
