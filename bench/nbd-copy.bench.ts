@@ -245,6 +245,9 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
       // Alternate who goes first so that drift on the host hits both alike.
       const order = i % 2 === 0 ? ['project', 'nbdcopy'] : ['nbdcopy', 'project'];
       for (const who of order) {
+        // Write back and discard what the last run removed, so it does not land on this one.
+        await run('sync', []);
+        await new Promise((r) => setTimeout(r, 1000));
         const tgt = await freshTarget(dir, size, args.shared);
         try {
           if (who === 'project') {
