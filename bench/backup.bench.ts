@@ -70,7 +70,14 @@ export async function main(args: string[]): Promise<void> {
     vms: [{ name: VM, disks: [{ sizeMiB, content: { type: 'random', percent: 100, seed: 1 } }] }],
     startTimeoutMs: 600_000,
   });
-  const sys = await startSystem();
+  let sys: System;
+  try {
+    sys = await startSystem();
+  } catch (err) {
+    await standIn.stop();
+    await rm(work, { recursive: true, force: true });
+    throw err;
+  }
   try {
     const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
       name: 'bench',
