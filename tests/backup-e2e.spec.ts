@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, waitFor } from '@sendense/process';
-import { startStandIn, type StandIn } from '@sendense/vsphere';
+import { startStandIn, VSphereClient, type StandIn } from '@sendense/vsphere';
 import { startSystem, waitForJob, type System } from './support/system';
 
 /**
@@ -32,6 +32,7 @@ interface JobDoc {
   status: string;
   error: string | null;
   backups: BackupRow[];
+  events: { level: string; phase: string; message: string }[];
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -170,10 +171,17 @@ describe('VMware backups end to end', () => {
     expect(chain.body.chains[0]!.total_backups).toBe(7);
   }, 600_000);
 
-  it('a differential builds on the full and reads back as the guest', async () => {
+  it('a differential builds on the full and reads back as the guest; a snapshot an interrupted backup left is removed', async () => {
     await standIn.harness!.writeFile(VM, deviceKeys[0]!, '/notes/diff.txt', 'differential\n');
     const expected = await guestDigest(0);
+    // As if a Capture Agent had died mid-backup: its snapshot is still on the VM.
+    const vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
+    const vmRef = (await vc.findVm({ name: VM })).ref;
+    const stale = await vc.createSnapshot(vmRef, { name: 'sendense-run-killed-mid-copy' });
     const doc = await backup('differential');
+    expect(doc.events.find((e) => e.phase === 'snapshot' && e.level === 'warn')?.message).toContain(`removed snapshot ${stale.value}`);
+    expect(await vc.listSnapshots(vmRef)).toEqual([]);
+    await vc.logout();
     const d0 = doc.backups.find((b) => b.disk_id === 0)!;
     const fullD0 = full.backups.find((b) => b.disk_id === 0)!;
     expect(d0).toMatchObject({ backup_type: 'differential', parent_backup_id: fullD0.id });

@@ -110,6 +110,12 @@ export interface PrepareBackupResponse {
   disks: PreparedDisk[];
   /** ISO 8601: when the agent releases the session if nobody calls it. */
   expiresAt: string;
+  /**
+   * Snapshots named by an earlier Sendense run that were still on the VM
+   * (its backup was interrupted: agent crash, host reboot) and were removed
+   * before this snapshot was taken. `error` when removing one failed.
+   */
+  staleSnapshots?: { moref: string; name: string; createTime?: string; removed: boolean; error?: string }[];
 }
 
 export interface CopyTuning {

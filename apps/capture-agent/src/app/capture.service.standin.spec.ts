@@ -5,7 +5,7 @@ import { waitFor } from '@sendense/process';
 import { startStandIn, VSphereClient, type HarnessClient, type StandIn } from '@sendense/vsphere';
 import { MiB, qcow2Target, readImage, sameContent, scratchDir, slowTarget, topLayerBytes, type NbdTarget } from '../testing/targets';
 import { CaptureError } from './capture-error';
-import { CaptureService, type CopyProgressEvent } from './capture.service';
+import { CaptureService, SNAPSHOT_PREFIX, type CopyProgressEvent } from './capture.service';
 
 // The Capture Agent's service against the VMware stand-in (govmomi simulator
 // + qemu-backed disks with dirty bitmaps) and real qemu-nbd QCOW2 targets.
@@ -378,6 +378,24 @@ describe('CaptureService against the stand-in', () => {
     await vc.removeSnapshot({ type: 'VirtualMachineSnapshot', value: prep.snapshotMoref });
     expect(await service.release(prep.sessionId)).toMatchObject({ released: true });
     expect(await service.release(prep.sessionId)).toMatchObject({ released: false });
+  });
+
+  it('removes a snapshot an interrupted backup left on the VM, keeping the operator\'s own and those of live sessions', async () => {
+    const vm = await vc.findVm({ name: 'idle-vm' });
+    const mine = await vc.createSnapshot(vm.ref, { name: 'before-upgrade' });
+    const stale = await vc.createSnapshot(vm.ref, { name: `${SNAPSHOT_PREFIX}run-that-crashed` });
+    const prep = await service.prepare(request('idle-vm'));
+    expect(prep.staleSnapshots).toEqual([
+      { moref: stale.value, name: `${SNAPSHOT_PREFIX}run-that-crashed`, createTime: expect.any(String), removed: true },
+    ]);
+    // A second prepare while the first session lives must not take its snapshot.
+    const again = await service.prepare(request('idle-vm'));
+    expect(again.staleSnapshots).toBeUndefined();
+    expect((await vc.listSnapshots(vm.ref)).map((x) => x.ref.value)).toEqual([mine.value, prep.snapshotMoref, again.snapshotMoref]);
+    await service.release(again.sessionId);
+    await service.release(prep.sessionId);
+    expect((await vc.listSnapshots(vm.ref)).map((x) => x.name)).toEqual(['before-upgrade']);
+    await vc.removeSnapshot(mine);
   });
 
   it('releases an expired session itself', async () => {

@@ -12,10 +12,13 @@ import type {
   ReleaseResponse,
 } from '@sendense/contracts';
 import { copyExtents, DEFAULT_CONNECTIONS, NbdClient, parseNbdUri, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
-import { InvalidChangeIdError, NotFoundError, VSphereClient, type MoRef, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
+import { InvalidChangeIdError, NotFoundError, VSphereClient, type MoRef, type SnapshotInfo, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
 import { createDiskReader, type DiskReader, type OpenedDisk } from './disk-readers';
 import { DEFAULT_IDLE_TIMEOUT_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
+
+/** Every snapshot the agent takes is named this plus the run id; nothing else may use it. */
+export const SNAPSHOT_PREFIX = 'sendense-';
 
 export interface CaptureServiceOptions {
   /** Disks of one VM copied at once unless the request says otherwise (CAPTURE_DISK_PARALLELISM). */
@@ -126,9 +129,11 @@ export class CaptureService {
         this.logger.log(`${where}: changed block tracking enabled; this backup is full`);
       }
 
+      const staleSnapshots = await this.removeStaleSnapshots(client, vm, where);
+
       try {
         snapshot = await client.createSnapshot(vm.ref, {
-          name: `sendense-${req.runId}`,
+          name: `${SNAPSHOT_PREFIX}${req.runId}`,
           description: `Sendense backup run ${req.runId} (removed when the backup ends)`,
           quiesce: req.quiesce ?? false,
         });
@@ -173,6 +178,7 @@ export class CaptureService {
         cbtEnabledNow,
         disks: plans.map(toPrepared),
         expiresAt: new Date(session.expiresAt).toISOString(),
+        ...(staleSnapshots.length ? { staleSnapshots } : {}),
       };
     } catch (err) {
       if (snapshot) {
@@ -183,6 +189,42 @@ export class CaptureService {
       await client.logout().catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Snapshots a Sendense run left on the VM when its backup was cut short
+   * before it could remove them (agent killed, host rebooted). Left alone,
+   * they grow delta files on the datastore without bound. One backup per VM
+   * runs at a time (the worker's VM lock), so a `sendense-` snapshot that no
+   * session of this agent holds belongs to nobody: remove it. A failure is
+   * reported, not fatal: this backup can still run.
+   */
+  private async removeStaleSnapshots(client: VSphereClient, vm: VmInfo, where: string): Promise<NonNullable<PrepareBackupResponse['staleSnapshots']>> {
+    let snapshots: SnapshotInfo[];
+    try {
+      snapshots = await client.listSnapshots(vm.ref);
+    } catch (err) {
+      this.logger.warn(`${where}: could not list snapshots to look for stale ones: ${err instanceof Error ? err.message : String(err)}`);
+      return [];
+    }
+    const held = new Set(this.sessions.all().map((s) => s.snapshot.value));
+    const stale = snapshots.filter((s) => s.name.startsWith(SNAPSHOT_PREFIX) && !held.has(s.ref.value));
+    const out: NonNullable<PrepareBackupResponse['staleSnapshots']> = [];
+    // Children first: removing a parent merges it into the child anyway, but
+    // each removal then stands for exactly one snapshot.
+    for (const s of stale.reverse()) {
+      const item = { moref: s.ref.value, name: s.name, ...(s.createTime ? { createTime: s.createTime } : {}) };
+      try {
+        await client.removeSnapshot(s.ref);
+        this.logger.warn(`${where}: removed stale snapshot ${s.ref.value} "${s.name}" (${s.createTime ?? 'time unknown'}) left by an interrupted backup`);
+        out.push({ ...item, removed: true });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.logger.error(`${where}: could not remove stale snapshot ${s.ref.value} "${s.name}": ${message}`);
+        out.push({ ...item, removed: false, error: message });
+      }
+    }
+    return out;
   }
 
   private validatePrepare(req: PrepareBackupRequest): void {

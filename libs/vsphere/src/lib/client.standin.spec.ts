@@ -94,6 +94,11 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     const c2 = (await client.getSnapshotDisks(s2))[0].changeId as string;
     expect(c2).not.toBe(c1);
     expect((await client.getVm(vm.ref)).disks[0].changeId).toBe(c2);
+    // The snapshot tree: s2 was taken on top of s1.
+    expect((await client.listSnapshots(vm.ref)).map((x) => [x.name, x.ref.value, x.parent?.value])).toEqual([
+      ['s1', s1.value, undefined],
+      ['s2', s2.value, s1.value],
+    ]);
 
     const delta = await changed(vm.ref, s2, 2000, c1);
     expect(delta.areas).toEqual([
@@ -114,6 +119,7 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     // Removing the older snapshot keeps its changeId usable.
     expect((await changed(vm.ref, s2, 2000, c1)).areas).toHaveLength(4);
     await client.removeSnapshot(s2);
+    expect(await client.listSnapshots(vm.ref)).toEqual([]);
   });
 
   it('answers an unknown changeId and a bad startOffset with the vCenter faults', async () => {

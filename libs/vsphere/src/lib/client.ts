@@ -1,9 +1,9 @@
 import { queryChangedDiskAreas, queryChangedDiskAreasPage } from './cbt';
-import { findVm, getSnapshotDisks, getVm, listVms, vmRef, type VmSelector } from './inventory';
+import { findVm, getSnapshotDisks, getVm, listSnapshots, listVms, vmRef, type VmSelector } from './inventory';
 import { VSphereSession, type SessionOptions } from './session';
 import { createSnapshot, enableChangeTracking, removeSnapshot, type CreateSnapshotOptions, type RemoveSnapshotOptions } from './snapshots';
 import { waitForTask, type TaskResult, type WaitOptions } from './tasks';
-import type { ChangedAreas, DiskChangeInfo, ServiceContent, VirtualDiskInfo, VmInfo } from './types';
+import type { ChangedAreas, DiskChangeInfo, ServiceContent, SnapshotInfo, VirtualDiskInfo, VmInfo } from './types';
 import { moRefEl, text, type MoRef } from './xml';
 
 export type VSphereClientOptions = SessionOptions & {
@@ -59,6 +59,11 @@ export class VSphereClient {
 
   getVm(vm: MoRef | string): Promise<VmInfo> {
     return getVm(this.session, typeof vm === 'string' ? vmRef(vm) : vm);
+  }
+
+  /** The VM's snapshots, parents before children. */
+  listSnapshots(vm: MoRef): Promise<SnapshotInfo[]> {
+    return listSnapshots(this.session, vm);
   }
 
   getSnapshotDisks(snapshot: MoRef): Promise<VirtualDiskInfo[]> {

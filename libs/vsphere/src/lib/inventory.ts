@@ -1,7 +1,7 @@
 import { AmbiguousVmError, NotFoundError } from './errors';
 import { retrieveOne, retrieveProperties, withContainerView } from './property-collector';
 import type { VSphereSession } from './session';
-import type { VirtualDiskInfo, VmInfo } from './types';
+import type { SnapshotInfo, VirtualDiskInfo, VmInfo } from './types';
 import { arr, child, childNumber, childText, text, toMoRef, xsiType, type MoRef } from './xml';
 
 const VM_PATHS = [
@@ -99,4 +99,33 @@ export async function findVm(session: VSphereSession, selector: VmSelector, page
 export async function getSnapshotDisks(session: VSphereSession, snapshot: MoRef): Promise<VirtualDiskInfo[]> {
   const props = await retrieveOne(session, snapshot, ['config.hardware.device']);
   return parseDisks(props['config.hardware.device']);
+}
+
+/** A VM's snapshot tree (snapshot.rootSnapshotList), parents before children. */
+export function parseSnapshotTree(list: unknown): SnapshotInfo[] {
+  const out: SnapshotInfo[] = [];
+  const walk = (nodes: unknown[], parent: MoRef | undefined) => {
+    for (const n of nodes) {
+      const ref = toMoRef(child(n, 'snapshot'));
+      if (!ref) continue;
+      out.push({
+        ref,
+        name: childText(n, 'name') ?? '',
+        description: childText(n, 'description') || undefined,
+        createTime: childText(n, 'createTime') || undefined,
+        parent,
+      });
+      walk(arr(child(n, 'childSnapshotList')), ref);
+    }
+  };
+  // As a property value the list arrives wrapped (ArrayOfVirtualMachineSnapshotTree).
+  const top = child(list, 'VirtualMachineSnapshotTree');
+  walk(arr(top !== undefined ? top : list), undefined);
+  return out;
+}
+
+/** Every snapshot of a VM; empty when it has none. */
+export async function listSnapshots(session: VSphereSession, vm: MoRef): Promise<SnapshotInfo[]> {
+  const props = await retrieveOne(session, vm, ['snapshot.rootSnapshotList']);
+  return parseSnapshotTree(props['snapshot.rootSnapshotList']);
 }

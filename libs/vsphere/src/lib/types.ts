@@ -42,6 +42,17 @@ export interface VmInfo {
   currentSnapshot?: MoRef;
 }
 
+/** One snapshot of a VM (a node of snapshot.rootSnapshotList, flattened). */
+export interface SnapshotInfo {
+  ref: MoRef;
+  name: string;
+  description?: string;
+  /** ISO time vCenter recorded. */
+  createTime?: string;
+  /** The snapshot this one was taken on top of, if any. */
+  parent?: MoRef;
+}
+
 export interface DiskChangeExtent {
   start: number;
   length: number;

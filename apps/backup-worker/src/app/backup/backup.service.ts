@@ -181,6 +181,18 @@ export class BackupService {
       await this.events.log(data.runId, null, 'info', 'snapshot', `snapshot ${prepared.snapshotMoref} of ${vm} created, changed areas read (${((Date.now() - prepareStarted) / 1000).toFixed(2)} s)`, {
         disks: prepared.disks.map((d) => ({ deviceKey: d.deviceKey, mode: d.mode, bytesToCopy: d.bytesToCopy })),
       });
+      for (const st of prepared.staleSnapshots ?? []) {
+        await this.events.log(
+          data.runId,
+          null,
+          st.removed ? 'warn' : 'error',
+          'snapshot',
+          st.removed
+            ? `removed snapshot ${st.moref} "${st.name}" of ${vm}: an interrupted backup had left it`
+            : `snapshot ${st.moref} "${st.name}" of ${vm} was left by an interrupted backup and could not be removed (${st.error ?? 'unknown error'}): delete it in vCenter`,
+          { ...st },
+        );
+      }
       if (ctl.signal.aborted) throw new CancelledError('cancelled');
 
       for (const p of prepared.disks) plans.push(await this.planDisk(data, ctx.contextId, ctx.disks, bases, p));
