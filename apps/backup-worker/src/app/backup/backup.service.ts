@@ -245,13 +245,20 @@ export class BackupService {
       ctl.progress(this.progressOf('committing', plans, null));
       await this.removeExports(plans);
       // Disks commit side by side (each is a check and a digest of its own
-      // image); all settle before a failure is handled, so clean-up never
-      // races a commit still running.
+      // image); their database transactions take turns (no lock contention
+      // between them); all settle before a failure is handled, so clean-up
+      // never races a commit still running.
+      let turn: Promise<unknown> = Promise.resolve();
+      const inTurn = <T>(fn: () => Promise<T>): Promise<T> => {
+        const mine = turn.then(fn);
+        turn = mine.catch(() => undefined);
+        return mine;
+      };
       const outcomes = await Promise.allSettled(
         plans.map(async (pl) => {
           const r = results.find((x) => x.deviceKey === pl.prepared.deviceKey);
           if (!r) throw new Error(`the Capture Agent returned no result for disk ${pl.disk.diskIndex} (device key ${pl.prepared.deviceKey}) of ${vm}`);
-          await this.commitDisk(data, repo, pl, r);
+          await this.commitDisk(data, repo, pl, r, inTurn);
         }),
       );
       const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
@@ -438,11 +445,12 @@ export class BackupService {
     repo: LocalQcow2Repository,
     pl: DiskPlan,
     r: { changeId: string; bytesRead: number; bytesZeroed: number },
+    inTurn: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
   ) {
     const rp = await repo.commit(pl.backupId!, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
     const id = pl.backupId!;
     const chain = await repo.chain(id);
-    await this.prisma.$transaction(async (tx) => {
+    await inTurn(() => this.prisma.$transaction(async (tx) => {
       await tx.backupJob.update({
         where: { id },
         data: {
@@ -475,7 +483,7 @@ export class BackupService {
         create: { id: `chain-${row.fullBackupId}`.slice(0, 64), vmContextId: data.vmContextId, diskId: pl.disk.diskIndex, ...row },
         update: row,
       });
-    });
+    }));
     // Only now does the database point at it: a failure above leaves the
     // restore point for cleanUp to remove, so the two never disagree.
     pl.committed = rp;
