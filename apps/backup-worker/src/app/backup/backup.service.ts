@@ -159,8 +159,15 @@ export class BackupService {
     });
     const prepareStarted = Date.now();
     let prepared: Awaited<ReturnType<CaptureAgentPort['prepare']>> | undefined;
-    /** The snapshot's removal, once started (right after the copy). */
+    /** The snapshot's removal, once started (right after the copy, else at the end). */
     let released: Promise<void> | undefined;
+    const release = (p: { sessionId: string; snapshotMoref: string }): Promise<void> =>
+      this.capture.release(p.sessionId).then(
+        () => undefined,
+        async (e: unknown) => {
+          await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${p.snapshotMoref} of ${vm}: ${String(e)}`, {});
+        },
+      );
     const plans: DiskPlan[] = [];
     try {
       prepared = await this.capture.prepare(prepareReq(new Set()));
@@ -234,13 +241,7 @@ export class BackupService {
 
       // The data is out of the snapshot: remove it now, while the restore
       // points are committed, so it lives on the VM no longer than needed.
-      const snapshot = prepared;
-      released = this.capture.release(snapshot.sessionId).then(
-        () => undefined,
-        async (e: unknown) => {
-          await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${snapshot.snapshotMoref} of ${vm}: ${String(e)}`, {});
-        },
-      );
+      released = release(prepared);
       // qemu-nbd flushes the image when its export is removed.
       ctl.progress(this.progressOf('committing', plans, null));
       await this.removeExports(plans);
@@ -292,13 +293,8 @@ export class BackupService {
       await this.cleanUp(data, repo, plans, err, vm);
       throw err;
     } finally {
-      const p = prepared;
-      if (released) await released;
-      else if (p) {
-        await this.capture.release(p.sessionId).catch(async (e: unknown) => {
-          await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${p.snapshotMoref} of ${vm}: ${String(e)}`, {});
-        });
-      }
+      if (!released && prepared) released = release(prepared);
+      await released;
     }
   }
 
