@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import { CorruptImage } from './errors';
 import { hashFileRanges, ShortRead, type HashUnit } from './parallel-hash';
 import { checkImage, imageInfo, mapOwnLayer, type MapExtent } from './qemu-img';
@@ -39,8 +38,6 @@ export const CHECKSUM_PREFIX = 'sha256-tree:';
 /** Restore points committed before the tree digest carry this prefix; they still verify. */
 export const LEGACY_CHECKSUM_PREFIX = 'sha256-layer:';
 export const SEGMENT_BYTES = 64 * 1024 * 1024;
-
-const CHUNK = 1024 * 1024;
 
 interface DataRun {
   zero?: false;
@@ -82,18 +79,18 @@ function layerRuns(extents: readonly MapExtent[], file: string, restorePointId: 
   return runs;
 }
 
-/** The run's bytes cut at multiples of SEGMENT_BYTES (guest offsets), as host pieces. */
-function segments(run: DataRun): HashUnit[] {
+/** The run's bytes cut at multiples of segmentBytes (guest offsets), as host pieces. */
+function segments(run: DataRun, segmentBytes: number): HashUnit[] {
   const units: Array<Array<[number, number]>> = [];
   let seg = -1;
   for (const [guest, host, length] of run.pieces) {
     for (let at = guest; at < guest + length; ) {
-      const s = Math.floor(at / SEGMENT_BYTES);
+      const s = Math.floor(at / segmentBytes);
       if (s !== seg) {
         units.push([]);
         seg = s;
       }
-      const n = Math.min(guest + length, (s + 1) * SEGMENT_BYTES) - at;
+      const n = Math.min(guest + length, (s + 1) * segmentBytes) - at;
       units[units.length - 1].push([host + (at - guest), n]);
       at += n;
     }
@@ -101,9 +98,21 @@ function segments(run: DataRun): HashUnit[] {
   return units;
 }
 
-export async function layerDigest(file: string, restorePointId = '(unknown)', opts: { threads?: number } = {}): Promise<string> {
+export function layerDigest(file: string, restorePointId = '(unknown)', opts: { threads?: number } = {}): Promise<string> {
+  return digestOf(file, restorePointId, CHECKSUM_PREFIX, SEGMENT_BYTES, opts);
+}
+
+/**
+ * The first digest: one sha256 per data run (a tree digest whose segments
+ * never end). Kept to verify restore points committed with it.
+ */
+export function legacyLayerDigest(file: string, restorePointId = '(unknown)', opts: { threads?: number } = {}): Promise<string> {
+  return digestOf(file, restorePointId, LEGACY_CHECKSUM_PREFIX, Infinity, opts);
+}
+
+async function digestOf(file: string, restorePointId: string, prefix: string, segmentBytes: number, opts: { threads?: number }): Promise<string> {
   const runs = layerRuns(await mapOwnLayer(file), file, restorePointId);
-  const perRun = runs.map((r) => (r.zero ? [] : segments(r)));
+  const perRun = runs.map((r) => (r.zero ? [] : segments(r, segmentBytes)));
   let hexes: string[];
   try {
     hexes = await hashFileRanges(file, perRun.flat(), opts);
@@ -124,73 +133,12 @@ export async function layerDigest(file: string, restorePointId = '(unknown)', op
     k += perRun[i].length;
     outer.update(`data ${r.start} ${r.end - r.start} ${mine.join(' ')}\n`);
   });
-  return CHECKSUM_PREFIX + outer.digest('hex');
+  return prefix + outer.digest('hex');
 }
 
 /** Digest with the algorithm that `checksum` was made with (legacy or tree). */
 export function digestLike(checksum: string | null, file: string, restorePointId: string): Promise<string> {
   return checksum?.startsWith(LEGACY_CHECKSUM_PREFIX) ? legacyLayerDigest(file, restorePointId) : layerDigest(file, restorePointId);
-}
-
-
-interface Run {
-  kind: 'data' | 'zero';
-  start: number;
-  end: number;
-  hash: ReturnType<typeof createHash> | null;
-}
-
-/** The first digest: one sha256 per data run, on one thread. Kept to verify older restore points. */
-export async function legacyLayerDigest(file: string, restorePointId = '(unknown)'): Promise<string> {
-  const extents = await mapOwnLayer(file);
-  const outer = createHash('sha256');
-  const fh = await fsp.open(file, 'r');
-  const buf = Buffer.allocUnsafe(CHUNK);
-  let cur: Run | null = null;
-  const flush = () => {
-    if (!cur) return;
-    outer.update(`${cur.kind} ${cur.start} ${cur.end - cur.start}${cur.hash ? ' ' + cur.hash.digest('hex') : ''}\n`);
-    cur = null;
-  };
-  try {
-    for (const e of extents) {
-      // present=false: the layer does not define this range (falls through).
-      if (!isPresent(e)) {
-        flush();
-        continue;
-      }
-      const kind: Run['kind'] = e.data ? 'data' : 'zero';
-      if (!cur || cur.kind !== kind || cur.end !== e.start) {
-        flush();
-        cur = { kind, start: e.start, end: e.start, hash: kind === 'data' ? createHash('sha256') : null };
-      }
-      if (kind === 'data') {
-        if (e.offset === undefined) {
-          // Compressed/encrypted clusters have no host offset; this repository never creates them.
-          throw new CorruptImage(restorePointId, 'image holds data that cannot be located (compressed or encrypted)', {
-            localPath: file,
-          });
-        }
-        let done = 0;
-        while (done < e.length) {
-          const want = Math.min(CHUNK, e.length - done);
-          const { bytesRead } = await fh.read(buf, 0, want, e.offset + done);
-          if (bytesRead !== want) {
-            throw new CorruptImage(restorePointId, 'image is truncated: data clusters lie beyond the end of the file', {
-              localPath: file,
-            });
-          }
-          cur.hash?.update(buf.subarray(0, want));
-          done += want;
-        }
-      }
-      cur.end = e.start + e.length;
-    }
-    flush();
-  } finally {
-    await fh.close();
-  }
-  return LEGACY_CHECKSUM_PREFIX + outer.digest('hex');
 }
 
 function isPresent(e: MapExtent): boolean {
