@@ -15,6 +15,7 @@ APT_PACKAGES=(
   fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools ntfs-3g fuse3 fusefat mtools kmod
   golang-go golang-github-vmware-govmomi-dev
   mariadb-server mariadb-client redis-server procps ca-certificates
+  chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -32,16 +33,9 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages (npm ci)"
-  if ! npm ci --no-audit --no-fund --loglevel=error 2>/tmp/sendense-npm-ci.log; then
-    # npm 11 refuses the lock file when the registry does not serve the
-    # optional packages of other platforms (sass-embedded-*); install then
-    # resolves the same locked versions and skips what it cannot get.
-    grep -q EUSAGE /tmp/sendense-npm-ci.log || { cat /tmp/sendense-npm-ci.log >&2; die "npm ci failed"; }
-    log "npm ci refused the lock file (optional packages of other platforms missing); using npm install"
-    npm install --no-audit --no-fund --loglevel=error
-    # install may have rewritten package-lock.json; mark node_modules as newer so the next run does not reinstall.
-    touch node_modules/.package-lock.json
-  fi
+  # The lock file carries every platform's optional packages (sass-embedded is
+  # pinned in package.json "overrides" to a version the registry has for all).
+  npm ci --no-audit --no-fund --loglevel=error 2>/tmp/sendense-npm-ci.log || { cat /tmp/sendense-npm-ci.log >&2; die "npm ci failed (see above)"; }
 else
   npm run --silent db:generate >/dev/null
 fi
