@@ -1,11 +1,34 @@
 import nx from '@nx/eslint-plugin';
 
+/**
+ * House rules, enforced (see ARCHITECTURE.md "Conventions"):
+ * - apps may import libs, libs never apps (Nx tags type:app / type:lib);
+ * - only libs/process runs external commands (node:child_process, execa);
+ * - only libs/db touches the generated Prisma client and the MariaDB adapter;
+ * - only libs/config reads process.env (tests, benches and scripts may).
+ */
+const childProcess = {
+  paths: [
+    { name: 'node:child_process', message: 'Run commands through @sendense/process (argument arrays, timeouts, stderr in errors).' },
+    { name: 'child_process', message: 'Run commands through @sendense/process (argument arrays, timeouts, stderr in errors).' },
+    { name: 'execa', message: 'Only libs/process imports execa: use @sendense/process.' },
+  ],
+};
+const prismaClient = {
+  patterns: [
+    { group: ['**/generated', '**/generated/**'], message: 'Only libs/db imports the generated Prisma client: use a repository from @sendense/db.' },
+    { group: ['@prisma/client', '@prisma/client/*', '@prisma/adapter-mariadb'], message: 'Only libs/db talks to Prisma: use a repository from @sendense/db.' },
+  ],
+};
+const restrictedImports = (...parts) => ['error', { paths: parts.flatMap((p) => p.paths ?? []), patterns: parts.flatMap((p) => p.patterns ?? []) }];
+const tests = ['**/*.spec.ts', '**/*.test.ts', 'tests/**', 'bench/**', 'scripts/**', 'tools/**', 'prisma/**', '**/testing/**', '**/test/**', '*.ts', '*.cts', '*.mjs'];
+
 export default [
   ...nx.configs['flat/base'],
   ...nx.configs['flat/typescript'],
   ...nx.configs['flat/javascript'],
   {
-    ignores: ['**/dist', '**/out-tsc'],
+    ignores: ['**/dist', '**/out-tsc', '**/node_modules', 'libs/db/src/generated/**', 'coverage/**', 'tools/vcsim/bin/**', 'tools/vcsim/gopath/**', '.nx/**', '.sendense/**', 'tests/artifacts/**'],
   },
   {
     files: ['**/*.ts', '**/*.tsx', '**/*.js', '**/*.jsx'],
@@ -16,27 +39,27 @@ export default [
           enforceBuildableLibDependency: true,
           allow: ['^.*/eslint(\\.base)?\\.config\\.[cm]?[jt]s$'],
           depConstraints: [
-            {
-              sourceTag: '*',
-              onlyDependOnLibsWithTags: ['*'],
-            },
+            { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:lib'] },
+            { sourceTag: 'type:lib', onlyDependOnLibsWithTags: ['type:lib'] },
           ],
         },
       ],
+      'no-restricted-imports': restrictedImports(childProcess, prismaClient),
+      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Settings come from @sendense/config (validated once at start, injected).' }],
     },
   },
+  { files: ['libs/process/**'], rules: { 'no-restricted-imports': restrictedImports(prismaClient) } },
+  { files: ['libs/db/**'], rules: { 'no-restricted-imports': restrictedImports(childProcess) } },
+  { files: ['libs/config/**'], rules: { 'no-restricted-properties': 'off' } },
   {
-    files: [
-      '**/*.ts',
-      '**/*.tsx',
-      '**/*.cts',
-      '**/*.mts',
-      '**/*.js',
-      '**/*.jsx',
-      '**/*.cjs',
-      '**/*.mjs',
-    ],
-    // Override or add rules here
-    rules: {},
+    // Tests, benches and scripts set up whole systems: they may read the environment,
+    // spawn helpers and use non-null assertions on values they just asserted.
+    files: tests,
+    rules: {
+      'no-restricted-properties': 'off',
+      'no-restricted-imports': restrictedImports(prismaClient),
+      '@typescript-eslint/no-non-null-assertion': 'off',
+    },
   },
+  { files: ['libs/db/**/*.spec.ts', 'libs/db/src/testing/**'], rules: { 'no-restricted-imports': 'off' } },
 ];
