@@ -95,6 +95,7 @@ async function main(): Promise<void> {
   const vm = await harness.vm(VM);
   const stamp = new Date().toISOString();
   await harness.writeFile(VM, vm.disks[0]!.key, '/var/www/index.html', `<h1>Sendense demo, changed at ${stamp}</h1>\n`);
+  await harness.assertGuestFsClean(VM, vm.disks[0]!.key);
   const second = await backup(key, 'incremental');
 
   say('4. Mount both restore points of disk 0 and read /var/www/index.html from each');

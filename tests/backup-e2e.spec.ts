@@ -95,6 +95,12 @@ describe('VMware backups end to end', () => {
     return doc;
   }
 
+  /** A guest writes a file on disk 0; the guest's ext4 must stay clean (e2fsck -fn), or the test would back up a lie. */
+  async function writeGuestFile(path: string, content: string): Promise<void> {
+    await standIn.harness!.writeFile(VM, deviceKeys[0]!, path, content);
+    await standIn.harness!.assertGuestFsClean(VM, deviceKeys[0]!);
+  }
+
   /** The guest disk as it is now (the stand-in's live disk), hashed. */
   async function guestDigest(i: number): Promise<string> {
     const h = createHash('sha256');
@@ -160,7 +166,7 @@ describe('VMware backups end to end', () => {
 
   it('a chain of 5 incrementals: each restore point reads back as the guest was', async () => {
     for (let i = 0; i < 5; i++) {
-      await standIn.harness!.writeFile(VM, deviceKeys[0]!, `/notes/note-${i}.txt`, `note ${i}\n`.repeat(1000 * (i + 1)));
+      await writeGuestFile(`/notes/note-${i}.txt`, `note ${i}\n`.repeat(1000 * (i + 1)));
       const expected = await guestDigest(0);
       const doc = await backup('incremental');
       const d0 = doc.backups.find((b) => b.disk_id === 0)!;
@@ -172,7 +178,7 @@ describe('VMware backups end to end', () => {
   }, 600_000);
 
   it('a differential builds on the full and reads back as the guest; a snapshot an interrupted backup left is removed', async () => {
-    await standIn.harness!.writeFile(VM, deviceKeys[0]!, '/notes/diff.txt', 'differential\n');
+    await writeGuestFile('/notes/diff.txt', 'differential\n');
     const expected = await guestDigest(0);
     // As if a Capture Agent had died mid-backup: its snapshot is still on the VM.
     const vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
@@ -190,7 +196,7 @@ describe('VMware backups end to end', () => {
 
   it('a CBT reset turns the incremental into a full and says why', async () => {
     await standIn.harness!.crash(VM, deviceKeys[0]!);
-    await standIn.harness!.writeFile(VM, deviceKeys[0]!, '/after-reset.txt', 'written after the CBT reset\n');
+    await writeGuestFile('/after-reset.txt', 'written after the CBT reset\n');
     const expected = await guestDigest(0);
     const doc = await backup('incremental');
     const d0 = doc.backups.find((b) => b.disk_id === 0)!;
@@ -258,7 +264,7 @@ describe('VMware backups end to end', () => {
     it('a mounted restore point cannot be merged or deleted; after unmount consolidation keeps every point readable', async () => {
       // Disk 0's current chain starts at the full made after the CBT reset: grow it to full + 2 incrementals.
       for (let i = 0; i < 2; i++) {
-        await standIn.harness!.writeFile(VM, deviceKeys[0]!, `/later/file-${i}.txt`, `later ${i}\n`);
+        await writeGuestFile(`/later/file-${i}.txt`, `later ${i}\n`);
         await backup('incremental');
       }
       const expected = await guestDigest(0);
@@ -294,7 +300,7 @@ describe('VMware backups end to end', () => {
       expect(after.body.chains[0]!.restore_points[0]!.backup_type).toBe('full');
       expect(await restorePointDigest(after.body.chains[0]!.restore_points[1]!)).toBe(expected);
       // The next incremental builds on the consolidated chain.
-      await standIn.harness!.writeFile(VM, deviceKeys[0]!, '/later/file-2.txt', 'later 2\n');
+      await writeGuestFile('/later/file-2.txt', 'later 2\n');
       const next = await backup('incremental');
       const d0 = next.backups.find((b) => b.disk_id === 0)!;
       expect(d0.parent_backup_id).toBe(points[2]!.id);

@@ -264,5 +264,30 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     expect(cat.stdout).toBe('hello from the guest\n');
     await client.removeSnapshot(s1);
     await client.removeSnapshot(s2);
+    await harness.assertGuestFsClean('fs-vm', 2000);
+  });
+
+  it('writes into directories that already exist without damaging the guest ext4 (e2fsck -fn)', async () => {
+    // debugfs `mkdir` of an existing directory used to leave an unconnected
+    // directory inode whose block the next write gave to another file.
+    for (const [p, content] of [
+      ['/var/www/html/index.php', '<?php echo 1;\n'],
+      ['/var/www/html/index.php', '<?php echo 2;\n'],
+      ['/var/www/html/other.php', 'x'.repeat(50000)],
+      ['/etc/hostname', 'renamed\n'],
+    ] as const) {
+      await harness.writeFile('fs-vm', 2000, p, content);
+      await harness.assertGuestFsClean('fs-vm', 2000);
+    }
+    // Checked a second way: e2fsck on the raw disk at the partition's offset.
+    const raw = join(scratch.dir, 'fsck.raw');
+    const live = (await harness.vm('fs-vm')).disks[0]!.liveUri;
+    await run('nbdcopy', [live, raw], { timeoutMs: 60000 });
+    await run('e2fsck', ['-fn', `${raw}?offset=${1 * MiB}`]);
+    const cat = await run('debugfs', ['-R', 'cat /var/www/html/index.php', `${raw}?offset=${1 * MiB}`]);
+    expect(cat.stdout).toBe('<?php echo 2;\n');
+    await expect(harness.writeFile('fs-vm', 2000, '/etc/hostname/inside', 'y')).rejects.toMatchObject({ status: 400 });
+    await expect(harness.writeFile('fs-vm', 2000, '/var/www', 'y')).rejects.toMatchObject({ status: 400 });
+    await harness.assertGuestFsClean('fs-vm', 2000);
   });
 });

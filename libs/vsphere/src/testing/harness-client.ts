@@ -15,6 +15,8 @@ export interface HarnessDisk {
   cbtEpoch: string;
   activeBitmap: string;
   cbtResets: number;
+  /** The deliberate CBT fault is on: incremental QueryChangedDiskAreas answers leave out their largest area. */
+  cbtForgetsArea: boolean;
   snapshots: string[];
 }
 
@@ -105,6 +107,22 @@ export class HarnessClient {
   async writeFile(vm: string, deviceKey: number, path: string, content: string | Buffer): Promise<{ blocksWritten: number }> {
     const body = typeof content === 'string' ? { path, content } : { path, contentBase64: content.toString('base64') };
     return this.request('POST', this.disk(vm, deviceKey, 'files'), body);
+  }
+
+  /** A CBT bug on purpose: while on, incremental QueryChangedDiskAreas answers for the disk leave out their largest changed area. */
+  cbtFault(vm: string, deviceKey: number, forgetOneArea: boolean): Promise<HarnessDisk> {
+    return this.request('POST', this.disk(vm, deviceKey, 'cbt-fault'), { forgetOneArea });
+  }
+
+  /** `e2fsck -fn` of the ext4 file system on partition 1 of the live disk (read-only, on a scratch copy). */
+  fsck(vm: string, deviceKey: number): Promise<{ clean: boolean; output: string }> {
+    return this.request('GET', this.disk(vm, deviceKey, 'fsck'));
+  }
+
+  /** Throws, with e2fsck's findings, unless the guest's ext4 on the disk is clean: every test that writes guest files calls it. */
+  async assertGuestFsClean(vm: string, deviceKey: number): Promise<void> {
+    const r = await this.fsck(vm, deviceKey);
+    if (!r.clean) throw new Error(`the guest file system of ${vm} disk ${deviceKey} is damaged (e2fsck -fn):\n${r.output}`);
   }
 
   /** kill -9 the disk's qemu-storage-daemon (an unclean stop) and wait for its restart. */

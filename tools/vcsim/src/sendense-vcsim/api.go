@@ -204,6 +204,18 @@ func (h *harness) diskAction(d *harnessDisk, action string, r *http.Request, get
 		}
 		blocks, err := d.GuestWriteFile(req.Path, data)
 		return map[string]int{"blocksWritten": blocks}, bad(err)
+	case action == "cbt-fault" && post:
+		var req struct {
+			ForgetOneArea bool `json:"forgetOneArea"`
+		}
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		d.SetCbtFault(req.ForgetOneArea)
+		return d.Status(), nil
+	case action == "fsck" && get:
+		res, err := d.GuestFsck()
+		return res, bad(err)
 	case action == "crash" && post:
 		if err := d.Crash(); err != nil {
 			return nil, err

@@ -68,7 +68,7 @@ func (d *harnessDisk) ChangedAreas(ref, changeID string) ([]extent, error) {
 		return nil, &errChangeID{"change tracking was reset after the snapshot was taken"}
 	}
 	if areas, ok := s.cache[changeID]; ok {
-		return areas, nil
+		return d.faulty(changeID, areas), nil
 	}
 	var areas []extent
 	var err error
@@ -82,7 +82,33 @@ func (d *harnessDisk) ChangedAreas(ref, changeID string) ([]extent, error) {
 		return nil, err
 	}
 	s.cache[changeID] = areas
-	return areas, nil
+	return d.faulty(changeID, areas), nil
+}
+
+// faulty applies the harness's CBT fault (`cbt-fault`): with forgetArea on,
+// an incremental answer leaves out its largest area, as vSphere's CBT bugs
+// did (the allocated-areas answer "*" stays right). Called with d.mu held.
+func (d *harnessDisk) faulty(changeID string, areas []extent) []extent {
+	if !d.forgetArea || changeID == "*" || len(areas) == 0 {
+		return areas
+	}
+	largest := 0
+	for i, a := range areas {
+		if a.Length > areas[largest].Length {
+			largest = i
+		}
+	}
+	out := make([]extent, 0, len(areas)-1)
+	out = append(out, areas[:largest]...)
+	return append(out, areas[largest+1:]...)
+}
+
+// SetCbtFault turns the deliberate CBT fault on or off.
+func (d *harnessDisk) SetCbtFault(forget bool) {
+	d.mu.Lock()
+	d.forgetArea = forget
+	d.mu.Unlock()
+	logf("disk %s/%d: CBT fault forget-one-area %v", d.vmName, d.key, forget)
 }
 
 // bitmapAreas merges cbt-n .. cbt-(m-1) into a temporary bitmap and reads

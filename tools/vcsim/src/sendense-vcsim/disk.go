@@ -62,6 +62,10 @@ type harnessDisk struct {
 	resets    int
 	snaps     map[string]*diskSnapshot
 	queryID   int
+
+	// forgetArea: a CBT bug on purpose (harness `cbt-fault`): incremental
+	// QueryChangedDiskAreas answers leave out the largest changed area.
+	forgetArea bool
 }
 
 // maxSocketPath keeps Unix socket paths under the kernel's 108-byte limit.
@@ -437,17 +441,18 @@ var (
 )
 
 type diskStatus struct {
-	Key           int32    `json:"key"`
-	CapacityBytes int64    `json:"capacityBytes"`
-	FileName      string   `json:"fileName"`
-	Image         string   `json:"image"`
-	LiveURI       string   `json:"liveUri"`
-	Socket        string   `json:"socket"`
-	Pid           int      `json:"pid"`
-	CbtEpoch      string   `json:"cbtEpoch"`
-	ActiveBitmap  string   `json:"activeBitmap"`
-	CbtResets     int      `json:"cbtResets"`
-	Snapshots     []string `json:"snapshots"`
+	Key            int32    `json:"key"`
+	CapacityBytes  int64    `json:"capacityBytes"`
+	FileName       string   `json:"fileName"`
+	Image          string   `json:"image"`
+	LiveURI        string   `json:"liveUri"`
+	Socket         string   `json:"socket"`
+	Pid            int      `json:"pid"`
+	CbtEpoch       string   `json:"cbtEpoch"`
+	ActiveBitmap   string   `json:"activeBitmap"`
+	CbtResets      int      `json:"cbtResets"`
+	CbtForgetsArea bool     `json:"cbtForgetsArea"`
+	Snapshots      []string `json:"snapshots"`
 }
 
 func (d *harnessDisk) Status() diskStatus {
@@ -456,7 +461,7 @@ func (d *harnessDisk) Status() diskStatus {
 	st := diskStatus{
 		Key: d.key, CapacityBytes: d.capacity, FileName: d.fileName, Image: d.image,
 		LiveURI: d.liveURI(), Socket: d.nbdSock, CbtEpoch: d.epoch,
-		ActiveBitmap: bitmapName(d.active), CbtResets: d.resets, Snapshots: []string{},
+		ActiveBitmap: bitmapName(d.active), CbtResets: d.resets, CbtForgetsArea: d.forgetArea, Snapshots: []string{},
 	}
 	if d.cmd != nil && d.cmd.Process != nil {
 		st.Pid = d.cmd.Process.Pid

@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"net/http"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -177,18 +180,48 @@ func (d *harnessDisk) GuestWriteFile(guestPath string, content []byte) (int, err
 		return 0, err
 	}
 	// checkGuestPath allowed only [A-Za-z0-9._-] names, so the script is safe.
+	// debugfs `mkdir` of a directory that exists fails only after it has
+	// allocated an inode and a block, leaving an unconnected directory
+	// whose block the next write hands to another file: only the missing
+	// parents are made, and `rm` only for a file that is there.
 	var script strings.Builder
 	dir := path.Dir(guestPath)
 	parts := strings.Split(strings.TrimPrefix(dir, "/"), "/")
 	cur := ""
+	missing := false
 	for _, p := range parts {
 		if p == "" {
 			continue
 		}
 		cur += "/" + p
+		if !missing {
+			kind, err := debugfsType(img, cur)
+			if err != nil {
+				return 0, err
+			}
+			switch kind {
+			case "directory":
+				continue
+			case "":
+				missing = true
+			default:
+				return 0, httpErr(http.StatusBadRequest, "%s exists in the guest and is a %s, not a directory", cur, kind)
+			}
+		}
 		fmt.Fprintf(&script, "mkdir %s\n", cur)
 	}
-	fmt.Fprintf(&script, "cd %s\nrm %s\nwrite %s %s\n", dir, path.Base(guestPath), src, path.Base(guestPath))
+	fmt.Fprintf(&script, "cd %s\n", dir)
+	if !missing {
+		switch kind, err := debugfsType(img, guestPath); {
+		case err != nil:
+			return 0, err
+		case kind == "regular":
+			fmt.Fprintf(&script, "rm %s\n", path.Base(guestPath))
+		case kind != "":
+			return 0, httpErr(http.StatusBadRequest, "%s exists in the guest and is a %s, not a regular file", guestPath, kind)
+		}
+	}
+	fmt.Fprintf(&script, "write %s %s\n", src, path.Base(guestPath))
 	scriptFile := filepath.Join(scratch, "cmds")
 	if err := os.WriteFile(scriptFile, []byte(script.String()), 0o600); err != nil {
 		return 0, err
@@ -199,6 +232,11 @@ func (d *harnessDisk) GuestWriteFile(guestPath string, content []byte) (int, err
 	out, err := runCmd(nil, "debugfs", "-R", "stat "+guestPath, img)
 	if err != nil || !bytes.Contains(out, []byte("Inode:")) {
 		return 0, fmt.Errorf("debugfs did not create %s: %v %s", guestPath, err, out)
+	}
+	// The stand-in must not hand the guest a damaged file system: check it
+	// before a single block goes back to the disk.
+	if report, clean := fsckImage(img); !clean {
+		return 0, httpErr(http.StatusInternalServerError, "writing %s would leave the guest's ext4 damaged (nothing was written back): %s", guestPath, report)
 	}
 	after, err := os.ReadFile(img)
 	if err != nil {
@@ -219,4 +257,58 @@ func (d *harnessDisk) GuestWriteFile(guestPath string, content []byte) (int, err
 		}
 	}
 	return changed, c.Flush()
+}
+
+// debugfsType is the type of the inode at guestPath ("directory",
+// "regular", "symlink", ...), or "" when nothing is there.
+func debugfsType(img, guestPath string) (string, error) {
+	out, err := runCmd(nil, "debugfs", "-c", "-R", "stat "+guestPath, img)
+	if err != nil {
+		return "", err
+	}
+	m := regexp.MustCompile(`Type: (\w+)`).FindSubmatch(out)
+	if m == nil {
+		return "", nil
+	}
+	return string(m[1]), nil
+}
+
+// fsckImage runs `e2fsck -fn` (check everything, change nothing) on an
+// ext2/3/4 image: clean, or what e2fsck found.
+func fsckImage(img string) (string, bool) {
+	cmd := exec.Command("e2fsck", "-fn", img)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err == nil
+}
+
+// GuestFsck checks the ext4 file system on partition 1 of the live disk
+// with `e2fsck -fn` on a scratch copy (the disk is not changed).
+func (d *harnessDisk) GuestFsck() (map[string]interface{}, error) {
+	c, err := d.openLive()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	part, err := firstPartition(c)
+	if err != nil {
+		return nil, err
+	}
+	data, err := c.ReadAt(uint64(part.Offset), uint64(part.Size))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) < 1082 || binary.LittleEndian.Uint16(data[1080:]) != 0xef53 {
+		return nil, errors.New("partition 1 does not hold an ext2/3/4 filesystem (fsck is supported for ext4 only)")
+	}
+	scratch, err := os.MkdirTemp(d.dir, "guestfsck-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
+	img := filepath.Join(scratch, "part.img")
+	if err := os.WriteFile(img, data, 0o600); err != nil {
+		return nil, err
+	}
+	report, clean := fsckImage(img)
+	return map[string]interface{}{"clean": clean, "output": report}, nil
 }
