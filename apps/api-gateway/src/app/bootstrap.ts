@@ -1,6 +1,6 @@
 import { ValidationPipe, type INestApplication, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
@@ -11,6 +11,7 @@ import { browserAuth } from './auth/browser-auth.middleware';
 import { READ_ROLES, WRITE_ROLES } from './auth/roles.decorator';
 import { BULL_BOARD_PATH, DOCS_PATH } from './common/api-paths';
 import { QueueRegistry } from './queues/queue-registry.service';
+import { openApiConfig } from './openapi-config';
 
 const LEVELS: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -23,16 +24,7 @@ export async function createGateway(settings: GatewaySettings): Promise<INestApp
 
   const keys = app.get(ApiKeyService);
 
-  const docConfig = new DocumentBuilder()
-    .setTitle('Sendense backup API')
-    .setDescription(
-      'VMware backups into QCOW2 chains and file-level restore. Every endpoint but /api/v1/health needs an API key ' +
-        '(`Authorization: Bearer <key>` or `X-API-Key`); roles are admin, operator and viewer.',
-    )
-    .setVersion('1')
-    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'sdk_... API key' }, 'bearer')
-    .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'api-key')
-    .build();
+  const docConfig = openApiConfig();
   const document = SwaggerModule.createDocument(app, docConfig);
   app.use(`/${DOCS_PATH}`, browserAuth(keys, READ_ROLES));
   app.use(`/${DOCS_PATH}-json`, browserAuth(keys, READ_ROLES));
