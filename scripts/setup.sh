@@ -14,7 +14,7 @@ APT_PACKAGES=(
   qemu-utils qemu-system-common nbd-server libnbd-bin nbdkit
   fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools ntfs-3g fuse3 fusefat mtools kmod
   golang-go golang-github-vmware-govmomi-dev
-  mariadb-server mariadb-client redis-server procps ca-certificates
+  mariadb-server mariadb-client redis-server procps ca-certificates systemd rsync
   chromium
 )
 missing=()
