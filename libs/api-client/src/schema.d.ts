@@ -38,6 +38,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/whoami": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The API key making the request: its id, name and role */
+        get: operations["WhoAmIController_whoami"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/backup/{id}": {
         parameters: {
             query?: never;
@@ -578,6 +595,14 @@ export interface components {
             /** @example pgtest2 */
             vm_name?: string;
         };
+        WhoAmIDto: {
+            /** @description Id of the API key */
+            id: string;
+            /** @description Name given to the key when it was created */
+            name: string;
+            /** @enum {string} */
+            role: "admin" | "operator" | "viewer";
+        };
     };
     responses: never;
     parameters: never;
@@ -720,6 +745,43 @@ export interface operations {
             };
             /** @description No such key, or already revoked */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    WhoAmIController_whoami: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WhoAmIDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

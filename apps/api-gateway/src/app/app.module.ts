@@ -18,6 +18,7 @@ import { BackupsController, JobsController, RetentionController, VmsController }
 import { BackupsService } from './backups/backups.service';
 import { RestoreController } from './restore/restore.controller';
 import { RestoreProxyService } from './restore/restore.service';
+import { ConsoleModule } from './console/console.module';
 
 class Lifecycle implements OnModuleInit, OnApplicationShutdown {
   constructor(
@@ -39,6 +40,7 @@ export class AppModule {
   static forRoot(settings: GatewaySettings): DynamicModule {
     return {
       module: AppModule,
+      imports: [ConsoleModule],
       controllers: [HealthController, ApiKeysController, VCentersController, RepositoriesController, BackupsController, RetentionController, JobsController, VmsController, RestoreController],
       providers: [
         { provide: SETTINGS, useValue: settings },
