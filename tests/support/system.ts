@@ -74,6 +74,7 @@ export async function startSystem(): Promise<System> {
     RESTORE_MOUNT_ROOT: join(dir, 'mnt'),
     RESTORE_STATE_DIR: join(dir, 'restore'),
     RESTORE_ALLOWED_ROOTS: dir,
+    REPOSITORY_ALLOWED_ROOTS: dir,
   };
   const daemons = new Map<string, Daemon>();
   const logs = new Map<string, string[]>();

@@ -104,6 +104,16 @@ export const absPath = (description: string, def?: string): EnvVar<string> => ({
   },
 });
 
+/** An absolute path, or empty for "not set". */
+export const optionalAbsPath = (description: string): EnvVar<string> => ({
+  description,
+  default: '',
+  parse(r) {
+    if (r === '') return '';
+    return absPath(description).parse(r);
+  },
+});
+
 /** A duration like 90s, 15m, 1h or plain milliseconds. */
 export const duration = (description: string, def: string): EnvVar<number> => ({
   description,

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { absPath, bool, duration, int, loadEnv, oneOf, port, str, url, type EnvValues } from './env-schema';
+import { absPath, bool, duration, int, loadEnv, oneOf, optionalAbsPath, port, str, url, type EnvValues } from './env-schema';
 
 /**
  * Every environment variable the product reads. Each service validates the
@@ -14,7 +14,13 @@ export const commonEnv = {
 
 export const gatewayEnv = {
   GATEWAY_PORT: port('HTTP port of the API gateway', 8080),
-  GATEWAY_HOST: str('Address the API gateway listens on', '0.0.0.0'),
+  GATEWAY_HOST: str('Address the API gateway listens on (loopback unless set; another address without TLS gets a warning at start)', '127.0.0.1'),
+  GATEWAY_TLS_CERT: optionalAbsPath('PEM certificate (chain) file: the gateway serves HTTPS when this and GATEWAY_TLS_KEY are set'),
+  GATEWAY_TLS_KEY: optionalAbsPath('PEM private key file of GATEWAY_TLS_CERT'),
+  GATEWAY_ALLOWED_ORIGINS: str('Comma-separated extra origins (https://host:port) whose browser pages may send state-changing requests (the gateway\'s own origin always may)', ''),
+  GATEWAY_AUTH_FAILURES_PER_MINUTE: int('Failed authentications one client address may make per minute before it is refused (429) for a minute', 10, 1, 100_000),
+  REPOSITORY_ALLOWED_ROOTS: str('Colon-separated directories local repositories may be created in (symlinks resolved; keep equal to NBD_ALLOWED_ROOTS and RESTORE_ALLOWED_ROOTS)', '/var/lib/sendense'),
+  GATEWAY_EXPENSIVE_CALLS_PER_MINUTE: int('Backups and mounts one API key may start per minute', 30, 1, 100_000),
   RESTORE_SERVICE_URL: url('Internal URL of the restore-service', ['http:', 'https:'], 'http://127.0.0.1:8092'),
   NBD_EXPORTER_URL: url('Internal address of the nbd-exporter (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8091'),
   CAPTURE_AGENT_URL: url('Internal address of the Capture Agent (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8093'),
@@ -26,6 +32,7 @@ export const workerEnv = {
   NBD_EXPORTER_URL: gatewayEnv.NBD_EXPORTER_URL,
   CAPTURE_AGENT_URL: gatewayEnv.CAPTURE_AGENT_URL,
   SENDENSE_SECRET_KEY: gatewayEnv.SENDENSE_SECRET_KEY,
+  REPOSITORY_ALLOWED_ROOTS: gatewayEnv.REPOSITORY_ALLOWED_ROOTS,
 };
 
 export const restoreEnv = {

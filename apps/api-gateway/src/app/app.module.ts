@@ -6,6 +6,7 @@ import { createPrismaClient, type PrismaClient } from '@sendense/db';
 import { PRISMA, REDIS, SETTINGS } from './common/tokens';
 import { ApiKeyService } from './auth/api-key.service';
 import { ApiKeyGuard } from './auth/api-key.guard';
+import { RequestLimiter } from './auth/request-limiter.service';
 import { HealthController } from './health/health.controller';
 import { HealthService } from './health/health.service';
 import { ApiKeysController } from './apikeys/apikeys.controller';
@@ -55,6 +56,7 @@ export class AppModule {
             ),
         },
         ApiKeyService,
+        RequestLimiter,
         QueueRegistry,
         HealthService,
         VCentersService,

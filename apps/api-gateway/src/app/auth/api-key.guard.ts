@@ -3,32 +3,52 @@ import { Reflector } from '@nestjs/core';
 import type { ApiRole } from '@sendense/db';
 import type { Request } from 'express';
 import { ApiKeyService, type Principal } from './api-key.service';
-import { PUBLIC_KEY, ROLES_KEY } from './roles.decorator';
+import { RequestLimiter } from './request-limiter.service';
+import { EXPENSIVE_KEY, PUBLIC_KEY, ROLES_KEY } from './roles.decorator';
 
 export type AuthedRequest = Request & { principal?: Principal };
+
+/** The peer address (the gateway does not trust X-Forwarded-For). */
+export function clientAddress(req: Request): string {
+  return req.socket.remoteAddress ?? req.ip ?? 'unknown';
+}
 
 /**
  * Global guard: every endpoint needs a valid key unless marked @Public(),
  * and a role listed by @Roles(). An endpoint that declares no roles is
  * refused (fail closed), so a forgotten decorator cannot open an endpoint.
+ * Basic auth is refused here (only browser pages take it); failed
+ * authentications are counted per client address, @Expensive() calls per key.
  */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly keys: ApiKeyService,
+    private readonly limiter: RequestLimiter,
   ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const targets = [ctx.getHandler(), ctx.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
     const req = ctx.switchToHttp().getRequest<AuthedRequest>();
+    const ip = clientAddress(req);
+    this.limiter.assertNotBlocked(ip);
     const key = ApiKeyService.extractKey(req.headers);
     if (!key) {
+      if (ApiKeyService.isBasic(req.headers)) {
+        throw new UnauthorizedException(
+          'HTTP Basic auth is accepted only by the browser pages (console, /api/docs, /admin/queues); send the key as "Authorization: Bearer <key>" or "X-API-Key: <key>"',
+        );
+      }
       throw new UnauthorizedException('an API key is required: send "Authorization: Bearer <key>" or "X-API-Key: <key>"');
     }
     const principal = await this.keys.authenticate(key);
-    if (!principal) throw new UnauthorizedException('the API key is invalid or revoked');
+    if (!principal) {
+      await this.limiter.failed(ip);
+      this.limiter.assertNotBlocked(ip);
+      throw new UnauthorizedException('the API key is invalid or revoked');
+    }
     req.principal = principal;
     const roles = this.reflector.getAllAndOverride<ApiRole[] | undefined>(ROLES_KEY, targets);
     if (!roles || !roles.includes(principal.role)) {
@@ -38,6 +58,8 @@ export class ApiKeyGuard implements CanActivate {
           : 'this endpoint declares no roles and is closed',
       );
     }
+    const expensive = this.reflector.getAllAndOverride<string | undefined>(EXPENSIVE_KEY, targets);
+    if (expensive) await this.limiter.expensive(principal.id, expensive);
     return true;
   }
 }

@@ -23,8 +23,13 @@ export class ApiKeyService {
     this.repo = new ApiKeyRepository(prisma);
   }
 
-  /** Pull the key from `Authorization: Bearer`, `X-API-Key`, or Basic auth (password). */
-  static extractKey(headers: Record<string, string | string[] | undefined>): string | null {
+  /**
+   * Pull the key from `Authorization: Bearer` or `X-API-Key`; Basic auth (the
+   * key as the password) only when `allowBasic` (browser pages: a browser
+   * replays stored Basic credentials on any request, which is what CSRF uses,
+   * so the REST API never accepts them).
+   */
+  static extractKey(headers: Record<string, string | string[] | undefined>, opts: { allowBasic?: boolean } = {}): string | null {
     const xKey = headers['x-api-key'];
     if (typeof xKey === 'string' && xKey) return xKey.trim();
     const auth = headers['authorization'];
@@ -32,12 +37,18 @@ export class ApiKeyService {
     const [scheme, value] = auth.split(/\s+/, 2);
     if (!value) return null;
     if (scheme?.toLowerCase() === 'bearer') return value.trim();
-    if (scheme?.toLowerCase() === 'basic') {
+    if (scheme?.toLowerCase() === 'basic' && opts.allowBasic) {
       const decoded = Buffer.from(value, 'base64').toString('utf8');
       const i = decoded.indexOf(':');
       return i >= 0 ? decoded.slice(i + 1) : null;
     }
     return null;
+  }
+
+  /** Whether the request carries HTTP Basic credentials. */
+  static isBasic(headers: Record<string, string | string[] | undefined>): boolean {
+    const auth = headers['authorization'];
+    return typeof auth === 'string' && /^basic\s/i.test(auth);
   }
 
   async authenticate(key: string): Promise<Principal | null> {
