@@ -13,3 +13,4 @@ export type { SpacePolicy } from './lib/space';
 export { CONSOLIDATION_STEPS } from './lib/consolidation-journal';
 export type { ConsolidationStep } from './lib/consolidation-journal';
 export { compareImages } from './lib/qemu-img';
+export { checkRepositoryPath, realLocation, RepositoryPathRefused } from './lib/repository-path';

@@ -26,7 +26,7 @@ export const JOB_HANDLERS = Symbol('JOB_HANDLERS');
 
 /** The worker's collaborators, built once (and closed on shutdown). */
 export class WorkerServices {
-  readonly repositories = new RepositoryRegistry();
+  readonly repositories: RepositoryRegistry;
   readonly cancels = new CancelRegistry();
   readonly exporter: NbdExporterClient;
   readonly capture: CaptureAgentClient;
@@ -40,6 +40,7 @@ export class WorkerServices {
     private readonly settings: WorkerSettings,
     private readonly prisma: PrismaClient,
   ) {
+    this.repositories = new RepositoryRegistry(settings.REPOSITORY_ALLOWED_ROOTS.split(':').filter(Boolean));
     this.redis = new Redis(settings.REDIS_URL, { maxRetriesPerRequest: 3 });
     this.redis.on('error', () => undefined);
     this.locks = new VmLocks(this.redis);

@@ -1,4 +1,4 @@
-import { CaptureAgentError } from '@sendense/contracts';
+import { CaptureAgentError, NbdExporterError } from '@sendense/contracts';
 import type {
   BackupType,
   BackupVmJobData,
@@ -413,15 +413,24 @@ export class BackupService {
     const out = new Map<number, NbdExportInfo>();
     for (const pl of plans) {
       const target = await repo.localTarget(pl.backupId!);
-      const exp = await this.exporter.createExport({
-        vmContextId,
-        diskId: pl.disk.diskIndex,
-        type: SHORT_TYPE[pl.type],
-        kind: 'qcow2',
-        filePath: target.imagePath,
-        writable: true,
-        backupJobId: pl.backupId!,
-      });
+      let exp: NbdExportInfo;
+      try {
+        exp = await this.exporter.createExport({
+          vmContextId,
+          diskId: pl.disk.diskIndex,
+          type: SHORT_TYPE[pl.type],
+          kind: 'qcow2',
+          filePath: target.imagePath,
+          writable: true,
+          backupJobId: pl.backupId!,
+        });
+      } catch (err) {
+        // The exporter refuses the path (outside NBD_ALLOWED_ROOTS, odd characters): a retry would only take another snapshot.
+        if (err instanceof NbdExporterError && err.code === 'INVALID_ARGUMENT') {
+          throw new PermanentError(`disk ${pl.disk.diskIndex}: the nbd-exporter refuses the backup target: ${err.message}`);
+        }
+        throw err;
+      }
       pl.exportName = exp.name;
       out.set(pl.prepared.deviceKey, exp);
     }
