@@ -68,9 +68,13 @@ export class CaptureAgentClient {
     this.copyIdleTimeoutMs = options.copyIdleTimeoutMs ?? 2 * 60_000;
   }
 
-  /** A client over TCP (defaults: CAPTURE_AGENT_URL or 127.0.0.1:8093). */
+  /**
+   * A client over TCP: options.host/port, else options.url (the caller's
+   * CAPTURE_AGENT_URL setting, from libs/config), else 127.0.0.1:8093. The
+   * client never reads the environment itself.
+   */
   static connect(options: CaptureAgentClientOptions = {}): CaptureAgentClient {
-    const url = new URL(options.url ?? process.env['CAPTURE_AGENT_URL'] ?? 'tcp://127.0.0.1:8093');
+    const url = new URL(options.url ?? 'tcp://127.0.0.1:8093');
     const proxy = ClientProxyFactory.create({
       transport: Transport.TCP,
       options: {

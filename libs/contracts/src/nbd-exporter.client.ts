@@ -47,11 +47,12 @@ export class NbdExporterClient {
   }
 
   /**
-   * A client over TCP. Address: options.host/port, else options.url, else the
-   * NBD_EXPORTER_URL environment variable, else tcp://127.0.0.1:8091.
+   * A client over TCP. Address: options.host/port, else options.url (the
+   * caller's NBD_EXPORTER_URL setting, from libs/config), else
+   * tcp://127.0.0.1:8091. The client never reads the environment itself.
    */
   static connect(options: NbdExporterClientOptions = {}): NbdExporterClient {
-    const url = new URL(options.url ?? process.env['NBD_EXPORTER_URL'] ?? 'tcp://127.0.0.1:8091');
+    const url = new URL(options.url ?? 'tcp://127.0.0.1:8091');
     if (url.protocol !== 'tcp:') throw new NbdExporterError('INVALID_ARGUMENT', `nbd-exporter address ${url.href} is not tcp://host:port`);
     const proxy = ClientProxyFactory.create({
       transport: Transport.TCP,

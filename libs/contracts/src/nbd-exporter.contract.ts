@@ -2,7 +2,8 @@
  * Request/reply contract of the nbd-exporter service (@nestjs/microservices,
  * TCP transport). The exporter is the only process that runs NBD servers;
  * backup-worker and restore-service ask it for exports through these messages
- * (see NbdExporterClient in ./nbd-exporter.client.ts).
+ * (see NbdExporterClient in ./nbd-exporter.client.ts, which imports this
+ * file; this file imports nothing).
  */
 
 export const NBD_EXPORTER_PATTERNS = {
@@ -117,9 +118,3 @@ export function isNbdExporterErrorPayload(value: unknown): value is NbdExporterE
     typeof (value as { message?: unknown }).message === 'string'
   );
 }
-
-// The client lives in its own file (it pulls in @nestjs/microservices); it is
-// re-exported here so that `@sendense/contracts` offers it through the single
-// index line. The cycle is harmless: the client reads this module's bindings
-// only when called, never while modules are being loaded.
-export { NbdExporterClient, NbdExporterError, type NbdExporterClientOptions } from './nbd-exporter.client';

@@ -17,7 +17,8 @@ describe('queue contracts', () => {
   });
 
   it('uses one job id per VM so double clicks collapse', () => {
-    expect(JobIds.backupVm('ctx-1')).toBe(JobIds.backupVm('ctx-1'));
+    expect(JobIds.backupVm('ctx-1')).toBe('backup.ctx-1');
+    expect(JobIds.backupVm('ctx-1')).not.toBe(JobIds.backupVm('ctx-2'));
     expect(JobIds.consolidate('c', 0)).not.toBe(JobIds.consolidate('c', 1));
     expect(JobIds.retention('r')).toBe('retention.r.all');
     expect(JobIds.verify('b')).toBe('verify.b');

@@ -1,15 +1,17 @@
 import { Controller, Get, Inject, Module, type DynamicModule } from '@nestjs/common';
 import type { RestoreSettings } from '@sendense/config';
+import type { RestoreServiceHealth } from '@sendense/contracts';
 import { RestoreModule } from '@sendense/restore';
 
 export const SETTINGS = Symbol('SETTINGS');
 
+/** GET /internal/health (RESTORE_SERVICE_ROUTES.health). */
 @Controller('internal')
 export class RestoreHealthController {
   constructor(@Inject(SETTINGS) private readonly settings: RestoreSettings) {}
 
   @Get('health')
-  health() {
+  health(): RestoreServiceHealth {
     return { ok: true, node: this.settings.NODE_NAME, mountRoot: this.settings.RESTORE_MOUNT_ROOT };
   }
 }

@@ -2,6 +2,7 @@ import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { constants, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
+import type { EntryType, FileEntry, ListPage } from '@sendense/contracts';
 import { NotADirectory, NotAFile, RangeNotSatisfiable } from './errors';
 import { resolveInside } from './safe-path';
 import { createTarStream } from './tar-stream';
@@ -12,32 +13,8 @@ import { createTarStream } from './tar-stream';
  * listed with their target but only followed when they stay inside.
  */
 
-export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
-
-export interface FileEntry {
-  name: string;
-  /**
-   * Mount-relative path ('/'-separated, no leading '/', '' for the root): the
-   * form every method accepts back.
-   */
-  path: string;
-  type: EntryType;
-  size: number;
-  /** Permission bits (mode & 0o7777). */
-  mode: number;
-  mtime: string;
-  symlinkTarget?: string;
-  /** The on-disk name is not valid UTF-8 (name shows replacement characters). */
-  nameNotUtf8?: boolean;
-}
-
-export interface ListPage {
-  path: string;
-  entries: FileEntry[];
-  offset: number;
-  limit: number;
-  total: number;
-}
+// One definition of the listing shapes: the restore-service contract.
+export type { EntryType, FileEntry, ListPage } from '@sendense/contracts';
 
 /** Inclusive byte range; both ends optional. */
 export interface ByteRange {

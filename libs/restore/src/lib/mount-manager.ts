@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, realpath, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import type { MountInfo } from '@sendense/contracts';
 import type { Daemon } from '@sendense/process';
 import { MountFailed, MountNotFound } from './errors';
 import { detectFilesystem, driverFor, mountFilesystem } from './filesystem';
@@ -63,31 +64,8 @@ export interface MountRequest {
   expectedChain?: string[];
 }
 
-export interface PartitionInfo {
-  name: string;
-  index: number | null;
-  offsetBytes: number;
-  sizeBytes: number;
-  fsType: string | null;
-  mounted: boolean;
-  /** Host directory of the mounted filesystem. */
-  hostPath?: string;
-  /** Why it is not mounted. */
-  error?: string;
-}
-
-export interface MountInfo {
-  mountId: string;
-  imagePath: string;
-  chain: string[];
-  mode: BlockMode;
-  root: string;
-  createdAt: string;
-  lastAccessAt: string;
-  activeStreams: number;
-  partitionTable: string | null;
-  partitions: PartitionInfo[];
-}
+// One definition of the shapes the service answers with: the restore-service contract.
+export type { MountInfo, PartitionInfo } from '@sendense/contracts';
 
 export type UnmountReason = 'request' | 'idle' | 'shutdown' | 'export-died';
 

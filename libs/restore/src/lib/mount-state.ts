@@ -1,5 +1,6 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { BlockMode } from '@sendense/contracts';
 
 /**
  * What a mount holds, persisted after every step of mounting, so that after a
@@ -20,7 +21,7 @@ export interface PartitionState {
   error?: string;
 }
 
-export type BlockMode = 'fuse' | 'nbd';
+export type { BlockMode } from '@sendense/contracts';
 
 export interface MountState {
   version: 1;

@@ -1,9 +1,11 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
+import { RestoreServiceClient, RestoreServiceError } from '@sendense/contracts';
 import { extract } from 'tar-stream';
 import { applyModel, fileSha, mkfs, partitionedRaw, randomData, takeRestorePoint, withRwMount, type Model, type Node } from '../../test/fixtures';
 import { RestoreModule } from './restore.module';
@@ -190,5 +192,51 @@ describe('RestoreController', () => {
     await request(app.getHttpServer()).get(`/restore/${mountId}/files`).expect(404);
     await request(app.getHttpServer()).delete(`/restore/${mountId}`).expect(404);
     expect(app.get(RestoreService).manager.list()).toEqual([]);
+  });
+});
+
+describe('RestoreServiceClient (libs/contracts) against the controller', () => {
+  let client: RestoreServiceClient;
+
+  beforeAll(async () => {
+    await app.listen(0, '127.0.0.1');
+    const { port } = app.getHttpServer().address() as AddressInfo;
+    client = new RestoreServiceClient({ baseUrl: `http://127.0.0.1:${port}` });
+  });
+
+  it('speaks every route with the contract types', async () => {
+    const m = await client.mount({ imagePath: image });
+    expect(m.partitions[0]).toMatchObject({ name: 'p1', fsType: 'ext4', mounted: true });
+    expect((await client.mount({ chain: [image], reuse: true })).mountId).toBe(m.mountId);
+    expect((await client.list()).map((x) => x.mountId)).toEqual([m.mountId]);
+    expect((await client.get(m.mountId)).root).toBe(m.root);
+    expect(await client.imagesInUse()).toEqual([image]);
+    const page = await client.files(m.mountId, { path: 'p1/docs', offset: 1, limit: 2 });
+    expect(page.entries.map((e) => e.name)).toEqual(['data.bin', 'empty']);
+    expect(await client.stat(m.mountId, 'p1/links/etc')).toMatchObject({ type: 'symlink', symlinkTarget: '/etc' });
+
+    const part = await client.download(m.mountId, 'p1/docs/data.bin', { range: 'bytes=100-199' });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 100-199/${data.length}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(data.subarray(100, 200))).toBe(true);
+    const tar = await client.archive(m.mountId, 'p1/docs');
+    expect(tar.headers.get('content-type')).toBe('application/x-tar');
+    expect((await tar.arrayBuffer()).byteLength).toBeGreaterThan(data.length);
+
+    await client.unmount(m.mountId);
+    expect(await client.list()).toEqual([]);
+  });
+
+  it('keeps the status and JSON body of errors, and tells an unreachable service apart', async () => {
+    const err = await client.files(randomUUID(), { path: 'p1' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreServiceError);
+    expect(err).toMatchObject({ status: 404, reachable: true, body: { error: 'MOUNT_NOT_FOUND' } });
+    const bad = await client.files(randomUUID(), { limit: 'many' }).catch((e: unknown) => e);
+    expect(bad).toMatchObject({ status: 400 });
+    const gone = new RestoreServiceClient({ baseUrl: 'http://127.0.0.1:1' });
+    const down = await gone.list().catch((e: unknown) => e);
+    expect(down).toMatchObject({ status: 503, reachable: false });
+    expect((down as Error).message).toMatch(/restore-service at http:\/\/127.0.0.1:1 is not reachable/);
+    expect(() => new RestoreServiceClient({ baseUrl: 'tcp://127.0.0.1:8092' })).toThrow(/not http/);
   });
 });

@@ -2,6 +2,7 @@ import { BadRequestException, Body, Controller, Delete, Get, Headers, HttpCode, 
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import type { ImagesInUseResponse, ListMountsResponse } from '@sendense/contracts';
 import { RangeNotSatisfiable } from '../lib/errors';
 import type { FileEntry, ListPage } from '../lib/file-browser';
 import { contentDisposition, parseRangeHeader } from '../lib/http-range';
@@ -10,7 +11,8 @@ import { RestoreErrorFilter } from './restore-error.filter';
 import { RestoreService } from './restore.service';
 
 /**
- * HTTP surface of the restore-service. Deliberately thin: parse and validate
+ * HTTP surface of the restore-service (routes and shapes: the restore-service
+ * contract in libs/contracts, client RestoreServiceClient). Deliberately thin: parse and validate
  * the request, call the lib, stream the answer. Paths are mount-relative
  * ("p1/home/alice"); the lib refuses anything that would leave the mount.
  */
@@ -75,13 +77,13 @@ export class RestoreController {
   }
 
   @Get()
-  list(): { mounts: MountInfo[] } {
+  list(): ListMountsResponse {
     return { mounts: this.restore.manager.list() };
   }
 
   /** Images under a mount: the storage layer must not delete or consolidate them. */
   @Get('images-in-use')
-  imagesInUse(): { images: string[] } {
+  imagesInUse(): ImagesInUseResponse {
     return { images: this.restore.manager.imagesInUse() };
   }
 

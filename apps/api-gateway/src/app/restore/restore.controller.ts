@@ -17,10 +17,16 @@ import { IsString, Length } from 'class-validator';
 import type { Request, Response } from 'express';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { RestoreServiceError, type RestoreServiceClient, type StreamOptions } from '@sendense/contracts';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
 import { READ_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
 import { RestoreProxyService } from './restore.service';
+
+/** A query value given once, as text (anything else is left out, as before). */
+function text(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
 
 class MountDto {
   @ApiProperty({ description: 'The backup (restore point) to mount; any point of a chain' })
@@ -30,13 +36,6 @@ class MountDto {
 }
 
 const PASS_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'content-disposition', 'last-modified'];
-
-function qs(params: Record<string, unknown>): string {
-  const u = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (typeof v === 'string') u.set(k, v);
-  const s = u.toString();
-  return s ? `?${s}` : '';
-}
 
 @ApiTags('restore')
 @Controller(`${API_PREFIX}/restore`)
@@ -73,7 +72,7 @@ export class RestoreController {
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or path' })
   async files(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query() q: Record<string, unknown>) {
     void this.restore.touch(mountId);
-    return this.restore.call('GET', `/restore/${encodeURIComponent(mountId)}/files${qs({ path: q['path'], offset: q['offset'], limit: q['limit'] })}`);
+    return this.restore.call((rs) => rs.files(mountId, { path: text(q['path']), offset: text(q['offset']), limit: text(q['limit']) }));
   }
 
   @Get(':mountId/download')
@@ -87,7 +86,7 @@ export class RestoreController {
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount or is not a regular file' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or file' })
   download(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
-    return this.stream(`/restore/${encodeURIComponent(mountId)}/download${qs({ path })}`, mountId, req, res);
+    return this.stream((rs, o) => rs.download(mountId, text(path) ?? '', o), mountId, req, res);
   }
 
   @Get(':mountId/archive')
@@ -99,7 +98,7 @@ export class RestoreController {
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount or is not a directory' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or directory' })
   archive(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
-    return this.stream(`/restore/${encodeURIComponent(mountId)}/archive${qs({ path })}`, mountId, req, res);
+    return this.stream((rs, o) => rs.archive(mountId, text(path) ?? '', o), mountId, req, res);
   }
 
   @Delete(':mountId')
@@ -113,18 +112,16 @@ export class RestoreController {
   }
 
   /** Stream the restore-service's answer through, with Range and status intact. */
-  private async stream(path: string, mountId: string, req: Request, res: Response): Promise<void> {
+  private async stream(open: (rs: RestoreServiceClient, o: StreamOptions) => Promise<globalThis.Response>, mountId: string, req: Request, res: Response): Promise<void> {
     void this.restore.touch(mountId);
     const ac = new AbortController();
     req.on('close', () => ac.abort());
     let upstream: globalThis.Response;
     try {
-      upstream = await fetch(this.restore.url(path), {
-        headers: typeof req.headers.range === 'string' ? { range: req.headers.range } : undefined,
-        signal: ac.signal,
-      });
+      upstream = await open(this.restore.client, { range: typeof req.headers.range === 'string' ? req.headers.range : undefined, signal: ac.signal });
     } catch (err) {
-      res.status(503).json({ statusCode: 503, message: `the restore-service is not reachable: ${(err as Error).message}`, error: 'Service Unavailable' });
+      if (!(err instanceof RestoreServiceError)) throw err;
+      res.status(503).json(err.body);
       return;
     }
     res.status(upstream.status);

@@ -2,20 +2,9 @@ import { BadRequestException, ConflictException, HttpException, Inject, Injectab
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { GatewaySettings } from '@sendense/config';
+import { RestoreServiceClient, RestoreServiceError, type MountInfo } from '@sendense/contracts';
 import type { PrismaClient } from '@sendense/db';
 import { PRISMA, SETTINGS } from '../common/tokens';
-
-interface RemoteMount {
-  mountId: string;
-  imagePath: string;
-  chain: string[];
-  mode: string;
-  root: string;
-  createdAt: string;
-  lastAccessAt: string;
-  partitionTable: string | null;
-  partitions: { name: string; mounted?: boolean; filesystem?: string | null; [k: string]: unknown }[];
-}
 
 /**
  * File-level restore as the gateway offers it: restore points by backup id,
@@ -25,38 +14,25 @@ interface RemoteMount {
  */
 @Injectable()
 export class RestoreProxyService {
+  /** Typed client of the restore-service (libs/contracts). */
+  readonly client: RestoreServiceClient;
+
   constructor(
     @Inject(PRISMA) private readonly prisma: PrismaClient,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
-  ) {}
-
-  url(path: string): string {
-    return new URL(path, this.settings.RESTORE_SERVICE_URL).toString();
+  ) {
+    this.client = new RestoreServiceClient({ baseUrl: settings.RESTORE_SERVICE_URL });
   }
 
   /** Call the restore-service; its JSON errors come back with their status. */
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response;
+  async call<T>(request: (client: RestoreServiceClient) => Promise<T>): Promise<T> {
     try {
-      res = await fetch(this.url(path), {
-        method,
-        headers: body === undefined ? undefined : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        // Mounting a long chain takes seconds; a hung service must not hang the API.
-        signal: AbortSignal.timeout(method === 'POST' ? 120_000 : 30_000),
-      });
+      return await request(this.client);
     } catch (err) {
-      throw new ServiceUnavailableException(`the restore-service at ${this.settings.RESTORE_SERVICE_URL} is not reachable: ${(err as Error).message}`);
+      if (!(err instanceof RestoreServiceError)) throw err;
+      if (!err.reachable) throw new ServiceUnavailableException(err.message);
+      throw new HttpException(err.body, err.status);
     }
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    if (!res.ok) throw new HttpException(json ?? { statusCode: res.status, message: text || res.statusText }, res.status);
-    return json as T;
   }
 
   private async imagePathOf(backupId: string): Promise<{ imagePath: string; repositoryId: string }> {
@@ -72,7 +48,7 @@ export class RestoreProxyService {
     return { imagePath: join(root, row.repositoryPath), repositoryId: row.repository.id };
   }
 
-  private view(m: RemoteMount, backupId: string | null) {
+  private view(m: MountInfo, backupId: string | null) {
     return {
       mount_id: m.mountId,
       backup_id: backupId,
@@ -93,7 +69,7 @@ export class RestoreProxyService {
     });
     try {
       // Mounting the same restore point twice reuses the existing mount.
-      const m = await this.call<RemoteMount>('POST', '/restore/mount', { imagePath, reuse: true, mountId: pendingId });
+      const m = await this.call((rs) => rs.mount({ imagePath, reuse: true, mountId: pendingId }));
       if (m.mountId !== pendingId) {
         await this.prisma.restoreMount.delete({ where: { id: pendingId } });
         await this.prisma.restoreMount.upsert({
@@ -113,7 +89,7 @@ export class RestoreProxyService {
 
   /** Active mounts; rows of mounts the service no longer has (idle unmount, crash) are dropped. */
   async list() {
-    const { mounts } = await this.call<{ mounts: RemoteMount[] }>('GET', '/restore');
+    const mounts = await this.call((rs) => rs.list());
     const rows = await this.prisma.restoreMount.findMany({ where: { nodeName: this.settings.NODE_NAME } });
     const live = new Set(mounts.map((m) => m.mountId));
     // Rows still being mounted are not stale yet.
@@ -125,7 +101,7 @@ export class RestoreProxyService {
   /** The row goes only once the mount is gone (or was already gone): it is what keeps maintenance off the chain. */
   async unmount(mountId: string) {
     try {
-      await this.call('DELETE', `/restore/${encodeURIComponent(mountId)}`);
+      await this.call((rs) => rs.unmount(mountId));
     } catch (err) {
       if (!(err instanceof HttpException && err.getStatus() === 404)) throw err;
       const known = await this.prisma.restoreMount.count({ where: { id: mountId } });
