@@ -37,4 +37,26 @@ if [ ! -s "$STATE/admin.key" ] || ! curl -fsS -o /dev/null -H "X-API-Key: $(cat 
 fi
 log "running the demo: backup, change, incremental, file restore"
 npx tsx --tsconfig tsconfig.base.json scripts/demo.ts
-log "services keep running; stop them with: bash scripts/services.sh stop"
+
+# What to do next, with what this build has (the console and the CLI's
+# backup commands are named only when they answer).
+base="http://127.0.0.1:$port"
+if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/")" = 200 ]; then console="$base/"; else console="(not in this build; use the API below)"; fi
+if bin/sendense-ctl --help 2>/dev/null | grep -qE '^ +backup( |$)'; then
+  cli="bin/sendense-ctl backup chain --vm demo-web01    (and: job list, backup mount ..., --help)"
+else
+  cli="bin/sendense-ctl apikey create --role viewer   (this build's CLI has only apikey)"
+fi
+cat <<EOF
+
+Sendense is running (demo):
+  Web console   $console
+                log in with the admin API key in $STATE/admin.key
+  REST API      $base/api/v1   (Swagger UI $base/api/docs, Bull Board $base/admin/queues;
+                browsers: any user name, the key as password)
+  CLI           export SENDENSE_API_KEY=\$(cat $STATE/admin.key)
+                $cli
+  Restored      $STATE/demo/index.html.before, index.html.after
+  Logs          $RUN/*.log
+  Stop          npm run demo:stop   (services, mounts, NBD servers and the VMware stand-in)
+EOF

@@ -46,10 +46,29 @@ status() {
   done
 }
 
+# Stop order: callers first (gateway, worker), then what they call, so no
+# new export or mount is asked for while the privileged services shut down.
+STOP_ORDER=(api-gateway backup-worker capture-agent restore-service nbd-exporter)
+
+# After a stop nothing the services or the stand-in started may be left:
+# NBD servers, FUSE exports and mounts are theirs to end. Name any survivor.
+leftovers() {
+  local found=0 pid cmd
+  local nbd_state="${NBD_STATE_DIR:-/var/lib/sendense/nbd}" mnt="${RESTORE_MOUNT_ROOT:-/mnt/sendense}" rs="${RESTORE_STATE_DIR:-/var/lib/sendense/restore}"
+  for pid in $(pgrep -f -- "$nbd_state/|$rs/|/var/lib/sendense/demo-vcsim|$mnt/" || true); do
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    log "still running after stop: pid $pid: $cmd"; found=1
+  done
+  if findmnt -rn -o TARGET | grep -q "^$mnt/"; then
+    log "still mounted after stop: $(findmnt -rn -o TARGET | grep "^$mnt/" | tr '\n' ' ')"; found=1
+  fi
+  [ "$found" = 0 ] || die "some processes or mounts outlived the services (listed above); see docs/troubleshooting.md"
+}
+
 case "${1:-}" in
   start) start ;;
-  stop) stop "${APPS[@]}" vcsim ;;
-  stop-apps) stop "${APPS[@]}" ;;
+  stop) stop "${STOP_ORDER[@]}" vcsim; leftovers ;;
+  stop-apps) stop "${STOP_ORDER[@]}" ;;
   status) status ;;
   *) die "usage: $0 start|stop|stop-apps|status" ;;
 esac
