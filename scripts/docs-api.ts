@@ -51,6 +51,8 @@ interface Operation {
   requestBody?: { required?: boolean; content?: Record<string, MediaType> };
   responses?: Record<string, Response>;
   security?: Record<string, string[]>[];
+  /** Roles that may call it (the gateway's @Roles(), or ['public']). */
+  'x-sendense-roles'?: string[];
 }
 interface Document {
   info?: { title?: string; version?: string; description?: string };
@@ -63,6 +65,12 @@ const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
 /** Markdown table cells: one line, no pipe breaking the table. */
 const cell = (s: unknown) => String(s ?? '').replace(/\r?\n/g, ' ').replace(/\|/g, '\\|').trim();
 const refName = (ref: string) => ref.slice(ref.lastIndexOf('/') + 1);
+/** Who may call an operation: its roles when the document says, else whether a key is needed. */
+function who(op: Operation): string {
+  const roles = op['x-sendense-roles'];
+  if (roles?.length) return roles.includes('public') ? 'no key' : roles.join(', ');
+  return op.security?.length ? 'any key' : 'no key';
+}
 const anchor = (s: string) => s.toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-');
 
 function typeOf(s: Schema | undefined): string {
@@ -131,11 +139,11 @@ export function render(doc: Document): string {
     }
   }
 
-  out.push('## Endpoints', '', '| method | path | what | key |', '| --- | --- | --- | --- |');
+  out.push('## Endpoints', '', '| method | path | what | roles |', '| --- | --- | --- | --- |');
   for (const ops of groups.values()) {
     for (const { method, path, op } of ops) {
       const title = `${method.toUpperCase()} ${path}`;
-      out.push(`| ${method.toUpperCase()} | [\`${path}\`](#${anchor(title)}) | ${cell(op.summary)} | ${op.security?.length ? 'yes' : 'no'} |`);
+      out.push(`| ${method.toUpperCase()} | [\`${path}\`](#${anchor(title)}) | ${cell(op.summary)} | ${who(op)} |`);
     }
   }
   out.push('');
@@ -146,7 +154,7 @@ export function render(doc: Document): string {
       out.push(`### ${method.toUpperCase()} ${path}`, '');
       if (op.summary) out.push(op.summary, '');
       if (op.description) out.push(op.description, '');
-      if (!op.security?.length) out.push('No API key needed.', '');
+      out.push(`Who may call it: ${who(op) === 'no key' ? 'anyone, no API key needed' : who(op)}.`, '');
       const params = op.parameters ?? [];
       if (params.length) {
         out.push('| parameter | in | type | required | description |', '| --- | --- | --- | --- | --- |');
