@@ -138,6 +138,7 @@ log "installed into $dest"
 cat >&2 <<EOF
 Next:
   - first admin key:  sudo sh -c 'set -a; . /etc/sendense/sendense.env; sendense-ctl apikey create --role admin'
-  - console and API:  http://<this host>:8080/   (log in with the key)
+  - console and API:  http://127.0.0.1:8080/ on this host (log in with the key; to serve the
+                      network set GATEWAY_HOST and GATEWAY_TLS_CERT/KEY: docs/admin-guide.md)
   - logs:             journalctl -u 'sendense-*' -f
 EOF
