@@ -1,8 +1,11 @@
-import { buildProgram } from './app/program';
+import { runCli } from './app/program';
 
-buildProgram()
-  .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    process.stderr.write(`sendense-ctl: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+runCli(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`sendense-ctl: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

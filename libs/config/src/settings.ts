@@ -69,6 +69,13 @@ export const loadRestoreSettings = (env = process.env): RestoreSettings => loadE
 export const loadCaptureAgentSettings = (env = process.env): CaptureAgentSettings =>
   loadEnv({ ...commonEnv, ...captureAgentEnv }, env);
 
+/**
+ * The CLI's environment as it is: sendense-ctl resolves flags, then these
+ * variables (cliEnv), then its config file itself, so it needs to know which
+ * were set (HOME and XDG_CONFIG_HOME locate the config file).
+ */
+export const cliEnvironment = (env = process.env): Readonly<Record<string, string | undefined>> => env;
+
 /** All groups, for documentation. */
 export const allEnvGroups = {
   'all services': commonEnv,

@@ -63,8 +63,8 @@ export interface FileEntry {
   path: string;
   type: EntryType;
   size: number;
-  /** Permission bits (mode & 0o7777). */
-  mode: number;
+  /** Permission bits (mode & 0o7777) in octal, as ls and chmod write them: "0644", "4755". */
+  mode: string;
   mtime: string;
   symlinkTarget?: string;
   /** The on-disk name is not valid UTF-8 (name shows replacement characters). */

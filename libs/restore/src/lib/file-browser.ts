@@ -53,6 +53,11 @@ export interface FileBrowserOptions {
   highWaterMark?: number;
 }
 
+/** Permission bits of a stat mode as four (or more) octal digits. */
+export function octalMode(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
 export function entryType(st: Stats): EntryType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
@@ -106,7 +111,7 @@ export class FileBrowser {
       path: relative,
       type: entryType(st),
       size: st.size,
-      mode: st.mode & 0o7777,
+      mode: octalMode(st.mode),
       mtime: st.mtime.toISOString(),
     };
     if (st.isSymbolicLink()) entry.symlinkTarget = await readlink(hostPath);
@@ -136,7 +141,7 @@ export class FileBrowser {
         entries.push(entry);
       } catch {
         // An entry the filesystem cannot stat (damaged guest fs) is shown as 'other'.
-        entries.push({ name, path: rel, type: 'other', size: 0, mode: 0, mtime: new Date(0).toISOString() });
+        entries.push({ name, path: rel, type: 'other', size: 0, mode: '0000', mtime: new Date(0).toISOString() });
       }
     }
     return { path: resolved.relative, entries, offset: off, limit: lim, total: names.length };
@@ -185,7 +190,7 @@ export class FileBrowser {
         path: resolved.relative,
         type: 'file',
         size,
-        mode: st.mode & 0o7777,
+        mode: octalMode(st.mode),
         mtime: st.mtime.toISOString(),
       };
       let stream: Readable;

@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { extract } from 'tar-stream';
 import { run } from '@sendense/process';
@@ -39,6 +39,30 @@ describe('createTarStream', () => {
       `directory:tree/${d}/${e}`,
       `file:tree/${d}/${e}/${'n'.repeat(150)}.txt`,
     ]);
+  });
+
+  it('stores a hard-linked file once and its other names as links', async () => {
+    const tree = join(dir, 'links');
+    await mkdir(join(tree, 'b'), { recursive: true });
+    await writeFile(join(tree, 'a.txt'), 'shared\n');
+    await link(join(tree, 'a.txt'), join(tree, 'b', 'again.txt'));
+    const entries: string[] = [];
+    const ex = extract();
+    const done = new Promise<void>((resolve, reject) => {
+      ex.on('entry', (h, body, next) => {
+        let n = 0;
+        body.on('data', (c: unknown) => (n += (c as Buffer).length));
+        body.on('end', () => {
+          entries.push(`${h.type}:${h.name}${h.linkname ? `->${h.linkname}` : ''}:${n}`);
+          next();
+        });
+      });
+      ex.on('finish', resolve);
+      ex.on('error', reject);
+    });
+    createTarStream(tree, 'links').pipe(ex as unknown as NodeJS.WritableStream);
+    await done;
+    expect(entries).toEqual(['directory:links:0', 'file:links/a.txt:7', 'directory:links/b:0', 'link:links/b/again.txt->links/a.txt:0']);
   });
 
   it('stops producing when the consumer goes away, and reports a missing root', async () => {

@@ -11,7 +11,9 @@ import { pack as createPack, type Header, type Pack } from 'tar-stream';
  *
  * The walk uses lstat and never follows symlinks: a link is stored as a link
  * (its target text), so an archive cannot pull in files outside the mount.
- * Devices, FIFOs and sockets are skipped.
+ * Devices, FIFOs and sockets are skipped. A file with several hard links
+ * inside the tree is stored once; its other names are hard-link entries
+ * pointing at the first (so it unpacks as links, not as copies).
  */
 
 /** The typings demand every header field; tar-stream fills the rest with defaults. */
@@ -36,7 +38,10 @@ async function addFile(pack: Pack, header: Header, hostPath: Buffer, highWaterMa
   });
 }
 
-async function addTree(pack: Pack, hostDir: Buffer, name: string, highWaterMark: number, isDestroyed: () => boolean): Promise<void> {
+/** First archive name of each multiply-linked file (by device and inode). */
+type Links = Map<string, string>;
+
+async function addTree(pack: Pack, hostDir: Buffer, name: string, highWaterMark: number, isDestroyed: () => boolean, links: Links): Promise<void> {
   // Raw byte names: a name that is not UTF-8 must still be read by its real
   // bytes (it is stored in the archive with replacement characters).
   const names = await readdir(hostDir, { encoding: 'buffer' });
@@ -49,8 +54,17 @@ async function addTree(pack: Pack, hostDir: Buffer, name: string, highWaterMark:
     const common = { name: entryName, mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
     if (st.isDirectory()) {
       await new Promise<void>((res, rej) => pack.entry(header({ ...common, type: 'directory' }), (e) => (e ? rej(e) : res())));
-      await addTree(pack, hostPath, entryName, highWaterMark, isDestroyed);
+      await addTree(pack, hostPath, entryName, highWaterMark, isDestroyed, links);
     } else if (st.isFile()) {
+      if (st.nlink > 1) {
+        const key = `${st.dev}:${st.ino}`;
+        const first = links.get(key);
+        if (first !== undefined) {
+          await new Promise<void>((res, rej) => pack.entry(header({ ...common, type: 'link', linkname: first, size: 0 }), (e) => (e ? rej(e) : res())));
+          continue;
+        }
+        links.set(key, entryName);
+      }
       await addFile(pack, header({ ...common, type: 'file', size: st.size }), hostPath, highWaterMark);
     } else if (st.isSymbolicLink()) {
       const linkname = await readlink(hostPath);
@@ -79,7 +93,7 @@ export function createTarStream(hostDir: string, rootName: string, { highWaterMa
           e ? rej(e) : res(),
         ),
       );
-      await addTree(pack, Buffer.from(hostDir.replace(/\/+$/, '')), rootName, highWaterMark, () => destroyed);
+      await addTree(pack, Buffer.from(hostDir.replace(/\/+$/, '')), rootName, highWaterMark, () => destroyed, new Map());
       pack.finalize();
     } catch (err) {
       pack.destroy(err as Error);

@@ -1,6 +1,7 @@
 import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EntryNotFound, PathRejected } from './errors';
+import { octalMode } from './file-browser';
 import { parseBlkidExport, driverFor } from './filesystem';
 import { qsdArgs, isOurQsd } from './fuse-export';
 import { contentDisposition, parseRangeHeader } from './http-range';
@@ -123,5 +124,14 @@ describe('safe paths', () => {
     await expect(resolveInside(root, 'p1/loop1')).rejects.toThrow(PathRejected);
     await expect(resolveInside(root, 'p1/missing')).rejects.toThrow(EntryNotFound);
     await expect(resolveInside(root, 'p1/a/f/g')).rejects.toThrow(EntryNotFound);
+  });
+});
+
+describe('octalMode', () => {
+  it('writes permission bits as ls and chmod do', () => {
+    expect(octalMode(0o100644)).toBe('0644');
+    expect(octalMode(0o40755)).toBe('0755');
+    expect(octalMode(0o104755)).toBe('4755');
+    expect(octalMode(0)).toBe('0000');
   });
 });

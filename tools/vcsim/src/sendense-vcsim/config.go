@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode/utf8"
 )
 
 type harnessConfig struct {
@@ -108,7 +109,7 @@ func (c *harnessConfig) validate() error {
 					return fmt.Errorf("%s: filesystem must be ext4 or xfs", where)
 				}
 				for p := range d.Content.Files {
-					if err := checkGuestPath(p); err != nil {
+					if err := checkStagedGuestPath(p); err != nil {
 						return fmt.Errorf("%s: %w", where, err)
 					}
 				}
@@ -131,6 +132,26 @@ func (c *harnessConfig) validate() error {
 // checkGuestPath accepts absolute, normalised paths of plain names only, so
 // a path can never climb out of the staging directory or smuggle debugfs
 // syntax (spaces, quotes, newlines) into a command script.
+// checkStagedGuestPath is for files of the initial content: they are staged
+// as real files and copied by mkfs (no debugfs script), so names may hold
+// spaces and any UTF-8 (the restore tests need them); not control characters.
+func checkStagedGuestPath(p string) error {
+	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || !utf8.ValidString(p) {
+		return fmt.Errorf("guest path %q must be absolute, UTF-8 and name a file", p)
+	}
+	for _, part := range strings.Split(p[1:], "/") {
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("guest path %q is not normalised", p)
+		}
+		for _, r := range part {
+			if r < 0x20 || r == 0x7f {
+				return fmt.Errorf("guest path %q: control characters are not allowed in names", p)
+			}
+		}
+	}
+	return nil
+}
+
 func checkGuestPath(p string) error {
 	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
 		return fmt.Errorf("guest path %q must be absolute and name a file", p)
