@@ -42,7 +42,8 @@ npx tsx --tsconfig tsconfig.base.json scripts/demo.ts
 # backup commands are named only when they answer).
 base="http://127.0.0.1:$port"
 if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/")" = 200 ]; then console="$base/"; else console="(not in this build; use the API below)"; fi
-if bin/sendense-ctl --help 2>/dev/null | grep -qE '^ +backup( |$)'; then
+cli_help=$(bin/sendense-ctl --help 2>/dev/null || true)
+if grep -qE '^ +backup( |$)' <<<"$cli_help"; then
   cli="bin/sendense-ctl backup chain --vm demo-web01    (and: job list, backup mount ..., --help)"
 else
   cli="bin/sendense-ctl apikey create --role viewer   (this build's CLI has only apikey)"
