@@ -4,4 +4,7 @@ export * from './migrator';
 export * from './generated/client';
 export * from './api-keys';
 export * from './secret-box';
-export * from './vm-disks';
+export * from './repositories/backup-jobs.repository';
+export * from './repositories/backup-chains.repository';
+export * from './repositories/vm-disks.repository';
+export * from './repositories/job-events.repository';

@@ -14,3 +14,8 @@ export { CONSOLIDATION_STEPS } from './lib/consolidation-journal';
 export type { ConsolidationStep } from './lib/consolidation-journal';
 export { compareImages } from './lib/qemu-img';
 export { checkRepositoryPath, realLocation, RepositoryPathRefused } from './lib/repository-path';
+export { StorageRegistry, STORAGE_BACKENDS } from './backends/registry';
+export { UnusableRepository, exposesLocalFiles } from './backends/backend';
+export type { StorageBackend, BackendOptions, RepositoryDescriptor, ImageLocation, LocalFileAccess, LocalFileRepository } from './backends/backend';
+export { localQcow2Backend, localRepositoryConfig } from './backends/local/local-qcow2.backend';
+export type { LocalRepositoryConfig } from './backends/local/local-qcow2.backend';

@@ -19,7 +19,7 @@ import {
   isEnospc,
 } from './errors';
 import { allocatedBytes, exists, fsyncDir, fsyncFile, removeIfExists, writeFileAtomic } from './fs-util';
-import { LOCK_DIR, assertDiskIndex, assertSafeId, diskDir, imageBaseName } from './layout';
+import { LOCK_DIR, assertDiskIndex, assertSafeId, diskDir, imageBaseName, relName } from './layout';
 import { FileLockRegistry, releaseAll, type LockHandle, type LockPurpose } from './locks';
 import { checkImage, createImage, imageInfo, qemuImgVersion } from './qemu-img';
 import { reconcileDisk } from './reconcile';
@@ -105,6 +105,11 @@ export class LocalQcow2Repository implements BackupRepository {
 
   get root(): string {
     return this.opts.root;
+  }
+
+  /** `<vmContextId>/disk-<n>/<image>` (the layout above). */
+  imageKey(record: Pick<RestorePointRecord, 'vmContextId' | 'diskIndex' | 'imageName'>): string {
+    return relName(record.vmContextId, record.diskIndex, record.imageName);
   }
 
   private consolidationOptions(): ConsolidationOptions {

@@ -190,6 +190,13 @@ export interface BackupRepository {
   /** Backend kind, e.g. "local-qcow2". */
   readonly kind: string;
 
+  /**
+   * The key of a restore point's image inside this repository, what the
+   * database records (backup_jobs.repository_path); the backend's
+   * `locateImage()` turns it back into a location.
+   */
+  imageKey(record: Pick<RestorePointRecord, 'vmContextId' | 'diskIndex' | 'imageName'>): string;
+
   list(query?: RestorePointQuery): Promise<RestorePoint[]>;
   /** Throws RestorePointNotFound (also for restore points still being written). */
   get(id: string): Promise<RestorePoint>;

@@ -7,8 +7,8 @@ import type {
   NbdExportInfo,
   PreparedDisk,
 } from '@sendense/contracts';
-import { addVmDisk, type BackupRepository as BackupRepositoryRow, type PrismaClient, type SecretBox, type VCenter, type VmContext, type VmDisk } from '@sendense/db';
-import { InsufficientSpace, StorageError, type LocalQcow2Repository, type RestorePoint } from '@sendense/storage';
+import { addVmDisk, chainRow, type BackupRepository as BackupRepositoryRow, type PrismaClient, type SecretBox, type VCenter, type VmContext, type VmDisk } from '@sendense/db';
+import { exposesLocalFiles, InsufficientSpace, StorageError, type LocalFileRepository, type RestorePoint } from '@sendense/storage';
 
 /** Storage refusals that pass by themselves (another writer, a merge in progress): retried with backoff. */
 const TRANSIENT_STORAGE = new Set(['BACKUP_IN_PROGRESS', 'RESTORE_POINT_BUSY']);
@@ -18,7 +18,6 @@ import { RepositoryRegistry } from '../repositories/repository-registry';
 import { JobEventLog } from './job-event-log';
 import type { VmLocks } from './vm-lock';
 import { cleanUpInterrupted, type InterruptedRunDeps } from './interrupted-runs';
-import { chainRow } from '../maintenance/repository-sync';
 
 export interface BackupControl {
   signal: AbortSignal;
@@ -110,6 +109,9 @@ export class BackupService {
       throw new PermanentError(`repository ${repoRow.name} is served by node ${repoRow.storageNode}, not by this worker's node ${this.nodeName}`);
     }
     const repo = await this.repositories.get(repoRow);
+    if (!exposesLocalFiles(repo)) {
+      throw new PermanentError(`repository ${repoRow.name} (${repoRow.repositoryType}) cannot expose an image file to the nbd-exporter; backups need such a repository`);
+    }
     if (!ctx.vcenter) throw new PermanentError(`${vm} has no vCenter registered`);
     if (!this.secrets) throw new PermanentError('SENDENSE_SECRET_KEY is not set on this worker: the vCenter password cannot be read');
     const unlock = await this.locks.acquire(data.vmContextId, data.runId);
@@ -128,7 +130,7 @@ export class BackupService {
     ctx: VmContext & { vcenter: VCenter | null; disks: VmDisk[] },
     vm: string,
     repoRow: BackupRepositoryRow,
-    repo: LocalQcow2Repository,
+    repo: LocalFileRepository,
   ): Promise<BackupRunResult> {
     if (!ctx.vcenter || !this.secrets) throw new PermanentError(`${vm} has no usable vCenter credentials`);
 
@@ -299,7 +301,7 @@ export class BackupService {
   }
 
   /** Repositories on other nodes show the space their node last measured. */
-  private async recordSpace(repo: LocalQcow2Repository, repositoryId: string): Promise<void> {
+  private async recordSpace(repo: LocalFileRepository, repositoryId: string): Promise<void> {
     try {
       const s = await repo.space();
       await this.prisma.backupRepository.update({
@@ -311,7 +313,7 @@ export class BackupService {
     }
   }
 
-  private async chooseBase(repo: LocalQcow2Repository, data: BackupVmJobData, disk: VmDisk): Promise<BaseChoice> {
+  private async chooseBase(repo: LocalFileRepository, data: BackupVmJobData, disk: VmDisk): Promise<BaseChoice> {
     if (data.requestedType === 'full') return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT['requested']! };
     const chain = await this.prisma.backupChain.findUnique({
       where: { vmContextId_diskId: { vmContextId: disk.vmContextId, diskId: disk.diskIndex } },
@@ -357,7 +359,7 @@ export class BackupService {
     return { prepared: p, disk, type: 'full', parentId: null, fallbackReason: reason, previousChangeId: null };
   }
 
-  private async createRestorePoints(data: BackupVmJobData, vmName: string, repo: LocalQcow2Repository, repositoryId: string, plans: DiskPlan[]) {
+  private async createRestorePoints(data: BackupVmJobData, vmName: string, repo: LocalFileRepository, repositoryId: string, plans: DiskPlan[]) {
     for (const pl of plans) {
       let handle;
       try {
@@ -392,7 +394,7 @@ export class BackupService {
           status: 'running',
           repositoryId,
           repositoryType: 'local',
-          repositoryPath: `${data.vmContextId}/disk-${pl.disk.diskIndex}/${handle.record.imageName}`,
+          repositoryPath: repo.imageKey(handle.record),
           parentBackupId: pl.parentId,
           previousChangeId: pl.previousChangeId,
           totalBytes: BigInt(pl.prepared.bytesToCopy),
@@ -409,7 +411,7 @@ export class BackupService {
     }
   }
 
-  private async exportTargets(vmContextId: string, repo: LocalQcow2Repository, plans: DiskPlan[]): Promise<Map<number, NbdExportInfo>> {
+  private async exportTargets(vmContextId: string, repo: LocalFileRepository, plans: DiskPlan[]): Promise<Map<number, NbdExportInfo>> {
     const out = new Map<number, NbdExportInfo>();
     for (const pl of plans) {
       const target = await repo.localTarget(pl.backupId!);
@@ -447,7 +449,7 @@ export class BackupService {
 
   private async commitDisk(
     data: BackupVmJobData,
-    repo: LocalQcow2Repository,
+    repo: LocalFileRepository,
     pl: DiskPlan,
     r: { changeId: string; bytesRead: number; bytesZeroed: number },
     inTurn: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
@@ -499,7 +501,7 @@ export class BackupService {
   }
 
   /** Leave nothing half-done: exports removed, uncommitted restore points aborted, rows marked. */
-  private async cleanUp(data: BackupVmJobData, repo: LocalQcow2Repository, plans: DiskPlan[], err: unknown, vm: string) {
+  private async cleanUp(data: BackupVmJobData, repo: LocalFileRepository, plans: DiskPlan[], err: unknown, vm: string) {
     const cancelled = err instanceof CancelledError || (err instanceof CaptureAgentError && err.code === 'CANCELLED');
     const message = err instanceof Error ? err.message : String(err);
     const warn = (id: string | null, what: string, e: unknown) =>

@@ -4,11 +4,10 @@ import type {
   DeleteRestorePointJobData,
   VerifyRestorePointJobData,
 } from '@sendense/contracts';
-import type { PrismaClient } from '@sendense/db';
-import { applyRetention, releaseAll, StorageError, type LocalQcow2Repository, type RetentionPolicy } from '@sendense/storage';
+import { BackupChainRepository, type PrismaClient } from '@sendense/db';
+import { applyRetention, ChainBroken, exposesLocalFiles, releaseAll, RestorePointNotFound, StorageError, type BackupRepository, type LockHandle, type RetentionPolicy } from '@sendense/storage';
 import { PermanentError } from '../common/errors';
 import type { RepositoryRegistry } from '../repositories/repository-registry';
-import { syncDisk } from './repository-sync';
 
 /**
  * Chain maintenance on this node's repositories: delete, consolidate,
@@ -17,10 +16,14 @@ import { syncDisk } from './repository-sync';
  * whose message the API shows as is.
  */
 export class MaintenanceService {
+  private readonly chains: BackupChainRepository;
+
   constructor(
     private readonly prisma: PrismaClient,
     private readonly repositories: RepositoryRegistry,
-  ) {}
+  ) {
+    this.chains = new BackupChainRepository(prisma);
+  }
 
   /** Storage refusals keep their code in the message ("[CODE] text") so the API can answer 409/404. */
   private static refusal(err: unknown): unknown {
@@ -33,17 +36,23 @@ export class MaintenanceService {
    * node) are held with shared "mount" locks while a maintenance operation
    * runs, so the storage layer refuses to merge or delete them.
    */
-  private async withMountsHeld<T>(repo: LocalQcow2Repository, repositoryId: string, fn: () => Promise<T>): Promise<T> {
+  private async withMountsHeld<T>(repo: BackupRepository, repositoryId: string, fn: () => Promise<T>): Promise<T> {
     const mounted = await this.prisma.restoreMount.findMany({
       where: { state: { in: ['mounting', 'mounted', 'unmounting'] }, backup: { repositoryId } },
       select: { backupId: true },
     });
     const ids = [...new Set(mounted.map((m) => m.backupId))];
-    const held = [];
-    for (const id of ids) {
-      // Every restore point the mount reads: the whole chain up to it.
-      const chain = await repo.chain(id).catch(() => null);
-      if (chain) held.push(...(await repo.locks.acquireAll(chain.restorePoints.map((p) => p.id), 'mount')));
+    const held: LockHandle[] = [];
+    // Only backends whose images are local files can be mounted at all.
+    if (exposesLocalFiles(repo)) {
+      for (const id of ids) {
+        // Every restore point the mount reads: the whole chain up to it (gone already: nothing to hold).
+        const locks = await repo.acquireChain(id, 'mount').catch((err: unknown) => {
+          if (err instanceof RestorePointNotFound || err instanceof ChainBroken) return [];
+          throw err;
+        });
+        held.push(...locks);
+      }
     }
     try {
       return await fn();
@@ -71,7 +80,7 @@ export class MaintenanceService {
       }
     }
     await this.prisma.backupJob.deleteMany({ where: { id: d.backupId, status: { not: 'completed' } } });
-    return syncDisk(this.prisma, repo, repositoryRow.id, row.vmContextId, row.diskId);
+    return this.chains.syncDisk(repo, repositoryRow.id, row.vmContextId, row.diskId);
   }
 
   async verify(d: VerifyRestorePointJobData) {
@@ -83,7 +92,7 @@ export class MaintenanceService {
       where: { id: d.backupId },
       data: { verifiedAt: new Date(result.at), verifyStatus: result.ok ? 'ok' : 'failed' },
     });
-    await syncDisk(this.prisma, repo, repositoryRow.id, row.vmContextId, row.diskId);
+    await this.chains.syncDisk(repo, repositoryRow.id, row.vmContextId, row.diskId);
     return result;
   }
 
@@ -102,7 +111,7 @@ export class MaintenanceService {
     } catch (err) {
       throw MaintenanceService.refusal(err);
     }
-    await syncDisk(this.prisma, repo, repositoryRow.id, d.vmContextId, d.diskId);
+    await this.chains.syncDisk(repo, repositoryRow.id, d.vmContextId, d.diskId);
     return result;
   }
 
@@ -128,7 +137,7 @@ export class MaintenanceService {
         select: { vmContextId: true, diskId: true },
         distinct: ['vmContextId', 'diskId'],
       });
-      for (const k of disks) await syncDisk(this.prisma, repo, d.repositoryId, k.vmContextId, k.diskId);
+      for (const k of disks) await this.chains.syncDisk(repo, d.repositoryId, k.vmContextId, k.diskId);
     }
     return result;
   }

@@ -1,50 +1,26 @@
-import { checkRepositoryPath, LocalQcow2Repository, RepositoryPathRefused } from '@sendense/storage';
-import type { BackupRepository as RepositoryRow } from '@sendense/db';
+import { StorageRegistry, UnusableRepository, type BackupRepository, type RepositoryDescriptor } from '@sendense/storage';
 import { PermanentError } from '../common/errors';
 
-export interface LocalRepositoryConfig {
-  path: string;
-}
-
-/** Reads the `config` JSON of a local repository row, refusing what is not usable. */
-export function localRepositoryConfig(row: Pick<RepositoryRow, 'name' | 'repositoryType' | 'config'>): LocalRepositoryConfig {
-  if (row.repositoryType !== 'local') {
-    throw new PermanentError(`repository ${row.name} is of type ${row.repositoryType}; only local repositories are supported so far`);
-  }
-  const cfg = row.config as { path?: unknown } | null;
-  if (!cfg || typeof cfg.path !== 'string' || !cfg.path.startsWith('/')) {
-    throw new PermanentError(`repository ${row.name} has no absolute "path" in its config`);
-  }
-  return { path: cfg.path };
-}
-
 /**
- * One LocalQcow2Repository per repository row, opened on first use.
- * Opening finishes (or rolls back) a consolidation that a crash interrupted,
- * so no backup ever starts on a half-merged chain.
- * A repository whose directory does not resolve (symlinks followed) inside
- * REPOSITORY_ALLOWED_ROOTS is refused before anything is created there, as a
- * permanent error: the backup stops before the VM snapshot, and is not retried.
+ * The worker's door to storage: the backend of a repository row is chosen
+ * by its repository_type (libs/storage's registry), opened once per process.
+ * A row no backend can use (unknown type, bad config, a directory that does
+ * not resolve inside REPOSITORY_ALLOWED_ROOTS) is a permanent failure of the
+ * job: the backup stops before the VM snapshot, and is not retried.
  */
 export class RepositoryRegistry {
-  private readonly open = new Map<string, Promise<LocalQcow2Repository>>();
+  private readonly storage: StorageRegistry;
 
-  constructor(private readonly allowedRoots: readonly string[]) {}
+  constructor(allowedRoots: readonly string[]) {
+    this.storage = new StorageRegistry({ allowedRoots });
+  }
 
-  get(row: Pick<RepositoryRow, 'id' | 'name' | 'repositoryType' | 'config'>): Promise<LocalQcow2Repository> {
-    const { path } = localRepositoryConfig(row);
-    const key = `${row.id}:${path}`;
-    let repo = this.open.get(key);
-    if (!repo) {
-      repo = checkRepositoryPath(path, this.allowedRoots).then(
-        () => LocalQcow2Repository.open({ root: path }),
-        (err: unknown) => {
-          throw err instanceof RepositoryPathRefused ? new PermanentError(`repository ${row.name} cannot be used: ${err.message}`) : err;
-        },
-      );
-      repo.catch(() => this.open.delete(key));
-      this.open.set(key, repo);
+  async get(row: RepositoryDescriptor): Promise<BackupRepository> {
+    try {
+      return await this.storage.open(row);
+    } catch (err) {
+      if (err instanceof UnusableRepository) throw new PermanentError(err.message);
+      throw err;
     }
-    return repo;
   }
 }
