@@ -19,6 +19,9 @@ function source(points: ChainPoint[]): ChainSource {
   };
 }
 
+// Real database round trips on a shared, loaded machine.
+jest.setTimeout(30_000);
+
 describe('BackupChainRepository', () => {
   let db: TestDatabase;
   let chains: BackupChainRepository;

@@ -2,6 +2,9 @@ import { createTestDatabase, type TestDatabase } from '../testing/test-database'
 import { BackupJobRepository } from './backup-jobs.repository';
 import { newJob, seedVmAndRepository } from '../testing/repository-seed';
 
+// Real database round trips on a shared, loaded machine.
+jest.setTimeout(30_000);
+
 describe('BackupJobRepository', () => {
   let db: TestDatabase;
   let jobs: BackupJobRepository;

@@ -1,6 +1,9 @@
 import { createTestDatabase, type TestDatabase } from '../testing/test-database';
 import { JobEventRepository } from './job-events.repository';
 
+// Real database round trips on a shared, loaded machine.
+jest.setTimeout(30_000);
+
 describe('JobEventRepository', () => {
   let db: TestDatabase;
   let events: JobEventRepository;

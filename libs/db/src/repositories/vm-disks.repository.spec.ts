@@ -2,6 +2,9 @@ import { createTestDatabase, type TestDatabase } from '../testing/test-database'
 import { seedVmAndRepository } from '../testing/repository-seed';
 import { VmDiskRepository } from './vm-disks.repository';
 
+// Real database round trips on a shared, loaded machine.
+jest.setTimeout(30_000);
+
 describe('VmDiskRepository', () => {
   let db: TestDatabase;
   let disks: VmDiskRepository;
