@@ -44,7 +44,7 @@ base="http://127.0.0.1:$port"
 if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/")" = 200 ]; then console="$base/"; else console="(not in this build; use the API below)"; fi
 cli_help=$(bin/sendense-ctl --help 2>/dev/null || true)
 if grep -qE '^ +backup( |$)' <<<"$cli_help"; then
-  cli="bin/sendense-ctl backup chain --vm demo-web01    (and: job list, backup mount ..., --help)"
+  cli="bin/sendense-ctl backup chain --vm demo-web01    (and: backup list, backup extract, --help)"
 else
   cli="bin/sendense-ctl apikey create --role viewer   (this build's CLI has only apikey)"
 fi
