@@ -13,15 +13,12 @@ import { JobEventLog } from './backup/job-event-log';
 import { RepositoryRegistry } from './repositories/repository-registry';
 import { MaintenanceService } from './maintenance/maintenance.service';
 import { maintenanceHandlers } from './maintenance/maintenance.handlers';
+import { assertEveryJobHandled, type JobHandler } from './common/job-handler';
 
 export const SETTINGS = Symbol('SETTINGS');
 export const PRISMA = Symbol('PRISMA');
 
-/** A processor for one job name; processors are thin and call services. */
-export interface JobHandler {
-  readonly jobName: string;
-  handle(job: Job): Promise<unknown>;
-}
+export type { JobHandler } from './common/job-handler';
 export const JOB_HANDLERS = Symbol('JOB_HANDLERS');
 
 /** The worker's collaborators, built once (and closed on shutdown). */
@@ -50,6 +47,8 @@ export class WorkerServices {
     const secrets = settings.SENDENSE_SECRET_KEY ? new SecretBox(settings.SENDENSE_SECRET_KEY) : null;
     this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks);
     this.handlers = [new BackupVmHandler(this.backups, this.cancels), ...maintenanceHandlers(new MaintenanceService(prisma, this.repositories))];
+    // Boot-time refusal: a job name of libs/contracts without a handler would only fail jobs later.
+    assertEveryJobHandled(this.handlers);
   }
 
   recoverInterrupted(): Promise<number> {

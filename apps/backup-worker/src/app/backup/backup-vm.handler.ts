@@ -1,7 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { JobNames, type BackupVmJobData, type JobProgress } from '@sendense/contracts';
 import { CaptureAgentError } from '@sendense/contracts';
-import type { JobHandler } from '../worker.module';
+import type { JobHandler } from '../common/job-handler';
 import { CancelledError, PermanentError } from '../common/errors';
 import type { BackupService, BackupRunResult } from './backup.service';
 import { WorkerStopping, type CancelRegistry } from './cancel-registry';

@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { JobNames, type JobName } from '@sendense/contracts';
-import type { JobHandler } from '../worker.module';
+import type { JobHandler } from '../common/job-handler';
 import { PermanentError } from '../common/errors';
 import type { MaintenanceService } from './maintenance.service';
 
