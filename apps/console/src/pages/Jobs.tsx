@@ -1,0 +1,237 @@
+import { useState } from 'react';
+import { api } from '../api/client';
+import { ErrorBox, Loading, Notice, Section, StatusBadge, useAction, useAsync, useInterval } from '../ui/components';
+import { bytes, duration, short, when } from '../ui/format';
+import { LiveProgress } from '../ui/progress';
+import { Link } from '../ui/router';
+import { ENDED, runsOf, startedRuns } from '../ui/runs';
+import { useCan } from '../ui/session';
+
+const PAGE = 25;
+
+export function JobList() {
+  const [page, setPage] = useState(0);
+  const [filter, setFilter] = useState<'all' | 'running' | 'failed'>('all');
+  const data = useAsync(() => api.backups({ limit: 1000 }), []);
+  useInterval(() => data.reload(), 10_000);
+  const runs = data.data ? runsOf(data.data.items) : [];
+  const known = new Set(runs.map((r) => r.runId));
+  // Started from this tab and not yet writing restore points (queued).
+  const queued = startedRuns().filter((r) => !known.has(r.runId) && Date.now() - new Date(r.at).getTime() < 3600_000);
+  const shown = runs.filter((r) => filter === 'all' || (filter === 'running' ? !ENDED.includes(r.status) : r.status === filter));
+  const pages = Math.max(1, Math.ceil(shown.length / PAGE));
+  return (
+    <>
+      <h1>Jobs</h1>
+      <div className="toolbar" role="group" aria-label="Show">
+        {(['all', 'running', 'failed'] as const).map((f) => (
+          <button key={f} type="button" aria-pressed={filter === f} onClick={() => { setFilter(f); setPage(0); }}>
+            {f}
+          </button>
+        ))}
+      </div>
+      <ErrorBox error={data.error} />
+      {queued.length ? (
+        <Section title="Started from this tab" id="queued">
+          <ul className="plain">
+            {queued.map((r) => (
+              <li key={r.runId}>
+                <Link to={`/jobs/${r.runId}`}>
+                  {r.vmName} · {short(r.runId)}
+                </Link>
+                <LiveProgress runId={r.runId} compact onEnd={() => data.reload()} />
+              </li>
+            ))}
+          </ul>
+        </Section>
+      ) : null}
+      {!data.data ? (
+        <Loading what="jobs" />
+      ) : shown.length === 0 ? (
+        <Notice>No job {filter === 'all' ? 'yet' : `is ${filter}`}.</Notice>
+      ) : (
+        <>
+          <div className="scroll">
+            <table className="table" data-testid="job-table">
+              <thead>
+                <tr>
+                  <th scope="col">Run</th>
+                  <th scope="col">VM</th>
+                  <th scope="col">Type</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Started</th>
+                  <th scope="col">Took</th>
+                  <th scope="col">Disks</th>
+                  <th scope="col">Copied</th>
+                </tr>
+              </thead>
+              <tbody>
+                {shown.slice(page * PAGE, page * PAGE + PAGE).map((r) => (
+                  <tr key={r.runId}>
+                    <td>
+                      <Link to={`/jobs/${r.runId}`}>{short(r.runId)}</Link>
+                    </td>
+                    <td>
+                      <Link to={`/vms/${encodeURIComponent(r.vmContextId)}`}>{r.vmName}</Link>
+                    </td>
+                    <td>{r.types.join('/')}</td>
+                    <td>
+                      <StatusBadge status={r.status} />
+                      {r.status === 'running' ? <LiveProgress runId={r.runId} compact onEnd={() => data.reload()} /> : null}
+                    </td>
+                    <td>{when(r.createdAt)}</td>
+                    <td>{r.completedAt ? duration((new Date(r.completedAt).getTime() - new Date(r.createdAt).getTime()) / 1000) : '–'}</td>
+                    <td>{r.disks}</td>
+                    <td>{bytes(r.bytes)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <Pager page={page} pages={pages} onPage={setPage} />
+        </>
+      )}
+    </>
+  );
+}
+
+export function Pager({ page, pages, onPage }: { page: number; pages: number; onPage: (p: number) => void }) {
+  if (pages <= 1) return null;
+  return (
+    <nav className="pager" aria-label="Pages">
+      <button type="button" onClick={() => onPage(0)} disabled={page === 0}>
+        First
+      </button>
+      <button type="button" onClick={() => onPage(page - 1)} disabled={page === 0}>
+        Previous
+      </button>
+      <span>
+        Page {page + 1} of {pages}
+      </span>
+      <button type="button" onClick={() => onPage(page + 1)} disabled={page >= pages - 1}>
+        Next
+      </button>
+      <button type="button" onClick={() => onPage(pages - 1)} disabled={page >= pages - 1}>
+        Last
+      </button>
+    </nav>
+  );
+}
+
+export function JobPage({ runId }: { runId: string }) {
+  const may = useCan();
+  const job = useAsync(() => api.job(runId), [runId]);
+  const cancel = useAction(async () => {
+    const r = await api.cancelJob(runId);
+    job.reload();
+    return r;
+  });
+  const [cancelled, setCancelled] = useState<string | null>(null);
+  const s = job.data;
+  const live = s && !ENDED.includes(s.status) && s.status !== 'unknown';
+  return (
+    <>
+      <p className="crumbs">
+        <Link to="/jobs">Jobs</Link> /
+      </p>
+      <h1>Job {short(runId)}</h1>
+      <ErrorBox error={job.error} />
+      {!s ? (
+        <Loading what="the job" />
+      ) : (
+        <>
+          <dl className="facts">
+            <dt>Status</dt>
+            <dd>
+              <StatusBadge status={s.status} />
+            </dd>
+            <dt>VM</dt>
+            <dd>
+              <Link to={`/vms/${encodeURIComponent(s.vm_context_id)}`}>{s.backups[0]?.vm_name ?? s.vm_context_id}</Link>
+            </dd>
+            <dt>Queued</dt>
+            <dd>{when(s.queued_at)}</dd>
+            <dt>Started</dt>
+            <dd>{when(s.started_at)}</dd>
+            <dt>Finished</dt>
+            <dd>{when(s.finished_at)}</dd>
+            <dt>Attempts</dt>
+            <dd>{s.attempts_made ?? '–'}</dd>
+            <dt>Run id</dt>
+            <dd className="mono">{s.run_id}</dd>
+          </dl>
+          {s.error ? <p className="error">{s.error}</p> : null}
+          {live ? (
+            <Section
+              title="Progress"
+              id="progress"
+              actions={
+                may.cancel ? (
+                  <button
+                    type="button"
+                    className="danger"
+                    disabled={cancel.busy}
+                    onClick={() => void cancel.run().then((r) => r && setCancelled(r.status))}
+                  >
+                    {cancel.busy ? 'Cancelling…' : 'Cancel job'}
+                  </button>
+                ) : null
+              }
+            >
+              <LiveProgress runId={runId} onEnd={() => job.reload()} />
+              <ErrorBox error={cancel.error} title="Cancel refused" />
+              {cancelled ? <Notice>{cancelled === 'cancelling' ? 'Cancelling: the worker stops the copy and removes the snapshot and half-written restore points.' : 'Cancelled before it started.'}</Notice> : null}
+            </Section>
+          ) : null}
+          <Section title="Restore points of this run" id="run-points">
+            {s.backups.length === 0 ? (
+              <p className="muted">None yet.</p>
+            ) : (
+              <div className="scroll">
+                <table className="table">
+                  <thead>
+                    <tr>
+                      <th scope="col">Disk</th>
+                      <th scope="col">Type</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Copied</th>
+                      <th scope="col">Stored</th>
+                      <th scope="col">Note</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {s.backups.map((b) => (
+                      <tr key={b.id}>
+                        <td>disk {b.disk_id}</td>
+                        <td>{b.backup_type}</td>
+                        <td>
+                          <StatusBadge status={b.status} />
+                        </td>
+                        <td>{bytes(b.bytes_transferred)}</td>
+                        <td>{bytes(b.allocated_bytes)}</td>
+                        <td className="small">{b.error_message ?? (b.requested_type && b.requested_type !== b.backup_type ? `asked for ${b.requested_type}: ${b.fallback_reason ?? ''}` : '')}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+          </Section>
+          <Section title="Event log" id="events" actions={<button type="button" onClick={() => job.reload()}>Refresh</button>}>
+            {s.events.length === 0 ? (
+              <p className="muted">No events recorded.</p>
+            ) : (
+              <ol className="log" data-testid="event-log">
+                {s.events.map((e, i) => (
+                  <li key={i} className={`log-${e.level}`}>
+                    <time dateTime={e.at}>{when(e.at)}</time> <span className="badge badge-muted">{e.phase}</span> <span className="log-level">{e.level}</span> {e.message}
+                  </li>
+                ))}
+              </ol>
+            )}
+          </Section>
+        </>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,329 @@
+import { useEffect, useMemo, useState } from 'react';
+import { api } from '../api/client';
+import type { FileEntry } from '../api/types';
+import { ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
+import { ago, bytes, mode, short, when } from '../ui/format';
+import { Link, navigate } from '../ui/router';
+import { useCan } from '../ui/session';
+import { Pager } from './Jobs';
+
+export function RestorePage({ backupId }: { backupId: string | null }) {
+  const may = useCan();
+  const mounts = useAsync(() => api.mounts(), []);
+  const vms = useAsync(() => api.vms(), []);
+  const preset = useAsync(() => (backupId ? api.backup(backupId) : Promise.resolve(null)), [backupId]);
+  const [vm, setVm] = useState('');
+  const [point, setPoint] = useState(backupId ?? '');
+  useEffect(() => {
+    if (preset.data) {
+      setVm(preset.data.vm_context_id);
+      setPoint(preset.data.id);
+    }
+  }, [preset.data]);
+  const chains = useAsync(() => (vm ? api.chains(vm) : Promise.resolve(null)), [vm]);
+  const mount = useAction(async () => {
+    const m = await api.mount(point);
+    navigate(`/restore/${m.mount_id}`);
+  });
+  const unmount = useAction(async (id: string) => {
+    await api.unmount(id);
+    mounts.reload();
+  });
+  return (
+    <>
+      <h1>File restore</h1>
+      {may.mount ? (
+        <Section title="Mount a restore point" id="mount">
+          <form
+            className="toolbar"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void mount.run();
+            }}
+          >
+            <label htmlFor="restore-vm">VM</label>
+            <select id="restore-vm" value={vm} onChange={(e) => { setVm(e.target.value); setPoint(''); }}>
+              <option value="">choose…</option>
+              {(vms.data ?? []).map((v) => (
+                <option key={v.context_id} value={v.context_id}>
+                  {v.vm_name}
+                </option>
+              ))}
+            </select>
+            <label htmlFor="restore-point">Restore point</label>
+            <select id="restore-point" value={point} onChange={(e) => setPoint(e.target.value)} disabled={!chains.data}>
+              <option value="">choose…</option>
+              {(chains.data?.chains ?? []).map((c) => (
+                <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
+                  {[...c.restore_points].reverse().map((p) => (
+                    <option key={p.id} value={p.id}>
+                      disk {c.disk_id} · {p.backup_type} · {when(p.completed_at ?? p.created_at)} · {bytes(p.allocated_bytes)}
+                    </option>
+                  ))}
+                </optgroup>
+              ))}
+            </select>
+            <button type="submit" className="primary" disabled={!point || mount.busy} data-testid="mount">
+              {mount.busy ? 'Mounting…' : 'Mount'}
+            </button>
+          </form>
+          <p className="muted small">Mounted read-only, the whole chain; mounts that nobody uses are unmounted after a while.</p>
+          <ErrorBox error={mount.error ?? chains.error ?? preset.error} title="Cannot mount" />
+        </Section>
+      ) : (
+        <Notice>Your key may browse mounted restore points; mounting needs an operator or admin key.</Notice>
+      )}
+      <Section title="Mounted restore points" id="mounts" actions={<button type="button" onClick={() => mounts.reload()}>Refresh</button>}>
+        <ErrorBox error={mounts.error ?? unmount.error} />
+        {!mounts.data ? (
+          <Loading what="mounts" />
+        ) : mounts.data.length === 0 ? (
+          <p className="muted">Nothing is mounted.</p>
+        ) : (
+          <div className="scroll">
+            <table className="table">
+              <thead>
+                <tr>
+                  <th scope="col">Mount</th>
+                  <th scope="col">Restore point</th>
+                  <th scope="col">Partitions</th>
+                  <th scope="col">Mounted</th>
+                  <th scope="col">Last used</th>
+                  <th scope="col">Actions</th>
+                </tr>
+              </thead>
+              <tbody>
+                {mounts.data.map((m) => (
+                  <tr key={m.mount_id}>
+                    <td>
+                      <Link to={`/restore/${m.mount_id}`}>{short(m.mount_id)}</Link>
+                    </td>
+                    <td className="mono">{short(m.backup_id)}</td>
+                    <td>{m.partitions.map((p) => `${p.name}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') || '–'}</td>
+                    <td>{when(m.created_at)}</td>
+                    <td>{ago(m.last_access_at)}</td>
+                    <td>
+                      <Link to={`/restore/${m.mount_id}`} className="button">
+                        Browse
+                      </Link>{' '}
+                      {may.mount ? (
+                        <button type="button" onClick={() => void unmount.run(m.mount_id)} disabled={unmount.busy}>
+                          Unmount
+                        </button>
+                      ) : null}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </Section>
+    </>
+  );
+}
+
+type SortKey = 'name' | 'size' | 'mtime' | 'type';
+const PAGE = 50;
+/** Directories up to this size are loaded whole, so sorting covers all of it; bigger ones page on the server (by name). */
+const WHOLE = 5000;
+const CHUNK = 1000;
+
+async function loadDir(mountId: string, path: string, serverPage: number): Promise<{ entries: FileEntry[]; total: number; whole: boolean }> {
+  const first = await api.files(mountId, path, serverPage * PAGE, serverPage > 0 ? PAGE : CHUNK);
+  if (serverPage > 0) return { entries: first.entries, total: first.total, whole: false };
+  if (first.total <= first.entries.length) return { entries: first.entries, total: first.total, whole: true };
+  if (first.total > WHOLE) return { entries: first.entries.slice(0, PAGE), total: first.total, whole: false };
+  const entries = [...first.entries];
+  while (entries.length < first.total) {
+    const next = await api.files(mountId, path, entries.length, CHUNK);
+    if (!next.entries.length) break;
+    entries.push(...next.entries);
+  }
+  return { entries, total: first.total, whole: true };
+}
+
+function join(dir: string, name: string): string {
+  return dir ? `${dir}/${name}` : name;
+}
+
+function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.rel = 'noopener';
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+export function RestoreBrowser({ mountId, path }: { mountId: string; path: string }) {
+  const may = useCan();
+  const mounts = useAsync(() => api.mounts(), [mountId]);
+  const [serverPage, setServerPage] = useState(0);
+  const [page, setPage] = useState(0);
+  const [sort, setSort] = useState<{ key: SortKey; desc: boolean }>({ key: 'name', desc: false });
+  useEffect(() => {
+    setServerPage(0);
+    setPage(0);
+  }, [path]);
+  const dir = useAsync(() => loadDir(mountId, path, serverPage), [mountId, path, serverPage]);
+  const [note, setNote] = useState<string | null>(null);
+  const download = useAction(async (entry: FileEntry | null) => {
+    const target = entry ?? null;
+    const p = target ? target.path || join(path, target.name) : path;
+    const isDir = target ? target.type === 'dir' : true;
+    const base = (p.split('/').pop() || 'restore') + (isDir ? '.tar' : '');
+    setNote(`Downloading ${base}…`);
+    const blob = await api.download(mountId, p, isDir ? 'archive' : 'file');
+    saveBlob(blob, base);
+    setNote(`Downloaded ${base} (${bytes(blob.size)}).`);
+  });
+  const unmount = useAction(async () => {
+    await api.unmount(mountId);
+    navigate('/restore');
+  });
+
+  const m = mounts.data?.find((x) => x.mount_id === mountId);
+  const sorted = useMemo(() => {
+    const list = [...(dir.data?.entries ?? [])];
+    if (!dir.data?.whole) return list;
+    const k = sort.key;
+    list.sort((a, b) => {
+      const dirsFirst = (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1);
+      if (k === 'name' && dirsFirst) return dirsFirst;
+      const c = k === 'size' ? a.size - b.size : k === 'mtime' ? a.mtime.localeCompare(b.mtime) : k === 'type' ? a.type.localeCompare(b.type) || a.name.localeCompare(b.name) : a.name.localeCompare(b.name);
+      return sort.desc ? -c : c;
+    });
+    return list;
+  }, [dir.data, sort]);
+  const whole = dir.data?.whole ?? true;
+  const pages = whole ? Math.max(1, Math.ceil(sorted.length / PAGE)) : Math.max(1, Math.ceil((dir.data?.total ?? 0) / PAGE));
+  const shown = whole ? sorted.slice(page * PAGE, page * PAGE + PAGE) : sorted;
+  const parts = path ? path.split('/') : [];
+  const go = (p: string) => navigate(`/restore/${mountId}${p ? `?path=${encodeURIComponent(p)}` : ''}`);
+  const header = (k: SortKey, label: string) => (
+    <th scope="col" aria-sort={sort.key === k ? (sort.desc ? 'descending' : 'ascending') : 'none'}>
+      <button type="button" className="link" onClick={() => setSort((s) => ({ key: k, desc: s.key === k ? !s.desc : false }))} disabled={!whole} title={whole ? `Sort by ${label}` : 'This directory is too large to sort here; it is listed by name'}>
+        {label}
+        {sort.key === k ? (sort.desc ? ' ▼' : ' ▲') : ''}
+      </button>
+    </th>
+  );
+
+  return (
+    <>
+      <p className="crumbs">
+        <Link to="/restore">File restore</Link> /
+      </p>
+      <h1>Mount {short(mountId)}</h1>
+      <ErrorBox error={mounts.error} />
+      {mounts.data && !m ? <Notice kind="warn">This mount is gone (unmounted, or idle for too long). Mount the restore point again.</Notice> : null}
+      {m ? (
+        <p className="muted">
+          Restore point <span className="mono">{m.backup_id ?? '?'}</span> · partition table {m.partition_table ?? 'none'} · mounted {when(m.created_at)} ·{' '}
+          {m.partitions.map((p) => `${p.name}: ${p.fsType ?? 'unknown'}${p.mounted ? '' : ` (not mounted${p.error ? `: ${p.error}` : ''})`}`).join(', ')}
+        </p>
+      ) : null}
+      <div className="toolbar">
+        <nav aria-label="Path" className="path">
+          <button type="button" className="link" onClick={() => go('')}>
+            /
+          </button>
+          {parts.map((seg, i) => (
+            <span key={i}>
+              <button type="button" className="link" onClick={() => go(parts.slice(0, i + 1).join('/'))} aria-current={i === parts.length - 1 ? 'location' : undefined}>
+                {seg}
+              </button>
+              {i < parts.length - 1 ? ' / ' : ''}
+            </span>
+          ))}
+        </nav>
+        {path ? (
+          <button type="button" onClick={() => void download.run(null)} disabled={download.busy}>
+            Download this directory (.tar)
+          </button>
+        ) : null}
+        {may.mount ? (
+          <button type="button" className="danger" onClick={() => void unmount.run()} disabled={unmount.busy} data-testid="unmount">
+            {unmount.busy ? 'Unmounting…' : 'Unmount'}
+          </button>
+        ) : null}
+      </div>
+      <ErrorBox error={dir.error ?? download.error ?? unmount.error} />
+      {note && !download.error ? <Notice kind="ok">{note}</Notice> : null}
+      {!dir.data ? (
+        <Loading what="the directory" />
+      ) : (
+        <>
+          <p className="muted small" aria-live="polite">
+            {dir.data.total} entries{!whole ? ' (large directory: listed by name, page by page)' : ''}
+          </p>
+          <div className="scroll">
+            <table className="table files" data-testid="file-table">
+              <thead>
+                <tr>
+                  {header('name', 'Name')}
+                  {header('type', 'Type')}
+                  {header('size', 'Size')}
+                  {header('mtime', 'Modified')}
+                  <th scope="col">Mode</th>
+                  <th scope="col">Actions</th>
+                </tr>
+              </thead>
+              <tbody>
+                {path ? (
+                  <tr>
+                    <td colSpan={6}>
+                      <button type="button" className="link" onClick={() => go(parts.slice(0, -1).join('/'))}>
+                        ⬑ up
+                      </button>
+                    </td>
+                  </tr>
+                ) : null}
+                {shown.map((e) => {
+                  const p = e.path || join(path, e.name);
+                  return (
+                    <tr key={e.name} data-name={e.name} data-type={e.type}>
+                      <td>
+                        {e.type === 'dir' ? (
+                          <button type="button" className="link" onClick={() => go(p)}>
+                            📁 {e.name}
+                          </button>
+                        ) : (
+                          <span>
+                            {e.type === 'symlink' ? '↪ ' : ''}
+                            {e.name}
+                            {e.symlinkTarget ? <span className="muted"> → {e.symlinkTarget}</span> : null}
+                          </span>
+                        )}
+                      </td>
+                      <td>{e.type}</td>
+                      <td className="num">{e.type === 'dir' ? '' : bytes(e.size)}</td>
+                      <td>{when(e.mtime)}</td>
+                      <td className="mono small">{mode(e.mode, e.type)}</td>
+                      <td>
+                        {e.type === 'file' ? (
+                          <button type="button" onClick={() => void download.run(e)} disabled={download.busy} aria-label={`Download ${e.name}`}>
+                            Download
+                          </button>
+                        ) : e.type === 'dir' ? (
+                          <button type="button" onClick={() => void download.run(e)} disabled={download.busy} aria-label={`Download ${e.name} as a tar archive`}>
+                            Archive
+                          </button>
+                        ) : null}
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+          <Pager page={whole ? page : serverPage} pages={pages} onPage={whole ? setPage : setServerPage} />
+        </>
+      )}
+    </>
+  );
+}
