@@ -495,14 +495,14 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
   job
     .command('list')
     .description('backup jobs, newest first')
-    .option('--state <state>', 'only jobs in this state (queued, running, completed, failed, cancelled)')
+    .addOption(new Option('--state <state>', 'only jobs in this state').choices(['queued', 'running', 'completed', 'failed', 'cancelled']))
     .option('--vm <name|context-id>', 'only jobs of this VM')
-    .option('--limit <n>', 'at most this many', int('--limit', 1), 50)
+    .option('--limit <n>', 'at most this many (up to 500)', int('--limit', 1), 50)
     .option('--offset <n>', 'skip this many', int('--offset'), 0)
     .addHelpText('after', example('sendense-ctl job list --state failed', 'sendense-ctl job list --vm web01 --limit 5'))
     .action(
       act(async (ctx, o: { state?: string; vm?: string; limit: number; offset: number }) => {
-        const query: Record<string, string | number | undefined> = { state: o.state, limit: o.limit, offset: o.offset, ...(o.vm ? vmSelector(o.vm) : {}) };
+        const query: Record<string, string | number | undefined> = { state: o.state, vm: o.vm, limit: o.limit, offset: o.offset };
         let res: Response;
         try {
           res = await ctx.raw.request('GET', '/api/v1/jobs', { query });
@@ -514,12 +514,13 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
         }
         const doc = (await res.json()) as { total?: number; items: Array<Record<string, unknown>> };
         ctx.result(doc, () => {
-          if (!doc.items.length) return 'no jobs';
+          if (!doc.items.length) return o.offset ? `no jobs past ${o.offset}` : 'no jobs';
+          const more = doc.total !== undefined && doc.total > o.offset + doc.items.length ? `\n(${doc.items.length} of ${doc.total}; more with --offset ${o.offset + doc.items.length})` : '';
           return table(
             [{ header: 'RUN', min: 36 }, { header: 'VM' }, { header: 'STATUS' }, { header: 'TYPE' }, { header: 'QUEUED', min: 19 }],
-            doc.items.map((j) => [String(j['run_id'] ?? ''), String(j['vm_name'] ?? j['vm_context_id'] ?? ''), String(j['status'] ?? j['state'] ?? ''), String(j['backup_type'] ?? j['type'] ?? ''), localTime((j['queued_at'] ?? j['created_at']) as string | null)]),
+            doc.items.map((j) => [String(j['run_id'] ?? ''), String(j['vm_name'] ?? j['vm_context_id'] ?? ''), String(j['status'] ?? j['state'] ?? ''), String(j['requested_type'] ?? j['backup_type'] ?? ''), localTime((j['queued_at'] ?? j['created_at']) as string | null)]),
             ctx.width,
-          );
+          ) + more;
         });
       }),
     );
