@@ -48,6 +48,8 @@ export default [
       'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Settings come from @sendense/config (validated once at start, injected).' }],
     },
   },
+  // Each app's webpack.config.js requires the shared setup in tools/webpack by path.
+  { files: ['apps/*/webpack.config.js'], rules: { '@nx/enforce-module-boundaries': 'off' } },
   { files: ['libs/process/**'], rules: { 'no-restricted-imports': restrictedImports(prismaClient) } },
   { files: ['libs/db/**'], rules: { 'no-restricted-imports': restrictedImports(childProcess) } },
   { files: ['libs/config/**'], rules: { 'no-restricted-properties': 'off' } },

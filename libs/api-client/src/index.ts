@@ -119,7 +119,9 @@ export class RawApi {
   private readonly doFetch: typeof globalThis.fetch;
   constructor(private readonly o: ApiClientOptions) {
     this.baseUrl = o.baseUrl.replace(/\/+$/, '');
-    this.doFetch = o.fetch ?? globalThis.fetch;
+    // Browsers refuse fetch called as a method of another object ("Illegal invocation"): bind it.
+    const f = o.fetch ?? globalThis.fetch;
+    this.doFetch = (input, init) => f(input, init);
   }
 
   url(path: string, query?: Record<string, string | number | undefined>): string {

@@ -58,7 +58,7 @@ export class ApiKeyRepository {
     if (!row || row.revokedAt) return null;
     const [, saltB64, hashB64] = row.keyHash.split('$');
     const expected = Buffer.from(hashB64 ?? '', 'base64');
-    const actual = await scrypt(m[2]!, Buffer.from(saltB64 ?? '', 'base64'), 32);
+    const actual = await scrypt(m[2] ?? '', Buffer.from(saltB64 ?? '', 'base64'), 32);
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return null;
     return { id: row.id, name: row.name, role: row.role };
   }

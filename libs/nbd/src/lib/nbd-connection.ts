@@ -72,6 +72,12 @@ export interface StatusExtent {
 /** BLOCK_STATUS reply: context id -> extents starting at the request offset. */
 export type StatusReply = Map<number, StatusExtent[]>;
 
+/** A READ's destination buffer (every READ is sent with one). */
+function readBuffer(p: Pending): Buffer {
+  if (!p.buf) throw new Error('NBD: data for a request that has no read buffer');
+  return p.buf;
+}
+
 interface Pending {
   type: number;
   offset: number;
@@ -266,7 +272,7 @@ export class NbdConnection {
   private nextReadBuffer(): Buffer {
     if (this.state === State.Data && !this.handshaking && this.dataEnd - this.dataPos >= DIRECT_READ_MIN) {
       this.direct = true;
-      return (this.current as Pending).buf!.subarray(this.dataPos, this.dataEnd);
+      return readBuffer(this.current as Pending).subarray(this.dataPos, this.dataEnd);
     }
     this.direct = false;
     return this.staticRead;
@@ -348,7 +354,7 @@ export class NbdConnection {
         }
         case State.Data: {
           const m = Math.min(this.dataEnd - this.dataPos, end - at);
-          buf.copy((this.current as Pending).buf!, this.dataPos, at, at + m);
+          buf.copy(readBuffer(this.current as Pending), this.dataPos, at, at + m);
           this.dataPos += m;
           at += m;
           if (this.dataPos === this.dataEnd) this.dataDone();
@@ -439,7 +445,7 @@ export class NbdConnection {
         const offset = readU64(b, 0);
         const n = b.readUInt32BE(8);
         if (offset < p.offset || offset + n > p.offset + p.length) return this.violation('OFFSET_HOLE outside the request');
-        p.buf!.fill(0, offset - p.offset, offset - p.offset + n);
+        readBuffer(p).fill(0, offset - p.offset, offset - p.offset + n);
         p.covered = (p.covered ?? 0) + n;
         break;
       }
@@ -498,7 +504,7 @@ export class NbdConnection {
       return p.reject(p.error);
     }
     if (p.type === NBD_CMD_READ) {
-      const buf = p.buf!;
+      const buf = readBuffer(p);
       if ((p.covered ?? 0) !== p.length) {
         // Servers must describe every byte of a successful read.
         const msg = `protocol error: READ reply covers ${p.covered ?? 0} of ${p.length} bytes`;
