@@ -97,7 +97,7 @@ export async function main(args: string[]): Promise<void> {
     // into the same kind of target: a fresh QCOW2 exported writable by the
     // system's own nbd-exporter (qemu-nbd, same cache mode), flushed at the end.
     const client = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
-    const exporter = NbdExporterClient.connect({ url: sys.env['NBD_EXPORTER_URL'] });
+    const exporter = NbdExporterClient.connect({ url: sys.env['NBD_EXPORTER_URL'], token: sys.env['SENDENSE_INTERNAL_TOKEN'] });
     const nbdcopyOnce = async (label: string): Promise<number> => {
       const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${label}` });
       const loc = await standIn.harness!.snapshotNbd(VM, snap.value, deviceKey);

@@ -108,7 +108,7 @@ SQL
   log "writing $env_file (generated SENDENSE_SECRET_KEY: keep it, stored vCenter passwords need it)"
   tmp="$(mktemp "$R/etc/sendense/.sendense.env.XXXXXX")"
   (cd "$here" && node_modules/.bin/tsx --tsconfig tsconfig.base.json scripts/env-file.ts \
-    "DATABASE_URL=$db_url" "REDIS_URL=$redis_url" "NODE_NAME=$node_name" "SENDENSE_SECRET_KEY=$(secret)") >"$tmp" \
+    "DATABASE_URL=$db_url" "REDIS_URL=$redis_url" "NODE_NAME=$node_name" "SENDENSE_SECRET_KEY=$(secret)" "SENDENSE_INTERNAL_TOKEN=$(secret)") >"$tmp" \
     || { rm -f "$tmp"; die "could not write the environment file"; }
   chown root:root "$tmp" && chmod 0600 "$tmp" && mv "$tmp" "$env_file"
 fi

@@ -73,6 +73,12 @@ if [ -z "${SENDENSE_SECRET_KEY:-}" ] && ! grep -q '^SENDENSE_SECRET_KEY=' "$STAT
   (umask 077; echo "SENDENSE_SECRET_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >> "$STATE/env")
   log "made SENDENSE_SECRET_KEY in $STATE/env (keep it: stored vCenter passwords need it)"
 fi
+# The secret every internal call carries (nbd-exporter, restore-service, Capture Agent refuse calls without it).
+if [ -z "${SENDENSE_INTERNAL_TOKEN:-}" ] && ! grep -q '^SENDENSE_INTERNAL_TOKEN=' "$STATE/env" 2>/dev/null; then
+  mkdir -p "$STATE" && chmod 700 "$STATE"
+  (umask 077; echo "SENDENSE_INTERNAL_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >> "$STATE/env")
+  log "made SENDENSE_INTERNAL_TOKEN in $STATE/env (every service needs the same value)"
+fi
 set -a; [ -f "$STATE/env" ] && . "$STATE/env"; set +a
 
 # Redis

@@ -39,7 +39,7 @@ describe('services start from their build and stop on SIGTERM within 10 s', () =
     if (!existsSync(main)) throw new Error(`${main} is missing: run "npx nx run-many -t build" (npm test does)`);
     const lines: string[] = [];
     const d = await Daemon.start('node', [main], {
-      env: { ...process.env, DATABASE_URL: db.url, LOG_LEVEL: 'log', ...s.env },
+      env: { ...process.env, DATABASE_URL: db.url, LOG_LEVEL: 'log', SENDENSE_INTERNAL_TOKEN: 'lifecycle-internal-token', ...s.env },
       onLine: (l) => lines.push(l),
     });
     try {

@@ -47,12 +47,17 @@ describe('authorization matrix over the OpenAPI document', () => {
     expect(served.filter((r) => !documented.has(r))).toEqual([]);
   });
 
-  it('pins the sensitive ones (admin-only writes, the public health check)', () => {
+  it('pins the sensitive ones (admin-only writes, file content not for viewers, the public health check)', () => {
     const roles = (m: string, p: string) => ops.find((o) => o.method === m && o.path === p)?.roles;
     expect(roles('POST', '/api/v1/apikeys')).toEqual(['admin']);
     expect(roles('POST', '/api/v1/repositories')).toEqual(['admin']);
     expect(roles('POST', '/api/v1/vcenters')).toEqual(['admin']);
     expect(roles('DELETE', '/api/v1/backup/{id}')).toEqual(['admin']);
+    for (const p of ['/api/v1/restore/{mountId}/files', '/api/v1/restore/{mountId}/download', '/api/v1/restore/{mountId}/archive']) {
+      expect({ p, roles: roles('GET', p) }).toEqual({ p, roles: expect.not.arrayContaining(['viewer']) });
+    }
+    expect(roles('POST', '/api/v1/vcenters/{id}/import')).toEqual(['admin']);
+    expect(roles('DELETE', '/api/v1/repositories/{id}')).toEqual(['admin']);
     expect(roles('GET', '/api/v1/health')).toEqual(['public']);
   });
 

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
+import { existsSync, symlinkSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
@@ -141,6 +142,15 @@ describe('gateway hardening (issue 14, findings 2, 4, 5, 6)', () => {
       }
     });
 
+    it.each([['1e308'], ['99999999999999999999999'], ['true'], ['""'], ['-1'], ['1.5'], ['"0x10"']])('disk_id %s gives 400', async (v) => {
+      const body = `{"vm_name":"nope","disk_id":${v}}`;
+      const post = await send(gw, 'POST', '/api/v1/backup/chain/consolidate', { key: gw.keys.admin, raw: body, headers: { 'content-type': 'application/json' } });
+      expect(post.status).toBe(400);
+      const q = v.startsWith('"') ? JSON.parse(v) : v;
+      const get = await send(gw, 'GET', `/api/v1/backup/chain?vm_name=nope&disk_id=${encodeURIComponent(q)}`, { key: gw.keys.admin });
+      expect(get.status).toBe(400);
+    });
+
     it('a query parameter given twice or as an array gives 400', async () => {
       for (const qs of ['vm_name=a&vm_name=b', 'vm_name[]=a', 'limit=1&limit=2']) {
         const r = await send(gw, 'GET', `/api/v1/backup/list?${qs}`, { key: gw.keys.admin });
@@ -173,11 +183,79 @@ describe('gateway hardening (issue 14, findings 2, 4, 5, 6)', () => {
       expect(await fromAddress(gw, '127.0.0.78', '/api/v1/apikeys', gw.keys.admin)).toBe(200);
     });
 
+    it('expensive calls (backups, mounts) are limited per key', async () => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        statuses.push((await send(gw, 'POST', '/api/v1/restore/mount', { key: gw.keys.operator, body: { backup_id: `b-${i}` } })).status);
+      }
+      expect(statuses.slice(0, 3)).not.toContain(429);
+      expect(statuses[3]).toBe(429);
+      // another key is not affected
+      expect((await send(gw, 'POST', '/api/v1/restore/mount', { key: gw.keys.admin, body: { backup_id: 'b-x' } })).status).not.toBe(429);
+    });
+
+    it('names with control or bidi characters are refused', async () => {
+      for (const name of ['evil\u202egnp.exe', 'nul\u0000byte', 'new\nline', 'iso\u2066late']) {
+        const r = await send(gw, 'POST', '/api/v1/apikeys', { key: gw.keys.admin, body: { name, role: 'viewer' } });
+        expect({ name, status: r.status }).toEqual({ name, status: 400 });
+        const repo = await send(gw, 'POST', '/api/v1/repositories', { key: gw.keys.admin, body: { name, type: 'local', path: join(gw.dir, 'r') } });
+        expect({ name, status: repo.status }).toEqual({ name, status: 400 });
+      }
+    });
+
     it('the gateway listens on loopback unless told otherwise; elsewhere it needs TLS or warns', () => {
       const s = loadGatewaySettings({});
       expect(isLoopback(s.GATEWAY_HOST)).toBe(true);
       expect(gatewayTls(s)).toBeUndefined();
       expect(() => gatewayTls(loadGatewaySettings({ GATEWAY_TLS_CERT: '/nonexistent.pem' }))).toThrow(/must be set together/);
+    });
+  });
+  describe('finding 6: POST /vcenters does not echo what a URL answers (SSRF)', () => {
+    it('a URL that answers with a secret page gives a fixed error text', async () => {
+      const secret = `internal-only-${Date.now()}`;
+      const srv = createServer((_req, res) => {
+        res.writeHead(500, { 'content-type': 'text/xml' });
+        res.end(`<soapenv:Envelope><soapenv:Body><soapenv:Fault><faultstring>${secret}</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`);
+      });
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+      try {
+        const port = (srv.address() as { port: number }).port;
+        for (const url of [`http://127.0.0.1:${port}/sdk`, `http://127.0.0.1:${port}/anything`]) {
+          const r = await send(gw, 'POST', '/api/v1/vcenters', { key: gw.keys.admin, body: { name: `vc-${port}`, url, username: 'u', password: 'p' } });
+          expect(r.status).toBe(400);
+          expect(r.text).not.toContain(secret);
+        }
+      } finally {
+        srv.close();
+      }
+    });
+
+    it('operators may not import vCenter VMs (admin manages vCenters)', async () => {
+      const r = await send(gw, 'POST', '/api/v1/vcenters/00000000-0000-4000-8000-000000000000/import', { key: gw.keys.operator, body: {} });
+      expect(r.status).toBe(403);
+    });
+  });
+
+  describe('finding 3: repository paths', () => {
+    it('/etc/x and a symlink out of the root are refused with nothing created; nesting and sharing are refused', async () => {
+      const name = `sec-${process.pid}-${Date.now()}`;
+      const r = await send(gw, 'POST', '/api/v1/repositories', { key: gw.keys.admin, body: { name: 'etc', type: 'local', path: `/etc/${name}` } });
+      expect(r.status).toBe(400);
+      expect(existsSync(`/etc/${name}`)).toBe(false);
+      symlinkSync('/tmp', join(gw.dir, 'out'));
+      const viaLink = await send(gw, 'POST', '/api/v1/repositories', { key: gw.keys.admin, body: { name: 'link', type: 'local', path: join(gw.dir, 'out', name) } });
+      expect(viaLink.status).toBe(400);
+      expect(existsSync(join('/tmp', name))).toBe(false);
+      const ok = await send(gw, 'POST', '/api/v1/repositories', { key: gw.keys.admin, body: { name: 'first', type: 'local', path: join(gw.dir, 'r1') } });
+      expect(ok.status).toBe(201);
+      for (const path of [join(gw.dir, 'r1'), join(gw.dir, 'r1/inner'), join(gw.dir, 'r1/')]) {
+        const again = await send(gw, 'POST', '/api/v1/repositories', { key: gw.keys.admin, body: { name: `x${path.length}`, type: 'local', path } });
+        expect({ path, status: again.status }).toEqual({ path, status: 400 });
+      }
+      expect(existsSync(join(gw.dir, 'r1/inner'))).toBe(false);
+      const del = await send(gw, 'DELETE', `/api/v1/repositories/${(ok.body as { id: string }).id}`, { key: gw.keys.admin });
+      expect(del.status).toBe(204);
+      expect((await send(gw, 'DELETE', '/api/v1/repositories/first', { key: gw.keys.admin })).status).toBe(404);
     });
   });
 });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -60,6 +61,7 @@ export async function startSystem(): Promise<System> {
     NODE_NAME: node,
     LOG_LEVEL: 'log',
     SENDENSE_SECRET_KEY: 'test-secret',
+    SENDENSE_INTERNAL_TOKEN: `internal-${randomBytes(16).toString('hex')}`,
     GATEWAY_PORT: String(gw),
     GATEWAY_HOST: '127.0.0.1',
     NBD_EXPORTER_URL: `tcp://127.0.0.1:${exp}`,

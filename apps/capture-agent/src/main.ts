@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
-import { ConfigError, exitOnSignals, loadCaptureAgentSettings } from '@sendense/config';
+import { ConfigError, exitOnSignals, loadCaptureAgentSettings, loadInternalToken } from '@sendense/config';
+import { internalAuthServerOptions } from '@sendense/contracts';
 import { CaptureAgentModule } from './app/capture-agent.module';
 
 /**
@@ -11,8 +12,10 @@ import { CaptureAgentModule } from './app/capture-agent.module';
  */
 async function main(): Promise<void> {
   let settings;
+  let token: string;
   try {
     settings = loadCaptureAgentSettings();
+    token = loadInternalToken();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`capture-agent: ${err.message}\n`);
@@ -22,7 +25,7 @@ async function main(): Promise<void> {
   }
   const app = await NestFactory.createMicroservice<MicroserviceOptions>(CaptureAgentModule.forRoot(settings), {
     transport: Transport.TCP,
-    options: { host: settings.CAPTURE_AGENT_HOST, port: settings.CAPTURE_AGENT_PORT },
+    options: { host: settings.CAPTURE_AGENT_HOST, port: settings.CAPTURE_AGENT_PORT, ...internalAuthServerOptions(token) },
   });
   exitOnSignals('capture-agent', () => app.close());
   await app.listen();

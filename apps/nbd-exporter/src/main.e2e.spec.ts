@@ -16,6 +16,7 @@ jest.setTimeout(90_000);
 
 const workspace = resolve(__dirname, '../../..');
 let env: TestEnv;
+const TOKEN = 'exporter-e2e-internal-token';
 let db: TestDatabase;
 
 function serviceEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -32,6 +33,7 @@ function serviceEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     NODE_NAME: 'e2e-node',
     NBD_RECORD_STORE: 'database',
     DATABASE_URL: db.url,
+    SENDENSE_INTERNAL_TOKEN: TOKEN,
     ...extra,
   };
 }
@@ -79,7 +81,7 @@ it('refuses a bad configuration, naming the variable', async () => {
 
 it('serves requests, survives SIGKILL without orphans, and stops cleanly on SIGTERM', async () => {
   let service = await startService();
-  const client = NbdExporterClient.connect({ port: env.config.rpcPort, timeoutMs: 20_000 });
+  const client = NbdExporterClient.connect({ port: env.config.rpcPort, timeoutMs: 20_000, token: TOKEN });
   try {
     const image = await qcow2(join(env.root, 'e2e.qcow2'), '16M');
     const disk = await rawFile(join(env.root, 'e2e.raw'), '8M');

@@ -2,14 +2,18 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app/app.module';
+import { ConfigError as SettingsError, loadInternalToken } from '@sendense/config';
+import { internalAuthServerOptions } from '@sendense/contracts';
 import { ConfigError, loadExporterConfig } from './app/config/exporter-config';
 
 async function bootstrap(): Promise<void> {
   let config;
+  let token: string;
   try {
     config = loadExporterConfig();
+    token = loadInternalToken();
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof SettingsError) {
       // One clear line naming the bad variable, no stack trace.
       process.stderr.write(`nbd-exporter: invalid configuration: ${err.message}\n`);
       process.exit(2);
@@ -18,7 +22,7 @@ async function bootstrap(): Promise<void> {
   }
   const app = await NestFactory.createMicroservice<MicroserviceOptions>(AppModule.forRoot(config), {
     transport: Transport.TCP,
-    options: { host: config.rpcHost, port: config.rpcPort },
+    options: { host: config.rpcHost, port: config.rpcPort, ...internalAuthServerOptions(token) },
   });
   // SIGTERM/SIGINT run onApplicationShutdown, which stops every NBD server (they flush on SIGTERM).
   app.enableShutdownHooks();

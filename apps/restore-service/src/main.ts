@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ConfigError, exitOnSignals, loadRestoreSettings } from '@sendense/config';
+import { ConfigError, exitOnSignals, loadInternalToken, loadRestoreSettings } from '@sendense/config';
+import { internalAuthHttp } from '@sendense/contracts';
 import { RestoreServiceModule } from './app/restore-service.module';
 
 /**
@@ -10,8 +11,10 @@ import { RestoreServiceModule } from './app/restore-service.module';
  */
 async function main(): Promise<void> {
   let settings;
+  let token: string;
   try {
     settings = loadRestoreSettings();
+    token = loadInternalToken();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`restore-service: ${err.message}\n`);
@@ -20,6 +23,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const app = await NestFactory.create(RestoreServiceModule.forRoot(settings));
+  // Only callers with the internal token (the gateway) get past this; the health check stays open for probes.
+  app.use(internalAuthHttp(token, ['/internal/health']));
   exitOnSignals('restore-service', () => app.close());
   await app.listen(settings.RESTORE_SERVICE_PORT, settings.RESTORE_SERVICE_HOST);
   Logger.log(`restore-service on http://${settings.RESTORE_SERVICE_HOST}:${settings.RESTORE_SERVICE_PORT}`, 'Bootstrap');

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { absPath, bool, duration, int, loadEnv, oneOf, optionalAbsPath, port, str, url, type EnvValues } from './env-schema';
+import { absPath, bool, ConfigError, duration, int, loadEnv, oneOf, optionalAbsPath, port, str, url, type EnvValues } from './env-schema';
 
 /**
  * Every environment variable the product reads. Each service validates the
@@ -10,6 +10,7 @@ export const commonEnv = {
   REDIS_URL: url('Redis for the job queues', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
   NODE_NAME: str('Name of this storage node (workers take only the jobs of repositories on their node)', hostname()),
   LOG_LEVEL: oneOf('Log level', ['error', 'warn', 'log', 'debug', 'verbose'] as const, 'log'),
+  SENDENSE_INTERNAL_TOKEN: str('Per-install secret every internal call carries (nbd-exporter, restore-service, Capture Agent refuse calls without it; scripts/setup.sh makes it; never logged)', ''),
 };
 
 export const gatewayEnv = {
@@ -75,6 +76,21 @@ export const loadCaptureAgentSettings = (env = process.env): CaptureAgentSetting
  * were set (HOME and XDG_CONFIG_HOME locate the config file).
  */
 export const cliEnvironment = (env = process.env): Readonly<Record<string, string | undefined>> => env;
+
+/**
+ * The internal token a service that serves internal calls needs: refuses to
+ * start without one (at least 16 characters), so no internal endpoint is ever open.
+ */
+export function loadInternalToken(env = process.env): string {
+  const token = env['SENDENSE_INTERNAL_TOKEN'] ?? '';
+  if (token.length < 16) {
+    throw new ConfigError([
+      `SENDENSE_INTERNAL_TOKEN is ${token ? 'shorter than 16 characters' : 'not set'}: internal endpoints would be open to any local process. ` +
+        'Run scripts/setup.sh (it writes one to .sendense/env) or set the same random value for every service.',
+    ]);
+  }
+  return token;
+}
 
 /** All groups, for documentation. */
 export const allEnvGroups = {

@@ -1,4 +1,5 @@
 import { ClientProxy, ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { internalAuthClientOptions } from './internal-auth';
 import { firstValueFrom, timeout, type Observable } from 'rxjs';
 import {
   CAPTURE_AGENT_PATTERNS,
@@ -38,6 +39,8 @@ export interface CaptureAgentClientOptions {
   timeoutMs?: number;
   /** copy: fail when no event arrives for this long (the agent sends several per second). Default 2 min. */
   copyIdleTimeoutMs?: number;
+  /** SENDENSE_INTERNAL_TOKEN: sent with every message (the agent refuses messages without it). */
+  token?: string;
 }
 
 export interface CopyCallOptions {
@@ -80,6 +83,7 @@ export class CaptureAgentClient {
       options: {
         host: options.host ?? url.hostname.replace(/^\[(.*)\]$/, '$1'),
         port: options.port ?? Number(url.port || 8093),
+        ...internalAuthClientOptions(options.token),
       },
     }) as ClientProxy;
     return new CaptureAgentClient(proxy, { timeoutMs: options.timeoutMs, copyIdleTimeoutMs: options.copyIdleTimeoutMs });

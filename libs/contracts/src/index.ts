@@ -5,3 +5,4 @@ export * from './capture-agent.contract';
 export * from './capture-agent.client';
 export * from './restore-service.contract';
 export * from './restore-service.client';
+export * from './internal-auth';

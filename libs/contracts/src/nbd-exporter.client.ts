@@ -1,4 +1,5 @@
 import { ClientProxy, ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { internalAuthClientOptions } from './internal-auth';
 import { firstValueFrom, timeout } from 'rxjs';
 import {
   NBD_EXPORTER_PATTERNS,
@@ -30,6 +31,8 @@ export interface NbdExporterClientOptions {
   port?: number;
   /** Per-request timeout; creating a QCOW2 export takes well under a second. */
   timeoutMs?: number;
+  /** SENDENSE_INTERNAL_TOKEN: sent with every message (the exporter refuses messages without it). */
+  token?: string;
 }
 
 /**
@@ -59,6 +62,7 @@ export class NbdExporterClient {
       options: {
         host: options.host ?? (url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1'),
         port: options.port ?? Number(url.port || 8091),
+        ...internalAuthClientOptions(options.token),
       },
     }) as ClientProxy;
     return new NbdExporterClient(proxy, { timeoutMs: options.timeoutMs });

@@ -41,8 +41,8 @@ export class WorkerServices {
     this.redis = new Redis(settings.REDIS_URL, { maxRetriesPerRequest: 3 });
     this.redis.on('error', () => undefined);
     this.locks = new VmLocks(this.redis);
-    this.exporter = NbdExporterClient.connect(tcpAddress(settings.NBD_EXPORTER_URL));
-    this.capture = CaptureAgentClient.connect(tcpAddress(settings.CAPTURE_AGENT_URL));
+    this.exporter = NbdExporterClient.connect({ ...tcpAddress(settings.NBD_EXPORTER_URL), token: settings.SENDENSE_INTERNAL_TOKEN });
+    this.capture = CaptureAgentClient.connect({ ...tcpAddress(settings.CAPTURE_AGENT_URL), token: settings.SENDENSE_INTERNAL_TOKEN });
     this.events = new JobEventLog(prisma);
     const secrets = settings.SENDENSE_SECRET_KEY ? new SecretBox(settings.SENDENSE_SECRET_KEY) : null;
     this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks);

@@ -14,6 +14,7 @@ import type { CaptureAgentSettings } from '@sendense/config';
 import { Observable } from 'rxjs';
 import { toCaptureError } from './capture-error';
 import { CaptureService, type CaptureServiceOptions } from './capture.service';
+import { InternalAuthRefusal } from '@sendense/contracts';
 
 export const SETTINGS = Symbol('SETTINGS');
 export const CAPTURE_SERVICE = Symbol('CAPTURE_SERVICE');
@@ -107,7 +108,7 @@ export class CaptureAgentModule {
     });
     return {
       module: CaptureAgentModule,
-      controllers: [CaptureAgentController],
+      controllers: [CaptureAgentController, InternalAuthRefusal],
       providers: [{ provide: SETTINGS, useValue: settings }, { provide: CAPTURE_SERVICE, useValue: service }, CaptureLifecycle],
     };
   }

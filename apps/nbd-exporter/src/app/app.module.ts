@@ -5,6 +5,7 @@ import { ExporterController } from './nest/exporter.controller';
 import { ExporterLifecycle } from './nest/exporter-lifecycle';
 import { EXPORT_MANAGER, EXPORTER_CONFIG, RECORD_STORE_HANDLE } from './nest/tokens';
 import { openRecordStore, type OpenedRecordStore } from './store/record-store-factory';
+import { InternalAuthRefusal } from '@sendense/contracts';
 
 @Module({})
 export class AppModule {
@@ -13,7 +14,7 @@ export class AppModule {
     const logger = new Logger('NbdExportManager');
     return {
       module: AppModule,
-      controllers: [ExporterController],
+      controllers: [ExporterController, InternalAuthRefusal],
       providers: [
         { provide: EXPORTER_CONFIG, useValue: config },
         { provide: RECORD_STORE_HANDLE, useFactory: () => opened ?? openRecordStore(config) },

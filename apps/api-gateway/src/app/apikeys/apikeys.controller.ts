@@ -1,16 +1,16 @@
 import { Body, Controller, Delete, Get, HttpCode, NotFoundException, Param, Post } from '@nestjs/common';
 import { ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsString, Length } from 'class-validator';
+import { IsIn } from 'class-validator';
 import { API_ROLES, type ApiRole } from '@sendense/db';
 import { API_PREFIX } from '../common/api-paths';
 import { ApiAuthErrors, ErrorResponseDto } from '../common/error-responses';
 import { ADMIN_ROLES, Roles } from '../auth/roles.decorator';
+import { SafeName } from '../common/validation';
 import { ApiKeyService } from '../auth/api-key.service';
 
 class CreateApiKeyDto {
   @ApiProperty({ example: 'backup operator laptop' })
-  @IsString()
-  @Length(1, 255)
+  @SafeName()
   name!: string;
 
   @ApiProperty({ enum: API_ROLES })

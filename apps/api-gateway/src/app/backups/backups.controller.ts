@@ -14,8 +14,7 @@ import {
   ApiTags,
   ApiUnprocessableEntityResponse,
 } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
+import { IsBoolean, IsIn, IsOptional, IsString } from 'class-validator';
 import { Observable } from 'rxjs';
 import type { BackupType } from '@sendense/contracts';
 import type { PrismaClient } from '@sendense/db';
@@ -23,7 +22,8 @@ import { Inject } from '@nestjs/common';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
 import { PRISMA } from '../common/tokens';
-import { ADMIN_ROLES, READ_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
+import { ADMIN_ROLES, Expensive, READ_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
+import { StrictInt } from '../common/validation';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { BackupsService } from './backups.service';
 
@@ -47,16 +47,16 @@ class ListBackupsQuery extends VmSelectorDto {
   @IsOptional()
   @IsIn(['pending', 'running', 'completed', 'failed', 'cancelled'])
   status?: string;
-  @ApiPropertyOptional({ default: 100 }) @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(1000) limit?: number;
-  @ApiPropertyOptional({ default: 0 }) @IsOptional() @Type(() => Number) @IsInt() @Min(0) offset?: number;
+  @ApiPropertyOptional({ default: 100 }) @IsOptional() @StrictInt({ min: 1, max: 1000 }) limit?: number;
+  @ApiPropertyOptional({ default: 0 }) @IsOptional() @StrictInt() offset?: number;
 }
 
 class ChainQuery extends VmSelectorDto {
-  @ApiPropertyOptional({ description: 'Only this disk' }) @IsOptional() @Type(() => Number) @IsInt() @Min(0) disk_id?: number;
+  @ApiPropertyOptional({ description: 'Only this disk' }) @IsOptional() @StrictInt({ max: 1023 }) disk_id?: number;
 }
 
 class ConsolidateDto extends VmSelectorDto {
-  @ApiProperty() @Type(() => Number) @IsInt() @Min(0) disk_id!: number;
+  @ApiProperty() @StrictInt({ max: 1023 }) disk_id!: number;
   @ApiPropertyOptional({ description: 'Merge the full and everything up to this restore point (default: all but the newest)' })
   @IsOptional()
   @IsString()
@@ -66,10 +66,10 @@ class ConsolidateDto extends VmSelectorDto {
 class RetentionPolicyDto {
   @ApiProperty({ description: 'Repository id or name' }) @IsString() repository!: string;
   @ApiPropertyOptional({ description: 'Only this VM (default: the whole repository)' }) @IsOptional() @IsString() vm_context_id?: string;
-  @ApiPropertyOptional({ default: 0 }) @IsOptional() @Type(() => Number) @IsInt() @Min(0) @Max(10000) keep_last?: number;
-  @ApiPropertyOptional({ default: 0 }) @IsOptional() @Type(() => Number) @IsInt() @Min(0) @Max(10000) daily?: number;
-  @ApiPropertyOptional({ default: 0 }) @IsOptional() @Type(() => Number) @IsInt() @Min(0) @Max(10000) weekly?: number;
-  @ApiPropertyOptional({ default: 0 }) @IsOptional() @Type(() => Number) @IsInt() @Min(0) @Max(10000) monthly?: number;
+  @ApiPropertyOptional({ default: 0 }) @IsOptional() @StrictInt({ max: 10000 }) keep_last?: number;
+  @ApiPropertyOptional({ default: 0 }) @IsOptional() @StrictInt({ max: 10000 }) daily?: number;
+  @ApiPropertyOptional({ default: 0 }) @IsOptional() @StrictInt({ max: 10000 }) weekly?: number;
+  @ApiPropertyOptional({ default: 0 }) @IsOptional() @StrictInt({ max: 10000 }) monthly?: number;
 }
 
 class ApplyRetentionDto {
@@ -86,6 +86,7 @@ export class BackupsController {
   @Post('start')
   @HttpCode(202)
   @Roles(...WRITE_ROLES)
+  @Expensive('starting a backup')
   @ApiOperation({ summary: 'Start a full, incremental or differential backup of a VM' })
   @ApiAcceptedResponse({ description: 'Queued; follow it with GET /api/v1/jobs/{run_id}' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body' })

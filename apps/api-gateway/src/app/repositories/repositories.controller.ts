@@ -1,13 +1,14 @@
-import { Body, Controller, Get, Param, Post } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
+import { IsIn, IsOptional, IsString, Matches } from 'class-validator';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
 import { ADMIN_ROLES, READ_ROLES, Roles } from '../auth/roles.decorator';
+import { SafeName } from '../common/validation';
 import { RepositoriesService } from './repositories.service';
 
 class CreateRepositoryDto {
-  @ApiProperty({ example: 'local' }) @IsString() @Length(1, 255) name!: string;
+  @ApiProperty({ example: 'local' }) @SafeName() name!: string;
   @ApiProperty({ enum: ['local', 's3', 'azure', 'nfs'] }) @IsIn(['local', 's3', 'azure', 'nfs']) type!: 'local' | 's3' | 'azure' | 'nfs';
   @ApiPropertyOptional({ example: '/var/lib/sendense/backups', description: 'local: directory of the repository' })
   @IsOptional()
@@ -40,6 +41,17 @@ export class RepositoriesController {
   @ApiOkResponse({ description: 'Repositories' })
   list() {
     return this.repos.list();
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @Roles(...ADMIN_ROLES)
+  @ApiOperation({ summary: 'Delete an empty repository (id or name); its directory is left on disk' })
+  @ApiNoContentResponse({ description: 'Deleted' })
+  @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such repository' })
+  @ApiConflictResponse({ type: ErrorResponseDto, description: 'It still holds backups (delete them first) or a retention policy' })
+  async remove(@Param('id') id: string): Promise<void> {
+    await this.repos.remove(id);
   }
 
   @Get(':id/space')

@@ -4,6 +4,7 @@ import { statfs, mkdir, access } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { GatewaySettings } from '@sendense/config';
 import type { BackupRepository, PrismaClient } from '@sendense/db';
+import { checkRepositoryPath, realLocation, RepositoryPathRefused } from '@sendense/storage';
 import { PRISMA, SETTINGS } from '../common/tokens';
 
 export function publicRepository(r: BackupRepository) {
@@ -29,26 +30,51 @@ export class RepositoriesService {
 
   async create(req: { name: string; type: 'local' | 's3' | 'azure' | 'nfs'; path?: string; storageNode?: string }) {
     if (req.type !== 'local') throw new BadRequestException(`repository type ${req.type} is not supported yet; use local (an NFS share mounted locally works as local)`);
-    if (!req.path || !req.path.startsWith('/') || /[\0\n]/.test(req.path) || req.path.split('/').includes('..')) {
-      throw new BadRequestException('a local repository needs an absolute "path" without ".." segments');
-    }
     if (await this.prisma.backupRepository.findUnique({ where: { name: req.name } })) {
       throw new ConflictException(`a repository named ${req.name} exists already`);
     }
     const node = req.storageNode ?? this.settings.NODE_NAME;
+    // Resolved (symlinks followed) and checked against the roots and every other repository before anything is created.
+    const others = (await this.prisma.backupRepository.findMany()).map((r) => ({ name: r.name, path: String((r.config as { path?: unknown }).path ?? '') }));
+    let path: string;
+    try {
+      path = await checkRepositoryPath(req.path, this.settings.REPOSITORY_ALLOWED_ROOTS.split(':').filter(Boolean), others.filter((o) => o.path));
+    } catch (err) {
+      if (err instanceof RepositoryPathRefused) throw new BadRequestException(err.message);
+      throw err;
+    }
     if (node === this.settings.NODE_NAME) {
       // Same host: check now that the directory is usable rather than at the first backup.
       try {
-        await mkdir(req.path, { recursive: true });
-        await access(req.path, constants.W_OK);
+        await mkdir(path, { recursive: true });
+        if ((await realLocation(path)) !== path) throw new Error('the path changed while it was created (a symlink appeared)');
+        await access(path, constants.W_OK);
       } catch (err) {
         throw new BadRequestException(`repository path cannot be used: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }
     const row = await this.prisma.backupRepository.create({
-      data: { id: randomUUID(), name: req.name, repositoryType: 'local', config: { path: req.path }, storageNode: node },
+      data: { id: randomUUID(), name: req.name, repositoryType: 'local', config: { path }, storageNode: node },
     });
     return publicRepository(await this.refreshSpace(row));
+  }
+
+  /**
+   * Removes an empty repository (no backups; its retention policies go with it): the row
+   * only; its directory stays for the admin to remove. A repository with
+   * backups is refused (409): delete them first (SECURITY.md).
+   */
+  async remove(idOrName: string): Promise<void> {
+    const row = await this.findByIdOrName(idOrName);
+    const backups = await this.prisma.backupJob.count({ where: { repositoryId: row.id } });
+    if (backups > 0) {
+      throw new ConflictException(`repository ${row.name} still holds ${backups} backup(s); delete them first (newest first), then the repository`);
+    }
+    try {
+      await this.prisma.backupRepository.delete({ where: { id: row.id } });
+    } catch (err) {
+      throw new ConflictException(`repository ${row.name} is still referenced (retention policy?): ${(err as Error).message.split('\n').pop()}`);
+    }
   }
 
   async list() {

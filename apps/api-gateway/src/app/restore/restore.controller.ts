@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { RestoreServiceError, type RestoreServiceClient, type StreamOptions } from '@sendense/contracts';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
-import { READ_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
+import { Expensive, READ_ROLES, RESTORE_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
 import { RestoreProxyService } from './restore.service';
 
 /** A query value given once, as text (anything else is left out, as before). */
@@ -43,7 +43,8 @@ export class RestoreController {
   constructor(private readonly restore: RestoreProxyService) {}
 
   @Post('mount')
-  @Roles(...WRITE_ROLES)
+  @Roles(...RESTORE_ROLES)
+  @Expensive('mounting a restore point')
   @ApiOperation({ summary: 'Mount a restore point read-only (the whole chain) and its file systems' })
   @ApiCreatedResponse({ description: 'mount_id, mount_path and the partitions found' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body, or the backup is on another node' })
@@ -62,7 +63,7 @@ export class RestoreController {
   }
 
   @Get(':mountId/files')
-  @Roles(...READ_ROLES)
+  @Roles(...RESTORE_ROLES)
   @ApiOperation({ summary: 'List a directory of a mount (paths are relative to the mount: "p1/etc"); paginated' })
   @ApiQuery({ name: 'path', required: false })
   @ApiQuery({ name: 'offset', required: false })
@@ -76,7 +77,7 @@ export class RestoreController {
   }
 
   @Get(':mountId/download')
-  @Roles(...READ_ROLES)
+  @Roles(...RESTORE_ROLES)
   @ApiOperation({ summary: 'Download a file (streamed; Range requests give 206)' })
   @ApiQuery({ name: 'path', required: true })
   @ApiProduces('application/octet-stream')
@@ -90,7 +91,7 @@ export class RestoreController {
   }
 
   @Get(':mountId/archive')
-  @Roles(...READ_ROLES)
+  @Roles(...RESTORE_ROLES)
   @ApiOperation({ summary: 'Download a directory as a streamed tar archive' })
   @ApiQuery({ name: 'path', required: true })
   @ApiProduces('application/x-tar')

@@ -2,7 +2,7 @@ import { BadRequestException, ConflictException, HttpException, Inject, Injectab
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { GatewaySettings } from '@sendense/config';
-import { RestoreServiceClient, RestoreServiceError, type MountInfo } from '@sendense/contracts';
+import { INTERNAL_TOKEN_HEADER, RestoreServiceClient, RestoreServiceError, type MountInfo } from '@sendense/contracts';
 import type { PrismaClient } from '@sendense/db';
 import { PRISMA, SETTINGS } from '../common/tokens';
 
@@ -21,7 +21,8 @@ export class RestoreProxyService {
     @Inject(PRISMA) private readonly prisma: PrismaClient,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {
-    this.client = new RestoreServiceClient({ baseUrl: settings.RESTORE_SERVICE_URL });
+    // Every call carries the internal token: the restore-service refuses calls without it.
+    this.client = new RestoreServiceClient({ baseUrl: settings.RESTORE_SERVICE_URL, headers: { [INTERNAL_TOKEN_HEADER]: settings.SENDENSE_INTERNAL_TOKEN } });
   }
 
   /** Call the restore-service; its JSON errors come back with their status. */

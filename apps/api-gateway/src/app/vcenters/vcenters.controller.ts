@@ -5,7 +5,8 @@ import { IsArray, IsBoolean, IsIn, IsOptional, IsString, IsUrl, Length, Matches,
 import type { DiskReaderSpec } from '@sendense/contracts';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
-import { ADMIN_ROLES, READ_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
+import { ADMIN_ROLES, READ_ROLES, Roles } from '../auth/roles.decorator';
+import { SafeName } from '../common/validation';
 import { VCentersService } from './vcenters.service';
 
 class DiskReaderDto {
@@ -25,9 +26,9 @@ class DiskReaderDto {
 }
 
 class RegisterVCenterDto {
-  @ApiProperty({ example: 'vc01' }) @IsString() @Length(1, 255) name!: string;
+  @ApiProperty({ example: 'vc01' }) @SafeName() name!: string;
   @ApiProperty({ example: 'https://vcenter.example.com/sdk' }) @IsUrl({ require_tld: false, protocols: ['https', 'http'] }) url!: string;
-  @ApiProperty({ example: 'backup@vsphere.local' }) @IsString() @Length(1, 255) username!: string;
+  @ApiProperty({ example: 'backup@vsphere.local' }) @SafeName() username!: string;
   @ApiProperty({ description: 'Stored encrypted with SENDENSE_SECRET_KEY' }) @IsString() @Length(1, 1024) password!: string;
   @ApiPropertyOptional({ description: 'Accept any certificate (lab use)' }) @IsOptional() @IsBoolean() insecure?: boolean;
   @ApiPropertyOptional({ description: 'Accept exactly this certificate (SHA-1 or SHA-256 hex)' }) @IsOptional() @IsString() thumbprint?: string;
@@ -38,7 +39,7 @@ class ImportVmsDto {
   @ApiPropertyOptional({ type: [String], description: 'Only these VM names (default: all)' })
   @IsOptional()
   @IsArray()
-  @IsString({ each: true })
+  @SafeName(255, { each: true })
   vm_names?: string[];
 }
 
@@ -75,7 +76,7 @@ export class VCentersController {
 
   @Post(':id/import')
   @HttpCode(200)
-  @Roles(...WRITE_ROLES)
+  @Roles(...ADMIN_ROLES)
   @ApiOperation({ summary: 'List the vCenter\'s VMs and register them for backup (idempotent)' })
   @ApiOkResponse({ description: 'The imported VMs with their context ids' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such vCenter, or a named VM does not exist' })

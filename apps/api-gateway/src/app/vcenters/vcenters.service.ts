@@ -1,6 +1,6 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { VSphereClient, type VmInfo } from '@sendense/vsphere';
+import { InvalidLoginError, SoapFaultError, TransportError, VSphereClient, type VmInfo } from '@sendense/vsphere';
 import type { GatewaySettings } from '@sendense/config';
 import { addVmDisk, SecretBox, type PrismaClient, type VCenter } from '@sendense/db';
 import type { DiskReaderSpec } from '@sendense/contracts';
@@ -29,6 +29,18 @@ export function publicVCenter(v: VCenter) {
   };
 }
 
+/** A fixed description of why a login failed; the server's own words are not passed on. */
+export function loginFailure(err: unknown): string {
+  if (err instanceof InvalidLoginError) return 'the user name or password was refused';
+  if (err instanceof TransportError) {
+    const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+    if (err.status !== undefined) return `the URL answered HTTP ${err.status}, not as a vCenter SDK endpoint (is it https://<vcenter>/sdk?)`;
+    return `the URL could not be reached${code ? ` (${code})` : ''}, or its TLS certificate was not accepted (give thumbprint, or insecure for a lab)`;
+  }
+  if (err instanceof SoapFaultError) return `vCenter refused the login (${err.faultType})`;
+  return 'the URL did not answer as a vCenter SDK endpoint';
+}
+
 @Injectable()
 export class VCentersService {
   constructor(
@@ -54,7 +66,8 @@ export class VCentersService {
         keepAliveMs: 0,
       });
     } catch (err) {
-      throw new BadRequestException(`cannot log in to ${v.url} as ${v.username}: ${(err as Error).message}`);
+      // Never echo what the URL answered: this endpoint must not become a way to read arbitrary URLs (SSRF).
+      throw new BadRequestException(`cannot log in to ${v.url} as ${v.username}: ${loginFailure(err)}`);
     }
   }
 

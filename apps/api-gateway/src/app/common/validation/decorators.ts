@@ -1,6 +1,6 @@
 import { applyDecorators } from '@nestjs/common';
 import { Transform } from 'class-transformer';
-import { IsInt, IsString, Length, Matches, Max, Min } from 'class-validator';
+import { IsInt, IsString, Length, Matches, Max, Min, type ValidationOptions } from 'class-validator';
 
 /** Largest id or count the API accepts unless a field says otherwise (fits a signed 32-bit column). */
 export const MAX_INT_ID = 2_147_483_647;
@@ -38,11 +38,12 @@ export function hasUnsafeChars(s: string): boolean {
 }
 
 /** A display name: 1..max characters, none of them control or bidi characters. */
-export function SafeName(max = 255) {
+export function SafeName(max = 255, opts: Pick<ValidationOptions, 'each'> = {}) {
   return applyDecorators(
-    IsString(),
-    Length(1, max),
+    IsString(opts),
+    Length(1, max, opts),
     Matches(new RegExp(`^[^${UNSAFE_NAME_CHARS.source.slice(1, -1)}]*$`, 'u'), {
+      ...opts,
       message: ({ property }) => `${property} must not contain control characters or bidirectional-override characters`,
     }),
   );
