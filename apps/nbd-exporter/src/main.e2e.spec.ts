@@ -2,8 +2,7 @@ import { createConnection } from 'node:net';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { NbdExporterClient, NbdExporterError } from '@sendense/contracts';
-import { Daemon, run, waitFor } from '@sendense/process';
-import { findProcesses } from './app/servers/proc';
+import { Daemon, findProcesses, run, waitFor } from '@sendense/process';
 // A fresh, migrated database for the suite, dropped afterwards.
 import { createTestDatabase, type TestDatabase } from '@sendense/db/testing';
 import { makeTestEnv, nbdSize, qcow2, rawFile, type TestEnv } from './testing/test-env';

@@ -1,1 +1,2 @@
 export * from './process-runner';
+export * from './proc';

@@ -1,10 +1,34 @@
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import type { Result, ResultPromise } from 'execa';
 
 /**
- * The only place in the code base where external commands are started.
- * Commands are always an executable plus an argument array (never a shell
- * string), so names that come from users cannot be interpreted by a shell.
+ * The only place in the code base where external commands are started
+ * (on execa). Commands are always an executable plus an argument array
+ * (never a shell string), so names that come from users cannot be
+ * interpreted by a shell.
  */
+
+type ExecaResult = Result<{ reject: false; stripFinalNewline: false }>;
+/** A running daemon's process as execa returns it (a ChildProcess with a result promise). */
+export type DaemonProcess = ResultPromise<typeof DAEMON_IO>;
+
+/** Daemons: no stdin, output read line by line (not buffered), stop() decides when SIGKILL follows SIGTERM. */
+const DAEMON_IO = { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, forceKillAfterDelay: false } as const;
+
+/**
+ * execa 9 is an ES module. It is imported on first use: tsx (tests, scripts)
+ * loads a dynamic import through Node's ES module loader, where a require()
+ * of it would be compiled to CommonJS and then miss its dependencies'
+ * import-only exports; the built services (webpack) and Jest (see
+ * tools/jest/execa.cjs) get it through Node's require(esm).
+ */
+let execaModule: Promise<typeof import('execa')> | undefined;
+function loadExeca(): Promise<typeof import('execa')> {
+  execaModule ??= import('execa');
+  return execaModule;
+}
+
+/** SIGTERM first; SIGKILL this long after a timeout or an abort. */
+const KILL_GRACE_MS = 2000;
 
 export interface RunOptions {
   /** Kill the command (SIGTERM, then SIGKILL after 2 s) after this many ms. */
@@ -58,114 +82,58 @@ function tail(text: string, max: number): string {
   return text.length > max ? `…${text.slice(text.length - max)}` : text;
 }
 
-/** Run a command to completion and collect its output. */
-export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const started = Date.now();
-  const okCodes = options.okExitCodes ?? [0];
-  const maxStdout = options.maxStdoutBytes ?? 64 * 1024 * 1024;
-  return new Promise((resolve, reject) => {
-    if (options.signal?.aborted) {
-      reject(
-        new CommandError(
-          `${formatCommand(command, args)} was not started: aborted`,
-          command, args, null, null, '', '', false, true,
-        ),
-      );
-      return;
-    }
-    let child: ChildProcess;
-    try {
-      child = spawn(command, [...args], {
-        cwd: options.cwd,
-        env: options.env ?? process.env,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      } satisfies SpawnOptions);
-    } catch (err) {
-      reject(err);
-      return;
-    }
-    const out: Buffer[] = [];
-    let outBytes = 0;
-    let errText = '';
-    let timedOut = false;
-    let aborted = false;
-    let killTimer: NodeJS.Timeout | undefined;
-    const kill = () => {
-      child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), 2000);
-      killTimer.unref();
-    };
-    const timer = options.timeoutMs
-      ? setTimeout(() => {
-          timedOut = true;
-          kill();
-        }, options.timeoutMs)
-      : undefined;
-    const onAbort = () => {
-      aborted = true;
-      kill();
-    };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-
-    child.stdout?.on('data', (chunk: Buffer) => {
-      if (outBytes < maxStdout) {
-        out.push(chunk);
-        outBytes += chunk.length;
-      }
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      errText = tail(errText + chunk.toString('utf8'), STDERR_KEEP);
-    });
-    child.stdin?.on('error', () => undefined);
-    if (options.input !== undefined) child.stdin?.end(options.input);
-    else child.stdin?.end();
-
-    const finish = () => {
-      if (timer) clearTimeout(timer);
-      if (killTimer) clearTimeout(killTimer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      finish();
-      const hint = err.code === 'ENOENT' ? ` (is ${command} installed and on PATH?)` : '';
-      reject(
-        new CommandError(
-          `${formatCommand(command, args)} could not start: ${err.message}${hint}`,
-          command, args, null, null, errText, '', false, false,
-        ),
-      );
-    });
-    child.on('close', (code, sig) => {
-      finish();
-      const stdout = Buffer.concat(out).toString('utf8');
-      const result: RunResult = {
-        command,
-        args,
-        exitCode: code ?? -1,
-        stdout,
-        stderr: errText,
-        durationMs: Date.now() - started,
-      };
-      if (!timedOut && !aborted && code !== null && okCodes.includes(code)) {
-        resolve(result);
-        return;
-      }
-      const why = timedOut
-        ? `timed out after ${options.timeoutMs} ms`
-        : aborted
-          ? 'was aborted'
-          : sig
-            ? `was killed by ${sig}`
-            : `exited with code ${code}`;
-      const detail = errText.trim() ? `: ${errText.trim()}` : '';
-      reject(
-        new CommandError(
-          `${formatCommand(command, args)} ${why}${detail}`,
-          command, args, code, sig, errText, stdout, timedOut, aborted,
-        ),
-      );
-    });
+/** Run a command to completion and collect its output (execa underneath). */
+export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  if (options.signal?.aborted) {
+    throw new CommandError(`${formatCommand(command, args)} was not started: aborted`, command, args, null, null, '', '', false, true);
+  }
+  const { execa } = await loadExeca();
+  const result = await execa(command, args, {
+    ...environment(options),
+    input: options.input ?? '',
+    timeout: options.timeoutMs,
+    cancelSignal: options.signal,
+    forceKillAfterDelay: KILL_GRACE_MS,
+    maxBuffer: { stdout: options.maxStdoutBytes ?? 64 * 1024 * 1024, stderr: 64 * 1024 * 1024 },
+    stripFinalNewline: false,
+    reject: false,
   });
+  return toResult(command, args, options, result);
+}
+
+/** The child's environment: options.env replaces ours entirely, as spawn does; default ours. */
+function environment(options: { cwd?: string; env?: NodeJS.ProcessEnv }) {
+  return { cwd: options.cwd, env: options.env, extendEnv: options.env === undefined, cleanup: false } as const;
+}
+
+function toResult(command: string, args: readonly string[], options: RunOptions, r: ExecaResult): RunResult {
+  const stdout = typeof r.stdout === 'string' ? r.stdout : '';
+  const stderr = tail(typeof r.stderr === 'string' ? r.stderr : '', STDERR_KEEP);
+  const exitCode = r.exitCode ?? null;
+  const okCodes = options.okExitCodes ?? [0];
+  const spawned = r.exitCode !== undefined || r.signal !== undefined;
+  if (!spawned && !r.timedOut && !r.isCanceled) {
+    const hint = r.code === 'ENOENT' ? ` (is ${command} installed and on PATH?)` : '';
+    const why = r.cause instanceof Error ? r.cause.message : (r.originalMessage ?? r.shortMessage ?? 'unknown error');
+    throw new CommandError(`${formatCommand(command, args)} could not start: ${why}${hint}`, command, args, null, null, stderr, '', false, false);
+  }
+  if (!r.timedOut && !r.isCanceled && !r.isMaxBuffer && exitCode !== null && okCodes.includes(exitCode)) {
+    return { command, args, exitCode, stdout, stderr, durationMs: Math.round(r.durationMs) };
+  }
+  const why = r.timedOut
+    ? `timed out after ${options.timeoutMs} ms`
+    : r.isCanceled
+      ? 'was aborted'
+      : r.isMaxBuffer
+        ? `printed more than ${options.maxStdoutBytes ?? 64 * 1024 * 1024} bytes and was stopped`
+        : r.signal
+          ? `was killed by ${r.signal}`
+          : `exited with code ${exitCode}`;
+  const detail = stderr.trim() ? `: ${stderr.trim()}` : '';
+  throw new CommandError(
+    `${formatCommand(command, args)} ${why}${detail}`,
+    command, args, exitCode, (r.signal as NodeJS.Signals | undefined) ?? null, stderr, stdout, r.timedOut, r.isCanceled,
+  );
 }
 
 /** Run a command whose stdout is JSON and parse it. */
@@ -199,7 +167,7 @@ export class Daemon {
   private constructor(
     readonly command: string,
     readonly args: readonly string[],
-    readonly child: ChildProcess,
+    readonly child: DaemonProcess,
     onLine?: DaemonOptions['onLine'],
   ) {
     const lineSplitter = (stream: 'stdout' | 'stderr') => {
@@ -228,24 +196,20 @@ export class Daemon {
     });
   }
 
-  static start(command: string, args: readonly string[], options: DaemonOptions = {}): Promise<Daemon> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(command, [...args], {
-        cwd: options.cwd,
-        env: options.env ?? process.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: options.detached ?? false,
-      });
-      const daemon = new Daemon(command, args, child, options.onLine);
-      child.once('spawn', () => resolve(daemon));
-      child.once('error', (err: NodeJS.ErrnoException) => {
-        const hint = err.code === 'ENOENT' ? ` (is ${command} installed and on PATH?)` : '';
-        reject(new CommandError(
-          `${formatCommand(command, args)} could not start: ${err.message}${hint}`,
-          command, args, null, null, '', '', false, false,
-        ));
-      });
-    });
+  static async start(command: string, args: readonly string[], options: DaemonOptions = {}): Promise<Daemon> {
+    const { execa } = await loadExeca();
+    const child = execa(command, args, { ...environment(options), ...DAEMON_IO, detached: options.detached ?? false });
+    const daemon = new Daemon(command, args, child, options.onLine);
+    const started = await Promise.race([
+      new Promise<true>((resolve) => child.once('spawn', () => resolve(true))),
+      child.then((r) => r),
+    ]);
+    if (started !== true && started.exitCode === undefined && started.signal === undefined) {
+      const hint = started.code === 'ENOENT' ? ` (is ${command} installed and on PATH?)` : '';
+      const why = started.cause instanceof Error ? started.cause.message : (started.shortMessage ?? 'unknown error');
+      throw new CommandError(`${formatCommand(command, args)} could not start: ${why}${hint}`, command, args, null, null, '', '', false, false);
+    }
+    return daemon;
   }
 
   get pid(): number | undefined {

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { CommandError, run } from '@sendense/process';
-import { isMountPoint } from './proc-info';
+import { CommandError, isMountPoint, run } from '@sendense/process';
 
 /**
  * Filesystem detection and strictly read-only mounting. The loop device is

@@ -1,5 +1,4 @@
-import { Daemon, run, waitFor } from '@sendense/process';
-import { isMountPoint, pidAlive, processArgv } from './proc-info';
+import { Daemon, isAlive, isMountPoint, readArgv, run, terminate, waitFor } from '@sendense/process';
 
 /**
  * A QCOW2 chain exposed as one raw, read-only file through a
@@ -92,22 +91,9 @@ export async function releaseFuseFile(fuseFile: string): Promise<void> {
  * checked first so that a reused pid of an unrelated process is never killed.
  */
 export async function stopQsdByPid(pid: number, fuseDir: string, graceMs = 3000): Promise<boolean> {
-  const argv = await processArgv(pid);
-  if (!argv || !isOurQsd(argv, fuseDir)) return false;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return false;
-  }
-  try {
-    await waitFor(() => !pidAlive(pid), { timeoutMs: graceMs, intervalMs: 20, message: `pid ${pid} to exit` });
-  } catch {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-    await waitFor(() => !pidAlive(pid), { timeoutMs: 5000, intervalMs: 20, message: `pid ${pid} to die` }).catch(() => undefined);
-  }
+  const argv = await readArgv(pid);
+  if (!argv || !isOurQsd(argv, fuseDir) || !(await isAlive(pid))) return false;
+  // SIGTERM, SIGKILL after graceMs; a zombie counts as stopped (it holds no FUSE mount).
+  await terminate(pid, graceMs).catch(() => undefined);
   return true;
 }

@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockMode } from '@sendense/contracts';
+import { processStartTime } from '@sendense/process';
 
 /**
  * What a mount holds, persisted after every step of mounting, so that after a
@@ -84,18 +85,7 @@ export async function readAllStates(stateDir: string): Promise<MountState[]> {
   return states;
 }
 
-export async function processStartTime(pid: number): Promise<string | null> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Field 22 (starttime); fields after the ")" of comm are space separated.
-    const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return after[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/** Whether the process that wrote a state is still the same live process. */
+/** Whether the process that wrote a state is still the same live process (a zombie is not). */
 export async function ownerAlive(state: MountState): Promise<boolean> {
   const now = await processStartTime(state.ownerPid);
   return now !== null && now === state.ownerStartTime;

@@ -1,10 +1,10 @@
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { findProcesses, readProcMounts } from '@sendense/process';
 import { unmountFilesystem } from './filesystem';
 import { isOurQsd, releaseFuseFile, stopQsdByPid } from './fuse-export';
 import { detachLoop, listLoops } from './loop-device';
 import { ownerAlive, readAllStates } from './mount-state';
-import { findProcesses, processArgv, readProcMounts } from './proc-info';
 import { teardownState } from './teardown';
 
 /**
@@ -96,9 +96,7 @@ export async function cleanupOrphans(options: OrphanCleanupOptions): Promise<Orp
   });
 
   // 4. qemu-storage-daemon processes exporting into our FUSE directory.
-  const pids = await findProcesses((argv) => isOurQsd(argv, fuseDir));
-  for (const pid of pids) {
-    const argv = (await processArgv(pid)) ?? [];
+  for (const { pid, argv } of await findProcesses((a) => isOurQsd(a, fuseDir))) {
     const kept = [...keep].some((id) => argv.some((a) => a.includes(`${id}.img`)));
     if (kept) continue;
     await attempt(`stop qemu-storage-daemon ${pid}`, async () => {

@@ -4,7 +4,7 @@ import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
-import { Daemon, run, waitFor } from '@sendense/process';
+import { Daemon, findProcesses, readProcMounts, run, waitFor } from '@sendense/process';
 import {
   applyModel,
   applyModelFat,
@@ -30,7 +30,6 @@ import { isOurQsd } from './fuse-export';
 import { listLoops } from './loop-device';
 import { MountManager, type MountInfo } from './mount-manager';
 import { nbdAvailable } from './nbd-connect';
-import { findProcesses, readProcMounts } from './proc-info';
 
 /**
  * End to end on real images: GPT (ext4 + xfs) and MBR (vfat + NTFS) disks,
@@ -295,7 +294,7 @@ async function checkPartition(mountId: string, part: string, model: Model, { big
 async function leftovers(): Promise<{ mounts: string[]; loops: string[]; qsd: number[] }> {
   const mounts = (await readProcMounts()).map((m) => m.target).filter((t) => t.startsWith(`${work}/`));
   const loops = (await listLoops()).filter((l) => l.backFile.startsWith(`${work}/`)).map((l) => l.name);
-  const qsd = await findProcesses((argv) => isOurQsd(argv, join(runDir, 'fuse')));
+  const qsd = (await findProcesses((argv) => isOurQsd(argv, join(runDir, 'fuse')))).map((p) => p.pid);
   return { mounts, loops, qsd };
 }
 
@@ -633,8 +632,8 @@ describe('lifecycle', () => {
     manager.on('unmounted', onUnmounted);
     try {
       const info = await manager.mount({ imagePath: gpt[1]!.image });
-      const [pid] = await findProcesses((argv) => isOurQsd(argv, join(runDir, 'fuse')) && argv.some((a) => a.includes(info.mountId)));
-      process.kill(pid!, 'SIGKILL');
+      const [qsd] = await findProcesses((argv) => isOurQsd(argv, join(runDir, 'fuse')) && argv.some((a) => a.includes(info.mountId)));
+      process.kill(qsd!.pid, 'SIGKILL');
       await waitFor(() => events.length > 0, { timeoutMs: 15000, message: 'unmount after export death' });
       expect(events).toEqual([`${info.mountId}:export-died`]);
       expect(await leftovers()).toEqual({ mounts: [], loops: [], qsd: [] });

@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import { readFile, readdir } from 'node:fs/promises';
-import { CommandError, Daemon, run, waitFor } from '@sendense/process';
+import { CommandError, Daemon, findProcesses, isAlive, run, waitFor } from '@sendense/process';
 import { makeTestEnv, nbdSize, qcow2, rawFile, type TestEnv } from '../../testing/test-env';
 import { ExporterError } from '../exporter-error';
-import { findProcesses, isAlive } from '../servers/proc';
 import { MemoryExportRecordStore } from '../store/memory-export-record-store';
 import { NbdExportManager } from './export-manager';
 

@@ -12,7 +12,7 @@ import { buildExportName, validateExportName } from '../naming/export-name';
 import { inspectImage } from '../servers/image-inspector';
 import { NbdServerLauncher } from '../servers/nbd-server-launcher';
 import { PortAllocator } from '../servers/port-allocator';
-import { findProcesses, isAlive, readArgv, terminate } from '../servers/proc';
+import { findProcesses, isAlive, readArgv, terminate } from '@sendense/process';
 import { QemuNbdLauncher } from '../servers/qemu-nbd-launcher';
 import { PortTakenError, type ServerLauncher } from '../servers/server-launcher';
 import { StatePaths } from '../servers/state-paths';

@@ -1,7 +1,6 @@
 import { writeFile, rm } from 'node:fs/promises';
-import { CommandError, run, waitFor } from '@sendense/process';
+import { CommandError, isAlive, pidListensOn, readPidFile, run, terminate, waitFor } from '@sendense/process';
 import { internal } from '../exporter-error';
-import { isAlive, pidListensOn, readPidFile, terminate } from './proc';
 import { PortTakenError, type LaunchSpec, type ServerLauncher } from './server-launcher';
 import type { StatePaths } from './state-paths';
 

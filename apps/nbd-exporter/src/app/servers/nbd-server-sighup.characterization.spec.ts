@@ -1,8 +1,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, waitFor } from '@sendense/process';
+import { isAlive, pidListensOn, readPidFile, run, terminate, waitFor } from '@sendense/process';
 import { makeTestEnv, nbdSize, rawFile, type TestEnv } from '../../testing/test-env';
-import { isAlive, pidListensOn, readPidFile, terminate } from './proc';
 
 /**
  * Why the exporter never reloads nbd-server with SIGHUP (Debian nbd-server

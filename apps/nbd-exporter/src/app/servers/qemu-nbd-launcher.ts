@@ -1,6 +1,5 @@
-import { CommandError, run, waitFor } from '@sendense/process';
+import { CommandError, pidListensOn, readPidFile, run, terminate, waitFor } from '@sendense/process';
 import { conflict, internal } from '../exporter-error';
-import { pidListensOn, readPidFile, terminate } from './proc';
 import { PortTakenError, type LaunchSpec, type ServerLauncher } from './server-launcher';
 import type { StatePaths } from './state-paths';
 
