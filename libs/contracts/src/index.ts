@@ -1,4 +1,5 @@
 export * from './queues';
+export * from './retention';
 export * from './nbd-exporter.contract';
 export * from './nbd-exporter.client';
 export * from './capture-agent.contract';

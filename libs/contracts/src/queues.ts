@@ -1,4 +1,5 @@
 import type { DefaultJobOptions as BullJobOptions } from 'bullmq';
+import type { RetentionPolicy } from './retention';
 
 /**
  * Queue names, job names, payloads and default options: the one place the
@@ -60,7 +61,7 @@ export interface ApplyRetentionJobData {
   dryRun: boolean;
   requestedBy: string;
   /** Use this policy instead of the stored one (e.g. for a dry run of a new policy). */
-  policy?: { keepLast?: number; daily?: number; weekly?: number; monthly?: number };
+  policy?: RetentionPolicy;
 }
 
 export interface DeleteRestorePointJobData {

@@ -1,6 +1,10 @@
 import { byCreated, childrenOf, groupByDisk } from './chain-manager';
 import { StorageError } from './errors';
+import type { RetentionPolicy } from '@sendense/contracts';
 import type { BackupRepository, RestorePointRecord } from './repository';
+
+/** The policy's shape is libs/contracts' (one definition for API, queue, database and planner). */
+export type { RetentionPolicy };
 
 /**
  * Retention policies and the pruning plan. A policy says which restore
@@ -13,15 +17,6 @@ import type { BackupRepository, RestorePointRecord } from './repository';
  *    reason said.
  * The newest restore point of every disk is always kept.
  */
-export interface RetentionPolicy {
-  /** Keep the newest N restore points. */
-  keepLast?: number;
-  /** GFS: newest restore point of each of the last N days / ISO weeks / months (UTC) that have one. */
-  daily?: number;
-  weekly?: number;
-  monthly?: number;
-}
-
 export interface KeptRestorePoint {
   id: string;
   reasons: string[];

@@ -1,0 +1,55 @@
+import { randomUUID } from 'node:crypto';
+import type { PrismaClient } from '../prisma-client';
+import type { VmContext, VmDisk } from '../generated/client';
+
+export type VmContextWithDisks = VmContext & { disks: VmDisk[] };
+
+/** A VM as its vCenter lists it, to register or refresh. */
+export interface VmSeen {
+  vmName: string;
+  vcenterId: string;
+  /** Host part of the vCenter URL: with the moref it identifies the VM across renames. */
+  vcenterHost: string;
+  vmMoref: string;
+  instanceUuid: string | null;
+  cbtEnabled: boolean;
+}
+
+/** A context id people can read: ctx-<name>-<8 hex>. */
+export function newContextId(vmName: string): string {
+  return `ctx-${vmName.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40)}-${randomUUID().slice(0, 8)}`;
+}
+
+/** The vm_replication_contexts table: the VMs under protection. */
+export class VmContextRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  find(contextId: string): Promise<VmContext | null> {
+    return this.prisma.vmContext.findUnique({ where: { contextId } });
+  }
+
+  /** Every VM of that name (two vCenters may each have one). */
+  findByName(vmName: string): Promise<VmContext[]> {
+    return this.prisma.vmContext.findMany({ where: { vmName }, orderBy: { contextId: 'asc' } });
+  }
+
+  /** By name, each with its disks by index. */
+  listWithDisks(): Promise<VmContextWithDisks[]> {
+    return this.prisma.vmContext.findMany({ include: { disks: { orderBy: { diskIndex: 'asc' } } }, orderBy: { vmName: 'asc' } });
+  }
+
+  /**
+   * Register a VM, or refresh the one already known by vCenter host and moref
+   * (it keeps its context id, and so its chains). The CBT state is set only
+   * on registration; backups keep it up to date afterwards.
+   */
+  async registerSeen(vm: VmSeen): Promise<VmContext> {
+    const existing = await this.prisma.vmContext.findUnique({ where: { vcenterHost_vmMoref: { vcenterHost: vm.vcenterHost, vmMoref: vm.vmMoref } } });
+    const contextId = existing?.contextId ?? newContextId(vm.vmName);
+    return this.prisma.vmContext.upsert({
+      where: { contextId },
+      create: { contextId, ...vm, cbtState: vm.cbtEnabled ? 'enabled' : 'disabled' },
+      update: { vmName: vm.vmName, vcenterId: vm.vcenterId, instanceUuid: vm.instanceUuid, cbtEnabled: vm.cbtEnabled },
+    });
+  }
+}
