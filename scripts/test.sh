@@ -13,6 +13,9 @@ sh tools/vcsim/build.sh
 npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
 log "type-checking every project (the test runner only transpiles)"
 bash scripts/typecheck.sh || die "type errors (above)"
+log "linting (house rules: eslint.config.mjs; zero findings)"
+# The module-boundary rule reads the project graph the build above computed.
+npx eslint . --max-warnings 0 || die "lint findings (above): fix them or, where a rule is wrong for a file, say why in eslint.config.mjs"
 log "running the tests"
 mkdir -p coverage
 set +e

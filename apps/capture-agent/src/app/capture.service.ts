@@ -104,11 +104,12 @@ export class CaptureService {
       } catch (err) {
         throw toCaptureError(err, `finding VM ${vmWhat} on ${req.vcenter.url}`);
       }
-      const where = `VM ${vm.name} (${vm.ref.value})`;
+      const found = vm;
+      const where = `VM ${found.name} (${found.ref.value})`;
       // A disk the control plane knows but the VM no longer has was removed
       // from the VM: it is not backed up any more (its chain stays), and that
       // must not stop the VM's other disks from being backed up.
-      const gone = req.disks.filter((d) => !vm!.disks.some((v) => v.key === d.deviceKey)).map((d) => d.deviceKey);
+      const gone = req.disks.filter((d) => !found.disks.some((v) => v.key === d.deviceKey)).map((d) => d.deviceKey);
       if (gone.length) this.logger.warn(`${where} no longer has disk(s) with device key ${gone.join(', ')}; backing up its current disks`);
       if (vm.disks.length === 0) throw invalidArgument(`${where} has no virtual disks`);
 

@@ -27,10 +27,12 @@ export interface ChainSource {
 
 /** The backup_chains columns of a chain (oldest first), derived from the repository. */
 export function chainRow(points: readonly Pick<ChainPoint, 'id' | 'allocatedBytes'>[]) {
-  if (!points.length) throw new Error('a backup chain has at least one restore point');
+  const first = points[0];
+  const last = points.at(-1);
+  if (!first || !last) throw new Error('a backup chain has at least one restore point');
   return {
-    fullBackupId: points[0]!.id,
-    latestBackupId: points.at(-1)!.id,
+    fullBackupId: first.id,
+    latestBackupId: last.id,
     totalBackups: points.length,
     totalSizeBytes: BigInt(points.reduce((s, p) => s + p.allocatedBytes, 0)),
   };

@@ -103,7 +103,9 @@ export class BackupsService {
     if (found.length > 1) {
       throw new ConflictException(`${found.length} VMs are named ${q.vmName}; give vm_context_id (one of ${found.map((f) => f.contextId).join(', ')})`);
     }
-    return found[0]!;
+    const [vm] = found;
+    if (!vm) throw new NotFoundException(`no VM named ${q.vmName} is registered (import it from its vCenter first)`);
+    return vm;
   }
 
   async start(req: { vmContextId?: string; vmName?: string; backupType: BackupType; repository?: string; requestedBy: string }) {
@@ -113,7 +115,8 @@ export class BackupsService {
     else {
       const all = await this.prisma.backupRepository.findMany({ where: { enabled: true } });
       if (all.length !== 1) throw new BadRequestException(`give "repository" (${all.length} enabled repositories exist)`);
-      repo = all[0]!;
+      [repo] = all;
+      if (!repo) throw new BadRequestException('give "repository" (no enabled repository exists)');
     }
     if (!repo.enabled) throw new ConflictException(`repository ${repo.name} is disabled`);
     const queue = QueueNames.backup(repo.storageNode);
@@ -186,7 +189,7 @@ export class BackupsService {
       const latest = await this.prisma.backupJob.findUniqueOrThrow({ where: { id: c.latestBackupId } });
       const ids = await this.chainIds(latest);
       const rows = await this.prisma.backupJob.findMany({ where: { id: { in: ids } } });
-      const points = ids.map((id) => rows.find((r) => r.id === id)!).filter(Boolean);
+      const points = ids.flatMap((id) => rows.filter((r) => r.id === id));
       out.push({
         disk_id: c.diskId,
         full_backup_id: c.fullBackupId,

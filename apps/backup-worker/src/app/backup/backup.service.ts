@@ -63,13 +63,20 @@ interface BaseChoice {
 
 const SHORT_TYPE: Record<BackupType, string> = { full: 'full', incremental: 'incr', differential: 'diff' };
 
-const FULL_REASON_TEXT: Record<string, string> = {
+const FULL_REASON_TEXT = {
   requested: 'a full backup was requested',
   'no-previous-change-id': 'there is no earlier backup of this disk to build on',
   'cbt-just-enabled': 'change tracking (CBT) was just enabled on the VM',
   'cbt-reset': 'vCenter reset change tracking (CBT) for this disk',
   'invalid-change-id': 'vCenter no longer accepts the changeId of the previous backup',
-};
+} as const;
+const fullReasonText = (reason: string): string | undefined => (FULL_REASON_TEXT as Record<string, string>)[reason];
+
+/** A value the backup's earlier phases must have set (a bug otherwise, named by what). */
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`internal error: ${what} is missing`);
+  return value;
+}
 
 /**
  * One VM backup: every disk gets a restore point (full, incremental on the
@@ -217,7 +224,7 @@ export class BackupService {
       const results = await this.capture.copy(
         {
           sessionId: prepared.sessionId,
-          targets: plans.map((pl) => ({ deviceKey: pl.prepared.deviceKey, uri: exportsByKey.get(pl.prepared.deviceKey)!.uri })),
+          targets: plans.map((pl) => ({ deviceKey: pl.prepared.deviceKey, uri: required(exportsByKey.get(pl.prepared.deviceKey), `the NBD export of disk ${pl.disk.diskIndex}`).uri })),
         },
         {
           signal: ctl.signal,
@@ -277,16 +284,16 @@ export class BackupService {
         runId: data.runId,
         vmContextId: ctx.contextId,
         disks: plans.map((pl) => {
-          const r = results.find((x) => x.deviceKey === pl.prepared.deviceKey)!;
+          const r = required(results.find((x) => x.deviceKey === pl.prepared.deviceKey), `the copy result of disk ${pl.disk.diskIndex}`);
           return {
             diskId: pl.disk.diskIndex,
             deviceKey: pl.prepared.deviceKey,
-            backupId: pl.backupId!,
+            backupId: required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`),
             type: pl.type,
             fallbackReason: pl.fallbackReason,
             bytesTransferred: r.bytesRead,
             bytesZeroed: r.bytesZeroed,
-            allocatedBytes: pl.committed!.allocatedBytes,
+            allocatedBytes: required(pl.committed, `the committed restore point of disk ${pl.disk.diskIndex}`).allocatedBytes,
             changeId: r.changeId,
           };
         }),
@@ -314,11 +321,11 @@ export class BackupService {
   }
 
   private async chooseBase(repo: LocalFileRepository, data: BackupVmJobData, disk: VmDisk): Promise<BaseChoice> {
-    if (data.requestedType === 'full') return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT['requested']! };
+    if (data.requestedType === 'full') return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT.requested };
     const chain = await this.prisma.backupChain.findUnique({
       where: { vmContextId_diskId: { vmContextId: disk.vmContextId, diskId: disk.diskIndex } },
     });
-    if (!chain) return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT['no-previous-change-id']! };
+    if (!chain) return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT['no-previous-change-id'] };
     const baseId = data.requestedType === 'differential' ? chain.fullBackupId : chain.latestBackupId;
     const row = await this.prisma.backupJob.findUnique({ where: { id: baseId } });
     if (!row || row.status !== 'completed' || !row.changeId) {
@@ -354,8 +361,8 @@ export class BackupService {
       data.requestedType === 'full'
         ? null
         : p.fullReason && p.fullReason !== 'no-previous-change-id' && p.fullReason !== 'requested'
-          ? `${FULL_REASON_TEXT[p.fullReason] ?? p.fullReason}${p.fullReasonDetail ? ` (${p.fullReasonDetail})` : ''}`
-          : (base.reason ?? FULL_REASON_TEXT['no-previous-change-id']!);
+          ? `${fullReasonText(p.fullReason) ?? p.fullReason}${p.fullReasonDetail ? ` (${p.fullReasonDetail})` : ''}`
+          : (base.reason ?? FULL_REASON_TEXT['no-previous-change-id']);
     return { prepared: p, disk, type: 'full', parentId: null, fallbackReason: reason, previousChangeId: null };
   }
 
@@ -414,7 +421,7 @@ export class BackupService {
   private async exportTargets(vmContextId: string, repo: LocalFileRepository, plans: DiskPlan[]): Promise<Map<number, NbdExportInfo>> {
     const out = new Map<number, NbdExportInfo>();
     for (const pl of plans) {
-      const target = await repo.localTarget(pl.backupId!);
+      const target = await repo.localTarget(required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`));
       let exp: NbdExportInfo;
       try {
         exp = await this.exporter.createExport({
@@ -424,7 +431,7 @@ export class BackupService {
           kind: 'qcow2',
           filePath: target.imagePath,
           writable: true,
-          backupJobId: pl.backupId!,
+          backupJobId: required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`),
         });
       } catch (err) {
         // The exporter refuses the path (outside NBD_ALLOWED_ROOTS, odd characters): a retry would only take another snapshot.
@@ -454,8 +461,8 @@ export class BackupService {
     r: { changeId: string; bytesRead: number; bytesZeroed: number },
     inTurn: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
   ) {
-    const rp = await repo.commit(pl.backupId!, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
-    const id = pl.backupId!;
+    const rp = await repo.commit(required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`), { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
+    const id = required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`);
     const chain = await repo.chain(id);
     await inTurn(() => this.prisma.$transaction(async (tx) => {
       await tx.backupJob.update({

@@ -103,11 +103,12 @@ export class MaintenanceService {
     const info = await repo.chain(chain.latestBackupId);
     const ids = info.restorePoints.map((p) => p.id);
     const toId = d.upToBackupId ?? ids.at(-2);
-    if (!toId || ids.length < 2) throw new PermanentError('the chain has nothing to merge (one restore point)');
+    const fromId = ids[0];
+    if (!toId || !fromId || ids.length < 2) throw new PermanentError('the chain has nothing to merge (one restore point)');
     if (!ids.includes(toId)) throw new PermanentError(`backup ${toId} is not in the current chain of VM ${d.vmContextId} disk ${d.diskId}`);
     let result;
     try {
-      result = await this.withMountsHeld(repo, repositoryRow.id, () => repo.consolidate({ fromId: ids[0]!, toId }));
+      result = await this.withMountsHeld(repo, repositoryRow.id, () => repo.consolidate({ fromId, toId }));
     } catch (err) {
       throw MaintenanceService.refusal(err);
     }
@@ -127,10 +128,11 @@ export class MaintenanceService {
       if (!stored) throw new PermanentError(`repository ${repoRow.name} has no retention policy${d.vmContextId ? ' for this VM' : ''}`);
       policy = { keepLast: stored.keepLast, daily: stored.keepDaily, weekly: stored.keepWeekly, monthly: stored.keepMonthly };
     }
-    if (!policy.keepLast && !policy.daily && !policy.weekly && !policy.monthly) {
+    const effective = policy;
+    if (!effective.keepLast && !effective.daily && !effective.weekly && !effective.monthly) {
       throw new PermanentError('the retention policy keeps nothing; refusing to delete every restore point');
     }
-    const result = await this.withMountsHeld(repo, repoRow.id, () => applyRetention(repo, policy!, { vmContextId: d.vmContextId, dryRun: d.dryRun }));
+    const result = await this.withMountsHeld(repo, repoRow.id, () => applyRetention(repo, effective, { vmContextId: d.vmContextId, dryRun: d.dryRun }));
     if (!d.dryRun) {
       const disks = await this.prisma.backupJob.findMany({
         where: { repositoryId: d.repositoryId, ...(d.vmContextId ? { vmContextId: d.vmContextId } : {}) },

@@ -33,8 +33,9 @@ export const localQcow2Backend: StorageBackend = {
   locateImage(row, imageKey): ImageLocation {
     // Only the layout storage itself writes: a key from a tampered row never leaves the root.
     const m = /^([^/]+)\/disk-(\d{1,4})\/([^/]+)$/.exec(imageKey);
-    if (!m || !IMAGE_RE.test(m[3]!)) throw new UnusableRepository(`"${imageKey.slice(0, 200)}" is not the location of a restore point image`);
-    assertSafeId('vmContextId', m[1]!);
+    const [, vmContextId = '', , file = ''] = m ?? [];
+    if (!m || !IMAGE_RE.test(file)) throw new UnusableRepository(`"${imageKey.slice(0, 200)}" is not the location of a restore point image`);
+    assertSafeId('vmContextId', vmContextId);
     assertDiskIndex(Number(m[2]));
     return { kind: 'local-file', path: path.join(localRepositoryConfig(row).path, imageKey), format: 'qcow2' };
   },
