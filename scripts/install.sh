@@ -89,7 +89,7 @@ env_file="$R/etc/sendense/sendense.env"
 if [ -s "$env_file" ]; then
   log "keeping $env_file"
 else
-  secret() { head -c 32 /dev/urandom | base64 | tr -d '/+=\n'; }
+  secret() { head -c 48 /dev/urandom | base64 | tr -d '/+=\n'; }
   if [ -z "$db_url" ]; then
     pw="$(secret)"
     db_url="mysql://sendense:$pw@127.0.0.1:3306/sendense"

@@ -52,12 +52,17 @@ export class InternalAuthDeserializer implements ConsumerDeserializer {
 }
 
 /** Answers every unauthenticated request with an error that says what to fix. Add it to each TCP service's controllers. */
-@Controller()
 export class InternalAuthRefusal {
-  @MessagePattern(UNAUTHENTICATED_PATTERN)
   refuse(): never {
     throw new RpcException({ code: 'INTERNAL', message: UNAUTHENTICATED_MESSAGE });
   }
+}
+// Decorators applied by hand: this lib is also loaded from source by tsx, which
+// compiles files outside an app's tsconfig with standard (not legacy) decorators.
+Controller()(InternalAuthRefusal);
+{
+  const descriptor = Object.getOwnPropertyDescriptor(InternalAuthRefusal.prototype, 'refuse');
+  if (descriptor) MessagePattern(UNAUTHENTICATED_PATTERN)(InternalAuthRefusal.prototype, 'refuse', descriptor);
 }
 
 /** Options to spread into a Nest TCP server's `options`. */
