@@ -182,7 +182,8 @@ export interface FileEntry {
   path: string;
   type: 'file' | 'dir' | 'symlink' | 'other';
   size: number;
-  mode: number;
+  /** Octal permission bits as the gateway sends them ("0644"); same shape as libs/contracts FileEntry. */
+  mode: string;
   mtime: string;
   symlinkTarget?: string;
   nameNotUtf8?: boolean;

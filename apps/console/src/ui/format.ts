@@ -48,7 +48,9 @@ export function percent(done: number, total: number): number {
   return total > 0 ? Math.max(0, Math.min(100, (done / total) * 100)) : 0;
 }
 
-export function mode(m: number, type: string): string {
+/** `ls -l` style permissions from the API's octal mode string ("0644"). */
+export function mode(octal: string, type: string): string {
+  const m = Number.parseInt(octal, 8);
   const t = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : '-';
   const bits = 'rwxrwxrwx';
   let s = '';
