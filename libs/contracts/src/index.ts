@@ -1,5 +1,6 @@
 export * from './queues';
 export * from './retention';
+export * from './policies';
 export * from './nbd-exporter.contract';
 export * from './nbd-exporter.client';
 export * from './capture-agent.contract';

@@ -15,3 +15,6 @@ export * from './repositories/restore-mounts.repository';
 export * from './repositories/retention-policies.repository';
 export * from './repositories/backup-runs.repository';
 export * from './repositories/database-health';
+export * from './repositories/backup-policies.repository';
+export * from './repositories/audit-log.repository';
+export * from './repositories/webhooks.repository';
