@@ -43,6 +43,34 @@ export interface CreateNbdExportRequest extends NbdExportNameParts {
   /** Writable for a backup target; read-only (the default) for restore. */
   writable?: boolean;
   backupJobId?: string;
+  /**
+   * Instant access: the restore point (backup id) this export serves. The
+   * export is recorded with it, so maintenance holds the chain against
+   * delete and merge while the export lives. Only for kind qcow2.
+   */
+  restorePointId?: string;
+  /**
+   * Instant access, writable: export a fresh temporary QCOW2 overlay whose
+   * backing file is filePath (qemu-img create -b filePath -F qcow2); writes
+   * go to the overlay, the chain is only read; the overlay is deleted with
+   * the export. Needs restorePointId; `writable` must not be set with it.
+   */
+  overlay?: boolean;
+  /** Remove the export after this many seconds without a connected client (60-604800; default: never). */
+  idleTimeoutSeconds?: number;
+  /**
+   * 'psk': the export takes only TLS clients holding its own pre-shared key
+   * (qemu-nbd tls-creds-psk; the key is in the create answer only). Default:
+   * the exporter's setting for restore exports (NBD_RESTORE_TLS).
+   */
+  tls?: 'psk' | 'none';
+}
+
+/** The pre-shared key of a TLS-PSK export (libnbd: nbds://IDENTITY@host:port/name?tls-psk-file=FILE, FILE holding "IDENTITY:KEY"). */
+export interface NbdTlsPsk {
+  identity: string;
+  /** Hex, as in a keys.psk file. */
+  key: string;
 }
 
 export interface NbdExportInfo {
@@ -65,6 +93,19 @@ export interface NbdExportInfo {
   createdAt: string;
   /** True when the export is served over TLS (qemu-nbd --tls-creds). */
   tls: boolean;
+  /** x509 (NBD_TLS_CREDS_DIR), psk (a key of its own) or null. */
+  tlsMode: 'x509' | 'psk' | null;
+  /** Instant access: the restore point served, else null. */
+  restorePointId: string | null;
+  /** Writable instant access: the temporary overlay clients write to (filePath is the restore point it sits on). */
+  overlayPath: string | null;
+  idleTimeoutSeconds: number | null;
+  /** ISO 8601: the last time a client was seen connected (or the creation). */
+  lastActiveAt: string;
+  /** ISO 8601: when the export ends if no client connects before; null: never. */
+  expiresAt: string | null;
+  /** Only in the answer to createExport of a TLS-PSK export: the key clients need. */
+  tlsPsk?: NbdTlsPsk;
 }
 
 export type CreateNbdExportResponse = NbdExportInfo;
@@ -80,6 +121,9 @@ export interface RemoveNbdExportResponse {
 
 export interface ListNbdExportsRequest {
   backupJobId?: string;
+  restorePointId?: string;
+  /** Only instant-access exports (those with a restorePointId). */
+  restoreOnly?: boolean;
 }
 export interface ListNbdExportsResponse {
   exports: NbdExportInfo[];

@@ -1,5 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, waitFor } from './process-runner';
@@ -7,6 +7,7 @@ import {
   findProcesses,
   isAlive,
   isMountPoint,
+  pidConnectionCount,
   pidListensOn,
   processStartTime,
   readArgv,
@@ -83,6 +84,27 @@ describe('/proc reader', () => {
       const other = await Daemon.start('sleep', ['30']);
       daemons.push(other);
       expect(await pidListensOn(other.pid ?? -1, port)).toBe(false);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('counts the established connections a pid holds on its port', async () => {
+    const server: Server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    try {
+      expect(await pidConnectionCount(process.pid, port)).toBe(0);
+      const accepted = new Promise<void>((r) => server.once('connection', () => r()));
+      const client = connect(port, '127.0.0.1');
+      await accepted;
+      // Both ends live in this process: the server's accepted socket has local port `port`.
+      expect(await pidConnectionCount(process.pid, port)).toBe(1);
+      const other = await Daemon.start('sleep', ['30']);
+      daemons.push(other);
+      expect(await pidConnectionCount(other.pid ?? -1, port)).toBe(0);
+      client.destroy();
+      await waitFor(async () => (await pidConnectionCount(process.pid, port)) === 0, { timeoutMs: 3000, message: 'connection to close' });
     } finally {
       server.close();
     }

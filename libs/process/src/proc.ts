@@ -110,7 +110,8 @@ export async function terminate(pid: number, graceMs = 5000): Promise<void> {
   }
 }
 
-async function listeningInodes(port: number): Promise<Set<string>> {
+/** TCP states of /proc/net/tcp: 0A LISTEN, 01 ESTABLISHED. */
+async function listeningInodes(port: number, state = '0A'): Promise<Set<string>> {
   const inodes = new Set<string>();
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
@@ -122,12 +123,43 @@ async function listeningInodes(port: number): Promise<Set<string>> {
     }
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
-      // f[1] local address:port, f[3] state (0A = LISTEN), f[9] inode
-      const [local, state, inode] = [f[1], f[3], f[9]];
-      if (local !== undefined && inode !== undefined && state === '0A' && local.endsWith(`:${hexPort}`)) inodes.add(inode);
+      // f[1] local address:port, f[3] state, f[9] inode
+      const [local, inode] = [f[1], f[9]];
+      if (local !== undefined && inode !== undefined && f[3] === state && local.endsWith(`:${hexPort}`)) inodes.add(inode);
     }
   }
   return inodes;
+}
+
+/** Inodes of the sockets `pid` holds open. */
+async function socketInodes(pid: number): Promise<Set<string>> {
+  const owned = new Set<string>();
+  let fds: string[];
+  try {
+    fds = await readdir(`/proc/${pid}/fd`);
+  } catch {
+    return owned;
+  }
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m?.[1] !== undefined) owned.add(m[1]);
+  }
+  return owned;
+}
+
+/**
+ * How many established connections `pid` holds on its local `port`: the
+ * clients of a server (idle detection of NBD exports). 0 when none or when
+ * the process is gone.
+ */
+export async function pidConnectionCount(pid: number, port: number): Promise<number> {
+  const established = await listeningInodes(port, '01');
+  if (established.size === 0) return 0;
+  const owned = await socketInodes(pid);
+  let n = 0;
+  for (const inode of established) if (owned.has(inode)) n++;
+  return n;
 }
 
 /**
@@ -138,18 +170,8 @@ async function listeningInodes(port: number): Promise<Set<string>> {
 export async function pidListensOn(pid: number, port: number): Promise<boolean> {
   const inodes = await listeningInodes(port);
   if (inodes.size === 0) return false;
-  let fds: string[];
-  try {
-    fds = await readdir(`/proc/${pid}/fd`);
-  } catch {
-    return false;
-  }
-  for (const fd of fds) {
-    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-    const m = /^socket:\[(\d+)\]$/.exec(target);
-    if (m?.[1] !== undefined && inodes.has(m[1])) return true;
-  }
-  return false;
+  const owned = await socketInodes(pid);
+  return [...inodes].some((inode) => owned.has(inode));
 }
 
 /** A pid written by a daemon (qemu-nbd --pid-file, nbd-server's pid file); null when absent or not a pid. */

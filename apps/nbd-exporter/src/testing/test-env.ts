@@ -37,6 +37,8 @@ export async function makeTestEnv(ports = 60): Promise<TestEnv> {
       allowedRoots: [root],
       nodeName: 'test-node',
       tlsCredsDir: null,
+      restoreTls: 'none',
+      idleSweepMs: 15_000,
       recordStore: 'file',
       databaseUrl: 'mysql://root@127.0.0.1:3306/unused',
     },

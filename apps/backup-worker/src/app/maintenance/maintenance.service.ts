@@ -32,16 +32,19 @@ export class MaintenanceService {
   }
 
   /**
-   * Restore points mounted for file restore (by the restore-service, on any
-   * node) are held with shared "mount" locks while a maintenance operation
-   * runs, so the storage layer refuses to merge or delete them.
+   * Restore points in use for restore are held with shared "mount" locks
+   * while a maintenance operation runs, so the storage layer refuses to merge
+   * or delete them: those mounted for file restore (restore_mounts, by the
+   * restore-service of any node) and those served for instant access
+   * (nbd_exports with a restore point, by the nbd-exporter of any node).
    */
   private async withMountsHeld<T>(repo: BackupRepository, repositoryId: string, fn: () => Promise<T>): Promise<T> {
     const mounted = await this.prisma.restoreMount.findMany({
       where: { state: { in: ['mounting', 'mounted', 'unmounting'] }, backup: { repositoryId } },
       select: { backupId: true },
     });
-    const ids = [...new Set(mounted.map((m) => m.backupId))];
+    const exported = await this.exportedRestorePoints(repositoryId);
+    const ids = [...new Set([...mounted.map((m) => m.backupId), ...exported])];
     const held: LockHandle[] = [];
     // Only backends whose images are local files can be mounted at all.
     if (exposesLocalFiles(repo)) {
@@ -61,6 +64,18 @@ export class MaintenanceService {
     }
   }
 
+  /** Restore points of this repository that an instant-access export serves. */
+  private async exportedRestorePoints(repositoryId: string, backupId?: string): Promise<string[]> {
+    const rows = await this.prisma.nbdExport.findMany({
+      where: backupId ? { restorePointId: backupId } : { restorePointId: { not: null } },
+      select: { restorePointId: true },
+    });
+    const ids = [...new Set(rows.map((r) => r.restorePointId).filter((id): id is string => id !== null))];
+    if (ids.length === 0) return [];
+    const inRepo = await this.prisma.backupJob.findMany({ where: { id: { in: ids }, repositoryId }, select: { id: true } });
+    return inRepo.map((r) => r.id);
+  }
+
   private async locate(backupId: string) {
     const row = await this.prisma.backupJob.findUnique({ where: { id: backupId }, include: { repository: true } });
     if (!row) throw new PermanentError(`[RESTORE_POINT_NOT_FOUND] backup ${backupId} does not exist`);
@@ -72,6 +87,9 @@ export class MaintenanceService {
     const { row, repositoryRow, repo } = await this.locate(d.backupId);
     const mounts = await this.prisma.restoreMount.count({ where: { backupId: d.backupId, state: { in: ['mounting', 'mounted', 'unmounting'] } } });
     if (mounts) throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is mounted for file restore; unmount it first`);
+    if ((await this.exportedRestorePoints(repositoryRow.id, d.backupId)).length) {
+      throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is exported for instant access; end the export first (DELETE /api/v1/restore/export/{name})`);
+    }
     if (row.status === 'completed') {
       try {
         await this.withMountsHeld(repo, repositoryRow.id, () => repo.delete(d.backupId));

@@ -18,6 +18,10 @@ export interface ExporterConfig {
   nodeName: string;
   /** Directory with ca-cert.pem, server-cert.pem, server-key.pem: qemu-nbd exports use TLS. */
   tlsCredsDir: string | null;
+  /** Instant-access (restore) exports: 'psk' gives each its own TLS pre-shared key; 'none' serves plain NBD. */
+  restoreTls: 'psk' | 'none';
+  /** How often idle instant-access exports are looked for, milliseconds. */
+  idleSweepMs: number;
   /** Where export records live: the database (nbd_exports) or a JSON file in the state dir. */
   recordStore: 'database' | 'file';
   databaseUrl: string;
@@ -84,6 +88,11 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv = process.env): Export
 
   const tlsRaw = get('NBD_TLS_CREDS_DIR', '');
 
+  const restoreTls = get('NBD_RESTORE_TLS', 'none');
+  if (restoreTls !== 'psk' && restoreTls !== 'none') throw new ConfigError('NBD_RESTORE_TLS', `"${restoreTls}" is not one of psk, none`);
+  const sweepRaw = get('NBD_IDLE_SWEEP_SECONDS', '15');
+  if (!/^\d{1,5}$/.test(sweepRaw) || Number(sweepRaw) < 1) throw new ConfigError('NBD_IDLE_SWEEP_SECONDS', `"${sweepRaw}" is not a whole number of seconds (1 or more)`);
+
   const recordStore = get('NBD_RECORD_STORE', 'database');
   if (recordStore !== 'database' && recordStore !== 'file') {
     throw new ConfigError('NBD_RECORD_STORE', `"${recordStore}" is not one of database, file`);
@@ -102,6 +111,8 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv = process.env): Export
     allowedRoots,
     nodeName,
     tlsCredsDir: tlsRaw === '' ? null : absoluteDir('NBD_TLS_CREDS_DIR', tlsRaw),
+    restoreTls,
+    idleSweepMs: Number(sweepRaw) * 1000,
     recordStore,
     databaseUrl,
   };

@@ -1,4 +1,5 @@
-import { realpath } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, realpath, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type {
   CreateNbdExportRequest,
@@ -7,12 +8,12 @@ import type {
   RemoveNbdExportResponse,
 } from '@sendense/contracts';
 import type { ExporterConfig } from '../config/exporter-config';
-import { conflict, invalid } from '../exporter-error';
+import { conflict, internal, invalid } from '../exporter-error';
 import { buildExportName, validateExportName } from '../naming/export-name';
 import { inspectImage } from '../servers/image-inspector';
 import { NbdServerLauncher } from '../servers/nbd-server-launcher';
 import { PortAllocator } from '../servers/port-allocator';
-import { findProcesses, isAlive, readArgv, terminate } from '@sendense/process';
+import { CommandError, findProcesses, isAlive, pidConnectionCount, readArgv, run, terminate } from '@sendense/process';
 import { QemuNbdLauncher } from '../servers/qemu-nbd-launcher';
 import { PortTakenError, type ServerLauncher } from '../servers/server-launcher';
 import { StatePaths } from '../servers/state-paths';
@@ -32,6 +33,11 @@ const JOB_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 const PORT_ATTEMPTS = 4;
 /** Per server; SIGTERM of the whole service must finish within 10 s. */
 const STOP_GRACE_MS = 6000;
+/** Idle timeouts of instant-access exports: one second (tests) to a week. */
+const IDLE_MIN_S = 1;
+const IDLE_MAX_S = 604_800;
+/** The one TLS-PSK identity of an export: the key, not the name, is the secret. */
+export const PSK_IDENTITY = 'sendense';
 
 export interface ReconcileReport {
   kept: string[];
@@ -84,6 +90,25 @@ export class NbdExportManager {
     if (backupJobId !== null && (typeof backupJobId !== 'string' || !JOB_ID_RE.test(backupJobId))) {
       throw invalid(`backupJobId ${JSON.stringify(backupJobId)} must be 1-128 letters, digits or ._:-`);
     }
+    const restorePointId = request.restorePointId ?? null;
+    if (restorePointId !== null && (typeof restorePointId !== 'string' || !JOB_ID_RE.test(restorePointId))) {
+      throw invalid(`restorePointId ${JSON.stringify(restorePointId)} must be 1-128 letters, digits or ._:-`);
+    }
+    const overlay = request.overlay ?? false;
+    if (typeof overlay !== 'boolean') throw invalid('overlay must be true or false');
+    if (overlay && restorePointId === null) throw invalid('overlay needs restorePointId: only instant-access exports get a temporary overlay');
+    if (overlay && writable) throw invalid('overlay and writable exclude each other: an overlay export writes the overlay, never the image');
+    if (restorePointId !== null && kind !== 'qcow2') throw invalid(`instant access serves QCOW2 restore points; kind is "${kind}"`);
+    if (restorePointId !== null && writable) throw invalid('an instant-access export is read-only or writes a temporary overlay (overlay: true), never the restore point');
+    const idle = request.idleTimeoutSeconds ?? null;
+    if (idle !== null && (!Number.isInteger(idle) || idle < IDLE_MIN_S || idle > IDLE_MAX_S)) {
+      throw invalid(`idleTimeoutSeconds ${JSON.stringify(idle)} must be a whole number from ${IDLE_MIN_S} to ${IDLE_MAX_S}`);
+    }
+    const tlsWanted = request.tls ?? (restorePointId !== null ? this.config.restoreTls : 'none');
+    if (tlsWanted !== 'psk' && tlsWanted !== 'none') throw invalid(`tls ${JSON.stringify(tlsWanted)} is not one of psk, none`);
+    if (tlsWanted === 'psk' && kind !== 'qcow2') throw invalid('TLS-PSK is served by qemu-nbd: only for kind qcow2');
+    const tlsMode = tlsWanted === 'psk' ? 'psk' : null;
+
     const name = buildExportName(request);
     const roots = await this.roots();
     const filePath = await validateExportPath(request.filePath, kind, this.config.allowedRoots);
@@ -95,7 +120,8 @@ export class NbdExportManager {
       const existing = await this.liveRecords();
       if (existing.some((r) => r.name === name)) throw conflict(`export ${name} already exists`);
       const samePath = existing.filter((r) => r.filePath === filePath);
-      const writer = samePath.find((r) => r.writable);
+      // An overlay export writes its own overlay: the image below it is only read.
+      const writer = samePath.find((r) => r.writable && r.overlayPath === null);
       if (writer) throw conflict(`image ${filePath} is already exported writable as ${writer.name}`);
       if (writable && samePath.length > 0) {
         throw conflict(`image ${filePath} is exported read-only as ${samePath[0].name}; it cannot also be exported writable`);
@@ -114,6 +140,11 @@ export class NbdExportManager {
         pid: null,
         nodeName: this.config.nodeName,
         backupJobId,
+        restorePointId,
+        overlayPath: overlay ? this.paths.overlayFile(name) : null,
+        idleTimeoutSeconds: idle,
+        lastActiveAt: now,
+        tlsMode,
         state: 'starting',
         createdAt: now,
         updatedAt: now,
@@ -123,7 +154,10 @@ export class NbdExportManager {
     });
 
     return this.locks.run(name, async () => {
+      let psk: string | undefined;
       try {
+        if (record.overlayPath !== null) await this.createOverlay(record.overlayPath, filePath);
+        if (record.tlsMode === 'psk') psk = await this.writePsk(name);
         record.pid = await this.launch(record);
       } catch (err) {
         if (record.port !== null) this.ports.release(record.port);
@@ -135,9 +169,62 @@ export class NbdExportManager {
       record.updatedAt = new Date();
       await this.store.upsert(record);
       this.sizes.set(name, virtualSize);
-      this.logger.log(`export ${name}: ${record.server} pid ${record.pid} serves ${filePath} on ${record.host}:${record.port}${writable ? ' (writable)' : ''}`);
-      return this.info(record);
+      this.logger.log(
+        `export ${name}: ${record.server} pid ${record.pid} serves ${filePath}${record.overlayPath ? ` through overlay ${record.overlayPath}` : ''} ` +
+          `on ${record.host}:${record.port}${writable || record.overlayPath ? ' (writable)' : ''}${record.tlsMode ? ' (TLS-PSK)' : ''}`,
+      );
+      const info = await this.info(record);
+      return psk === undefined ? info : { ...info, tlsPsk: { identity: PSK_IDENTITY, key: psk } };
     });
+  }
+
+  /**
+   * The temporary overlay of a writable instant-access export: a new QCOW2
+   * whose backing file is the restore point, so writes never reach the
+   * chain. Its size is the restore point's (qemu-img takes it from the backing file).
+   */
+  private async createOverlay(overlayPath: string, backing: string): Promise<void> {
+    await mkdir(this.paths.overlayDir, { recursive: true, mode: 0o700 });
+    try {
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', backing, '-F', 'qcow2', overlayPath], { timeoutMs: 30_000 });
+    } catch (err) {
+      const why = err instanceof CommandError ? err.stderr.trim() || err.message : String(err);
+      throw internal(`qemu-img create of overlay ${overlayPath} on ${backing} failed: ${why}`);
+    }
+  }
+
+  /** A fresh 256-bit key in the export's own keys.psk (0600, in a 0700 dir): qemu's tls-creds-psk format "identity:hexkey". */
+  private async writePsk(name: string): Promise<string> {
+    const key = randomBytes(32).toString('hex');
+    const dir = this.paths.pskDir(name);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(`${dir}/keys.psk`, `${PSK_IDENTITY}:${key}\n`, { mode: 0o600, flag: 'wx' });
+    return key;
+  }
+
+  /**
+   * Instant-access exports that have an idle timeout: a client connected now
+   * counts as activity; an export with no client for longer than its timeout
+   * is removed (its overlay discarded). Returns the names removed.
+   */
+  async sweepIdle(now = new Date()): Promise<string[]> {
+    const removed: string[] = [];
+    for (const r of await this.liveRecords()) {
+      if (r.state !== 'active' || r.idleTimeoutSeconds === null || r.pid === null || r.port === null) continue;
+      if ((await pidConnectionCount(r.pid, r.port)) > 0) {
+        r.lastActiveAt = new Date(Math.floor(now.getTime() / 1000) * 1000);
+        r.updatedAt = now;
+        await this.store.upsert(r);
+        continue;
+      }
+      if (now.getTime() - r.lastActiveAt.getTime() >= r.idleTimeoutSeconds * 1000) {
+        this.logger.log(`export ${r.name}: no client for ${r.idleTimeoutSeconds} s; removing it`);
+        await this.remove(r.name).catch((err) => this.logger.warn(`removing idle export ${r.name}: ${(err as Error).message}`));
+        removed.push(r.name);
+      }
+    }
+    return removed;
   }
 
   async remove(name: string): Promise<RemoveNbdExportResponse> {
@@ -164,9 +251,14 @@ export class NbdExportManager {
     return record ? this.info(record) : null;
   }
 
-  async list(filter: { backupJobId?: string } = {}): Promise<NbdExportInfo[]> {
+  async list(filter: { backupJobId?: string; restorePointId?: string; restoreOnly?: boolean } = {}): Promise<NbdExportInfo[]> {
     const records = await this.liveRecords();
-    const wanted = records.filter((r) => filter.backupJobId === undefined || r.backupJobId === filter.backupJobId);
+    const wanted = records.filter(
+      (r) =>
+        (filter.backupJobId === undefined || r.backupJobId === filter.backupJobId) &&
+        (filter.restorePointId === undefined || r.restorePointId === filter.restorePointId) &&
+        (!filter.restoreOnly || r.restorePointId !== null),
+    );
     return Promise.all(wanted.map((r) => this.info(r)));
   }
 
@@ -228,7 +320,7 @@ export class NbdExportManager {
       await terminate(proc.pid, STOP_GRACE_MS);
       report.killedPids.push(proc.pid);
     }
-    for (const name of await this.paths.configuredExports()) {
+    for (const name of new Set([...(await this.paths.configuredExports()), ...(await this.paths.exportsWithFiles())])) {
       if (kept.has(name)) continue;
       await this.paths.removeFiles(name);
       report.removedConfigs.push(name);
@@ -247,7 +339,15 @@ export class NbdExportManager {
     for (let attempt = 1; ; attempt++) {
       const port = record.port as number;
       try {
-        return await launcher.start({ name: record.name, filePath: record.filePath, writable: record.writable, host: record.host, port });
+        return await launcher.start({
+          name: record.name,
+          // A writable instant-access export serves its overlay (the chain below is opened read-only by qemu).
+          filePath: record.overlayPath ?? record.filePath,
+          writable: record.writable || record.overlayPath !== null,
+          host: record.host,
+          port,
+          ...(record.tlsMode === 'psk' ? { pskDir: this.paths.pskDir(record.name) } : {}),
+        });
       } catch (err) {
         if (!(err instanceof PortTakenError) || attempt >= PORT_ATTEMPTS) throw err;
         // Another program bound the port after our bind test: keep it reserved (it is in use) and take the next.
@@ -282,7 +382,8 @@ export class NbdExportManager {
       size = await inspectImage(record.filePath, record.kind, await this.roots()).catch(() => -1);
       if (size >= 0) this.sizes.set(record.name, size);
     }
-    const tls = record.server === 'qemu-nbd' && this.config.tlsCredsDir !== null;
+    const tlsMode = record.tlsMode === 'psk' ? 'psk' : record.server === 'qemu-nbd' && this.config.tlsCredsDir !== null ? 'x509' : null;
+    const tls = tlsMode !== null;
     const host = isIP(record.host) === 6 ? `[${record.host}]` : record.host;
     return {
       name: record.name,
@@ -293,13 +394,20 @@ export class NbdExportManager {
       host: record.host,
       port: record.port,
       socketPath: record.socketPath,
-      uri: `${tls ? 'nbds' : 'nbd'}://${host}:${record.port}/${record.name}`,
+      // libnbd reads the PSK identity from the URI's user part (the key file goes in ?tls-psk-file=).
+      uri: `${tls ? 'nbds' : 'nbd'}://${tlsMode === 'psk' ? `${PSK_IDENTITY}@` : ''}${host}:${record.port}/${record.name}`,
       virtualSize: size,
       nodeName: record.nodeName,
       backupJobId: record.backupJobId,
       state: record.state,
       createdAt: record.createdAt.toISOString(),
       tls,
+      tlsMode,
+      restorePointId: record.restorePointId,
+      overlayPath: record.overlayPath,
+      idleTimeoutSeconds: record.idleTimeoutSeconds,
+      lastActiveAt: record.lastActiveAt.toISOString(),
+      expiresAt: record.idleTimeoutSeconds === null ? null : new Date(record.lastActiveAt.getTime() + record.idleTimeoutSeconds * 1000).toISOString(),
     };
   }
 }

@@ -1,24 +1,47 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { NbdExportManager } from '../exports/export-manager';
 import type { OpenedRecordStore } from '../store/record-store-factory';
-import { EXPORT_MANAGER, RECORD_STORE_HANDLE } from './tokens';
+import type { ExporterConfig } from '../config/exporter-config';
+import { EXPORT_MANAGER, EXPORTER_CONFIG, RECORD_STORE_HANDLE } from './tokens';
 
-/** Reconcile before serving requests; stop every server on shutdown (SIGTERM via enableShutdownHooks). */
+/**
+ * Reconcile before serving requests; look for idle instant-access exports
+ * every NBD_IDLE_SWEEP_SECONDS; stop every server on shutdown (SIGTERM via
+ * enableShutdownHooks).
+ */
 @Injectable()
 export class ExporterLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('NbdExporter');
+  private sweeper: NodeJS.Timeout | null = null;
+  private sweeping = false;
 
   constructor(
     @Inject(EXPORT_MANAGER) private readonly manager: NbdExportManager,
     @Inject(RECORD_STORE_HANDLE) private readonly records: OpenedRecordStore,
+    @Inject(EXPORTER_CONFIG) private readonly config: ExporterConfig,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
     const report = await this.manager.start();
     this.logger.log(`reconciled: ${report.kept.length} export(s) kept, ${report.killedPids.length} orphan server(s) stopped`);
+    this.sweeper = setInterval(() => void this.sweep(), this.config.idleSweepMs);
+    this.sweeper.unref();
+  }
+
+  private async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      await this.manager.sweepIdle();
+    } catch (err) {
+      this.logger.warn(`idle sweep: ${(err as Error).message}`);
+    } finally {
+      this.sweeping = false;
+    }
   }
 
   async onApplicationShutdown(signal?: string): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
     this.logger.log(`shutting down${signal ? ` on ${signal}` : ''}: stopping NBD servers`);
     try {
       await this.manager.shutdown();

@@ -31,6 +31,13 @@ export class QemuNbdLauncher implements ServerLauncher {
     private readonly tlsCredsDir: string | null,
   ) {}
 
+  /** x509 for every export when NBD_TLS_CREDS_DIR is set; a key of its own for a TLS-PSK export. */
+  private tlsArgs(spec: LaunchSpec): string[] {
+    if (spec.pskDir) return ['--object', `tls-creds-psk,id=${TLS_OBJECT_ID},dir=${spec.pskDir},endpoint=server`, '--tls-creds', TLS_OBJECT_ID];
+    if (this.tlsCredsDir) return ['--object', `tls-creds-x509,id=${TLS_OBJECT_ID},dir=${this.tlsCredsDir},endpoint=server`, '--tls-creds', TLS_OBJECT_ID];
+    return [];
+  }
+
   async start(spec: LaunchSpec): Promise<number> {
     const pidFile = this.paths.pidFile(spec.name);
     const args = [
@@ -43,9 +50,7 @@ export class QemuNbdLauncher implements ServerLauncher {
       '--persistent',
       '--shared', String(SHARED_CLIENTS),
       ...(spec.writable ? [] : ['--read-only']),
-      ...(this.tlsCredsDir
-        ? ['--object', `tls-creds-x509,id=${TLS_OBJECT_ID},dir=${this.tlsCredsDir},endpoint=server`, '--tls-creds', TLS_OBJECT_ID]
-        : []),
+      ...this.tlsArgs(spec),
       '--',
       spec.filePath,
     ];

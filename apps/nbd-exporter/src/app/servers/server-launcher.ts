@@ -6,6 +6,8 @@ export interface LaunchSpec {
   writable: boolean;
   host: string;
   port: number;
+  /** TLS-PSK: the directory holding this export's keys.psk (replaces the x509 credentials). */
+  pskDir?: string;
 }
 
 /** Raised when the port was taken by someone else between allocation and bind. */

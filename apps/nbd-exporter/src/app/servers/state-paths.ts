@@ -5,6 +5,8 @@ import { join } from 'node:path';
  * Layout of the state dir:
  *   conf.d/<name>.conf   nbd-server config of one export
  *   run/<name>.pid       pid file of the server of one export
+ *   overlays/<name>.qcow2  temporary overlay of a writable instant-access export
+ *   psk/<name>/keys.psk    TLS pre-shared key of one export (0600)
  *   exports.json         records (file store)
  * Every server gets its pid file path on its command line, so a /proc scan
  * finds our servers (even after a crash) and tells which export each serves.
@@ -12,15 +14,34 @@ import { join } from 'node:path';
 export class StatePaths {
   readonly confDir: string;
   readonly runDir: string;
+  readonly overlayDir: string;
+  readonly pskRoot: string;
 
   constructor(readonly stateDir: string) {
     this.confDir = join(stateDir, 'conf.d');
     this.runDir = join(stateDir, 'run');
+    this.overlayDir = join(stateDir, 'overlays');
+    this.pskRoot = join(stateDir, 'psk');
   }
 
   async ensure(): Promise<void> {
-    await mkdir(this.confDir, { recursive: true, mode: 0o700 });
-    await mkdir(this.runDir, { recursive: true, mode: 0o700 });
+    for (const dir of [this.confDir, this.runDir, this.overlayDir, this.pskRoot]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+
+  overlayFile(name: string): string {
+    return join(this.overlayDir, `${name}.qcow2`);
+  }
+
+  /** The directory qemu's tls-creds-psk reads keys.psk from. */
+  pskDir(name: string): string {
+    return join(this.pskRoot, name);
+  }
+
+  /** Exports that have an overlay or a key on disk (to find those of no kept export). */
+  async exportsWithFiles(): Promise<string[]> {
+    const overlays = (await readdir(this.overlayDir).catch(() => [] as string[])).filter((f) => f.endsWith('.qcow2')).map((f) => f.slice(0, -'.qcow2'.length));
+    const keys = await readdir(this.pskRoot).catch(() => [] as string[]);
+    return [...new Set([...overlays, ...keys])];
   }
 
   pidFile(name: string): string {
@@ -48,5 +69,7 @@ export class StatePaths {
   async removeFiles(name: string): Promise<void> {
     await rm(this.confFile(name), { force: true });
     await rm(this.pidFile(name), { force: true });
+    await rm(this.overlayFile(name), { force: true });
+    await rm(this.pskDir(name), { recursive: true, force: true });
   }
 }

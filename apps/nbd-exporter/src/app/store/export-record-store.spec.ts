@@ -23,6 +23,11 @@ const rec = (name: string, over: Partial<ExportRecord> = {}): ExportRecord => ({
   pid: 1234,
   nodeName: 'node-a',
   backupJobId: 'job-1',
+  restorePointId: null,
+  overlayPath: null,
+  idleTimeoutSeconds: null,
+  lastActiveAt: at,
+  tlsMode: null,
   state: 'starting',
   createdAt: at,
   updatedAt: at,
@@ -49,6 +54,17 @@ function contract(label: string, open: () => Promise<{ store: ExportRecordStore;
       await h.store.remove('a');
       expect(await h.store.list('node-a')).toEqual([]);
       if (h.reopen) expect(await h.reopen().list('node-b')).toHaveLength(1);
+    });
+
+    it('keeps the instant-access fields (restore point, overlay, idle timeout, last activity, TLS-PSK)', async () => {
+      const later = new Date('2026-01-02T04:00:00Z');
+      await h.store.upsert(
+        rec('ia', { restorePointId: 'rp-1', overlayPath: '/var/lib/sendense/nbd/overlays/ia.qcow2', idleTimeoutSeconds: 600, lastActiveAt: later, tlsMode: 'psk' }),
+      );
+      const want = expect.objectContaining({ restorePointId: 'rp-1', overlayPath: '/var/lib/sendense/nbd/overlays/ia.qcow2', idleTimeoutSeconds: 600, lastActiveAt: later, tlsMode: 'psk' });
+      expect(await h.store.list('node-a')).toEqual([want]);
+      if (h.reopen) expect(await h.reopen().list('node-a')).toEqual([want]);
+      await h.store.remove('ia');
     });
   });
 }

@@ -13,6 +13,13 @@ export interface ExportRecord {
   pid: number | null;
   nodeName: string;
   backupJobId: string | null;
+  /** Instant access: the restore point served (maintenance holds it while the record exists). */
+  restorePointId: string | null;
+  /** Writable instant access: the temporary overlay the server writes (deleted with the export). */
+  overlayPath: string | null;
+  idleTimeoutSeconds: number | null;
+  lastActiveAt: Date;
+  tlsMode: 'psk' | null;
   state: NbdExportState;
   createdAt: Date;
   updatedAt: Date;

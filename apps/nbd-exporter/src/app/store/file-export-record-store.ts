@@ -2,7 +2,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { ExportRecord, ExportRecordStore } from './export-record';
 
-type Stored = Omit<ExportRecord, 'createdAt' | 'updatedAt'> & { createdAt: string; updatedAt: string };
+type Stored = Omit<ExportRecord, 'createdAt' | 'updatedAt' | 'lastActiveAt'> & { createdAt: string; updatedAt: string; lastActiveAt?: string };
 
 /**
  * Records in one JSON file, rewritten atomically (temp file, fsync, rename)
@@ -52,7 +52,20 @@ export class FileExportRecordStore implements ExportRecordStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     this.records = new Map(
-      parsed.map((s) => [s.name, { ...s, createdAt: new Date(s.createdAt), updatedAt: new Date(s.updatedAt) }]),
+      parsed.map((s) => [
+        s.name,
+        {
+          ...s,
+          // Files written before instant access have none of its fields.
+          restorePointId: s.restorePointId ?? null,
+          overlayPath: s.overlayPath ?? null,
+          idleTimeoutSeconds: s.idleTimeoutSeconds ?? null,
+          tlsMode: s.tlsMode ?? null,
+          createdAt: new Date(s.createdAt),
+          updatedAt: new Date(s.updatedAt),
+          lastActiveAt: new Date(s.lastActiveAt ?? s.createdAt),
+        },
+      ]),
     );
     return this.records;
   }

@@ -24,6 +24,11 @@ function toRecord(row: Row): ExportRecord {
     pid: row.pid,
     nodeName: row.nodeName,
     backupJobId: row.backupJobId,
+    restorePointId: row.restorePointId,
+    overlayPath: row.overlayPath,
+    idleTimeoutSeconds: row.idleTimeoutSeconds,
+    lastActiveAt: row.lastActiveAt ?? row.createdAt,
+    tlsMode: row.tlsMode === 'psk' ? 'psk' : null,
     state: (known ? row.state : 'removing') as NbdExportState,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
@@ -51,6 +56,11 @@ export class PrismaExportRecordStore implements ExportRecordStore {
       pid: r.pid,
       nodeName: r.nodeName,
       backupJobId: r.backupJobId,
+      restorePointId: r.restorePointId,
+      overlayPath: r.overlayPath,
+      idleTimeoutSeconds: r.idleTimeoutSeconds,
+      lastActiveAt: r.lastActiveAt,
+      tlsMode: r.tlsMode,
       state: r.state,
     };
     await this.prisma.nbdExport.upsert({
