@@ -1,199 +1,176 @@
 /**
- * `npm run bench -- backup --json`
+ * `npm run bench -- backup --json [--size-mib 2048] [--runs 3] [--cases dense,half-sparse]`
  *
  * Full-backup throughput through the whole system (API call to job
  * completed: queue, worker, nbd-exporter's qemu-nbd target, Capture Agent,
- * stand-in snapshot over NBD) against nbdcopy copying the same kind of
- * snapshot into the same kind of target (a fresh QCOW2 served writable by
- * qemu-nbd) in the same run; then an incremental after the guest changed 5%
- * of the disk, as fractions of the full. Median of several runs each,
- * after one unmeasured run of each, alternating which goes first.
+ * stand-in snapshot over NBD, commit) against nbdcopy copying the same kind
+ * of snapshot into the same kind of target (a fresh QCOW2 served writable by
+ * the nbd-exporter) in the same run; the copy phase alone (the worker's
+ * "copied in" event) against nbdcopy too; where the time goes (phases from
+ * the job events); CPU seconds per GiB per service (/proc/<pid>/stat).
+ * Then an incremental after the guest changed 5% of the disk, as fractions
+ * of the full. Median of several runs each, after one unmeasured run of
+ * each, alternating which goes first.
+ * Cases: dense (random data everywhere), half-sparse (half of the 64 KiB
+ * chunks hold data, chosen at random).
  * One JSON object per line on stdout; progress goes to stderr.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NbdExporterClient } from '@sendense/contracts';
 import { run } from '@sendense/process';
-import { startStandIn, VSphereClient } from '@sendense/vsphere';
-import { startSystem, waitForJob, type System } from '../tests/support/system';
+import { VSphereClient } from '@sendense/vsphere';
+import {
+  CpuMeter,
+  MiB,
+  cpuPerGiB,
+  deleteBackup,
+  emit,
+  flag,
+  logger,
+  median,
+  medianCpu,
+  medianPhases,
+  numFlag,
+  phaseBreakdown,
+  productCpuGroups,
+  round,
+  settle,
+  startBenchSystem,
+  timedBackup,
+  type Bench,
+  type BackupRow,
+} from './support';
 
-const MiB = 1024 * 1024;
-const VM = 'bench-vm';
+const log = logger('backup');
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-const log = (s: string) => process.stderr.write(`[bench backup] ${s}\n`);
-
-interface Row {
-  id: string;
-  disk_id: number;
-  backup_type: string;
-  bytes_transferred: number;
-  allocated_bytes: number;
-}
-
-async function timedBackup(sys: System, type: 'full' | 'incremental'): Promise<{ seconds: number; row: Row }> {
-  const t0 = Date.now();
-  const start = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: type, repository: 'bench' });
-  if (start.status !== 202) throw new Error(`start ${type}: ${start.status} ${JSON.stringify(start.body)}`);
-  const doc = await waitForJob<{
-    status: string;
-    error: string | null;
-    finished_at: string | null;
-    backups: Row[];
-    events: { at: string; phase: string; message: string }[];
-  }>(sys, start.body.run_id, 900_000, 250);
-  // The end is when the queue marked the job completed (same clock, same
-  // machine), not when a poll noticed: polling fast enough to be exact
-  // would itself load the API and database during the copy.
-  if (!doc.finished_at) throw new Error(`job ${start.body.run_id} has no finished_at`);
-  const seconds = (Date.parse(doc.finished_at) - t0) / 1000;
-  // Where the time went, for whoever tunes this (stderr only).
-  const first = doc.events[0] ? Date.parse(doc.events[0].at) : 0;
-  for (const e of doc.events) log(`  +${((Date.parse(e.at) - first) / 1000).toFixed(2)}s ${e.phase}: ${e.message}`);
-  if (doc.status !== 'completed') throw new Error(`${type} backup ${doc.status}: ${doc.error}`);
-  return { seconds, row: doc.backups[0]! };
-}
-
-export async function main(args: string[]): Promise<void> {
-  const sizeMiB = Number(args.find((a) => a.startsWith('--size-mib='))?.split('=')[1] ?? 2048);
-  const runs = Number(args.find((a) => a.startsWith('--runs='))?.split('=')[1] ?? 3);
-  const work = await mkdtemp(join(tmpdir(), 'sendense-bench-backup-'));
-  log(`dense ${sizeMiB} MiB disk, ${runs} runs each; work dir ${work}`);
-  const standIn = await startStandIn({
-    stateDir: join(work, 'vcsim'),
-    vms: [{ name: VM, disks: [{ sizeMiB, content: { type: 'random', percent: 100, seed: 1 } }] }],
-    startTimeoutMs: 600_000,
-  });
-  let sys: System;
+async function benchCase(name: string, percent: number, sizeMiB: number, runs: number, withIncremental: boolean): Promise<void> {
+  const VM = `bench-${name}`;
+  log(`${name}: ${sizeMiB} MiB disk, ${percent}% data, ${runs} runs each`);
+  const b: Bench = await startBenchSystem('backup', [{ name: VM, disks: [{ sizeMiB, content: { type: 'random', percent, seed: 1 } }] }]);
+  const { sys, standIn } = b;
   try {
-    sys = await startSystem();
-  } catch (err) {
-    await standIn.stop();
-    await rm(work, { recursive: true, force: true });
-    throw err;
-  }
-  try {
-    const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
-      name: 'bench',
-      url: standIn.url,
-      username: standIn.username,
-      password: standIn.password,
-      insecure: true,
-      disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
-    });
-    await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM] });
-    await sys.call('POST', '/api/v1/repositories', { name: 'bench', type: 'local', path: sys.repoDir });
     const vm = await standIn.harness!.vm(VM);
     const deviceKey = vm.disks[0]!.key;
     const bytes = sizeMiB * MiB;
+    const cpu = new CpuMeter(productCpuGroups(sys, standIn));
 
     // nbdcopy: the same snapshot path (vCenter snapshot → stand-in NBD export)
     // into the same kind of target: a fresh QCOW2 exported writable by the
-    // system's own nbd-exporter (qemu-nbd, same cache mode), flushed at the end.
+    // system's own nbd-exporter (same qemu-nbd options), flushed at the end.
     const client = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
     const exporter = NbdExporterClient.connect({ url: sys.env['NBD_EXPORTER_URL'], token: sys.env['SENDENSE_INTERNAL_TOKEN'] });
-    const nbdcopyOnce = async (label: string): Promise<number> => {
+    const nbdcopyOnce = async (label: string) => {
       const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${label}` });
       const loc = await standIn.harness!.snapshotNbd(VM, snap.value, deviceKey);
       const target = join(sys.dir, `nbdcopy-${label.replace(/\W+/g, '-')}.qcow2`);
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', target, String(bytes)]);
       const exp = await exporter.createExport({ vmContextId: 'bench', diskId: 0, type: 'nbdcopy', kind: 'qcow2', filePath: target, writable: true });
+      await cpu.start();
       const t0 = process.hrtime.bigint();
-      await run('nbdcopy', ['--flush', loc.uri, exp.uri], { timeoutMs: 900_000 });
+      await run('nbdcopy', ['--destination-is-zero', '--flush', loc.uri, exp.uri], { timeoutMs: 900_000 });
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const use = await cpu.stop();
       await exporter.removeExport(exp.name);
       await client.removeSnapshot(snap);
-      await rm(target, { force: true });
+      await run('rm', ['-f', target]);
       log(`nbdcopy ${label}: ${seconds.toFixed(2)} s`);
-      return seconds;
+      const groups = { nbdcopy: use.groups['children-of-bench']!, 'qemu-nbd (target)': use.groups['qemu-nbd (target)']!, 'stand-in (source)': use.groups['stand-in (source)']! };
+      return { seconds, cpu: cpuPerGiB(groups, bytes) };
     };
     // The system: full backups through the API. Only the latest full is
     // kept, as nbdcopy's target is removed after each run: both sides then
     // write into recycled page cache rather than one of them into memory
     // the machine never touched before (slow on a fresh VM).
     let latestFull: string | undefined;
-    const fullOnce = async (label: string): Promise<{ seconds: number; row: Row }> => {
-      const r = await timedBackup(sys, 'full');
-      if (latestFull) {
-        const del = await sys.call('DELETE', `/api/v1/backup/${latestFull}`);
-        if (del.status >= 300) throw new Error(`deleting the previous full ${latestFull}: ${del.status} ${JSON.stringify(del.body)}`);
-      }
-      latestFull = r.row.id;
-      log(`full backup ${label}: ${r.seconds.toFixed(2)} s, ${r.row.bytes_transferred} bytes`);
-      return r;
+    const fullOnce = async (label: string) => {
+      await cpu.start();
+      const r = await timedBackup(sys, VM, 'full');
+      const use = await cpu.stop();
+      delete use.groups['children-of-bench'];
+      if (latestFull) await deleteBackup(sys, latestFull);
+      const row = r.doc.backups[0] as BackupRow;
+      latestFull = row.id;
+      const phases = phaseBreakdown(r.doc, Date.parse(r.doc.finished_at!) - r.seconds * 1000);
+      log(`full backup ${label}: ${r.seconds.toFixed(2)} s, ${row.bytes_transferred} bytes; ${JSON.stringify(phases)}`);
+      return { seconds: r.seconds, row, phases, cpu: cpuPerGiB(use.groups, row.bytes_transferred) };
     };
-    // Between runs: write back and discard what the last run left (the
-    // removed target or full), so that it does not land on the next run.
-    const settle = async () => {
-      await run('sync', []);
-      await new Promise((r) => setTimeout(r, 2000));
-    };
-    // One unmeasured run of each, then measured runs alternating who goes first.
     await nbdcopyOnce('warm-up');
     await fullOnce('warm-up');
-    const nbdcopyTimes: number[] = [];
-    const fulls: { seconds: number; row: Row }[] = [];
+    const ref: Awaited<ReturnType<typeof nbdcopyOnce>>[] = [];
+    const fulls: Awaited<ReturnType<typeof fullOnce>>[] = [];
     for (let i = 0; i < runs; i++) {
       const order = i % 2 === 0 ? ['nbdcopy', 'project'] : ['project', 'nbdcopy'];
       for (const who of order) {
         await settle();
-        if (who === 'nbdcopy') nbdcopyTimes.push(await nbdcopyOnce(`run ${i + 1}`));
+        if (who === 'nbdcopy') ref.push(await nbdcopyOnce(`run ${i + 1}`));
         else fulls.push(await fullOnce(`run ${i + 1}`));
       }
     }
     await exporter.close();
     await client.logout();
     const fullSec = median(fulls.map((f) => f.seconds));
-    const project = bytes / MiB / fullSec;
-    const reference = bytes / MiB / median(nbdcopyTimes);
-    process.stdout.write(
-      JSON.stringify({
-        case: 'full-backup-dense',
-        disk_MiB: sizeMiB,
-        project_MiBps: Number(project.toFixed(1)),
-        nbdcopy_MiBps: Number(reference.toFixed(1)),
-        ratio: Number((project / reference).toFixed(3)),
-        project_seconds: Number(fullSec.toFixed(2)),
-        nbdcopy_seconds: Number(median(nbdcopyTimes).toFixed(2)),
-        runs,
-        measures: 'API POST /backup/start to job completed, vs nbdcopy from the same kind of snapshot export into a QCOW2 exported by the nbd-exporter',
-      }) + '\n',
-    );
+    const refSec = median(ref.map((x) => x.seconds));
+    const phases = medianPhases(fulls.map((f) => f.phases));
+    const copySec = phases['copy_s'] as number;
+    const moved = median(fulls.map((f) => f.row.bytes_transferred));
+    emit('backup', {
+      case: `full-backup-${name}`,
+      disk_MiB: sizeMiB,
+      data_MiB: round(moved / MiB, 0),
+      project_MiBps: round(bytes / MiB / fullSec),
+      nbdcopy_MiBps: round(bytes / MiB / refSec),
+      ratio: round(refSec / fullSec, 3),
+      copy_ratio: round(refSec / copySec, 3),
+      project_seconds: round(fullSec, 2),
+      nbdcopy_seconds: round(refSec, 2),
+      phases_s: phases,
+      cpu_s_per_GiB: medianCpu(fulls.map((f) => f.cpu)),
+      nbdcopy_cpu_s_per_GiB: medianCpu(ref.map((x) => x.cpu)),
+      project_runs_s: fulls.map((f) => round(f.seconds, 2)),
+      nbdcopy_runs_s: ref.map((x) => round(x.seconds, 2)),
+      runs,
+      measures:
+        'ratio: API POST /backup/start to job completed vs nbdcopy --flush from the same kind of snapshot export into a QCOW2 exported by the nbd-exporter; copy_ratio: the copy phase alone vs the same nbdcopy; MiB/s over the virtual size',
+    });
 
+    if (!withIncremental) return;
     // Incrementals after 5% of the disk changed, each on the latest full/incremental.
-    const incs: { seconds: number; row: Row; changed: number }[] = [];
+    const incs: { seconds: number; row: BackupRow; changed: number; phases: Record<string, number> }[] = [];
     for (let i = 0; i < runs; i++) {
       const areas = await standIn.harness!.fill(VM, deviceKey, 5, 100 + i);
       const changed = areas.reduce((s, a) => s + a.length, 0);
-      const r = await timedBackup(sys, 'incremental');
-      if (r.row.backup_type !== 'incremental') throw new Error(`expected an incremental, got ${r.row.backup_type}`);
-      incs.push({ ...r, changed });
-      log(`incremental run ${i + 1}: ${r.seconds.toFixed(2)} s, ${r.row.bytes_transferred} of ${changed} changed bytes`);
+      const r = await timedBackup(sys, VM, 'incremental');
+      const row = r.doc.backups[0] as BackupRow;
+      if (row.backup_type !== 'incremental') throw new Error(`expected an incremental, got ${row.backup_type}`);
+      incs.push({ seconds: r.seconds, row, changed, phases: phaseBreakdown(r.doc, Date.parse(r.doc.finished_at!) - r.seconds * 1000) });
+      log(`incremental run ${i + 1}: ${r.seconds.toFixed(2)} s, ${row.bytes_transferred} of ${changed} changed bytes`);
     }
     const fullAlloc = median(fulls.map((f) => f.row.allocated_bytes));
-    process.stdout.write(
-      JSON.stringify({
-        case: 'incremental-5pct',
-        disk_MiB: sizeMiB,
-        changed_bytes: median(incs.map((x) => x.changed)),
-        transferred_bytes: median(incs.map((x) => x.row.bytes_transferred)),
-        transferred_over_changed: Number(median(incs.map((x) => x.row.bytes_transferred / x.changed)).toFixed(3)),
-        incremental_seconds: Number(median(incs.map((x) => x.seconds)).toFixed(2)),
-        time_fraction: Number((median(incs.map((x) => x.seconds)) / fullSec).toFixed(3)),
-        size_fraction: Number((median(incs.map((x) => x.row.allocated_bytes)) / fullAlloc).toFixed(3)),
-        transferred_fraction: Number((median(incs.map((x) => x.row.bytes_transferred)) / median(fulls.map((f) => f.row.bytes_transferred))).toFixed(3)),
-        runs,
-      }) + '\n',
-    );
+    emit('backup', {
+      case: `incremental-5pct-${name}`,
+      disk_MiB: sizeMiB,
+      changed_bytes: median(incs.map((x) => x.changed)),
+      transferred_bytes: median(incs.map((x) => x.row.bytes_transferred)),
+      transferred_over_changed: round(median(incs.map((x) => x.row.bytes_transferred / x.changed)), 3),
+      incremental_seconds: round(median(incs.map((x) => x.seconds)), 2),
+      time_fraction: round(median(incs.map((x) => x.seconds)) / fullSec, 3),
+      size_fraction: round(median(incs.map((x) => x.row.allocated_bytes)) / fullAlloc, 3),
+      transferred_fraction: round(median(incs.map((x) => x.row.bytes_transferred)) / moved, 3),
+      phases_s: medianPhases(incs.map((x) => x.phases)),
+      runs,
+    });
   } finally {
-    await sys.stop();
-    await standIn.stop();
-    await rm(work, { recursive: true, force: true });
+    await b.stop();
+  }
+}
+
+export async function main(args: string[]): Promise<void> {
+  const sizeMiB = numFlag(args, 'size-mib', 2048);
+  const runs = numFlag(args, 'runs', 3);
+  const cases = (flag(args, 'cases') ?? 'dense,half-sparse').split(',');
+  for (const c of cases) {
+    if (c === 'dense') await benchCase('dense', 100, sizeMiB, runs, true);
+    else if (c === 'half-sparse') await benchCase('half-sparse', 50, sizeMiB, runs, false);
+    else throw new Error(`unknown case ${c} (dense, half-sparse)`);
   }
 }

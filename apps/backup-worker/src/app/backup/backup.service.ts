@@ -253,7 +253,11 @@ export class BackupService {
       released = release(prepared);
       // qemu-nbd flushes the image when its export is removed.
       ctl.progress(this.progressOf('committing', plans, null));
+      const flushStarted = Date.now();
       await this.removeExports(plans);
+      await this.events.log(data.runId, null, 'info', 'committing', `targets flushed and exports removed in ${((Date.now() - flushStarted) / 1000).toFixed(2)} s`, {
+        seconds: (Date.now() - flushStarted) / 1000,
+      });
       // Disks commit side by side (each is a check and a digest of its own
       // image); their database transactions take turns (no lock contention
       // between them); all settle before a failure is handled, so clean-up
