@@ -326,6 +326,17 @@ export async function settle(ms = 2000): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Bytes a reference command writes into a pipe, drained by `wc -c` (GNU tar
+ * skips reading file data when its output is /dev/null, and the process
+ * runner keeps what it reads). The command's arguments are positional
+ * parameters of a fixed script, never part of it.
+ */
+export async function piped(argv: string[]): Promise<number> {
+  const r = await run('sh', ['-c', '"$@" | wc -c', 'sh', ...argv], { timeoutMs: 600_000 });
+  return Number(r.stdout.trim());
+}
+
 /** Peak RSS (MiB) of pids, sampled until stop(). */
 export class RssMeter {
   private peak = new Map<number, number>();
