@@ -11,10 +11,10 @@ export interface paths {
             cookie?: never;
         };
         /** List API keys (never the keys themselves) */
-        get: operations["ApiKeysController_list"];
+        get: operations["KeysController_list"];
         put?: never;
         /** Create an API key; the answer holds the key once */
-        post: operations["ApiKeysController_create"];
+        post: operations["KeysController_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -32,7 +32,7 @@ export interface paths {
         put?: never;
         post?: never;
         /** Revoke an API key */
-        delete: operations["ApiKeysController_revoke"];
+        delete: operations["KeysController_revoke"];
         options?: never;
         head?: never;
         patch?: never;
@@ -98,7 +98,7 @@ export interface paths {
             cookie?: never;
         };
         /** The backup chain of each disk of a VM: full, then incrementals, with sizes */
-        get: operations["BackupsController_chain"];
+        get: operations["ChainsController_chain"];
         put?: never;
         post?: never;
         delete?: never;
@@ -117,7 +117,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Merge the oldest restore points of a disk chain into one (every remaining restore point reads as before) */
-        post: operations["BackupsController_consolidate"];
+        post: operations["ChainsController_consolidate"];
         delete?: never;
         options?: never;
         head?: never;
@@ -167,6 +167,26 @@ export interface paths {
         };
         /** State of the database, Redis, the queue and the services (no key needed) */
         get: operations["HealthController_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Backup runs, newest first, filtered by state and VM; paginated with limit and offset
+         * @description Runs the queue still holds (queued, waiting to retry, running) come first with the queue's state, then the runs their restore points record, with the state their disks say. Page with offset += limit until offset >= total. GET /api/v1/jobs/{run_id} has the full status of one run.
+         */
+        get: operations["JobsController_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -495,6 +515,122 @@ export interface components {
             repository: string;
             vm_context_id?: string;
         };
+        BackupDetailDto: {
+            allocated_bytes: number | null;
+            /**
+             * @description What was made
+             * @enum {string}
+             */
+            backup_type: "full" | "incremental" | "differential";
+            bytes_transferred: number;
+            /** @description Oldest first: the full, then each restore point up to this one */
+            chain: string[];
+            /** @description CBT change id the backup was taken at */
+            change_id: string | null;
+            /** @description Content checksum taken at backup time */
+            checksum: string | null;
+            /** Format: date-time */
+            completed_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Completed restore points whose parent this is */
+            dependents: string[];
+            disk_id: number;
+            error_message: string | null;
+            /** @description Why a full was made instead of the requested type */
+            fallback_reason: string | null;
+            id: string;
+            parent_backup_id: string | null;
+            /** @description Last progress the worker recorded */
+            progress: {
+                [key: string]: unknown;
+            } | null;
+            repository_id: string | null;
+            /** @description Path of the image inside its repository */
+            repository_path: string;
+            /**
+             * @description What was asked for
+             * @enum {string}
+             */
+            requested_type: "full" | "incremental" | "differential";
+            /** @description The VM backup this disk was part of */
+            run_id: string;
+            /** Format: date-time */
+            started_at: string | null;
+            /** @enum {string} */
+            status: "pending" | "running" | "completed" | "failed" | "cancelled";
+            total_bytes: number;
+            /** Format: date-time */
+            verified_at: string | null;
+            /** @enum {string|null} */
+            verify_status: "ok" | "failed" | null;
+            virtual_size_bytes: number | null;
+            vm_context_id: string;
+            vm_name: string;
+        };
+        BackupDto: {
+            allocated_bytes: number | null;
+            /**
+             * @description What was made
+             * @enum {string}
+             */
+            backup_type: "full" | "incremental" | "differential";
+            bytes_transferred: number;
+            /** @description CBT change id the backup was taken at */
+            change_id: string | null;
+            /** @description Content checksum taken at backup time */
+            checksum: string | null;
+            /** Format: date-time */
+            completed_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            disk_id: number;
+            error_message: string | null;
+            /** @description Why a full was made instead of the requested type */
+            fallback_reason: string | null;
+            id: string;
+            parent_backup_id: string | null;
+            /** @description Last progress the worker recorded */
+            progress: {
+                [key: string]: unknown;
+            } | null;
+            repository_id: string | null;
+            /** @description Path of the image inside its repository */
+            repository_path: string;
+            /**
+             * @description What was asked for
+             * @enum {string}
+             */
+            requested_type: "full" | "incremental" | "differential";
+            /** @description The VM backup this disk was part of */
+            run_id: string;
+            /** Format: date-time */
+            started_at: string | null;
+            /** @enum {string} */
+            status: "pending" | "running" | "completed" | "failed" | "cancelled";
+            total_bytes: number;
+            /** Format: date-time */
+            verified_at: string | null;
+            /** @enum {string|null} */
+            verify_status: "ok" | "failed" | null;
+            virtual_size_bytes: number | null;
+            vm_context_id: string;
+            vm_name: string;
+        };
+        BackupListDto: {
+            items: components["schemas"]["BackupDto"][];
+            /** @description Rows matching the filter (all pages) */
+            total: number;
+        };
+        CancelledJobDto: {
+            /** Format: uuid */
+            run_id: string;
+            /**
+             * @description cancelled: it was still queued; cancelling: the worker is stopping it
+             * @enum {string}
+             */
+            status: "cancelled" | "cancelling";
+        };
         ConsolidateDto: {
             disk_id: number;
             /** @description Merge the full and everything up to this restore point (default: all but the newest) */
@@ -503,6 +639,13 @@ export interface components {
             vm_context_id?: string;
             /** @example pgtest2 */
             vm_name?: string;
+        };
+        ConsolidationDto: {
+            /** @description Restore points whose backing file was changed to the survivor */
+            rebasedIds: string[];
+            removedIds: string[];
+            /** @description The restore point that now holds the merged data */
+            survivorId: string;
         };
         CreateApiKeyDto: {
             /** @example backup operator laptop */
@@ -540,6 +683,22 @@ export interface components {
             name: string;
             ok: boolean;
         };
+        DiskChainDto: {
+            disk_id: number;
+            full_backup_id: string;
+            latest_backup_id: string;
+            /** @description Oldest first */
+            restore_points: components["schemas"]["BackupDto"][];
+            total_backups: number;
+            total_size_bytes: number;
+            virtual_size_bytes: number;
+        };
+        DiskProgressDto: {
+            bytesDone: number;
+            bytesTotal: number;
+            diskId: number;
+            phase: string;
+        };
         DiskReaderDto: {
             /** @description standin-nbd: base URL of the VMware stand-in harness API */
             harnessUrl?: string;
@@ -556,19 +715,164 @@ export interface components {
             /** @example 403 */
             statusCode: number;
         };
+        FileEntryDto: {
+            /** @description Permission bits (mode & 0o7777) */
+            mode: number;
+            mtime: string;
+            name: string;
+            /** @description The on-disk name is not valid UTF-8 */
+            nameNotUtf8?: boolean;
+            /** @description Mount-relative path, the form every endpoint accepts back */
+            path: string;
+            size: number;
+            symlinkTarget?: string;
+            /** @enum {string} */
+            type: "file" | "dir" | "symlink" | "other";
+        };
+        FileListingDto: {
+            entries: components["schemas"]["FileEntryDto"][];
+            limit: number;
+            offset: number;
+            path: string;
+            total: number;
+        };
         HealthDto: {
             checkedAt: string;
             dependencies: components["schemas"]["DependencyStateDto"][];
             /** @enum {string} */
             status: "ok" | "degraded" | "down";
         };
+        ImportedVmDto: {
+            cbt_enabled: boolean;
+            /** @example ctx-pgtest2-1a2b3c4d */
+            context_id: string;
+            /** @description Number of virtual disks */
+            disks: number;
+            /** @example vm-42 */
+            moref: string;
+            /** @example pgtest2 */
+            vm_name: string;
+        };
         ImportVmsDto: {
             /** @description Only these VM names (default: all) */
             vm_names?: string[];
         };
+        JobEventDto: {
+            /** Format: date-time */
+            at: string;
+            /** @enum {string} */
+            level: "debug" | "info" | "warn" | "error";
+            message: string;
+            /** @example copy */
+            phase: string;
+        };
+        JobListDto: {
+            items: components["schemas"]["JobSummaryDto"][];
+            limit: number;
+            offset: number;
+            /** @description Runs matching the filter (all pages) */
+            total: number;
+        };
+        JobProgressDto: {
+            bytesDone: number;
+            bytesSkippedZero: number;
+            bytesTotal: number;
+            disks: components["schemas"]["DiskProgressDto"][];
+            message?: string;
+            /** @enum {string} */
+            phase: "queued" | "preparing" | "snapshot" | "copying" | "committing" | "cleanup" | "done";
+            rateBytesPerSec: number;
+        };
+        JobStatusDto: {
+            attempts_made: number | null;
+            /** @description The restore points of this run, one per disk */
+            backups: components["schemas"]["BackupDto"][];
+            error: string | null;
+            /** @description The first 200 events of the run */
+            events: components["schemas"]["JobEventDto"][];
+            /** @description When it ended (last attempt) */
+            finished_at: string | null;
+            progress: components["schemas"]["JobProgressDto"] | null;
+            /** @description When the queue took the job (ISO 8601) */
+            queued_at: string | null;
+            /** Format: uuid */
+            run_id: string;
+            /** @description When a worker started it */
+            started_at: string | null;
+            /** @enum {string} */
+            status: "queued" | "running" | "completed" | "failed" | "cancelled" | "unknown";
+            vm_context_id: string;
+        };
+        JobSummaryDto: {
+            bytes_transferred: number;
+            /** @description Disks in the run (0 while queued) */
+            disks: number;
+            /** @description An error message of a failed disk */
+            error: string | null;
+            /** @description When its last disk ended; null while running */
+            finished_at: string | null;
+            /**
+             * @description Only backup runs are listed (maintenance jobs answer their request directly)
+             * @enum {string}
+             */
+            kind: "backup";
+            /** @description When it was queued (queued runs) or its first restore point was created (ISO 8601) */
+            queued_at: string;
+            repository_id: string | null;
+            /** @description Who asked for it (queued runs only; the restore points do not record it) */
+            requested_by: string | null;
+            /** @enum {string} */
+            requested_type: "full" | "incremental" | "differential";
+            /** Format: uuid */
+            run_id: string;
+            started_at: string | null;
+            /** @enum {string} */
+            status: "queued" | "running" | "completed" | "failed" | "cancelled";
+            total_bytes: number;
+            vm_context_id: string;
+            /** @description null while queued when the VM has since been removed */
+            vm_name: string | null;
+        };
+        KeptRestorePointDto: {
+            id: string;
+            /**
+             * @example [
+             *       "last 1",
+             *       "daily 2026-12-01"
+             *     ]
+             */
+            reasons: string[];
+        };
         MountDto: {
             /** @description The backup (restore point) to mount; any point of a chain */
             backup_id: string;
+        };
+        MountInfoDto: {
+            backup_id: string | null;
+            created_at: string;
+            last_access_at: string;
+            /** Format: uuid */
+            mount_id: string;
+            /** @description Root directory of the mount on the storage node */
+            mount_path: string;
+            /** @example gpt */
+            partition_table: string | null;
+            partitions: components["schemas"]["PartitionDto"][];
+        };
+        PartitionDto: {
+            /** @description Why it is not mounted */
+            error?: string;
+            /** @example ext4 */
+            fsType: string | null;
+            index: number | null;
+            mounted: boolean;
+            /**
+             * @description Directory of the partition in the mount: files paths start with it
+             * @example p1
+             */
+            name: string;
+            offsetBytes: number;
+            sizeBytes: number;
         };
         RegisterVCenterDto: {
             disk_reader?: components["schemas"]["DiskReaderDto"];
@@ -585,19 +889,103 @@ export interface components {
             /** @example backup@vsphere.local */
             username: string;
         };
+        RepositoryDto: {
+            available_size_bytes: number;
+            /** @description Backend settings, e.g. {"path": "/var/lib/sendense/backups"} for local */
+            config: {
+                [key: string]: unknown;
+            };
+            enabled: boolean;
+            id: string;
+            /** @example local */
+            name: string;
+            /** @description The storage node whose worker writes it */
+            storage_node: string;
+            total_size_bytes: number;
+            /** @enum {string} */
+            type: "local" | "s3" | "azure" | "nfs";
+            /** Format: date-time */
+            updated_at: string;
+        };
+        RepositorySpaceDto: {
+            available_size_bytes: number;
+            /** @description Backend settings, e.g. {"path": "/var/lib/sendense/backups"} for local */
+            config: {
+                [key: string]: unknown;
+            };
+            enabled: boolean;
+            id: string;
+            /**
+             * @description Whether total/available were measured by this gateway now
+             * @enum {string}
+             */
+            measured: "now" | "by its storage node";
+            /** @example local */
+            name: string;
+            /** @description The storage node whose worker writes it */
+            storage_node: string;
+            total_size_bytes: number;
+            /** @enum {string} */
+            type: "local" | "s3" | "azure" | "nfs";
+            /** Format: date-time */
+            updated_at: string;
+            /** @description Sum of the allocated size of its completed restore points */
+            used_by_backups_bytes: number;
+        };
+        RetentionErrorDto: {
+            code: string;
+            id: string;
+            message: string;
+        };
+        RetentionMergeDto: {
+            fromId: string;
+            removedIds: string[];
+            toId: string;
+        };
         RetentionPolicyDto: {
-            /** @default 0 */
+            /**
+             * @description GFS: newest restore point of each of the last N days (UTC) that have one
+             * @default 0
+             */
             daily: number;
-            /** @default 0 */
+            /**
+             * @description Keep the newest N restore points
+             * @default 0
+             */
             keep_last: number;
-            /** @default 0 */
+            /**
+             * @description ... of each of the last N months
+             * @default 0
+             */
             monthly: number;
             /** @description Repository id or name */
             repository: string;
             /** @description Only this VM (default: the whole repository) */
             vm_context_id?: string;
-            /** @default 0 */
+            /**
+             * @description ... of each of the last N ISO weeks
+             * @default 0
+             */
             weekly: number;
+        };
+        RetentionPolicyResponseDto: {
+            daily: number;
+            id: string;
+            keep_last: number;
+            monthly: number;
+            repository_id: string;
+            /** @description null: the policy of the whole repository */
+            vm_context_id: string | null;
+            weekly: number;
+        };
+        RetentionResultDto: {
+            /** @description Deleted outright, leaves first */
+            delete: string[];
+            dryRun: boolean;
+            errors: components["schemas"]["RetentionErrorDto"][];
+            keep: components["schemas"]["KeptRestorePointDto"][];
+            /** @description Merged into toId so that it keeps its exact content */
+            merge: components["schemas"]["RetentionMergeDto"][];
         };
         StartBackupDto: {
             /** @enum {string} */
@@ -611,6 +999,76 @@ export interface components {
             vm_context_id?: string;
             /** @example pgtest2 */
             vm_name?: string;
+        };
+        StartedBackupDto: {
+            /** @enum {string} */
+            backup_type: "full" | "incremental" | "differential";
+            /** @description Repository name */
+            repository: string;
+            /**
+             * Format: uuid
+             * @description Follow it with GET /api/v1/jobs/{run_id}
+             */
+            run_id: string;
+            /** @enum {string} */
+            status: "queued";
+            vm_context_id: string;
+            vm_name: string;
+        };
+        VCenterDto: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description How the Capture Agent reads disk data */
+            disk_reader: components["schemas"]["DiskReaderDto"] | null;
+            id: string;
+            insecure: boolean;
+            /** @example vc01 */
+            name: string;
+            thumbprint: string | null;
+            /** @example https://vcenter.example.com/sdk */
+            url: string;
+            username: string;
+        };
+        VerificationDto: {
+            actualChecksum: string | null;
+            at: string;
+            /** @description qemu-img check found no errors */
+            checkClean: boolean;
+            checksumMatches: boolean;
+            expectedChecksum: string | null;
+            /** @description checkClean and checksumMatches */
+            ok: boolean;
+            problems: string[];
+            restorePointId: string;
+        };
+        VmChainsDto: {
+            chains: components["schemas"]["DiskChainDto"][];
+            vm_context_id: string;
+            vm_name: string;
+        };
+        VmDiskDto: {
+            capacity_bytes: number;
+            device_key: number;
+            /** @description Index of the disk in the VM's backups (disk-<n>); never reused */
+            disk_id: number;
+            label: string | null;
+            last_backup_id: string | null;
+            /** @description CBT change id of the last committed backup */
+            last_change_id: string | null;
+        };
+        VmDto: {
+            cbt_enabled: boolean;
+            /** @enum {string} */
+            cbt_state: "unknown" | "enabled" | "disabled" | "reset";
+            /** @example ctx-pgtest2-1a2b3c4d */
+            context_id: string;
+            disks: components["schemas"]["VmDiskDto"][];
+            instance_uuid: string | null;
+            /** @example vm-42 */
+            moref: string;
+            vcenter_id: string | null;
+            /** @example pgtest2 */
+            vm_name: string;
         };
         WhoAmIDto: {
             /** @description Id of the API key */
@@ -629,7 +1087,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    ApiKeysController_list: {
+    KeysController_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -666,7 +1124,7 @@ export interface operations {
             };
         };
     };
-    ApiKeysController_create: {
+    KeysController_create: {
         parameters: {
             query?: never;
             header?: never;
@@ -724,7 +1182,7 @@ export interface operations {
             };
         };
     };
-    ApiKeysController_revoke: {
+    KeysController_revoke: {
         parameters: {
             query?: never;
             header?: never;
@@ -824,7 +1282,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BackupDetailDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -927,7 +1387,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["VerificationDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -967,7 +1429,7 @@ export interface operations {
             };
         };
     };
-    BackupsController_chain: {
+    ChainsController_chain: {
         parameters: {
             query?: {
                 /** @description Only this disk */
@@ -986,7 +1448,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["VmChainsDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1017,7 +1481,7 @@ export interface operations {
             };
         };
     };
-    BackupsController_consolidate: {
+    ChainsController_consolidate: {
         parameters: {
             query?: never;
             header?: never;
@@ -1035,7 +1499,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["ConsolidationDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1104,7 +1570,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["BackupListDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1153,7 +1621,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["StartedBackupDto"];
+                };
             };
             /** @description Invalid body */
             400: {
@@ -1240,6 +1710,51 @@ export interface operations {
             };
         };
     };
+    JobsController_list: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description Runs to skip (newest first) */
+                offset?: number;
+                state?: "queued" | "running" | "completed" | "failed" | "cancelled";
+                /** @description VM name or context id */
+                vm?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description { total, offset, limit, items } */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobListDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
     JobsController_status: {
         parameters: {
             query?: never;
@@ -1256,7 +1771,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["JobStatusDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1303,7 +1820,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["CancelledJobDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1404,7 +1923,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["RepositoryDto"][];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1444,7 +1965,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["RepositoryDto"];
+                };
             };
             /** @description Invalid body, unsupported type or unusable path */
             400: {
@@ -1556,7 +2079,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["RepositorySpaceDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1786,7 +2311,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["FileListingDto"];
+                };
             };
             /** @description The path leaves the mount (.., absolute, symlink out, NUL) or is not a directory */
             400: {
@@ -1844,7 +2371,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["MountInfoDto"];
+                };
             };
             /** @description Invalid body, or the backup is on another node */
             400: {
@@ -1916,7 +2445,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["MountInfoDto"][];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -1956,7 +2487,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["RetentionResultDto"];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -2010,7 +2543,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["RetentionPolicyResponseDto"][];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -2050,7 +2585,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["RetentionPolicyResponseDto"];
+                };
             };
             /** @description A policy that keeps nothing, or an invalid body */
             400: {
@@ -2104,7 +2641,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["VCenterDto"][];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {
@@ -2144,7 +2683,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["VCenterDto"];
+                };
             };
             /** @description Invalid body, or the login failed (the message says why) */
             400: {
@@ -2204,7 +2745,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["ImportedVmDto"][];
+                };
             };
             /** @description vCenter login failed */
             400: {
@@ -2258,7 +2801,9 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["VmDto"][];
+                };
             };
             /** @description No API key, or an invalid or revoked one */
             401: {

@@ -42,6 +42,16 @@ export class BackupRepositoryRepository {
     return this.prisma.backupRepository.create({ data: { id: randomUUID(), ...r, config: r.config as Prisma.InputJsonObject } });
   }
 
+  /** Removes the row (the caller checks it holds no backups; a retention policy referencing it makes this fail). */
+  async delete(id: string): Promise<void> {
+    await this.prisma.backupRepository.delete({ where: { id } });
+  }
+
+  /** Backups (rows of backup_jobs, any status) kept in it. */
+  countBackups(id: string): Promise<number> {
+    return this.prisma.backupJob.count({ where: { repositoryId: id } });
+  }
+
   /** Record the size and free space measured on its storage node. */
   recordSpace(id: string, space: { totalBytes: number; availableBytes: number }): Promise<BackupRepository> {
     return this.prisma.backupRepository.update({

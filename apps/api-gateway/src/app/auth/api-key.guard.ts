@@ -8,6 +8,11 @@ import { EXPENSIVE_KEY, PUBLIC_KEY, ROLES_KEY } from './roles.decorator';
 
 export type AuthedRequest = Request & { principal?: Principal };
 
+/** The name of the key that made the request, recorded as who asked for a job. */
+export function requesterOf(req: AuthedRequest): string {
+  return req.principal?.name ?? 'unknown';
+}
+
 /** The peer address (the gateway does not trust X-Forwarded-For). */
 export function clientAddress(req: Request): string {
   return req.socket.remoteAddress ?? req.ip ?? 'unknown';

@@ -1,6 +1,5 @@
-import { Inject, Injectable } from '@nestjs/common';
-import { ApiKeyRepository, type ApiRole, type PrismaClient } from '@sendense/db';
-import { PRISMA } from '../common/tokens';
+import { Injectable } from '@nestjs/common';
+import { ApiKeyRepository, type ApiRole } from '@sendense/db';
 
 export interface Principal {
   id: string;
@@ -16,12 +15,9 @@ const CACHE_MS = 30_000;
  */
 @Injectable()
 export class ApiKeyService {
-  readonly repo: ApiKeyRepository;
   private readonly cache = new Map<string, { p: Principal | null; until: number }>();
 
-  constructor(@Inject(PRISMA) prisma: PrismaClient) {
-    this.repo = new ApiKeyRepository(prisma);
-  }
+  constructor(private readonly repo: ApiKeyRepository) {}
 
   /**
    * Pull the key from `Authorization: Bearer` or `X-API-Key`; Basic auth (the

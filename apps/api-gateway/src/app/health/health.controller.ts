@@ -1,23 +1,10 @@
 import { Controller, Get, Res } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiProperty, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { API_PREFIX } from '../common/api-paths';
 import { Public } from '../auth/roles.decorator';
+import { HealthDto } from './dto/health.dto';
 import { HealthService, type HealthReport } from './health.service';
-
-class DependencyStateDto {
-  @ApiProperty({ example: 'database' }) name!: string;
-  @ApiProperty() ok!: boolean;
-  @ApiProperty({ description: 'A critical dependency down makes the answer 503' }) critical!: boolean;
-  @ApiProperty() latencyMs!: number;
-  @ApiProperty({ required: false }) detail?: string;
-}
-
-class HealthDto {
-  @ApiProperty({ enum: ['ok', 'degraded', 'down'] }) status!: string;
-  @ApiProperty() checkedAt!: string;
-  @ApiProperty({ type: [DependencyStateDto] }) dependencies!: DependencyStateDto[];
-}
 
 @ApiTags('health')
 @Controller(`${API_PREFIX}/health`)

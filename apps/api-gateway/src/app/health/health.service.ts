@@ -3,8 +3,8 @@ import { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { QueueNames } from '@sendense/contracts';
 import { tcpAddress, type GatewaySettings } from '@sendense/config';
-import type { PrismaClient } from '@sendense/db';
-import { PRISMA, REDIS, SETTINGS } from '../common/tokens';
+import { DatabaseProbe } from '@sendense/db';
+import { REDIS, SETTINGS } from '../common/tokens';
 import { QueueRegistry } from '../queues/queue-registry.service';
 
 export interface DependencyState {
@@ -55,7 +55,7 @@ function tcpReachable(host: string, port: number): Promise<void> {
 export class HealthService {
   constructor(
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly database: DatabaseProbe,
     @Inject(REDIS) private readonly redis: Redis,
     private readonly queues: QueueRegistry,
   ) {}
@@ -90,7 +90,7 @@ export class HealthService {
     const s = this.settings;
     const deps = await Promise.all([
       this.check('database', true, async () => {
-        await this.prisma.$queryRawUnsafe('SELECT 1');
+        await this.database.ping();
       }),
       this.check('redis', true, async () => {
         await this.redisReady();

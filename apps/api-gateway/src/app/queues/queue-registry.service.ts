@@ -2,8 +2,8 @@ import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import { DefaultJobOptions, QUEUE_PREFIX, QueueNames, type JobDataByName, type JobName } from '@sendense/contracts';
 import type { GatewaySettings } from '@sendense/config';
-import type { PrismaClient } from '@sendense/db';
-import { PRISMA, SETTINGS } from '../common/tokens';
+import { BackupRepositoryRepository } from '@sendense/db';
+import { SETTINGS } from '../common/tokens';
 
 /**
  * The gateway's producers. Queues are per storage node; the registry opens
@@ -18,7 +18,7 @@ export class QueueRegistry implements OnModuleDestroy {
 
   constructor(
     @Inject(SETTINGS) settings: GatewaySettings,
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly repositories: BackupRepositoryRepository,
   ) {
     this.connection = { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false };
   }
@@ -37,14 +37,26 @@ export class QueueRegistry implements OnModuleDestroy {
   async knownQueues(ownNode: string): Promise<Queue[]> {
     const nodes = new Set<string>([ownNode]);
     try {
-      const rows = await this.prisma.backupRepository.findMany({ select: { storageNode: true }, distinct: ['storageNode'] });
-      for (const r of rows) nodes.add(r.storageNode);
+      for (const n of await this.repositories.storageNodes()) nodes.add(n);
     } catch {
       // database down: show what we know
     }
     const out: Queue[] = [];
     for (const n of nodes) out.push(this.get(QueueNames.backup(n)), this.get(QueueNames.maintenance(n)));
     return out;
+  }
+
+  /** The backup queue of every storage node that has a repository, plus this node's. */
+  async knownBackupQueues(ownNode: string): Promise<Queue[]> {
+    const backupOf = new Set<string>();
+    const nodes = new Set<string>([ownNode]);
+    try {
+      for (const n of await this.repositories.storageNodes()) nodes.add(n);
+    } catch {
+      // database down: this node's queue only
+    }
+    for (const n of nodes) backupOf.add(QueueNames.backup(n));
+    return [...backupOf].map((q) => this.get(q));
   }
 
   async add<N extends JobName>(queueName: string, name: N, data: JobDataByName[N], jobId: string) {

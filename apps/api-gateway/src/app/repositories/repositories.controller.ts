@@ -1,24 +1,10 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsOptional, IsString, Matches } from 'class-validator';
+import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
 import { ADMIN_ROLES, READ_ROLES, Roles } from '../auth/roles.decorator';
-import { SafeName } from '../common/validation';
+import { CreateRepositoryDto, RepositoryDto, RepositorySpaceDto } from './dto/repository.dto';
 import { RepositoriesService } from './repositories.service';
-
-class CreateRepositoryDto {
-  @ApiProperty({ example: 'local' }) @SafeName() name!: string;
-  @ApiProperty({ enum: ['local', 's3', 'azure', 'nfs'] }) @IsIn(['local', 's3', 'azure', 'nfs']) type!: 'local' | 's3' | 'azure' | 'nfs';
-  @ApiPropertyOptional({ example: '/var/lib/sendense/backups', description: 'local: directory of the repository' })
-  @IsOptional()
-  @IsString()
-  path?: string;
-  @ApiPropertyOptional({ description: 'Storage node that serves it (default: the gateway\'s NODE_NAME)' })
-  @IsOptional()
-  @Matches(/^[A-Za-z0-9._-]{1,63}$/)
-  storage_node?: string;
-}
 
 @ApiTags('repositories')
 @Controller(`${API_PREFIX}/repositories`)
@@ -28,18 +14,18 @@ export class RepositoriesController {
   @Post()
   @Roles(...ADMIN_ROLES)
   @ApiOperation({ summary: 'Create a backup repository' })
-  @ApiCreatedResponse({ description: 'Created' })
+  @ApiCreatedResponse({ type: RepositoryDto, description: 'Created' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body, unsupported type or unusable path' })
   @ApiConflictResponse({ type: ErrorResponseDto, description: 'The name is taken' })
-  create(@Body() b: CreateRepositoryDto) {
+  create(@Body() b: CreateRepositoryDto): Promise<RepositoryDto> {
     return this.repos.create({ name: b.name, type: b.type, path: b.path, storageNode: b.storage_node });
   }
 
   @Get()
   @Roles(...READ_ROLES)
   @ApiOperation({ summary: 'List repositories' })
-  @ApiOkResponse({ description: 'Repositories' })
-  list() {
+  @ApiOkResponse({ type: [RepositoryDto], description: 'Repositories' })
+  list(): Promise<RepositoryDto[]> {
     return this.repos.list();
   }
 
@@ -57,9 +43,9 @@ export class RepositoriesController {
   @Get(':id/space')
   @Roles(...READ_ROLES)
   @ApiOperation({ summary: 'Total, free and used space of a repository (id or name)' })
-  @ApiOkResponse({ description: 'Space' })
+  @ApiOkResponse({ type: RepositorySpaceDto, description: 'Space' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such repository' })
-  space(@Param('id') id: string) {
+  space(@Param('id') id: string): Promise<RepositorySpaceDto> {
     return this.repos.space(id);
   }
 }

@@ -1,13 +1,13 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import { statfs, mkdir, access } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { GatewaySettings } from '@sendense/config';
-import type { BackupRepository, PrismaClient } from '@sendense/db';
+import { BackupRepositoryRepository, type BackupRepository, type PrismaClient } from '@sendense/db';
 import { checkRepositoryPath, realLocation, RepositoryPathRefused } from '@sendense/storage';
 import { PRISMA, SETTINGS } from '../common/tokens';
+import type { RepositoryDto, RepositorySpaceDto, RepositoryTypeName } from './dto/repository.dto';
 
-export function publicRepository(r: BackupRepository) {
+export function toRepositoryDto(r: BackupRepository): RepositoryDto {
   return {
     id: r.id,
     name: r.name,
@@ -25,17 +25,18 @@ export function publicRepository(r: BackupRepository) {
 export class RepositoriesService {
   constructor(
     @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly repositories: BackupRepositoryRepository,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {}
 
-  async create(req: { name: string; type: 'local' | 's3' | 'azure' | 'nfs'; path?: string; storageNode?: string }) {
+  async create(req: { name: string; type: RepositoryTypeName; path?: string; storageNode?: string }): Promise<RepositoryDto> {
     if (req.type !== 'local') throw new BadRequestException(`repository type ${req.type} is not supported yet; use local (an NFS share mounted locally works as local)`);
-    if (await this.prisma.backupRepository.findUnique({ where: { name: req.name } })) {
+    if (await this.repositories.findByName(req.name)) {
       throw new ConflictException(`a repository named ${req.name} exists already`);
     }
     const node = req.storageNode ?? this.settings.NODE_NAME;
     // Resolved (symlinks followed) and checked against the roots and every other repository before anything is created.
-    const others = (await this.prisma.backupRepository.findMany()).map((r) => ({ name: r.name, path: String((r.config as { path?: unknown }).path ?? '') }));
+    const others = (await this.repositories.list()).map((r) => ({ name: r.name, path: String((r.config as { path?: unknown }).path ?? '') }));
     let path: string;
     try {
       path = await checkRepositoryPath(req.path, this.settings.REPOSITORY_ALLOWED_ROOTS.split(':').filter(Boolean), others.filter((o) => o.path));
@@ -53,10 +54,8 @@ export class RepositoriesService {
         throw new BadRequestException(`repository path cannot be used: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }
-    const row = await this.prisma.backupRepository.create({
-      data: { id: randomUUID(), name: req.name, repositoryType: 'local', config: { path }, storageNode: node },
-    });
-    return publicRepository(await this.refreshSpace(row));
+    const row = await this.repositories.create({ name: req.name, repositoryType: 'local', config: { path }, storageNode: node });
+    return toRepositoryDto(await this.refreshSpace(row));
   }
 
   /**
@@ -66,36 +65,40 @@ export class RepositoriesService {
    */
   async remove(idOrName: string): Promise<void> {
     const row = await this.findByIdOrName(idOrName);
-    const backups = await this.prisma.backupJob.count({ where: { repositoryId: row.id } });
+    const backups = await this.repositories.countBackups(row.id);
     if (backups > 0) {
       throw new ConflictException(`repository ${row.name} still holds ${backups} backup(s); delete them first (newest first), then the repository`);
     }
     try {
-      await this.prisma.backupRepository.delete({ where: { id: row.id } });
+      await this.repositories.delete(row.id);
     } catch (err) {
       throw new ConflictException(`repository ${row.name} is still referenced (retention policy?): ${(err as Error).message.split('\n').pop()}`);
     }
   }
 
-  async list() {
-    const rows = await this.prisma.backupRepository.findMany({ orderBy: { name: 'asc' } });
-    return rows.map(publicRepository);
+  async list(): Promise<RepositoryDto[]> {
+    return (await this.repositories.list()).map(toRepositoryDto);
   }
 
   async findByIdOrName(idOrName: string): Promise<BackupRepository> {
-    const row =
-      (await this.prisma.backupRepository.findUnique({ where: { id: idOrName } })) ??
-      (await this.prisma.backupRepository.findUnique({ where: { name: idOrName } }));
+    const row = await this.repositories.findByIdOrName(idOrName);
     if (!row) throw new NotFoundException(`no repository with id or name ${idOrName}`);
     return row;
   }
 
+  /** The repository to use when a request names none: there must be exactly one enabled. */
+  async theOnlyEnabled(): Promise<BackupRepository> {
+    const [only, ...more] = await this.repositories.list({ enabledOnly: true });
+    if (!only || more.length) throw new BadRequestException(`give "repository" (${more.length + (only ? 1 : 0)} enabled repositories exist)`);
+    return only;
+  }
+
   /** Measured now when the repository is on this node; else what its node last recorded. */
-  async space(idOrName: string) {
+  async space(idOrName: string): Promise<RepositorySpaceDto> {
     const row = await this.refreshSpace(await this.findByIdOrName(idOrName));
     const used = await this.prisma.backupJob.aggregate({ where: { repositoryId: row.id, status: 'completed' }, _sum: { allocatedBytes: true } });
     return {
-      ...publicRepository(row),
+      ...toRepositoryDto(row),
       used_by_backups_bytes: Number(used._sum.allocatedBytes ?? 0n),
       measured: row.storageNode === this.settings.NODE_NAME ? 'now' : 'by its storage node',
     };
@@ -107,10 +110,7 @@ export class RepositoriesService {
     if (!path) return row;
     try {
       const s = await statfs(path);
-      return await this.prisma.backupRepository.update({
-        where: { id: row.id },
-        data: { totalSizeBytes: BigInt(s.blocks) * BigInt(s.bsize), availableSizeBytes: BigInt(s.bavail) * BigInt(s.bsize) },
-      });
+      return await this.repositories.recordSpace(row.id, { totalBytes: s.blocks * s.bsize, availableBytes: s.bavail * s.bsize });
     } catch {
       return row;
     }

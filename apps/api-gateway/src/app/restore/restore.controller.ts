@@ -8,34 +8,16 @@ import {
   ApiOkResponse,
   ApiOperation,
   ApiProduces,
-  ApiProperty,
   ApiQuery,
   ApiResponse,
   ApiTags,
 } from '@nestjs/swagger';
-import { IsString, Length } from 'class-validator';
 import type { Request, Response } from 'express';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { RestoreServiceError, type RestoreServiceClient, type StreamOptions } from '@sendense/contracts';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
 import { Expensive, READ_ROLES, RESTORE_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
+import { FileListingDto, MountDto, MountInfoDto } from './dto/restore.dto';
 import { RestoreProxyService } from './restore.service';
-
-/** A query value given once, as text (anything else is left out, as before). */
-function text(v: unknown): string | undefined {
-  return typeof v === 'string' ? v : undefined;
-}
-
-class MountDto {
-  @ApiProperty({ description: 'The backup (restore point) to mount; any point of a chain' })
-  @IsString()
-  @Length(1, 64)
-  backup_id!: string;
-}
-
-const PASS_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'content-disposition', 'last-modified'];
 
 @ApiTags('restore')
 @Controller(`${API_PREFIX}/restore`)
@@ -46,19 +28,19 @@ export class RestoreController {
   @Roles(...RESTORE_ROLES)
   @Expensive('mounting a restore point')
   @ApiOperation({ summary: 'Mount a restore point read-only (the whole chain) and its file systems' })
-  @ApiCreatedResponse({ description: 'mount_id, mount_path and the partitions found' })
+  @ApiCreatedResponse({ type: MountInfoDto, description: 'mount_id, mount_path and the partitions found' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body, or the backup is on another node' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such backup' })
   @ApiConflictResponse({ type: ErrorResponseDto, description: 'The backup is not completed' })
-  mount(@Body() b: MountDto) {
+  mount(@Body() b: MountDto): Promise<MountInfoDto> {
     return this.restore.mount(b.backup_id);
   }
 
   @Get('mounts')
   @Roles(...READ_ROLES)
   @ApiOperation({ summary: 'Active mounts' })
-  @ApiOkResponse({ description: 'Mounts' })
-  list() {
+  @ApiOkResponse({ type: [MountInfoDto], description: 'Mounts' })
+  list(): Promise<MountInfoDto[]> {
     return this.restore.list();
   }
 
@@ -68,12 +50,11 @@ export class RestoreController {
   @ApiQuery({ name: 'path', required: false })
   @ApiQuery({ name: 'offset', required: false })
   @ApiQuery({ name: 'limit', required: false })
-  @ApiOkResponse({ description: 'entries (name, type, size, mode, mtime, symlink target), total, offset, limit' })
+  @ApiOkResponse({ type: FileListingDto, description: 'entries (name, type, size, mode, mtime, symlink target), total, offset, limit' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount (.., absolute, symlink out, NUL) or is not a directory' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or path' })
-  async files(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query() q: Record<string, unknown>) {
-    void this.restore.touch(mountId);
-    return this.restore.call((rs) => rs.files(mountId, { path: text(q['path']), offset: text(q['offset']), limit: text(q['limit']) }));
+  files(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query() q: Record<string, unknown>): Promise<FileListingDto> {
+    return this.restore.files(mountId, { path: q['path'], offset: q['offset'], limit: q['limit'] });
   }
 
   @Get(':mountId/download')
@@ -86,8 +67,8 @@ export class RestoreController {
   @ApiResponse({ status: 416, description: 'The range lies outside the file', type: ErrorResponseDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount or is not a regular file' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or file' })
-  download(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
-    return this.stream((rs, o) => rs.download(mountId, text(path) ?? '', o), mountId, req, res);
+  download(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response): Promise<void> {
+    return this.restore.stream(mountId, 'download', path, req, res);
   }
 
   @Get(':mountId/archive')
@@ -98,8 +79,8 @@ export class RestoreController {
   @ApiResponse({ status: 200, description: 'tar stream' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'The path leaves the mount or is not a directory' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount or directory' })
-  archive(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response) {
-    return this.stream((rs, o) => rs.archive(mountId, text(path) ?? '', o), mountId, req, res);
+  archive(@Param('mountId', new ParseUUIDPipe()) mountId: string, @Query('path') path: unknown, @Req() req: Request, @Res() res: Response): Promise<void> {
+    return this.restore.stream(mountId, 'archive', path, req, res);
   }
 
   @Delete(':mountId')
@@ -110,34 +91,5 @@ export class RestoreController {
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such mount' })
   async unmount(@Param('mountId', new ParseUUIDPipe()) mountId: string): Promise<void> {
     await this.restore.unmount(mountId);
-  }
-
-  /** Stream the restore-service's answer through, with Range and status intact. */
-  private async stream(open: (rs: RestoreServiceClient, o: StreamOptions) => Promise<globalThis.Response>, mountId: string, req: Request, res: Response): Promise<void> {
-    void this.restore.touch(mountId);
-    const ac = new AbortController();
-    req.on('close', () => ac.abort());
-    let upstream: globalThis.Response;
-    try {
-      upstream = await open(this.restore.client, { range: typeof req.headers.range === 'string' ? req.headers.range : undefined, signal: ac.signal });
-    } catch (err) {
-      if (!(err instanceof RestoreServiceError)) throw err;
-      res.status(503).json(err.body);
-      return;
-    }
-    res.status(upstream.status);
-    for (const h of PASS_HEADERS) {
-      const v = upstream.headers.get(h);
-      if (v) res.setHeader(h, v);
-    }
-    if (!upstream.body) {
-      res.end();
-      return;
-    }
-    try {
-      await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), res);
-    } catch {
-      // client went away; nothing to tell it
-    }
   }
 }

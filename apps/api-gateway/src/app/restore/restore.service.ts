@@ -1,10 +1,22 @@
 import { BadRequestException, ConflictException, HttpException, Inject, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
+import type { Request, Response } from 'express';
 import type { GatewaySettings } from '@sendense/config';
-import { INTERNAL_TOKEN_HEADER, RestoreServiceClient, RestoreServiceError, type MountInfo } from '@sendense/contracts';
-import type { PrismaClient } from '@sendense/db';
+import { INTERNAL_TOKEN_HEADER, RestoreServiceClient, RestoreServiceError, type ListPage, type MountInfo, type StreamOptions } from '@sendense/contracts';
+import { RestoreMountRepository, type PrismaClient } from '@sendense/db';
 import { PRISMA, SETTINGS } from '../common/tokens';
+import type { MountInfoDto } from './dto/restore.dto';
+
+const PASS_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'content-disposition', 'last-modified'];
+
+/** A query value given once, as text (anything else is left out, as before). */
+function text(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
 
 /**
  * File-level restore as the gateway offers it: restore points by backup id,
@@ -19,6 +31,7 @@ export class RestoreProxyService {
 
   constructor(
     @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly mounts: RestoreMountRepository,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {
     // Every call carries the internal token: the restore-service refuses calls without it.
@@ -49,7 +62,7 @@ export class RestoreProxyService {
     return { imagePath: join(root, row.repositoryPath), repositoryId: row.repository.id };
   }
 
-  private view(m: MountInfo, backupId: string | null) {
+  private view(m: MountInfo, backupId: string | null): MountInfoDto {
     return {
       mount_id: m.mountId,
       backup_id: backupId,
@@ -61,59 +74,88 @@ export class RestoreProxyService {
     };
   }
 
-  async mount(backupId: string) {
+  async mount(backupId: string): Promise<MountInfoDto> {
     const { imagePath } = await this.imagePathOf(backupId);
     // Recorded before mounting, so maintenance never sees the chain as free while it is being mounted.
     const pendingId = randomUUID();
-    await this.prisma.restoreMount.create({
-      data: { id: pendingId, backupId, mountPath: '', state: 'mounting', nodeName: this.settings.NODE_NAME },
-    });
+    const nodeName = this.settings.NODE_NAME;
+    await this.mounts.createPending({ id: pendingId, backupId, nodeName });
     try {
       // Mounting the same restore point twice reuses the existing mount.
       const m = await this.call((rs) => rs.mount({ imagePath, reuse: true, mountId: pendingId }));
       if (m.mountId !== pendingId) {
-        await this.prisma.restoreMount.delete({ where: { id: pendingId } });
-        await this.prisma.restoreMount.upsert({
-          where: { id: m.mountId },
-          create: { id: m.mountId, backupId, mountPath: m.root, state: 'mounted', nodeName: this.settings.NODE_NAME, partitions: m.partitions as object },
-          update: { state: 'mounted', lastAccessAt: new Date() },
-        });
+        await this.mounts.remove(pendingId);
+        await this.mounts.recordReused({ id: m.mountId, backupId, nodeName, mountPath: m.root, partitions: m.partitions });
       } else {
-        await this.prisma.restoreMount.update({ where: { id: pendingId }, data: { mountPath: m.root, state: 'mounted', partitions: m.partitions as object } });
+        await this.mounts.markMounted(pendingId, m.root, m.partitions);
       }
       return this.view(m, backupId);
     } catch (err) {
-      await this.prisma.restoreMount.deleteMany({ where: { id: pendingId } });
+      await this.mounts.remove(pendingId);
       throw err;
     }
   }
 
   /** Active mounts; rows of mounts the service no longer has (idle unmount, crash) are dropped. */
-  async list() {
+  async list(): Promise<MountInfoDto[]> {
     const mounts = await this.call((rs) => rs.list());
-    const rows = await this.prisma.restoreMount.findMany({ where: { nodeName: this.settings.NODE_NAME } });
+    const rows = await this.mounts.listForNode(this.settings.NODE_NAME);
     const live = new Set(mounts.map((m) => m.mountId));
     // Rows still being mounted are not stale yet.
     const stale = rows.filter((r) => !live.has(r.id) && r.state !== 'mounting').map((r) => r.id);
-    if (stale.length) await this.prisma.restoreMount.deleteMany({ where: { id: { in: stale } } });
+    await this.mounts.remove(...stale);
     return mounts.map((m) => this.view(m, rows.find((r) => r.id === m.mountId)?.backupId ?? null));
   }
 
   /** The row goes only once the mount is gone (or was already gone): it is what keeps maintenance off the chain. */
-  async unmount(mountId: string) {
+  async unmount(mountId: string): Promise<void> {
     try {
       await this.call((rs) => rs.unmount(mountId));
     } catch (err) {
       if (!(err instanceof HttpException && err.getStatus() === 404)) throw err;
-      const known = await this.prisma.restoreMount.count({ where: { id: mountId } });
-      await this.prisma.restoreMount.deleteMany({ where: { id: mountId } });
-      if (!known) throw err;
+      if (!(await this.mounts.remove(mountId))) throw err;
       return;
     }
-    await this.prisma.restoreMount.deleteMany({ where: { id: mountId } });
+    await this.mounts.remove(mountId);
   }
 
-  async touch(mountId: string) {
-    await this.prisma.restoreMount.updateMany({ where: { id: mountId }, data: { lastAccessAt: new Date() } }).catch(() => undefined);
+  /** A page of a directory listing of a mount. */
+  files(mountId: string, q: { path: unknown; offset: unknown; limit: unknown }): Promise<ListPage> {
+    void this.touch(mountId);
+    return this.call((rs) => rs.files(mountId, { path: text(q.path), offset: text(q.offset), limit: text(q.limit) }));
+  }
+
+  /** Stream the restore-service's download or archive answer through, with Range and status intact. */
+  async stream(mountId: string, what: 'download' | 'archive', path: unknown, req: Request, res: Response): Promise<void> {
+    void this.touch(mountId);
+    const ac = new AbortController();
+    req.on('close', () => ac.abort());
+    const o: StreamOptions = { range: typeof req.headers.range === 'string' ? req.headers.range : undefined, signal: ac.signal };
+    let upstream: globalThis.Response;
+    try {
+      upstream = await (what === 'download' ? this.client.download(mountId, text(path) ?? '', o) : this.client.archive(mountId, text(path) ?? '', o));
+    } catch (err) {
+      if (!(err instanceof RestoreServiceError)) throw err;
+      res.status(503).json(err.body);
+      return;
+    }
+    res.status(upstream.status);
+    for (const h of PASS_HEADERS) {
+      const v = upstream.headers.get(h);
+      if (v) res.setHeader(h, v);
+    }
+    if (!upstream.body) {
+      res.end();
+      return;
+    }
+    try {
+      await pipeline(Readable.fromWeb(upstream.body as ReadableStream), res);
+    } catch {
+      // client went away; nothing to tell it
+    }
+  }
+
+  async touch(mountId: string): Promise<void> {
+    await this.mounts.touch(mountId).catch(() => undefined);
   }
 }

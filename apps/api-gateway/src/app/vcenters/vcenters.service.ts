@@ -1,10 +1,10 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import { InvalidLoginError, SoapFaultError, TransportError, VSphereClient, type VmInfo } from '@sendense/vsphere';
 import type { GatewaySettings } from '@sendense/config';
-import { addVmDisk, SecretBox, type PrismaClient, type VCenter } from '@sendense/db';
+import { addVmDisk, SecretBox, VCenterRepository, VmContextRepository, type PrismaClient, type VCenter } from '@sendense/db';
 import type { DiskReaderSpec } from '@sendense/contracts';
 import { PRISMA, SETTINGS } from '../common/tokens';
+import type { ImportedVmDto, VCenterDto } from './dto/vcenter.dto';
 
 export interface RegisterVCenter {
   name: string;
@@ -16,7 +16,7 @@ export interface RegisterVCenter {
   diskReader?: DiskReaderSpec;
 }
 
-export function publicVCenter(v: VCenter) {
+export function toVCenterDto(v: VCenter): VCenterDto {
   return {
     id: v.id,
     name: v.name,
@@ -45,6 +45,8 @@ export function loginFailure(err: unknown): string {
 export class VCentersService {
   constructor(
     @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly vcenters: VCenterRepository,
+    private readonly vms: VmContextRepository,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {}
 
@@ -72,35 +74,32 @@ export class VCentersService {
   }
 
   /** Registers a vCenter after checking that the credentials work. */
-  async register(req: RegisterVCenter) {
+  async register(req: RegisterVCenter): Promise<VCenterDto> {
     const box = this.box();
-    if (await this.prisma.vCenter.findUnique({ where: { name: req.name } })) {
+    if (await this.vcenters.findByName(req.name)) {
       throw new ConflictException(`a vCenter named ${req.name} is already registered`);
     }
     const client = await this.connect(req);
     await client.logout().catch(() => undefined);
-    const v = await this.prisma.vCenter.create({
-      data: {
-        id: randomUUID(),
-        name: req.name,
-        url: req.url,
-        username: req.username,
-        passwordEnc: box.seal(req.password),
-        insecure: req.insecure ?? false,
-        thumbprint: req.thumbprint ?? null,
-        diskReader: (req.diskReader ?? { kind: 'vddk' }) as object,
-      },
+    const v = await this.vcenters.create({
+      name: req.name,
+      url: req.url,
+      username: req.username,
+      passwordEnc: box.seal(req.password),
+      insecure: req.insecure ?? false,
+      thumbprint: req.thumbprint ?? null,
+      diskReader: req.diskReader ?? { kind: 'vddk' },
     });
-    return publicVCenter(v);
+    return toVCenterDto(v);
   }
 
-  async list() {
-    return (await this.prisma.vCenter.findMany({ orderBy: { name: 'asc' } })).map(publicVCenter);
+  async list(): Promise<VCenterDto[]> {
+    return (await this.vcenters.list()).map(toVCenterDto);
   }
 
   /** Lists the vCenter's VMs and registers each as a VM context (idempotent). */
-  async importVms(id: string, names?: string[]) {
-    const v = await this.prisma.vCenter.findUnique({ where: { id } });
+  async importVms(id: string, names?: string[]): Promise<ImportedVmDto[]> {
+    const v = await this.vcenters.find(id);
     if (!v) throw new NotFoundException(`no vCenter with id ${id}`);
     const client = await this.connect({ ...v, password: this.box().open(v.passwordEnc) });
     let vms: VmInfo[];
@@ -115,24 +114,17 @@ export class VCentersService {
       vms = vms.filter((vm) => names.includes(vm.name));
     }
     const host = new URL(v.url).host;
-    const out = [];
+    const out: ImportedVmDto[] = [];
     for (const vm of vms) {
-      const existing = await this.prisma.vmContext.findUnique({ where: { vcenterHost_vmMoref: { vcenterHost: host, vmMoref: vm.ref.value } } });
-      const contextId = existing?.contextId ?? `ctx-${vm.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40)}-${randomUUID().slice(0, 8)}`;
-      const ctx = await this.prisma.vmContext.upsert({
-        where: { contextId },
-        create: {
-          contextId,
-          vmName: vm.name,
-          vcenterId: v.id,
-          vcenterHost: host,
-          vmMoref: vm.ref.value,
-          instanceUuid: vm.instanceUuid ?? null,
-          cbtEnabled: vm.changeTrackingEnabled,
-          cbtState: vm.changeTrackingEnabled ? 'enabled' : 'disabled',
-        },
-        update: { vmName: vm.name, vcenterId: v.id, instanceUuid: vm.instanceUuid ?? null, cbtEnabled: vm.changeTrackingEnabled },
+      const ctx = await this.vms.registerSeen({
+        vmName: vm.name,
+        vcenterId: v.id,
+        vcenterHost: host,
+        vmMoref: vm.ref.value,
+        instanceUuid: vm.instanceUuid ?? null,
+        cbtEnabled: vm.changeTrackingEnabled,
       });
+      const contextId = ctx.contextId;
       const known = await this.prisma.vmDisk.findMany({ where: { vmContextId: contextId } });
       for (const d of vm.disks) {
         const k = known.find((x) => x.deviceKey === d.key);

@@ -1,0 +1,51 @@
+import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown, type Provider } from '@nestjs/common';
+import {
+  ApiKeyRepository,
+  BackupRepositoryRepository,
+  BackupRunRepository,
+  createPrismaClient,
+  DatabaseProbe,
+  RestoreMountRepository,
+  RetentionPolicyRepository,
+  VCenterRepository,
+  VmContextRepository,
+  type PrismaClient,
+} from '@sendense/db';
+import { PRISMA } from '../common/tokens';
+
+class DbLifecycle implements OnApplicationShutdown {
+  constructor(@Inject(PRISMA) private readonly prisma: PrismaClient) {}
+  async onApplicationShutdown(): Promise<void> {
+    await this.prisma.$disconnect();
+  }
+}
+
+/** The libs/db repositories the gateway uses; each is built on the one client. */
+const REPOSITORIES = [
+  ApiKeyRepository,
+  BackupRepositoryRepository,
+  BackupRunRepository,
+  DatabaseProbe,
+  RestoreMountRepository,
+  RetentionPolicyRepository,
+  VCenterRepository,
+  VmContextRepository,
+] as const;
+
+const repositoryProviders: Provider[] = REPOSITORIES.map((R) => ({ provide: R, inject: [PRISMA], useFactory: (p: PrismaClient) => new R(p) }));
+
+/**
+ * The database: one client and the libs/db repositories built on it. Feature
+ * services inject repositories, never the client.
+ */
+@Global()
+@Module({})
+export class DbModule {
+  static forRoot(databaseUrl: string): DynamicModule {
+    return {
+      module: DbModule,
+      providers: [{ provide: PRISMA, useFactory: () => createPrismaClient(databaseUrl) }, ...repositoryProviders, DbLifecycle],
+      exports: [PRISMA, ...REPOSITORIES],
+    };
+  }
+}

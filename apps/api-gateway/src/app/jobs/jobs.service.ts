@@ -1,0 +1,74 @@
+import { ConflictException, Inject, Injectable } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { CANCEL_CHANNEL, type JobProgress } from '@sendense/contracts';
+import type { PrismaClient } from '@sendense/db';
+import { PRISMA, REDIS } from '../common/tokens';
+import { QueueRegistry } from '../queues/queue-registry.service';
+import { toBackupDto } from '../backups/backup-view';
+import type { CancelledJobDto, JobStatusDto } from './dto/job.dto';
+import { RunRegistry, type RunRef } from './run-registry.service';
+
+function isoOrNull(ms: number | undefined): string | null {
+  return ms ? new Date(ms).toISOString() : null;
+}
+
+@Injectable()
+export class JobsService {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(REDIS) private readonly redis: Redis,
+    private readonly queues: QueueRegistry,
+    private readonly runs: RunRegistry,
+  ) {}
+
+  /** 404 when the run is unknown (or older than 30 days). */
+  runRef(runId: string): Promise<RunRef> {
+    return this.runs.get(runId);
+  }
+
+  async status(runId: string): Promise<JobStatusDto> {
+    const ref = await this.runs.get(runId);
+    const job = await this.queues.get(ref.queue).getJob(ref.jobId);
+    const sameRun = job && job.data.runId === runId;
+    const state = sameRun ? await job.getState() : null;
+    const rows = await this.prisma.backupJob.findMany({ where: { runId }, orderBy: { diskId: 'asc' } });
+    const events = await this.prisma.jobEvent.findMany({ where: { runId }, orderBy: { id: 'asc' }, take: 200 });
+    const status =
+      state === 'completed' ? 'completed'
+      : state === 'failed' ? (job?.failedReason === 'cancelled' || rows.some((r) => r.status === 'cancelled') ? 'cancelled' : 'failed')
+      : state === 'active' ? 'running'
+      : state ? 'queued'
+      : rows.length && rows.every((r) => r.status === 'completed') ? 'completed'
+      : rows.some((r) => r.status === 'failed') ? 'failed'
+      : rows.some((r) => r.status === 'cancelled') ? 'cancelled'
+      : 'unknown';
+    return {
+      run_id: runId,
+      vm_context_id: ref.vmContextId,
+      status,
+      attempts_made: sameRun ? job.attemptsMade : null,
+      // When the queue took the job, a worker started it, and it ended (last attempt).
+      queued_at: sameRun ? isoOrNull(job.timestamp) : null,
+      started_at: sameRun ? isoOrNull(job.processedOn) : null,
+      finished_at: sameRun ? isoOrNull(job.finishedOn) : null,
+      progress: (sameRun ? (job.progress as JobProgress | number) : null) || null,
+      error: sameRun && job.failedReason ? job.failedReason : null,
+      backups: rows.map(toBackupDto),
+      events: events.map((e) => ({ at: e.createdAt, level: e.level, phase: e.phase, message: e.message })),
+    };
+  }
+
+  async cancel(runId: string): Promise<CancelledJobDto> {
+    const ref = await this.runs.get(runId);
+    const job = await this.queues.get(ref.queue).getJob(ref.jobId);
+    if (!job || job.data.runId !== runId) throw new ConflictException(`job ${runId} is no longer queued or running`);
+    const state = await job.getState();
+    if (state === 'completed' || state === 'failed') throw new ConflictException(`job ${runId} has already ${state === 'completed' ? 'completed' : 'ended'}`);
+    if (state === 'active') {
+      await this.redis.publish(CANCEL_CHANNEL, runId);
+      return { run_id: runId, status: 'cancelling' };
+    }
+    await job.remove();
+    return { run_id: runId, status: 'cancelled' };
+  }
+}
