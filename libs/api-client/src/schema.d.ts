@@ -716,8 +716,11 @@ export interface components {
             statusCode: number;
         };
         FileEntryDto: {
-            /** @description Permission bits (mode & 0o7777) */
-            mode: number;
+            /**
+             * @description Permission bits (mode & 0o7777) in octal, as ls and chmod write them
+             * @example 0644
+             */
+            mode: string;
             mtime: string;
             name: string;
             /** @description The on-disk name is not valid UTF-8 */

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsString, Length } from 'class-validator';
+import type { EntryType, FileEntry, ListPage, PartitionInfo } from '@sendense/contracts';
 
 export class MountDto {
   @ApiProperty({ description: 'The backup (restore point) to mount; any point of a chain' })
@@ -9,7 +10,7 @@ export class MountDto {
 }
 
 /** A partition as the restore-service reports it (its field names, passed through). */
-export class PartitionDto {
+export class PartitionDto implements PartitionInfo {
   @ApiProperty({ example: 'p1', description: 'Directory of the partition in the mount: files paths start with it' }) name!: string;
   @ApiProperty({ nullable: true, type: Number }) index!: number | null;
   @ApiProperty() offsetBytes!: number;
@@ -26,22 +27,22 @@ export class MountInfoDto {
   @ApiProperty() created_at!: string;
   @ApiProperty() last_access_at!: string;
   @ApiProperty({ nullable: true, type: String, example: 'gpt' }) partition_table!: string | null;
-  @ApiProperty({ type: [PartitionDto] }) partitions!: unknown[];
+  @ApiProperty({ type: [PartitionDto] }) partitions!: PartitionDto[];
 }
 
 /** One directory entry (the restore-service's field names, passed through). */
-export class FileEntryDto {
+export class FileEntryDto implements FileEntry {
   @ApiProperty() name!: string;
   @ApiProperty({ description: 'Mount-relative path, the form every endpoint accepts back' }) path!: string;
-  @ApiProperty({ enum: ['file', 'dir', 'symlink', 'other'] }) type!: string;
+  @ApiProperty({ enum: ['file', 'dir', 'symlink', 'other'] }) type!: EntryType;
   @ApiProperty() size!: number;
-  @ApiProperty({ description: 'Permission bits (mode & 0o7777)' }) mode!: number;
+  @ApiProperty({ example: '0644', description: 'Permission bits (mode & 0o7777) in octal, as ls and chmod write them' }) mode!: string;
   @ApiProperty() mtime!: string;
   @ApiPropertyOptional() symlinkTarget?: string;
   @ApiPropertyOptional({ description: 'The on-disk name is not valid UTF-8' }) nameNotUtf8?: boolean;
 }
 
-export class FileListingDto {
+export class FileListingDto implements ListPage {
   @ApiProperty() path!: string;
   @ApiProperty({ type: [FileEntryDto] }) entries!: FileEntryDto[];
   @ApiProperty() offset!: number;
