@@ -55,10 +55,12 @@ describe('GET /api/v1/jobs', () => {
     const keys = new ApiKeyRepository(db.prisma);
     viewer = (await keys.create('viewer', 'viewer')).key;
     operator = (await keys.create('ops', 'operator')).key;
-    app = await createGateway(loadGatewaySettings({ REDIS_URL: redisUrl, NODE_NAME: node, LOG_LEVEL: 'error', DATABASE_URL: db.url }));
+    dir = await mkdtemp(join(tmpdir(), 'gw-jobs-'));
+    app = await createGateway(
+      loadGatewaySettings({ REDIS_URL: redisUrl, NODE_NAME: node, LOG_LEVEL: 'error', DATABASE_URL: db.url, REPOSITORY_ALLOWED_ROOTS: tmpdir() }),
+    );
     await app.init();
     const admin = (await keys.create('admin', 'admin')).key;
-    dir = await mkdtemp(join(tmpdir(), 'gw-jobs-'));
     const repo = await http().post('/api/v1/repositories').set('X-API-Key', admin).send({ name: 'local', type: 'local', path: dir }).expect(201);
     repositoryId = repo.body.id;
     alpha = `ctx-alpha-${randomUUID().slice(0, 8)}`;
