@@ -135,6 +135,69 @@ export async function startSystem(): Promise<System> {
   };
 }
 
+/**
+ * A second storage node on the same host, as an operator adds one: its own
+ * nbd-exporter and backup-worker with another NODE_NAME (own state directory,
+ * port and NBD port range), sharing the system's database, Redis and
+ * Capture Agent. Its repositories are created with `storage_node: node`.
+ */
+export interface ExtraNode {
+  node: string;
+  repoDir: string;
+  daemons: Map<string, Daemon>;
+  logs: Map<string, string[]>;
+  /** Start (or start again) one of its services. */
+  start(app: 'nbd-exporter' | 'backup-worker'): Promise<void>;
+  /** SIGKILL: a node that dies, no clean-up. */
+  kill(app: 'nbd-exporter' | 'backup-worker'): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startExtraNode(sys: System, node: string): Promise<ExtraNode> {
+  const exp = await freePort();
+  const nbdFirst = 11000 + Math.floor(Math.random() * 40) * 200;
+  const env: NodeJS.ProcessEnv = {
+    ...sys.env,
+    NODE_NAME: node,
+    NBD_EXPORTER_URL: `tcp://127.0.0.1:${exp}`,
+    NBD_EXPORTER_PORT: String(exp),
+    NBD_STATE_DIR: join(sys.dir, `nbd-${node}`),
+    NBD_PORT_RANGE: `${nbdFirst}-${nbdFirst + 200}`,
+  };
+  const daemons = new Map<string, Daemon>();
+  const logs = new Map<string, string[]>();
+  const ready: Record<string, (lines: string[]) => boolean> = {
+    'backup-worker': (lines) => lines.some((l) => l.includes('consuming')),
+    'nbd-exporter': (lines) => lines.some((l) => /listening|started|ready/i.test(l)),
+  };
+  const start = async (app: 'nbd-exporter' | 'backup-worker') => {
+    const lines: string[] = [];
+    logs.set(app, lines);
+    const d = await Daemon.start('node', [join(ROOT, 'dist/apps', app, 'main.js')], { env, onLine: (l) => lines.push(l) });
+    daemons.set(app, d);
+    await waitFor(() => !d.running || ready[app]!(lines), { timeoutMs: 60_000, intervalMs: 100, message: `${app} of node ${node} to start` });
+    if (!d.running) throw d.exitError(`${app} of node ${node} exited during start`);
+  };
+  const extra: ExtraNode = {
+    node,
+    repoDir: join(sys.dir, `repo-${node}`),
+    daemons,
+    logs,
+    start,
+    async kill(app) {
+      const d = daemons.get(app);
+      if (d?.pid) process.kill(d.pid, 'SIGKILL');
+      await waitFor(() => !d?.running, { timeoutMs: 10_000, message: `${app} of node ${node} to die` });
+    },
+    async stop() {
+      for (const app of ['backup-worker', 'nbd-exporter']) await daemons.get(app)?.stop(10_000);
+    },
+  };
+  await start('nbd-exporter');
+  await start('backup-worker');
+  return extra;
+}
+
 /** Poll a backup job until it ends; returns its final status document. */
 export async function waitForJob<T extends { status: string }>(sys: System, runId: string, timeoutMs = 180_000, intervalMs = 300): Promise<T> {
   let last: T | undefined;
