@@ -5,6 +5,7 @@ import {
   type ListMountsResponse,
   type ListPage,
   type FileEntry,
+  type ImageDownloadQuery,
   type MountInfo,
   type MountRequestBody,
   type RestoreServiceErrorBody,
@@ -124,6 +125,15 @@ export class RestoreServiceClient {
   /** A directory as a streamed tar (see download for the answer). */
   archive(mountId: string, path: string, options: StreamOptions = {}): Promise<Response> {
     return this.stream(RESTORE_SERVICE_ROUTES.archive(mountId, path), options);
+  }
+
+  /**
+   * A restore point's whole disk as one image (raw honours `range`; qcow2 and
+   * vmdk are converted first, so the answer can take a while to start).
+   * Aborting `signal` stops the conversion. See download for the answer.
+   */
+  image(query: ImageDownloadQuery, options: StreamOptions = {}): Promise<Response> {
+    return this.stream(RESTORE_SERVICE_ROUTES.image(query), options);
   }
 
   private async stream(route: string, options: StreamOptions): Promise<Response> {

@@ -108,6 +108,19 @@ export interface ListFilesQuery {
   limit?: number | string;
 }
 
+/** Formats of a whole-disk image download. */
+export type DiskImageFormat = 'raw' | 'qcow2' | 'vmdk';
+
+/** Query of GET /images/download. */
+export interface ImageDownloadQuery {
+  imagePath: string;
+  format: DiskImageFormat;
+  /** Content-Disposition file name (letters, digits, ._-). */
+  fileName?: string;
+  /** The chain the caller expects, top first. */
+  chain?: string[];
+}
+
 /** Route paths, relative to RESTORE_SERVICE_URL. Ids and paths are encoded here, never by callers. */
 export const RESTORE_SERVICE_ROUTES = {
   health: () => '/internal/health',
@@ -121,6 +134,8 @@ export const RESTORE_SERVICE_ROUTES = {
   stat: (mountId: string, path: string) => `/restore/${encodeURIComponent(mountId)}/stat${queryString({ path })}`,
   download: (mountId: string, path: string) => `/restore/${encodeURIComponent(mountId)}/download${queryString({ path })}`,
   archive: (mountId: string, path: string) => `/restore/${encodeURIComponent(mountId)}/archive${queryString({ path })}`,
+  image: (q: ImageDownloadQuery) =>
+    `/images/download${queryString({ imagePath: q.imagePath, format: q.format, fileName: q.fileName, chain: q.chain?.join('\n') })}`,
 } as const;
 
 function queryString(params: Record<string, string | number | undefined>): string {

@@ -12,4 +12,5 @@ export * from './lib/mount-manager';
 export * from './lib/file-browser';
 export * from './lib/tar-stream';
 export * from './lib/http-range';
+export * from './lib/image-download';
 export * from './nest';

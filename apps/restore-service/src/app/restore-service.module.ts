@@ -32,6 +32,7 @@ export class RestoreServiceModule {
           idleTimeoutMs: settings.RESTORE_IDLE_TIMEOUT,
           mode: settings.RESTORE_BLOCK_BACKEND,
           allowedImageRoots: settings.RESTORE_ALLOWED_ROOTS.split(':').filter(Boolean),
+          ...(settings.RESTORE_IMAGE_DIR ? { imageWorkDir: settings.RESTORE_IMAGE_DIR } : {}),
           cleanupOnStart: true,
         }),
       ],

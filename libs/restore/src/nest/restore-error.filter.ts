@@ -11,6 +11,10 @@ export const STATUS_BY_CODE: Record<string, number> = {
   MOUNT_NOT_FOUND: HttpStatus.NOT_FOUND,
   RANGE_NOT_SATISFIABLE: HttpStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
   MOUNT_FAILED: HttpStatus.UNPROCESSABLE_ENTITY,
+  IMAGE_FAILED: HttpStatus.UNPROCESSABLE_ENTITY,
+  INSUFFICIENT_SPACE: HttpStatus.INSUFFICIENT_STORAGE,
+  // Nobody is left to read it; logged as a client abort.
+  DOWNLOAD_ABORTED: 499,
 };
 
 @Catch(RestoreError)

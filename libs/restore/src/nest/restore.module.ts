@@ -1,4 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { ImageController } from './image.controller';
 import { RestoreController } from './restore.controller';
 import { RESTORE_OPTIONS, type RestoreModuleOptions } from './restore.options';
 import { RestoreService } from './restore.service';
@@ -12,7 +13,7 @@ export class RestoreModule {
   static forRoot(options: RestoreModuleOptions = {}): DynamicModule {
     return {
       module: RestoreModule,
-      controllers: [RestoreController],
+      controllers: [RestoreController, ImageController],
       providers: [{ provide: RESTORE_OPTIONS, useValue: options }, RestoreService],
       exports: [RestoreService],
     };
