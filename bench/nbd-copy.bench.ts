@@ -4,6 +4,7 @@
  *
  *   npm run bench -- nbd-copy --json [--runs 3] [--size-gib 2] [--cases dense,half-sparse,extents]
  *                                    [--request-size 262144] [--queue-depth 16] [--connections 4]
+ *                                    [--qcow2-opts cluster_size=65536] [--target-cache writeback] [--target-aio threads]
  *
  * Source: a raw image served read-only by qemu-nbd (-e N: multi-conn).
  * Target: a fresh QCOW2 per run served writable by qemu-nbd (-e N).
@@ -35,6 +36,7 @@ import {
   totalBytes,
 } from '@sendense/nbd';
 import { existsSync } from 'node:fs';
+import { piped } from './support';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -50,6 +52,10 @@ interface Args {
   shared: number;
   dir: string;
   checkpointBytes?: number;
+  /** `qemu-img create -o` options of the target (cluster_size, extended_l2, preallocation). */
+  qcow2Opts?: string;
+  targetCache: string;
+  targetAio: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -63,6 +69,8 @@ function parseArgs(argv: string[]): Args {
     connections: DEFAULT_CONNECTIONS,
     shared: 8,
     dir: '/var/tmp',
+    targetCache: 'writeback',
+    targetAio: 'threads',
   };
   for (let i = 0; i < argv.length; i++) {
     const v = () => argv[++i];
@@ -77,6 +85,9 @@ function parseArgs(argv: string[]): Args {
       case '--dir': a.dir = v(); break;
       case '--checkpoint-bytes': a.checkpointBytes = Number(v()); break;
       case '--shared': a.shared = Number(v()); break;
+      case '--qcow2-opts': a.qcow2Opts = v(); break;
+      case '--target-cache': a.targetCache = v(); break;
+      case '--target-aio': a.targetAio = v(); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -140,12 +151,12 @@ interface Target {
   stop(): Promise<void>;
 }
 
-async function freshTarget(dir: string, size: number, shared: number): Promise<Target> {
+async function freshTarget(dir: string, size: number, args: Args): Promise<Target> {
   const img = join(dir, 'target.qcow2');
   rmSync(img, { force: true });
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', img, String(size)]);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', ...(args.qcow2Opts ? ['-o', args.qcow2Opts] : []), img, String(size)]);
   const sock = join(dir, 'target.sock');
-  const d = await startQemuNbd(['-f', 'qcow2', '-e', String(shared), '--cache=writeback', img], sock);
+  const d = await startQemuNbd(['-f', 'qcow2', '-e', String(args.shared), `--cache=${args.targetCache}`, `--aio=${args.targetAio}`, img], sock);
   return {
     uri: uriOf(sock),
     stop: async () => {
@@ -230,9 +241,9 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
   try {
     // Warm the page cache, then one unmeasured run of each copier: the
     // first copy into a fresh tmpfs/page cache is slower for whoever goes first.
-    await run('cat', [raw], { maxStdoutBytes: 1 });
+    await piped(['cat', raw]);
     for (const who of ['project', 'nbdcopy']) {
-      const tgt = await freshTarget(dir, size, args.shared);
+      const tgt = await freshTarget(dir, size, args);
       try {
         if (who === 'project') await runProject(uriOf(srcSock), tgt, args, list);
         else await runNbdcopy(uriOf(srcSock), tgt);
@@ -248,7 +259,7 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
         // Write back and discard what the last run removed, so it does not land on this one.
         await run('sync', []);
         await new Promise((r) => setTimeout(r, 1000));
-        const tgt = await freshTarget(dir, size, args.shared);
+        const tgt = await freshTarget(dir, size, args);
         try {
           if (who === 'project') {
             const r = await runProject(uriOf(srcSock), tgt, args, list);
@@ -293,7 +304,8 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
       name === 'extents'
         ? 'nbdcopy has no extent list: it copies the same sparse source (data only in the listed extents) with --destination-is-zero --flush'
         : 'nbdcopy --destination-is-zero --flush; project extents from base:allocation',
-    servers: `qemu-nbd -r -f raw -e ${args.shared} -> qemu-nbd -f qcow2 -e ${args.shared}, unix sockets`,
+    servers: `qemu-nbd -r -f raw -e ${args.shared} -> qemu-nbd -f qcow2 -e ${args.shared} --cache=${args.targetCache} --aio=${args.targetAio}, unix sockets`,
+    qcow2_opts: args.qcow2Opts ?? 'defaults',
   };
 }
 

@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   });
   exitOnSignals('capture-agent', () => app.close());
   await app.listen();
-  Logger.log(`capture-agent on tcp://${settings.CAPTURE_AGENT_HOST}:${settings.CAPTURE_AGENT_PORT}`, 'Bootstrap');
+  Logger.log(`capture-agent on tcp://${settings.CAPTURE_AGENT_HOST}:${settings.CAPTURE_AGENT_PORT} (CAPTURE_DISK_PARALLELISM=${settings.CAPTURE_DISK_PARALLELISM} disks of a VM at once)`, 'Bootstrap');
 }
 
 main().catch((err: unknown) => {

@@ -95,7 +95,7 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
       new Worker(QueueNames.maintenance(node), process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 1 }),
     );
     for (const w of this.workers) w.on('error', (err) => this.log.error(`${w.name}: ${err.message}`));
-    this.log.log(`consuming ${this.workers.map((w) => w.name).join(', ')}; handlers: ${[...byName.keys()].join(', ')}`);
+    this.log.log(`consuming ${this.workers.map((w) => w.name).join(', ')} (BACKUP_CONCURRENCY=${this.settings.BACKUP_CONCURRENCY} backups at once); handlers: ${[...byName.keys()].join(', ')}`);
   }
 
   async onApplicationShutdown(): Promise<void> {
