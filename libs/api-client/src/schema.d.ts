@@ -73,6 +73,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/backup/{id}/image": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download the restore point's whole disk as one image: raw (Range gives 206), qcow2 or streamOptimized vmdk, without a backing chain
+         * @description qcow2 and vmdk are converted by the restore-service into scratch space first (checked before it starts: 507 when short; freed afterwards), so the answer starts after the conversion; a client that goes away stops it.
+         */
+        get: operations["DiskImageController_image"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/backup/{id}/verify": {
         parameters: {
             query?: never;
@@ -361,6 +381,44 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/restore/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Instant-access exports of this storage node (keys are never listed) */
+        get: operations["DiskExportController_list"];
+        put?: never;
+        /**
+         * Serve a restore point (its whole chain) over NBD for instant access; read-only, or writable through a temporary overlay
+         * @description Any NBD client reads the URI. The restore point is held against delete and merge while the export lives; the export ends on DELETE or after idle_timeout_seconds without a client. Listens on the exporter's NBD_LISTEN_ADDRESS (loopback by default); with NBD_RESTORE_TLS=psk only clients holding the key in tls_psk (shown once, here) connect.
+         */
+        post: operations["DiskExportController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/restore/export/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End an instant-access export (its connections close; a writable export's overlay is discarded) */
+        delete: operations["DiskExportController_remove"];
         options?: never;
         head?: never;
         patch?: never;
@@ -661,6 +719,20 @@ export interface components {
             /** @enum {string} */
             role: "admin" | "operator" | "viewer";
         };
+        CreateExportDto: {
+            /** @description The backup (restore point) to serve; any point of a chain (the whole chain is served) */
+            backup_id: string;
+            /**
+             * @description The export ends after this many seconds with no client connected
+             * @default 3600
+             */
+            idle_timeout_seconds: number;
+            /**
+             * @description Writable: clients write a fresh temporary QCOW2 overlay on top of the restore point (the chain is never written); discarded when the export ends
+             * @default false
+             */
+            writable: boolean;
+        };
         CreateRepositoryDto: {
             /** @example local */
             name: string;
@@ -714,6 +786,37 @@ export interface components {
             message: string;
             /** @example 403 */
             statusCode: number;
+        };
+        ExportDto: {
+            backup_id: string;
+            created_at: string;
+            /** @description When it ends if no client connects before */
+            expires_at: string | null;
+            host: string;
+            idle_timeout_seconds: number | null;
+            /** @description The last time a client was seen connected */
+            last_active_at: string;
+            /**
+             * @description Export name: DELETE /api/v1/restore/export/{name} ends it
+             * @example backup-ctx-1-disk0-restore-20261202T060000123
+             */
+            name: string;
+            node_name: string;
+            port: number | null;
+            /** @description Disk size as clients see it, bytes */
+            size_bytes: number;
+            /** @description TLS is required (nbds://) */
+            tls: boolean;
+            /** @enum {string|null} */
+            tls_mode: "x509" | "psk" | null;
+            /** @description Only in the answer that created a TLS-PSK export */
+            tls_psk?: components["schemas"]["TlsPskDto"];
+            /**
+             * @description Open with any NBD client (nbdcopy, qemu-img, nbdinfo)
+             * @example nbd://127.0.0.1:10811/backup-ctx-1-disk0-restore-20261202T060000123
+             */
+            uri: string;
+            writable: boolean;
         };
         FileEntryDto: {
             /**
@@ -1017,6 +1120,15 @@ export interface components {
             status: "queued";
             vm_context_id: string;
             vm_name: string;
+        };
+        TlsPskDto: {
+            /**
+             * @description PSK identity (the user part of the nbds:// URI)
+             * @example sendense
+             */
+            identity: string;
+            /** @description The key, hex: give clients a file with "identity:key" (nbdcopy ...?tls-psk-file=FILE); shown only here */
+            key: string;
         };
         VCenterDto: {
             /** Format: date-time */
@@ -1370,6 +1482,124 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    DiskImageController_image: {
+        parameters: {
+            query?: {
+                /** @description raw (Range requests give 206), qcow2 or streamOptimized vmdk (converted without a backing chain) */
+                format?: "raw" | "qcow2" | "vmdk";
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Part of the raw image (Range) */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Unknown format, or the backup is on another node */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No such backup */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The backup is not completed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description Range not satisfiable */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description This key started too many backups or mounts in the last minute */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description Not enough scratch space for the conversion */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
+                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
+                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
                 };
             };
         };
@@ -2346,6 +2576,187 @@ export interface operations {
                 };
             };
             /** @description No such mount or path */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    DiskExportController_list: {
+        parameters: {
+            query?: {
+                backup_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportDto"][];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    DiskExportController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateExportDto"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportDto"];
+                };
+            };
+            /** @description Invalid body, or the backup is on another node */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No such backup */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The backup is not completed, or its image is being written */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description This key started too many backups or mounts in the last minute */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The nbd-exporter failed (its message says why) */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    DiskExportController_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not an export name */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No such instant-access export */
             404: {
                 headers: {
                     [name: string]: unknown;

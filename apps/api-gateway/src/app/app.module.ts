@@ -6,6 +6,7 @@ import { QueuesModule } from './core/queues.module';
 import { SettingsModule } from './core/settings.module';
 import { BackupsModule } from './backups/backups.module';
 import { ConsoleModule } from './console/console.module';
+import { DiskRestoreModule } from './disk-restore/disk-restore.module';
 import { ChainsModule } from './chains/chains.module';
 import { HealthModule } from './health/health.module';
 import { JobsModule } from './jobs/jobs.module';
@@ -40,6 +41,8 @@ export class AppModule {
         BackupsModule,
         RetentionModule,
         JobsModule,
+        // Before RestoreModule: /restore/export must never be taken for a mount id.
+        DiskRestoreModule,
         RestoreModule,
         ConsoleModule,
       ],

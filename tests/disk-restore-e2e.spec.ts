@@ -1,0 +1,203 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { access, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
+import { ApiKeyRepository } from '@sendense/db';
+import { run, waitFor } from '@sendense/process';
+import { startStandIn, type StandIn } from '@sendense/vsphere';
+import { startSystem, waitForJob, type System } from './support/system';
+
+/**
+ * Whole-disk restores end to end on the stand-in and the real services:
+ * instant-access NBD exports (read-only and through a temporary overlay)
+ * read with nbdcopy and qemu-img, held against delete; image downloads in
+ * every format converted back with qemu-img compare; Range on raw.
+ */
+
+const MiB = 1024 * 1024;
+const VM = 'disk-restore-vm';
+
+interface BackupRow {
+  id: string;
+  disk_id: number;
+  status: string;
+  repository_path: string;
+  parent_backup_id: string | null;
+}
+interface JobDoc {
+  status: string;
+  error: string | null;
+  backups: BackupRow[];
+}
+interface ExportView {
+  name: string;
+  backup_id: string;
+  uri: string;
+  size_bytes: number;
+  writable: boolean;
+  tls: boolean;
+  idle_timeout_seconds: number | null;
+  expires_at: string | null;
+}
+
+async function sha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+describe('whole-disk restores end to end', () => {
+  let sys: System;
+  let standIn: StandIn;
+  let work: string;
+  let deviceKey: number;
+  let incr: BackupRow;
+  let chainFiles: string[];
+  let pointRaw: string;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'sendense-disk-restore-'));
+    standIn = await startStandIn({
+      stateDir: join(work, 'vcsim'),
+      vms: [{ name: VM, disks: [{ sizeMiB: 64, content: { type: 'random', percent: 40, seed: 21 } }] }],
+    });
+    sys = await startSystem();
+    const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
+      name: 'standin',
+      url: standIn.url,
+      username: standIn.username,
+      password: standIn.password,
+      insecure: true,
+      disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
+    });
+    expect(vc.status).toBe(201);
+    expect((await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM] })).status).toBe(200);
+    expect((await sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: sys.repoDir })).status).toBe(201);
+    const vms = await sys.call<{ vm_name: string; disks: { device_key: number }[] }[]>('GET', '/api/v1/vms');
+    deviceKey = vms.body.find((v) => v.vm_name === VM)!.disks[0]!.device_key;
+
+    const backup = async (type: 'full' | 'incremental') => {
+      const start = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: type, repository: 'local' });
+      expect(start.status).toBe(202);
+      const doc = await waitForJob<JobDoc>(sys, start.body.run_id);
+      if (doc.status !== 'completed') throw new Error(`${type} ended ${doc.status}: ${doc.error}`);
+      return doc.backups[0]!;
+    };
+    await backup('full');
+    // The guest changes between the two points: data, a zeroed range, the last MiB.
+    await standIn.harness!.write(VM, deviceKey, 3 * MiB, randomBytes(2 * MiB));
+    await standIn.harness!.zero(VM, deviceKey, 20 * MiB, MiB);
+    await standIn.harness!.write(VM, deviceKey, 63 * MiB, randomBytes(MiB));
+    incr = await backup('incremental');
+    expect(incr.parent_backup_id).not.toBeNull();
+    const top = join(sys.repoDir, incr.repository_path);
+    const chain = JSON.parse((await run('qemu-img', ['info', '-U', '--backing-chain', '--output=json', top])).stdout) as { filename: string }[];
+    chainFiles = chain.map((c) => c.filename);
+    expect(chainFiles).toHaveLength(2);
+    // The restore point's data, as the chain reads (the reference every restore is compared with).
+    pointRaw = join(work, 'point.raw');
+    await run('qemu-img', ['convert', '-U', '-O', 'raw', top, pointRaw]);
+  }, 300_000);
+
+  afterAll(async () => {
+    await sys?.stop();
+    await standIn?.stop();
+    await rm(work, { recursive: true, force: true });
+  }, 60_000);
+
+  async function download(path: string, out: string, headers: Record<string, string> = {}): Promise<Response> {
+    const res = await fetch(`${sys.api}${path}`, { headers: { authorization: `Bearer ${sys.adminKey}`, ...headers } });
+    if (res.body) await pipeline(Readable.fromWeb(res.body as ReadableStream), createWriteStream(out));
+    return res;
+  }
+
+  it('an instant-access export reads identical to the restore point (nbdcopy, qemu-img compare), is listed and held against delete', async () => {
+    const created = await sys.call<ExportView>('POST', '/api/v1/restore/export', { backup_id: incr.id });
+    expect(created.status).toBe(201);
+    const exp = created.body;
+    expect(exp).toMatchObject({ backup_id: incr.id, writable: false, size_bytes: 64 * MiB, tls: false, idle_timeout_seconds: 3600 });
+    expect(exp.uri).toMatch(/^nbd:\/\/127\.0\.0\.1:\d+\/backup-/);
+    const copy = join(work, 'nbdcopy.raw');
+    await run('nbdcopy', [exp.uri, copy]);
+    await run('cmp', [pointRaw, copy]);
+    await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', pointRaw, exp.uri]);
+    await rm(copy);
+
+    const list = await sys.call<ExportView[]>('GET', `/api/v1/restore/export?backup_id=${incr.id}`);
+    expect(list.body.map((e) => e.name)).toEqual([exp.name]);
+    // A viewer may see the list (metadata), not create one (disk content).
+    const viewer = (await new ApiKeyRepository(sys.db.prisma).create('viewer', 'viewer')).key;
+    const asViewer = (method: string, body?: unknown) =>
+      fetch(`${sys.api}/api/v1/restore/export`, {
+        method,
+        headers: { authorization: `Bearer ${viewer}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    expect((await asViewer('GET')).status).toBe(200);
+    expect((await asViewer('POST', { backup_id: incr.id })).status).toBe(403);
+
+    // Held: the exported point cannot be deleted while the export lives.
+    const del = await sys.call<{ message: string }>('DELETE', `/api/v1/backup/${incr.id}`);
+    expect(del.status).toBe(409);
+    expect(JSON.stringify(del.body)).toMatch(/exported for instant access/);
+
+    expect((await sys.call('DELETE', `/api/v1/restore/export/${exp.name}`)).status).toBe(204);
+    expect((await sys.call('DELETE', `/api/v1/restore/export/${exp.name}`)).status).toBe(404);
+    expect((await sys.call<ExportView[]>('GET', '/api/v1/restore/export')).body).toEqual([]);
+    await expect(run('nbdinfo', ['--size', exp.uri])).rejects.toThrow();
+  });
+
+  it('writes to a writable export land in a temporary overlay: every file of the chain is unchanged', async () => {
+    const before = await Promise.all(chainFiles.map(sha256));
+    const created = await sys.call<ExportView>('POST', '/api/v1/restore/export', { backup_id: incr.id, writable: true, idle_timeout_seconds: 600 });
+    expect(created.status).toBe(201);
+    const exp = created.body;
+    expect(exp).toMatchObject({ writable: true, idle_timeout_seconds: 600 });
+    // A client (a hypervisor booting the disk, fsck) reads and writes.
+    await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0xab 0 4M', '-c', 'write -z 40M 8M', '-c', 'read -P 0xab 0 4M', '-c', 'read -P 0 40M 8M', exp.uri]);
+    // The rest still reads as the restore point.
+    const tail = join(work, 'tail.raw');
+    await run('nbdcopy', [exp.uri, tail]);
+    const a = await readFile(tail);
+    const b = await readFile(pointRaw);
+    expect(a.subarray(48 * MiB).equals(b.subarray(48 * MiB))).toBe(true);
+    await rm(tail);
+    expect((await sys.call('DELETE', `/api/v1/restore/export/${exp.name}`)).status).toBe(204);
+    expect(await Promise.all(chainFiles.map(sha256))).toEqual(before);
+    const overlays = await readdir(join(sys.env.NBD_STATE_DIR as string, 'overlays'));
+    expect(overlays).toEqual([]);
+  });
+
+  it.each(['raw', 'qcow2', 'vmdk'] as const)('an image download as %s converts back to the restore point', async (format) => {
+    const out = join(work, `image.${format}`);
+    const res = await download(`/api/v1/backup/${incr.id}/image?format=${format}`, out);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-disposition')).toContain(`${VM}-disk0-`);
+    expect(Number(res.headers.get('content-length'))).toBeGreaterThan(0);
+    const info = JSON.parse((await run('qemu-img', ['info', '--output=json', '-f', format, out])).stdout) as Record<string, unknown>;
+    expect(info['backing-filename']).toBeUndefined();
+    await run('qemu-img', ['compare', '-f', 'raw', '-F', format, pointRaw, out]);
+    await rm(out);
+    // Nothing is left in the restore-service's scratch space.
+    await waitFor(async () => (await readdir(join(sys.env.RESTORE_STATE_DIR as string, 'images')).catch(() => [])).length === 0, {
+      timeoutMs: 10_000,
+      message: 'the scratch space to be freed',
+    });
+  });
+
+  it('a raw image download honours Range; unknown formats and missing backups are refused', async () => {
+    const out = join(work, 'range.bin');
+    const res = await download(`/api/v1/backup/${incr.id}/image?format=raw`, out, { range: 'bytes=3145000-5243000' });
+    expect(res.status).toBe(206);
+    expect(res.headers.get('content-range')).toBe(`bytes 3145000-5243000/${64 * MiB}`);
+    const got = await readFile(out);
+    expect(got.equals((await readFile(pointRaw)).subarray(3145000, 5243001))).toBe(true);
+    expect((await sys.call('GET', `/api/v1/backup/${incr.id}/image?format=vhd`)).status).toBe(400);
+    expect((await sys.call('GET', '/api/v1/backup/no-such-backup/image')).status).toBe(404);
+    await access(pointRaw);
+  });
+});
