@@ -1,3 +1,4 @@
 export * from './env-schema';
 export * from './settings';
 export * from './shutdown';
+export * from './bootstrap';
