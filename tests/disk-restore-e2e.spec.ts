@@ -9,7 +9,7 @@ import type { ReadableStream } from 'node:stream/web';
 import { ApiKeyRepository } from '@sendense/db';
 import { run, waitFor } from '@sendense/process';
 import { startStandIn, type StandIn } from '@sendense/vsphere';
-import { startSystem, waitForJob, type System } from './support/system';
+import { ROOT, startSystem, waitForJob, type System } from './support/system';
 
 /**
  * Whole-disk restores end to end on the stand-in and the real services:
@@ -17,6 +17,8 @@ import { startSystem, waitForJob, type System } from './support/system';
  * read with nbdcopy and qemu-img, held against delete; image downloads in
  * every format converted back with qemu-img compare; Range on raw.
  */
+
+jest.setTimeout(120_000);
 
 const MiB = 1024 * 1024;
 const VM = 'disk-restore-vm';
@@ -199,5 +201,23 @@ describe('whole-disk restores end to end', () => {
     expect((await sys.call('GET', `/api/v1/backup/${incr.id}/image?format=vhd`)).status).toBe(400);
     expect((await sys.call('GET', '/api/v1/backup/no-such-backup/image')).status).toBe(404);
     await access(pointRaw);
+  });
+
+  it('sendense-ctl restore export and restore image do the same from the command line', async () => {
+    const cli = (args: string[]) =>
+      run('node', [join(ROOT, 'dist/apps/cli/main.js'), '--json', '-q', ...args], {
+        env: { ...process.env, SENDENSE_API_URL: sys.api, SENDENSE_API_KEY: sys.adminKey, HOME: work },
+        timeoutMs: 120_000,
+      });
+    const exp = JSON.parse((await cli(['restore', 'export', '--backup-id', incr.id])).stdout) as ExportView;
+    await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', pointRaw, exp.uri]);
+    const listed = JSON.parse((await cli(['restore', 'export', '--list'])).stdout) as ExportView[];
+    expect(listed.map((e) => e.name)).toEqual([exp.name]);
+    expect(JSON.parse((await cli(['restore', 'export', '--end', exp.name])).stdout)).toEqual({ ended: exp.name });
+    const out = join(work, 'cli.qcow2');
+    const img = JSON.parse((await cli(['restore', 'image', '--backup-id', incr.id, '--format', 'qcow2', '--output', out])).stdout) as { output: string; bytes: number };
+    expect(img.output).toBe(out);
+    await run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', pointRaw, out]);
+    await expect(cli(['restore', 'export', '--list', '--end', 'x'])).rejects.toThrow(/exactly one of/);
   });
 });

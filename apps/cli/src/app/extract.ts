@@ -128,7 +128,7 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Counts bytes through a stream (for the bar). */
-function counter(onBytes: (n: number) => void): Transform {
+export function counter(onBytes: (n: number) => void): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       onBytes(chunk.length);
@@ -137,7 +137,7 @@ function counter(onBytes: (n: number) => void): Transform {
   });
 }
 
-function byteProgress(ctx: Ctx, label: string, total: number | null): { add(n: number): void; stop(): void } {
+export function byteProgress(ctx: Ctx, label: string, total: number | null): { add(n: number): void; stop(): void } {
   if (ctx.quiet || ctx.json) return { add: () => undefined, stop: () => undefined };
   if (ctx.io.stderr.isTTY) {
     const bar = new SingleBar(

@@ -5,6 +5,7 @@ import { ApiError, unwrap } from '@sendense/api-client';
 import { bashCompletion, zshCompletion } from './completion';
 import { Ctx, processIo, type Io } from './context';
 import { CliError, EXIT, EXIT_HELP, toCliError } from './errors';
+import { downloadImage, type ImageFormat } from './disk-restore';
 import { downloadDir, downloadFile, fileDestination, guestPath, listAll, listMounts, locate, mountBackup, type Entry, type Mount } from './extract';
 import { details, humanBytes, localTime, modeString, octalMode, parseMode, table } from './format';
 import { TERMINAL, progressLine, watchJob, type ProgressEvent } from './progress';
@@ -486,6 +487,82 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
       act(async (ctx, mountId: string) => {
         await unwrap(ctx.api.DELETE('/api/v1/restore/{mountId}', { params: { path: { mountId } } }));
         ctx.result({ unmounted: mountId }, () => `unmounted ${mountId}`);
+      }),
+    );
+
+  // ---- restore (whole disks) ----
+  const restore = program.command('restore').description('whole-disk restores: instant access over NBD, disk images');
+
+  interface ExportView {
+    name: string;
+    backup_id: string;
+    uri: string;
+    size_bytes: number;
+    writable: boolean;
+    tls: boolean;
+    tls_psk?: { identity: string; key: string };
+    expires_at: string | null;
+    created_at: string;
+  }
+  const exportRows = (xs: ExportView[]) => xs.map((e) => [e.name, e.backup_id, e.writable ? 'rw (overlay)' : 'ro', humanBytes(e.size_bytes), e.uri, e.expires_at ? localTime(e.expires_at) : '-']);
+  const EXPORT_COLS = [{ header: 'NAME', min: 30 }, { header: 'BACKUP', min: 20 }, { header: 'MODE' }, { header: 'SIZE', right: true }, { header: 'URI' }, { header: 'EXPIRES', min: 19 }];
+
+  restore
+    .command('export')
+    .description('serve a restore point (its whole chain) over NBD for instant access; prints the NBD URI')
+    .option('--backup-id <id>', 'the restore point to serve')
+    .option('--writable', 'clients write a temporary overlay (discarded when the export ends); the backup is never written')
+    .option('--idle-timeout <seconds>', 'end the export after this long with no client (60-604800, default 3600)', int('--idle-timeout', 60))
+    .option('--list', 'list the instant-access exports instead')
+    .option('--end <name>', 'end this export instead (its overlay is discarded)')
+    .addHelpText(
+      'after',
+      example(
+        'sendense-ctl restore export --backup-id ID',
+        'nbdcopy nbd://127.0.0.1:10811/backup-... disk.raw',
+        'sendense-ctl restore export --backup-id ID --writable --idle-timeout 600',
+        'sendense-ctl restore export --list',
+        'sendense-ctl restore export --end backup-ctx-...-restore-20261202T060000123',
+      ),
+    )
+    .action(
+      act(async (ctx, o: { backupId?: string; writable?: boolean; idleTimeout?: number; list?: boolean; end?: string }) => {
+        const modes = [o.backupId !== undefined, Boolean(o.list), o.end !== undefined].filter(Boolean).length;
+        if (modes !== 1) throw new CliError('give exactly one of --backup-id, --list and --end', EXIT.usage, 'see sendense-ctl restore export --help');
+        if (o.list) {
+          const res = await ctx.raw.request('GET', '/api/v1/restore/export');
+          const xs = (await res.json()) as ExportView[];
+          ctx.result(xs, () => (xs.length ? table(EXPORT_COLS, exportRows(xs), ctx.width) : 'no instant-access exports'));
+          return;
+        }
+        if (o.end !== undefined) {
+          await ctx.raw.request('DELETE', `/api/v1/restore/export/${encodeURIComponent(o.end)}`);
+          ctx.result({ ended: o.end }, () => `ended ${o.end}`);
+          return;
+        }
+        const e = await unwrap(
+          ctx.api.POST('/api/v1/restore/export', {
+            body: { backup_id: o.backupId as string, writable: Boolean(o.writable), idle_timeout_seconds: o.idleTimeout ?? 3600 },
+          }),
+        ) as unknown as ExportView;
+        ctx.result(e, () => e.uri);
+        if (e.tls_psk) ctx.note(`TLS-PSK: put "${e.tls_psk.identity}:${e.tls_psk.key}" in a 0600 file and add ?tls-psk-file=FILE to the URI (the key is not shown again)`);
+        ctx.note(`${e.writable ? 'writable (temporary overlay)' : 'read-only'}, ${humanBytes(e.size_bytes)}; ends ${e.expires_at ? `at ${localTime(e.expires_at)} if idle` : 'when ended'}: sendense-ctl restore export --end ${e.name}`);
+      }),
+    );
+
+  restore
+    .command('image')
+    .description('download a restore point as one self-contained disk image (raw, qcow2 or streamOptimized vmdk)')
+    .requiredOption('--backup-id <id>', 'the restore point')
+    .addOption(new Option('--format <format>', 'image format').choices(['raw', 'qcow2', 'vmdk']).default('raw'))
+    .requiredOption('--output <file>', 'where to write the image')
+    .option('--resume', 'continue an interrupted raw download (Range request)')
+    .addHelpText('after', example('sendense-ctl restore image --backup-id ID --format qcow2 --output ./web01-disk0.qcow2', 'sendense-ctl restore image --backup-id ID --output ./disk.raw --resume'))
+    .action(
+      act(async (ctx, o: { backupId: string; format: ImageFormat; output: string; resume?: boolean }) => {
+        const r = await downloadImage(ctx, o.backupId, o.format, o.output, Boolean(o.resume));
+        ctx.result({ backup_id: o.backupId, ...r }, () => `${r.output}  ${o.format}, ${humanBytes(r.bytes + r.resumed_from)}${r.resumed_from ? ` (resumed at ${humanBytes(r.resumed_from)})` : ''}`);
       }),
     );
 
