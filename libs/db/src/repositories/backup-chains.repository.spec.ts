@@ -77,6 +77,17 @@ describe('BackupChainRepository', () => {
     expect((await db.prisma.vmDisk.findUnique({ where: { id: seed.vmDiskId } }))!).toMatchObject({ lastBackupId: 'b2', lastChangeId: 'cid-b2' });
   });
 
+  it('syncDisk follows a renamed image: repository_path of the survivor is the repository key of its new name', async () => {
+    await jobs.create(newJob({ id: 'b4', vmContextId: seed.vmContextId, repositoryId: seed.repositoryId, backupType: 'incremental', parentBackupId: 'b2', repositoryPath: 'old/incr-b4.qcow2' }));
+    await commit('b4', [point('b2', null), point('b4', 'b2')]);
+    const src: ChainSource = {
+      ...source([point('b4', null, { type: 'full', imageName: 'full-b4.qcow2' })]),
+      imageKey: (r) => `${r.vmContextId}/disk-${r.diskIndex}/${r.imageName}`,
+    };
+    await chains.syncDisk(src, seed.repositoryId, seed.vmContextId, 0);
+    expect(await jobs.find('b4')).toMatchObject({ backupType: 'full', repositoryPath: `${seed.vmContextId}/disk-0/full-b4.qcow2` });
+  });
+
   it('syncDisk removes the chain row when the repository has nothing left', async () => {
     await chains.syncDisk(source([]), seed.repositoryId, seed.vmContextId, 0);
     expect(await chains.find(seed.vmContextId, 0)).toBeNull();

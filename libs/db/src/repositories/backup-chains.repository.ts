@@ -16,6 +16,8 @@ export interface ChainPoint {
   checksum: string | null;
   createdAt: string;
   lastVerification: { at: string; ok: boolean } | null;
+  /** File name of the image in its disk directory (consolidation renames a survivor incr-* to full-*). */
+  imageName?: string;
 }
 
 /** The repository's view of a disk's restore points: the source of truth syncDisk follows. */
@@ -23,6 +25,8 @@ export interface ChainSource {
   list(query: { vmContextId: string; diskIndex: number }): Promise<ChainPoint[]>;
   /** Oldest first chain up to `id`. */
   chain(id: string): Promise<{ restorePoints: ChainPoint[] }>;
+  /** What backup_jobs.repository_path holds for an image (the repository's key of it). */
+  imageKey?(record: { vmContextId: string; diskIndex: number; imageName: string }): string;
 }
 
 /** The backup_chains columns of a chain (oldest first), derived from the repository. */
@@ -133,7 +137,12 @@ export class BackupChainRepository {
     const chain = newest ? (await source.chain(newest.id)).restorePoints : [];
     const known = new Set(rows.map((r) => r.id));
     await this.prisma.$transaction(async (tx) => {
-      for (const p of points) if (known.has(p.id)) await updateFromRepository(tx, p);
+      for (const p of points) {
+        if (!known.has(p.id)) continue;
+        // The image may have been renamed (a merged survivor becomes full-*): the row must follow, or mounts open a file that is gone.
+        const key = p.imageName && source.imageKey ? source.imageKey({ vmContextId, diskIndex, imageName: p.imageName }) : undefined;
+        await updateFromRepository(tx, p, key);
+      }
       if (chain.length) await upsertChain(tx, vmContextId, diskIndex, chain);
       else await tx.backupChain.deleteMany({ where: { vmContextId, diskId: diskIndex } });
       if (gone.length) {
@@ -147,10 +156,11 @@ export class BackupChainRepository {
   }
 }
 
-async function updateFromRepository(tx: Tx, p: ChainPoint): Promise<void> {
+async function updateFromRepository(tx: Tx, p: ChainPoint, repositoryPath: string | undefined): Promise<void> {
   await tx.backupJob.update({
     where: { id: p.id },
     data: {
+      ...(repositoryPath ? { repositoryPath } : {}),
       backupType: p.type,
       parentBackupId: p.parentId,
       allocatedBytes: BigInt(p.allocatedBytes),
