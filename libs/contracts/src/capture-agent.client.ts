@@ -5,6 +5,9 @@ import {
   CAPTURE_AGENT_PATTERNS,
   type CancelResponse,
   type CaptureAgentErrorCode,
+  type RestoreDiskEvent,
+  type RestoreDiskRequest,
+  type RestoreDiskResult,
   type CopyDisksRequest,
   type CopyEvent,
   type DiskCopyResult,
@@ -166,6 +169,38 @@ export class CaptureAgentClient {
     }
     if (!done) throw new CaptureAgentError('INTERNAL', `${CAPTURE_AGENT_PATTERNS.copy}: the stream ended without a done event`, true);
     return done.disks;
+  }
+
+  /**
+   * Write a restore point back into a VM's disk (the VM powered off); the
+   * reply streams progress like copy. Aborting `signal` cancels it.
+   */
+  async restoreDisk(
+    request: RestoreDiskRequest,
+    options: { onProgress?: (e: Extract<RestoreDiskEvent, { type: 'progress' }>) => void; signal?: AbortSignal } = {},
+  ): Promise<RestoreDiskResult> {
+    const pattern = CAPTURE_AGENT_PATTERNS.restoreDisk;
+    const stream: Observable<RestoreDiskEvent> = this.proxy.send<RestoreDiskEvent>(pattern, request).pipe(timeout({ each: this.copyIdleTimeoutMs }));
+    const onAbort = () => void this.cancel(request.restoreId).catch(() => undefined);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
+    try {
+      let result: RestoreDiskResult | undefined;
+      await new Promise<void>((resolve, reject) => {
+        stream.subscribe({
+          next: (ev) => {
+            if (ev.type === 'done') result = ev.result;
+            else options.onProgress?.(ev);
+          },
+          error: (err: unknown) => reject(toClientError(pattern, err)),
+          complete: () => resolve(),
+        });
+      });
+      if (!result) throw new CaptureAgentError('INTERNAL', `${pattern}: the stream ended without a done event`, true);
+      return result;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,7 @@ export const CAPTURE_AGENT_PATTERNS = {
   copy: 'capture.copy',
   release: 'capture.release',
   cancel: 'capture.cancel',
+  restoreDisk: 'capture.restoreDisk',
 } as const;
 
 export interface VCenterCredentials {
@@ -172,6 +173,55 @@ export interface CancelResponse {
   cancelled: boolean;
 }
 
+/** Where a disk restore writes: the VM's own disk, opened writable. */
+export type DiskWriterSpec =
+  /** Real vCenter: `nbdkit vddk` on the VM's disk (no snapshot), writable. */
+  | { kind: 'vddk'; libdir?: string; transports?: string }
+  /** The stand-in: the harness serves each VM disk writable over NBD (`live`). */
+  | { kind: 'standin-nbd'; harnessUrl: string };
+
+/**
+ * Write a restore point back into a disk of a powered-off VM.
+ * - full: every allocated extent of the restore point is written, the rest of
+ *   the disk zeroed.
+ * - quick (rollback): a snapshot of the current state is taken, vCenter is
+ *   asked which areas changed since `changeId` (the restore point's), and
+ *   only those are written back from the restore point; when the changeId is
+ *   no longer valid (CBT reset, another epoch) it falls back to full and says why.
+ */
+export interface RestoreDiskRequest {
+  /** Names the restore; cancel({ sessionId: restoreId }) aborts it. */
+  restoreId: string;
+  vcenter: VCenterCredentials;
+  vm: VmRef;
+  deviceKey: number;
+  /** NBD URI of the restore point (a read-only instant-access export of its chain). */
+  sourceUri: string;
+  mode: 'full' | 'quick';
+  /** quick: the changeId recorded with the restore point. */
+  changeId?: string | null;
+  writer: DiskWriterSpec;
+  tuning?: CopyTuning;
+}
+
+export interface RestoreDiskResult {
+  restoreId: string;
+  /** What was done: quick may have fallen back to full. */
+  mode: 'full' | 'quick';
+  fallbackReason?: 'no-change-id' | 'invalid-change-id' | 'cbt-reset' | 'cbt-disabled';
+  fallbackDetail?: string;
+  /** Bytes the plan covers (changed areas, or the whole disk). */
+  bytesPlanned: number;
+  bytesWritten: number;
+  bytesZeroed: number;
+  extentCount: number;
+  durationMs: number;
+}
+
+export type RestoreDiskEvent =
+  | { type: 'progress'; phase: 'planning' | 'writing'; bytesDone: number; bytesTotal: number; rateBytesPerSec: number }
+  | { type: 'done'; result: RestoreDiskResult };
+
 /**
  * Error codes in the RPC error payload:
  * - INVALID_ARGUMENT: bad request (unknown disk, bad URI)
@@ -180,8 +230,9 @@ export interface CancelResponse {
  * - VCENTER: vCenter refused (login, task failed); message carries the fault text
  * - COPY_FAILED: reading or writing disk data failed (server, export, offset, NBD error)
  * - CANCELLED: the copy was cancelled
+ * - VM_POWERED_ON: a disk restore needs the VM powered off (message says its state)
  */
-export type CaptureAgentErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'CBT_DISABLED' | 'VCENTER' | 'COPY_FAILED' | 'CANCELLED' | 'INTERNAL';
+export type CaptureAgentErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'CBT_DISABLED' | 'VCENTER' | 'COPY_FAILED' | 'CANCELLED' | 'VM_POWERED_ON' | 'INTERNAL';
 
 export interface CaptureAgentErrorPayload {
   code: CaptureAgentErrorCode;

@@ -8,16 +8,20 @@ import {
   type PrepareBackupRequest,
   type PrepareBackupResponse,
   type ReleaseResponse,
+  type RestoreDiskEvent,
+  type RestoreDiskRequest,
   type SessionRequest,
 } from '@sendense/contracts';
 import type { CaptureAgentSettings } from '@sendense/config';
 import { Observable } from 'rxjs';
 import { toCaptureError } from './capture-error';
 import { CaptureService, type CaptureServiceOptions } from './capture.service';
+import { DiskRestoreService } from './disk-restore.service';
 import { InternalAuthRefusal } from '@sendense/contracts';
 
 export const SETTINGS = Symbol('SETTINGS');
 export const CAPTURE_SERVICE = Symbol('CAPTURE_SERVICE');
+export const DISK_RESTORE_SERVICE = Symbol('DISK_RESTORE_SERVICE');
 
 function rpcError(what: string, err: unknown, logger: Logger): RpcException {
   const ce = toCaptureError(err);
@@ -34,6 +38,7 @@ export class CaptureAgentController {
   constructor(
     @Inject(SETTINGS) private readonly settings: CaptureAgentSettings,
     @Inject(CAPTURE_SERVICE) private readonly service: CaptureService,
+    @Inject(DISK_RESTORE_SERVICE) private readonly restores: DiskRestoreService,
   ) {}
 
   @MessagePattern(CAPTURE_AGENT_PATTERNS.health)
@@ -69,6 +74,20 @@ export class CaptureAgentController {
     });
   }
 
+  /** A disk restore into a powered-off VM: progress events, then one done event. */
+  @MessagePattern(CAPTURE_AGENT_PATTERNS.restoreDisk)
+  restoreDisk(@Payload() req: RestoreDiskRequest): Observable<RestoreDiskEvent> {
+    return new Observable<RestoreDiskEvent>((subscriber) => {
+      this.restores.restore(req, { onProgress: (ev) => subscriber.next(ev) }).then(
+        (result) => {
+          subscriber.next({ type: 'done', result });
+          subscriber.complete();
+        },
+        (err: unknown) => subscriber.error(rpcError('restoreDisk', err, this.logger)),
+      );
+    });
+  }
+
   @MessagePattern(CAPTURE_AGENT_PATTERNS.release)
   async release(@Payload() req: SessionRequest): Promise<ReleaseResponse> {
     try {
@@ -81,6 +100,8 @@ export class CaptureAgentController {
   @MessagePattern(CAPTURE_AGENT_PATTERNS.cancel)
   cancel(@Payload() req: SessionRequest): CancelResponse {
     try {
+      // A restore id cancels that disk restore; anything else is a backup session.
+      if (typeof req?.sessionId === 'string' && this.restores.cancel(req.sessionId)) return { sessionId: req.sessionId, cancelled: true };
       return this.service.cancel(req?.sessionId);
     } catch (err) {
       throw rpcError('cancel', err, this.logger);
@@ -109,7 +130,12 @@ export class CaptureAgentModule {
     return {
       module: CaptureAgentModule,
       controllers: [CaptureAgentController, InternalAuthRefusal],
-      providers: [{ provide: SETTINGS, useValue: settings }, { provide: CAPTURE_SERVICE, useValue: service }, CaptureLifecycle],
+      providers: [
+        { provide: SETTINGS, useValue: settings },
+        { provide: CAPTURE_SERVICE, useValue: service },
+        { provide: DISK_RESTORE_SERVICE, useValue: new DiskRestoreService() },
+        CaptureLifecycle,
+      ],
     };
   }
 }

@@ -1,7 +1,7 @@
 import { queryChangedDiskAreas, queryChangedDiskAreasPage } from './cbt';
 import { findVm, getSnapshotDisks, getVm, listSnapshots, listVms, vmRef, type VmSelector } from './inventory';
 import { VSphereSession, type SessionOptions } from './session';
-import { createSnapshot, enableChangeTracking, removeSnapshot, type CreateSnapshotOptions, type RemoveSnapshotOptions } from './snapshots';
+import { createSnapshot, enableChangeTracking, removeSnapshot, setPower, type CreateSnapshotOptions, type RemoveSnapshotOptions } from './snapshots';
 import { waitForTask, type TaskResult, type WaitOptions } from './tasks';
 import type { ChangedAreas, DiskChangeInfo, ServiceContent, SnapshotInfo, VirtualDiskInfo, VmInfo } from './types';
 import { moRefEl, text, type MoRef } from './xml';
@@ -76,6 +76,14 @@ export class VSphereClient {
 
   createSnapshot(vm: MoRef, options: CreateSnapshotOptions): Promise<MoRef> {
     return createSnapshot(this.session, vm, options);
+  }
+
+  powerOff(vm: MoRef, options?: WaitOptions): Promise<void> {
+    return setPower(this.session, vm, false, options);
+  }
+
+  powerOn(vm: MoRef, options?: WaitOptions): Promise<void> {
+    return setPower(this.session, vm, true, options);
   }
 
   removeSnapshot(snapshot: MoRef, options?: RemoveSnapshotOptions): Promise<void> {

@@ -53,3 +53,12 @@ export async function enableChangeTracking(session: VSphereSession, vm: MoRef, o
   if (!task) throw new VSphereError('ReconfigVM_Task returned no task');
   await waitForTask(session, task, options);
 }
+
+/** PowerOffVM_Task (a hard power-off, as a disk restore needs) or PowerOnVM_Task; resolves when the task ends. */
+export async function setPower(session: VSphereSession, vm: MoRef, on: boolean, options: WaitOptions = {}): Promise<void> {
+  const method = on ? 'PowerOnVM_Task' : 'PowerOffVM_Task';
+  const rv = await session.call(method, moRefEl('_this', vm));
+  const task = toMoRef(rv);
+  if (!task) throw new VSphereError(`${method} returned no task`);
+  await waitForTask(session, task, options);
+}
