@@ -734,6 +734,8 @@ export interface components {
             writable: boolean;
         };
         CreateRepositoryDto: {
+            /** @description CBT audit: blocks CBT reported unchanged that are compared after each incremental disk (0: off; default: the worker's CBT_AUDIT_SAMPLES) */
+            cbt_audit_samples?: number;
             /** @example local */
             name: string;
             /**

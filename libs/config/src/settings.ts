@@ -30,6 +30,7 @@ export const gatewayEnv = {
 
 export const workerEnv = {
   BACKUP_CONCURRENCY: int('Backups one worker runs at once', 2, 1, 64),
+  CBT_AUDIT_SAMPLES: int('CBT audit: blocks CBT reported unchanged compared between snapshot and new restore point after each incremental disk (0: off; a repository\'s cbt_audit_samples overrides)', 16, 0, 4096),
   NBD_EXPORTER_URL: gatewayEnv.NBD_EXPORTER_URL,
   CAPTURE_AGENT_URL: gatewayEnv.CAPTURE_AGENT_URL,
   SENDENSE_SECRET_KEY: gatewayEnv.SENDENSE_SECRET_KEY,

@@ -132,6 +132,35 @@ export interface CopyDisksRequest {
   tuning?: CopyTuning;
   /** Disks copied at once (default: the agent's CAPTURE_DISK_PARALLELISM). */
   parallelDisks?: number;
+  /** After each incremental disk: compare a sample of blocks CBT reported unchanged (see CbtAuditResult). */
+  audit?: CbtAuditRequest;
+}
+
+/**
+ * The CBT audit: vSphere CBT has had bugs that silently left changed blocks
+ * out. After an incremental disk is copied, `samples` random blocks of
+ * `blockSize` bytes that CBT reported unchanged are read from the snapshot
+ * and from the target (the new restore point, whose unchanged blocks come
+ * from its backing chain) and compared.
+ */
+export interface CbtAuditRequest {
+  /** Blocks to compare per incremental disk; 0 = no audit. */
+  samples: number;
+  /** Bytes per block (default 64 KiB, CBT's granularity). */
+  blockSize?: number;
+}
+
+export interface CbtAuditResult {
+  /** Blocks compared. */
+  sampled: number;
+  /** Blocks that differ: CBT missed a change there (or the chain is damaged). */
+  mismatched: number;
+  /** Up to 8 offsets of differing blocks. */
+  mismatchOffsets: number[];
+  blockSize: number;
+  /** Bytes read from each side. */
+  bytesRead: number;
+  durationMs: number;
 }
 
 export interface DiskCopyProgress {
@@ -151,6 +180,8 @@ export interface DiskCopyResult {
   bytesZeroed: number;
   extentCount: number;
   durationMs: number;
+  /** Present for an incremental disk when the request asked for an audit. */
+  audit?: CbtAuditResult;
 }
 
 /** The copy reply is a stream: progress events (a few per second), then one done. */

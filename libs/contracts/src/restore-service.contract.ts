@@ -79,8 +79,18 @@ export interface ListPage {
   total: number;
 }
 
+/** A mount whose file system or export vanished under the restore-service (kept 15 minutes, for health). */
+export interface LostMount {
+  mountId: string;
+  imagePath: string;
+  problems: string[];
+  at: string;
+}
+
 export interface ListMountsResponse {
   mounts: MountInfo[];
+  /** Mounts lost recently (unmounted from outside, export daemon killed); they are cleaned up and no longer listed. */
+  lost?: LostMount[];
 }
 
 export interface ImagesInUseResponse {

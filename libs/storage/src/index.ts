@@ -19,3 +19,5 @@ export { UnusableRepository, exposesLocalFiles } from './backends/backend';
 export type { StorageBackend, BackendOptions, RepositoryDescriptor, ImageLocation, LocalFileAccess, LocalFileRepository } from './backends/backend';
 export { localQcow2Backend, localRepositoryConfig } from './backends/local/local-qcow2.backend';
 export type { LocalRepositoryConfig } from './backends/local/local-qcow2.backend';
+export { suspectMetadata, suspectMarkOf, chainSuspicion, SUSPECT_METADATA_KEY } from './lib/suspect';
+export type { SuspectMark } from './lib/suspect';

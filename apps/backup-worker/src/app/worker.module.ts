@@ -45,7 +45,9 @@ export class WorkerServices {
     this.capture = CaptureAgentClient.connect({ ...tcpAddress(settings.CAPTURE_AGENT_URL), token: settings.SENDENSE_INTERNAL_TOKEN });
     this.events = new JobEventLog(prisma);
     const secrets = settings.SENDENSE_SECRET_KEY ? new SecretBox(settings.SENDENSE_SECRET_KEY) : null;
-    this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks);
+    this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, {
+      cbtAuditSamples: settings.CBT_AUDIT_SAMPLES,
+    });
     this.handlers = [new BackupVmHandler(this.backups, this.cancels), ...maintenanceHandlers(new MaintenanceService(prisma, this.repositories))];
     // Boot-time refusal: a job name of libs/contracts without a handler would only fail jobs later.
     assertEveryJobHandled(this.handlers);

@@ -13,6 +13,7 @@ import type {
 } from '@sendense/contracts';
 import { copyExtents, DEFAULT_CONNECTIONS, NbdClient, parseNbdUri, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
 import { InvalidChangeIdError, NotFoundError, VSphereClient, type MoRef, type SnapshotInfo, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
+import { runCbtAudit } from './cbt-audit';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
 import { createDiskReader, type DiskReader, type OpenedDisk } from './disk-readers';
 import { DEFAULT_IDLE_TIMEOUT_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
@@ -413,6 +414,9 @@ export class CaptureService {
         }
         st.bytesDone = result.bytesWritten + result.bytesZeroed;
         st.bytesZeroed = result.bytesZeroed;
+        const audit = req.audit?.samples && plan.mode === 'incremental'
+          ? await runCbtAudit({ sourceUri: opened.uri, target, changed: plan.extents, capacityBytes: plan.capacityBytes, request: req.audit, signal: abort.signal, where })
+          : undefined;
         st.phase = 'done';
         results.push({
           deviceKey: plan.deviceKey,
@@ -422,6 +426,7 @@ export class CaptureService {
           bytesZeroed: result.bytesZeroed,
           extentCount: plan.extentCount,
           durationMs: Date.now() - diskStarted,
+          ...(audit ? { audit } : {}),
         });
       } catch (err) {
         st.phase = 'failed';

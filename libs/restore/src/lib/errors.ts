@@ -47,6 +47,16 @@ export class MountNotFound extends RestoreError {
   }
 }
 
+/** The mount was listed but its file system or export vanished under the service; it is being cleaned up. */
+export class MountGone extends RestoreError {
+  constructor(
+    readonly mountId: string,
+    readonly problems: string[],
+  ) {
+    super(`mount ${mountId} is gone (${problems.join('; ')}); it is being cleaned up: mount the restore point again`, 'MOUNT_GONE');
+  }
+}
+
 /** Mounting failed; partial state has been torn down before this is thrown. */
 export class MountFailed extends RestoreError {
   constructor(message: string, override readonly cause?: unknown) {

@@ -3,9 +3,10 @@ import { EventEmitter } from 'node:events';
 import { mkdir, realpath, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { MountInfo } from '@sendense/contracts';
+import type { LostMount, MountInfo } from '@sendense/contracts';
 import { processStartTime, type Daemon } from '@sendense/process';
-import { MountFailed, MountNotFound } from './errors';
+import { MountFailed, MountGone, MountNotFound } from './errors';
+import { mountedTargets, mountProblems } from './mount-health';
 import { detectFilesystem, driverFor, mountFilesystem } from './filesystem';
 import { startFuseExport } from './fuse-export';
 import { readChain } from './image-chain';
@@ -67,7 +68,9 @@ export interface MountRequest {
 // One definition of the shapes the service answers with: the restore-service contract.
 export type { MountInfo, PartitionInfo } from '@sendense/contracts';
 
-export type UnmountReason = 'request' | 'idle' | 'shutdown' | 'export-died';
+export type UnmountReason = 'request' | 'idle' | 'shutdown' | 'export-died' | 'vanished';
+
+export type { LostMount } from '@sendense/contracts';
 
 interface LiveMount {
   state: MountState;
@@ -94,6 +97,7 @@ export class MountManager extends EventEmitter {
   private readonly pending = new Set<string>();
   private readonly closing = new Map<string, Promise<void>>();
   private idleTimer?: NodeJS.Timeout;
+  private readonly lost: LostMount[] = [];
 
   constructor(options: MountManagerOptions = {}) {
     super();
@@ -320,15 +324,46 @@ export class MountManager extends EventEmitter {
   private live(mountId: string): LiveMount {
     const live = this.mounts.get(mountId);
     if (!live) throw new MountNotFound(mountId);
+    const problems = this.problemsOf(live);
+    if (problems.length) {
+      this.lose(mountId, live, problems);
+      throw new MountGone(mountId, problems);
+    }
     return live;
+  }
+
+  private problemsOf(live: LiveMount, targets?: Set<string>): string[] {
+    return mountProblems(live.state, targets ?? mountedTargets(), live.daemon ? live.daemon.running : undefined);
+  }
+
+  /** Forget a mount that vanished and clean up what is left of it (loop devices, export, directories). */
+  private lose(mountId: string, live: LiveMount, problems: string[]): void {
+    if (this.mounts.get(mountId) !== live) return;
+    this.log(`mount ${mountId} of ${live.state.imagePath} vanished: ${problems.join('; ')}; cleaning up`);
+    this.lost.unshift({ mountId, imagePath: live.state.imagePath, problems, at: new Date().toISOString() });
+    this.lost.splice(20);
+    this.unmount(mountId, 'vanished').catch(() => undefined);
+  }
+
+  /** Mounts lost in the last `withinMs` (default 15 min), newest first. */
+  lostMounts(withinMs = 15 * 60_000, now = Date.now()): LostMount[] {
+    return this.lost.filter((l) => now - Date.parse(l.at) <= withinMs);
   }
 
   get(mountId: string): MountInfo {
     return this.describe(this.live(mountId));
   }
 
+  /** The live mounts; one whose file system vanished is dropped (and cleaned up) here. */
   list(): MountInfo[] {
-    return [...this.mounts.values()].map((l) => this.describe(l));
+    const targets = mountedTargets();
+    const out: MountInfo[] = [];
+    for (const [id, l] of [...this.mounts.entries()]) {
+      const problems = this.problemsOf(l, targets);
+      if (problems.length) this.lose(id, l, problems);
+      else out.push(this.describe(l));
+    }
+    return out;
   }
 
   /** Record an access (resets the idle clock). */
@@ -371,7 +406,8 @@ export class MountManager extends EventEmitter {
   async unmount(mountId: string, reason: UnmountReason = 'request'): Promise<void> {
     const inFlight = this.closing.get(mountId);
     if (inFlight) return inFlight;
-    const live = this.live(mountId);
+    const live = this.mounts.get(mountId);
+    if (!live) throw new MountNotFound(mountId);
     const p = (async () => {
       this.mounts.delete(mountId);
       for (const s of live.streams) s.destroy();

@@ -78,7 +78,7 @@ export class RestoreController {
 
   @Get()
   list(): ListMountsResponse {
-    return { mounts: this.restore.manager.list() };
+    return { mounts: this.restore.manager.list(), lost: this.restore.manager.lostMounts() };
   }
 
   /** Images under a mount: the storage layer must not delete or consolidate them. */

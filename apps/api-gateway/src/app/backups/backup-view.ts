@@ -26,6 +26,8 @@ export function toBackupDto(b: BackupJob): BackupDto {
     error_message: b.errorMessage,
     verified_at: b.verifiedAt,
     verify_status: b.verifyStatus,
+    suspect_reason: b.suspectReason,
+    cbt_audit: b.cbtAudit,
     created_at: b.createdAt,
     started_at: b.startedAt,
     completed_at: b.completedAt,

@@ -37,6 +37,9 @@ export class ChainsService {
         total_backups: c.totalBackups,
         total_size_bytes: Number(c.totalSizeBytes),
         virtual_size_bytes: Number(latest.virtualSizeBytes ?? 0n),
+        // A point whose CBT audit failed makes the chain from it on suspect: the next backup is full.
+        suspect: points.some((p) => p.suspectReason),
+        suspect_reason: points.find((p) => p.suspectReason)?.suspectReason ?? null,
         restore_points: points.map(toBackupDto),
       });
     }

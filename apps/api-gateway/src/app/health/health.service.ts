@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { QueueNames } from '@sendense/contracts';
+import { QueueNames, RESTORE_SERVICE_ROUTES, type ListMountsResponse } from '@sendense/contracts';
 import { tcpAddress, type GatewaySettings } from '@sendense/config';
 import { DatabaseProbe } from '@sendense/db';
 import { REDIS, SETTINGS } from '../common/tokens';
@@ -112,6 +112,10 @@ export class HealthService {
       this.check('restore-service', false, async () => {
         const u = new URL(s.RESTORE_SERVICE_URL);
         await tcpReachable(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+        // Mounts whose file system vanished under the service in the last minutes.
+        const res = await fetch(new URL(RESTORE_SERVICE_ROUTES.list(), u), { signal: AbortSignal.timeout(3000) });
+        const lost = res.ok ? (((await res.json()) as ListMountsResponse).lost ?? []) : [];
+        if (lost.length) throw new Error(`${lost.length} mount(s) vanished under the restore-service: ${lost.map((l) => `${l.mountId} at ${l.at} (${l.problems.join('; ')})`).join(', ')}`);
       }),
     ]);
     const criticalDown = deps.some((d) => d.critical && !d.ok);

@@ -18,7 +18,7 @@ export class RepositoriesController {
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body, unsupported type or unusable path' })
   @ApiConflictResponse({ type: ErrorResponseDto, description: 'The name is taken' })
   create(@Body() b: CreateRepositoryDto): Promise<RepositoryDto> {
-    return this.repos.create({ name: b.name, type: b.type, path: b.path, storageNode: b.storage_node });
+    return this.repos.create({ name: b.name, type: b.type, path: b.path, storageNode: b.storage_node, cbtAuditSamples: b.cbt_audit_samples });
   }
 
   @Get()

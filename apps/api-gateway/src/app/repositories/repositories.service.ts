@@ -29,7 +29,7 @@ export class RepositoriesService {
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {}
 
-  async create(req: { name: string; type: RepositoryTypeName; path?: string; storageNode?: string }): Promise<RepositoryDto> {
+  async create(req: { name: string; type: RepositoryTypeName; path?: string; storageNode?: string; cbtAuditSamples?: number }): Promise<RepositoryDto> {
     if (req.type !== 'local') throw new BadRequestException(`repository type ${req.type} is not supported yet; use local (an NFS share mounted locally works as local)`);
     if (await this.repositories.findByName(req.name)) {
       throw new ConflictException(`a repository named ${req.name} exists already`);
@@ -54,7 +54,7 @@ export class RepositoriesService {
         throw new BadRequestException(`repository path cannot be used: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }
-    const row = await this.repositories.create({ name: req.name, repositoryType: 'local', config: { path }, storageNode: node });
+    const row = await this.repositories.create({ name: req.name, repositoryType: 'local', config: { path, ...(req.cbtAuditSamples !== undefined ? { cbtAuditSamples: req.cbtAuditSamples } : {}) }, storageNode: node });
     return toRepositoryDto(await this.refreshSpace(row));
   }
 

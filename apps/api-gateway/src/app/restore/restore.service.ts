@@ -59,6 +59,15 @@ export class RestoreProxyService {
     }
     const root = (row.repository.config as { path?: string }).path;
     if (!root) throw new ConflictException(`repository ${row.repository.name} has no path`);
+    // A chain with a point that failed verification would show damaged data as if it were the guest's.
+    for (let p: typeof row | null = row, hops = 0; p && hops < 10_000; hops++) {
+      if (p.verifyStatus === 'failed') {
+        throw new ConflictException(
+          `restore point ${p.id} (${p.repositoryPath}) in the chain of backup ${backupId} failed verification${p.verifiedAt ? ` at ${p.verifiedAt.toISOString()}` : ''}: mounting it would show damaged data, so it is refused; mount a restore point of a newer chain (the next backup is a full)`,
+        );
+      }
+      p = p.parentBackupId ? await this.prisma.backupJob.findUnique({ where: { id: p.parentBackupId }, include: { repository: true } }) : null;
+    }
     return { imagePath: join(root, row.repositoryPath), repositoryId: row.repository.id };
   }
 

@@ -2,6 +2,7 @@ import { CaptureAgentError, NbdExporterError } from '@sendense/contracts';
 import type {
   BackupType,
   BackupVmJobData,
+  DiskCopyResult,
   DiskReaderSpec,
   JobProgress,
   NbdExportInfo,
@@ -18,6 +19,7 @@ import { RepositoryRegistry } from '../repositories/repository-registry';
 import { JobEventLog } from './job-event-log';
 import type { VmLocks } from './vm-lock';
 import { cleanUpInterrupted, type InterruptedRunDeps } from './interrupted-runs';
+import { auditFindings, auditRequestFor, suspectChainReason } from './cbt-audit';
 
 export interface BackupControl {
   signal: AbortSignal;
@@ -95,6 +97,7 @@ export class BackupService {
     private readonly nodeName: string,
     private readonly events: JobEventLog,
     private readonly locks: VmLocks,
+    private readonly options: { cbtAuditSamples?: number } = {},
   ) {}
 
   get deps(): InterruptedRunDeps {
@@ -225,6 +228,7 @@ export class BackupService {
         {
           sessionId: prepared.sessionId,
           targets: plans.map((pl) => ({ deviceKey: pl.prepared.deviceKey, uri: required(exportsByKey.get(pl.prepared.deviceKey), `the NBD export of disk ${pl.disk.diskIndex}`).uri })),
+          audit: auditRequestFor(repoRow, this.options.cbtAuditSamples ?? 0),
         },
         {
           signal: ctl.signal,
@@ -341,6 +345,8 @@ export class BackupService {
     if (!(await repo.find(baseId))) {
       return { parentId: null, previousChangeId: null, reason: `the chain is broken: restore point ${baseId} is missing from the repository` };
     }
+    const suspect = await suspectChainReason(repo, baseId);
+    if (suspect) return { parentId: null, previousChangeId: null, reason: suspect };
     return { parentId: baseId, previousChangeId: row.changeId, reason: null };
   }
 
@@ -462,11 +468,12 @@ export class BackupService {
     data: BackupVmJobData,
     repo: LocalFileRepository,
     pl: DiskPlan,
-    r: { changeId: string; bytesRead: number; bytesZeroed: number },
+    r: Pick<DiskCopyResult, 'changeId' | 'bytesRead' | 'bytesZeroed' | 'audit'>,
     inTurn: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
   ) {
-    const rp = await repo.commit(required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`), { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead } });
     const id = required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`);
+    const audit = auditFindings(r, `disk ${pl.disk.diskIndex}`);
+    const rp = await repo.commit(id, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead, ...audit.metadata } });
     const chain = await repo.chain(id);
     await inTurn(() => this.prisma.$transaction(async (tx) => {
       await tx.backupJob.update({
@@ -479,6 +486,8 @@ export class BackupService {
           allocatedBytes: BigInt(rp.allocatedBytes),
           virtualSizeBytes: BigInt(rp.virtualSize),
           checksum: rp.checksum,
+          suspectReason: audit.suspectReason,
+          ...(r.audit ? { cbtAudit: { ...r.audit } } : {}),
           progress: { phase: 'done', bytesDone: r.bytesRead, bytesTotal: pl.prepared.bytesToCopy, bytesSkippedZero: r.bytesZeroed },
         },
       });
@@ -505,6 +514,7 @@ export class BackupService {
     // Only now does the database point at it: a failure above leaves the
     // restore point for cleanUp to remove, so the two never disagree.
     pl.committed = rp;
+    if (audit.message) await this.events.log(data.runId, id, audit.suspectReason ? 'error' : 'info', 'committing', audit.message, { cbtAudit: r.audit });
     await this.events.log(data.runId, id, 'info', 'committing', `disk ${pl.disk.diskIndex}: ${pl.type} restore point ${id} committed`, {
       bytesTransferred: r.bytesRead,
       allocatedBytes: rp.allocatedBytes,

@@ -23,6 +23,8 @@ export class DiskChainDto {
   @ApiProperty() total_backups!: number;
   @ApiProperty() total_size_bytes!: number;
   @ApiProperty() virtual_size_bytes!: number;
+  @ApiProperty({ description: 'A restore point in this chain failed its CBT audit: the next backup is a full' }) suspect!: boolean;
+  @ApiProperty({ nullable: true, type: String }) suspect_reason!: string | null;
   @ApiProperty({ type: [BackupDto], description: 'Oldest first' }) restore_points!: BackupDto[];
 }
 

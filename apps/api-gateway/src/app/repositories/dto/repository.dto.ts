@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsOptional, IsString, Matches } from 'class-validator';
-import { SafeName } from '../../common/validation';
+import { SafeName, StrictInt } from '../../common/validation';
 
 export const REPOSITORY_TYPES = ['local', 's3', 'azure', 'nfs'] as const;
 export type RepositoryTypeName = (typeof REPOSITORY_TYPES)[number];
@@ -16,6 +16,10 @@ export class CreateRepositoryDto {
   @IsOptional()
   @Matches(/^[A-Za-z0-9._-]{1,63}$/)
   storage_node?: string;
+  @ApiPropertyOptional({ description: 'CBT audit: blocks CBT reported unchanged that are compared after each incremental disk (0: off; default: the worker\'s CBT_AUDIT_SAMPLES)' })
+  @IsOptional()
+  @StrictInt({ max: 4096 })
+  cbt_audit_samples?: number;
 }
 
 export class RepositoryDto {
