@@ -92,10 +92,18 @@ export async function startSystem(): Promise<System> {
       'nbd-exporter': () => lines.some((l) => /listening|started|ready/i.test(l)),
       'restore-service': () => lines.some((l) => l.includes('restore-service on')),
     };
-    await waitFor(() => !d.running || ready[app]!(), { timeoutMs: 60_000, intervalMs: 100, message: `${app} to start` });
+    await waitFor(() => !d.running || ready[app]!(), { timeoutMs: 120_000, intervalMs: 100, message: `${app} to start` });
     if (!d.running) throw d.exitError(`${app} exited during start`);
   };
-  for (const app of APPS) await start(app);
+  try {
+    for (const app of APPS) await start(app);
+  } catch (err) {
+    // Services already started must not outlive a failed start (they hold database connections).
+    for (const app of [...APPS].reverse()) await daemons.get(app)?.stop(10_000).catch(() => undefined);
+    await db.drop().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const adminKey = (await new ApiKeyRepository(db.prisma).create('system test', 'admin')).key;
   const api = `http://127.0.0.1:${gw}`;
   return {
