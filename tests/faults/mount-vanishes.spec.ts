@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { run, waitFor } from '@sendense/process';
 import { backupOk, leftovers, startFaultBed, type FaultBed } from '../support/faults';
 
@@ -76,7 +77,10 @@ describe('fault: a mount vanishes under the restore-service', () => {
     const qsd = ps.stdout.split('\n').find((l) => l.includes('qemu-storage-daemon') && l.includes(m.mount_id));
     expect(qsd).toBeDefined();
     const t0 = Date.now();
-    process.kill(Number(qsd!.trim().split(/\s+/)[0]), 'SIGKILL');
+    const pid = Number(qsd!.trim().split(/\s+/)[0]);
+    process.kill(pid, 'SIGKILL');
+    // Dead, not dying: a SIGKILLed FUSE daemon takes a moment to leave (zombie or reaped).
+    await waitFor(async () => !/^\S+ \([^)]*\) [^Z]/.test(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')), { timeoutMs: 10_000, intervalMs: 20, message: 'the FUSE daemon to die' });
     const ms = await expectGone(m, part, t0);
     console.log(`scenario 9 (FUSE daemon killed): gone and cleaned up after ${ms} ms`);
   }, 120_000);

@@ -581,6 +581,10 @@ export interface components {
              */
             backup_type: "full" | "incremental" | "differential";
             bytes_transferred: number;
+            /** @description The CBT audit of this incremental: blocks compared, mismatches */
+            cbt_audit: {
+                [key: string]: unknown;
+            } | null;
             /** @description Oldest first: the full, then each restore point up to this one */
             chain: string[];
             /** @description CBT change id the backup was taken at */
@@ -617,6 +621,8 @@ export interface components {
             started_at: string | null;
             /** @enum {string} */
             status: "pending" | "running" | "completed" | "failed" | "cancelled";
+            /** @description Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full */
+            suspect_reason: string | null;
             total_bytes: number;
             /** Format: date-time */
             verified_at: string | null;
@@ -634,6 +640,10 @@ export interface components {
              */
             backup_type: "full" | "incremental" | "differential";
             bytes_transferred: number;
+            /** @description The CBT audit of this incremental: blocks compared, mismatches */
+            cbt_audit: {
+                [key: string]: unknown;
+            } | null;
             /** @description CBT change id the backup was taken at */
             change_id: string | null;
             /** @description Content checksum taken at backup time */
@@ -666,6 +676,8 @@ export interface components {
             started_at: string | null;
             /** @enum {string} */
             status: "pending" | "running" | "completed" | "failed" | "cancelled";
+            /** @description Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full */
+            suspect_reason: string | null;
             total_bytes: number;
             /** Format: date-time */
             verified_at: string | null;
@@ -763,6 +775,9 @@ export interface components {
             latest_backup_id: string;
             /** @description Oldest first */
             restore_points: components["schemas"]["BackupDto"][];
+            /** @description A restore point in this chain failed its CBT audit: the next backup is a full */
+            suspect: boolean;
+            suspect_reason: string | null;
             total_backups: number;
             total_size_bytes: number;
             virtual_size_bytes: number;

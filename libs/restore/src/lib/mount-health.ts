@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import type { MountState } from './mount-state';
-import { pidAlive } from './proc-info';
 
 /**
  * Whether a mount still is what the API says it is. A partition's file
@@ -27,8 +26,19 @@ export function mountProblems(state: MountState, targets: Set<string> = mountedT
   for (const p of state.partitions) {
     if (p.mounted && p.dir && !targets.has(p.dir)) problems.push(`the file system of partition ${p.name} is no longer mounted at ${p.dir}`);
   }
-  const alive = daemonAlive ?? (state.mode === 'fuse' && state.qsdPid ? pidAlive(state.qsdPid) : true);
+  // The Daemon object learns of a SIGKILL only when Node handles the child's exit: /proc knows at once.
+  const alive = daemonAlive !== false && (state.mode === 'fuse' && state.qsdPid ? pidAlive(state.qsdPid) : true);
   if (!alive) problems.push('its block export (qemu-storage-daemon) is gone');
   if (state.mode === 'fuse' && state.fuseFile && !targets.has(state.fuseFile)) problems.push(`its FUSE export ${state.fuseFile} is no longer mounted`);
   return problems;
+}
+
+/** Synchronous liveness (the health check reads it on every lookup): a zombie is not alive. */
+function pidAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
