@@ -9,7 +9,7 @@ import type {
   PreparedDisk,
 } from '@sendense/contracts';
 import { addVmDisk, chainRow, type BackupRepository as BackupRepositoryRow, type PrismaClient, type SecretBox, type VCenter, type VmContext, type VmDisk } from '@sendense/db';
-import { exposesLocalFiles, InsufficientSpace, StorageError, type LocalFileRepository, type RestorePoint } from '@sendense/storage';
+import { estimateRequiredBytes, exposesLocalFiles, fmtBytes, InsufficientSpace, isEnospc, StorageError, type LocalFileRepository, type RestorePoint } from '@sendense/storage';
 
 /** Storage refusals that pass by themselves (another writer, a merge in progress): retried with backoff. */
 const TRANSIENT_STORAGE = new Set(['BACKUP_IN_PROGRESS', 'RESTORE_POINT_BUSY']);
@@ -307,12 +307,39 @@ export class BackupService {
         }),
       };
     } catch (err) {
-      await this.cleanUp(data, repo, plans, err, vm);
-      throw err;
+      const failure = (await this.repositoryFull(err, repo, repoRow, plans, vm)) ?? err;
+      await this.cleanUp(data, repo, plans, failure, vm);
+      throw failure;
     } finally {
       if (!released && prepared) released = release(prepared);
       await released;
     }
+  }
+
+  /**
+   * The repository ran out of space mid-copy or mid-commit (qemu-nbd's writes
+   * answered ENOSPC, or the storage layer said so): a failure in words, with
+   * the space the backup needs, that is not retried (a full repository does
+   * not empty itself). Null when the failure is something else.
+   */
+  private async repositoryFull(err: unknown, repo: LocalFileRepository, repoRow: BackupRepositoryRow, plans: DiskPlan[], vm: string): Promise<PermanentError | null> {
+    if (err instanceof CancelledError || err instanceof PermanentError) return null;
+    const space = await repo.space().catch(() => null);
+    const nearlyFull = space !== null && space.freeBytes < 4 * 1024 * 1024;
+    if (!(err instanceof InsufficientSpace) && !isEnospc(err) && !nearlyFull) return null;
+    const pending = plans.filter((pl) => !pl.committed);
+    const needed = pending.reduce(
+      (s, pl) => s + estimateRequiredBytes({ vmContextId: pl.disk.vmContextId, diskIndex: pl.disk.diskIndex, diskKey: String(pl.prepared.deviceKey), type: pl.type, virtualSize: pl.prepared.capacityBytes, expectedBytes: pl.prepared.bytesToCopy }),
+      0,
+    );
+    const disks = pending.map((pl) => `disk ${pl.disk.diskIndex} ${fmtBytes(pl.prepared.bytesToCopy)} to copy`).join(', ');
+    const cause = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    return new PermanentError(
+      `repository ${repoRow.name} is full: the backup of ${vm} needs ${fmtBytes(needed)} (${disks}, with the reserve kept free), ` +
+        `${space ? `${fmtBytes(space.freeBytes)} of ${fmtBytes(space.totalBytes)} free` : 'free space unknown'} when it ran out; ` +
+        `the partial restore point is removed; free space or use another repository, then back up again (${cause})`,
+      { cause: err },
+    );
   }
 
   /** Repositories on other nodes show the space their node last measured. */
