@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import { ApiKeyRepository } from '@sendense/db';
 import { run, waitFor } from '@sendense/process';
-import { startStandIn, type StandIn } from '@sendense/vsphere';
+import { startStandIn, VSphereClient, type StandIn } from '@sendense/vsphere';
 import { ROOT, startSystem, waitForJob, type System } from './support/system';
 
 /**
@@ -22,6 +22,7 @@ jest.setTimeout(120_000);
 
 const MiB = 1024 * 1024;
 const VM = 'disk-restore-vm';
+const BLANK_VM = 'disk-restore-blank';
 
 interface BackupRow {
   id: string;
@@ -65,7 +66,10 @@ describe('whole-disk restores end to end', () => {
     work = await mkdtemp(join(tmpdir(), 'sendense-disk-restore-'));
     standIn = await startStandIn({
       stateDir: join(work, 'vcsim'),
-      vms: [{ name: VM, disks: [{ sizeMiB: 64, content: { type: 'random', percent: 40, seed: 21 } }] }],
+      vms: [
+        { name: VM, disks: [{ sizeMiB: 64, content: { type: 'random', percent: 40, seed: 21 } }] },
+        { name: BLANK_VM, disks: [{ sizeMiB: 64, content: { type: 'empty' } }] },
+      ],
     });
     sys = await startSystem();
     const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
@@ -77,7 +81,7 @@ describe('whole-disk restores end to end', () => {
       disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
     });
     expect(vc.status).toBe(201);
-    expect((await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM] })).status).toBe(200);
+    expect((await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM, BLANK_VM] })).status).toBe(200);
     expect((await sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: sys.repoDir })).status).toBe(201);
     const vms = await sys.call<{ vm_name: string; disks: { device_key: number }[] }[]>('GET', '/api/v1/vms');
     deviceKey = vms.body.find((v) => v.vm_name === VM)!.disks[0]!.device_key;
@@ -219,5 +223,87 @@ describe('whole-disk restores end to end', () => {
     expect(img.output).toBe(out);
     await run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', pointRaw, out]);
     await expect(cli(['restore', 'export', '--list', '--end', 'x'])).rejects.toThrow(/exactly one of/);
+  });
+
+  describe('writing a restore point back into its VM', () => {
+    let vc: VSphereClient;
+    interface RunDoc {
+      status: string;
+      error: string | null;
+      progress: { phase: string } | null;
+      events: { level: string; phase: string; message: string }[];
+    }
+    beforeAll(async () => {
+      vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { thumbprint: standIn.thumbprint } });
+    });
+    afterAll(async () => {
+      await vc?.logout().catch(() => undefined);
+    });
+
+    async function liveEqualsPoint(vm: string, key: number): Promise<boolean> {
+      const live = (await standIn.harness!.vm(vm)).disks.find((d) => d.key === key)!.liveUri;
+      const out = join(work, `${vm}-live.raw`);
+      await run('nbdcopy', [live, out]);
+      try {
+        return (await readFile(out)).equals(await readFile(pointRaw));
+      } finally {
+        await rm(out, { force: true });
+      }
+    }
+
+    async function restoreRun(body: Record<string, unknown>): Promise<RunDoc> {
+      const started = await sys.call<{ run_id: string; mode: string }>('POST', '/api/v1/restore/disk', body);
+      expect(started.status).toBe(202);
+      return waitForJob<RunDoc>(sys, started.body.run_id);
+    }
+
+    it('refuses a powered-on VM with the reason; a quick rollback of the wrecked, powered-off disk reads back as the restore point', async () => {
+      // The guest changes after the backup, then the disk is wrecked: partition table and random ranges.
+      const GRAIN = 64 * 1024;
+      const grains = new Set<number>();
+      const mark = (offset: number, length: number) => {
+        for (let g = Math.floor(offset / GRAIN); g * GRAIN < offset + length; g++) grains.add(g);
+      };
+      for (const a of await standIn.harness!.fill(VM, deviceKey, 5, 99)) mark(a.start, a.length);
+      await standIn.harness!.write(VM, deviceKey, 0, randomBytes(GRAIN));
+      mark(0, GRAIN);
+      for (const off of [7 * MiB, 33 * MiB + GRAIN, 50 * MiB]) {
+        await standIn.harness!.write(VM, deviceKey, off, randomBytes(8 * GRAIN));
+        mark(off, 8 * GRAIN);
+      }
+      expect(await liveEqualsPoint(VM, deviceKey)).toBe(false);
+
+      const refused = await restoreRun({ backup_id: incr.id, mode: 'quick' });
+      expect(refused.status).toBe('failed');
+      expect(refused.error).toMatch(/VM_POWERED_ON.*poweredOn; power it off/);
+
+      const vm = await vc.findVm({ name: VM });
+      await vc.powerOff(vm.ref);
+      const doc = await restoreRun({ backup_id: incr.id, mode: 'quick' });
+      if (doc.status !== 'completed') throw new Error(`restore ${doc.status}: ${doc.error}\n${sys.logs.get('backup-worker')?.slice(-15).join('\n')}`);
+      expect(await liveEqualsPoint(VM, deviceKey)).toBe(true);
+      const done = doc.events.find((e) => e.phase === 'done')!;
+      expect(done.message).toMatch(/done: quick/);
+      const m = /(\d+) bytes written, (\d+) zeroed/.exec(done.message)!;
+      const written = Number(m[1]) + Number(m[2]);
+      // The incremental's own changes are also rolled back: the areas changed since the restore point's changeId.
+      const changed = grains.size * GRAIN;
+      process.stdout.write(`e2e quick rollback: guest changed ${changed} bytes since the restore point, the restore wrote ${written}\n`);
+      expect(Math.abs(written - changed)).toBeLessThanOrEqual(changed * 0.1);
+      // The export it read from is gone, and the restore point is free again.
+      expect((await sys.call<ExportView[]>('GET', '/api/v1/restore/export')).body).toEqual([]);
+    });
+
+    it('a full write to a blank new disk of another VM reads back as the restore point', async () => {
+      const vms = await sys.call<{ vm_name: string; context_id: string; disks: { device_key: number }[] }[]>('GET', '/api/v1/vms');
+      const blank = vms.body.find((v) => v.vm_name === BLANK_VM)!;
+      const vm = await vc.findVm({ name: BLANK_VM });
+      await vc.powerOff(vm.ref);
+      const doc = await restoreRun({ backup_id: incr.id, mode: 'full', target_vm_context_id: blank.context_id });
+      if (doc.status !== 'completed') throw new Error(`restore ${doc.status}: ${doc.error}`);
+      expect(doc.events.find((e) => e.phase === 'done')!.message).toMatch(/done: full/);
+      expect(await liveEqualsPoint(BLANK_VM, blank.disks[0]!.device_key)).toBe(true);
+      expect((await sys.call('POST', '/api/v1/restore/disk', { backup_id: incr.id, target_vm_context_id: blank.context_id, target_device_key: 4242 })).status).toBe(400);
+    });
   });
 });

@@ -386,6 +386,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/restore/disk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Write a restore point back into a disk of a powered-off VM: quick rollback (only what changed since it) or a full write
+         * @description The target defaults to the restore point's own VM and disk. The VM must be powered off (the run fails with the reason otherwise). quick asks vCenter which areas changed since the restore point's changeId and writes only those; when that changeId is no longer valid it writes the whole disk and the run's events say why. Follow the run with GET /api/v1/jobs/{run_id}; cancel it with POST /api/v1/jobs/{run_id}/cancel.
+         */
+        post: operations["DiskWritebackController_start"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/restore/export": {
         parameters: {
             query?: never;
@@ -1055,6 +1075,20 @@ export interface components {
             /** @description Sum of the allocated size of its completed restore points */
             used_by_backups_bytes: number;
         };
+        RestoreDiskDto: {
+            /** @description The backup (restore point) to write back */
+            backup_id: string;
+            /**
+             * @description quick: write only what changed since the restore point (falls back to full when the changeId is no longer valid); full: the whole disk
+             * @default quick
+             * @enum {string}
+             */
+            mode: "quick" | "full";
+            /** @description Device key of the disk to write (default: the restore point's disk on that VM) */
+            target_device_key?: number;
+            /** @description VM context to write into (default: the restore point's VM) */
+            target_vm_context_id?: string;
+        };
         RetentionErrorDto: {
             code: string;
             id: string;
@@ -1137,6 +1171,18 @@ export interface components {
             status: "queued";
             vm_context_id: string;
             vm_name: string;
+        };
+        StartedRestoreDto: {
+            backup_id: string;
+            /** @enum {string} */
+            mode: "quick" | "full";
+            /** @description Follow it with GET /api/v1/jobs/{run_id} (progress, events); cancel with POST /api/v1/jobs/{run_id}/cancel */
+            run_id: string;
+            /** @example queued */
+            status: string;
+            target_device_key: number;
+            target_vm_context_id: string;
+            target_vm_name: string;
         };
         TlsPskDto: {
             /**
@@ -2594,6 +2640,83 @@ export interface operations {
             };
             /** @description No such mount or path */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    DiskWritebackController_start: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RestoreDiskDto"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StartedRestoreDto"];
+                };
+            };
+            /** @description Invalid body, or the target VM has no such disk */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No such backup or VM */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The backup is not completed, or a restore into that VM is already queued or running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description This key started too many backups or mounts in the last minute */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

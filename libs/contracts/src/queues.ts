@@ -33,6 +33,7 @@ export const JobNames = {
   ApplyRetention: 'ApplyRetentionJob',
   VerifyRestorePoint: 'VerifyRestorePointJob',
   DeleteRestorePoint: 'DeleteRestorePointJob',
+  RestoreDisk: 'RestoreDiskJob',
 } as const;
 export type JobName = (typeof JobNames)[keyof typeof JobNames];
 
@@ -74,12 +75,31 @@ export interface VerifyRestorePointJobData {
   requestedBy: string;
 }
 
+/**
+ * Write a restore point back into a disk of a VM (on the backup queue of the
+ * repository's node: it is as long as a backup and takes the VM's lock).
+ */
+export interface RestoreDiskJobData {
+  /** Names the restore: job events (run_id), cancel (CANCEL_CHANNEL); GET /api/v1/jobs/{runId} follows it like a backup run. */
+  runId: string;
+  /** The same as runId (the Capture Agent's name for it). */
+  restoreId: string;
+  backupId: string;
+  /** The VM written to (default: the restore point's own VM). */
+  targetVmContextId: string;
+  /** Device key of the disk written to (default: the restore point's disk). */
+  targetDeviceKey: number;
+  mode: 'full' | 'quick';
+  requestedBy: string;
+}
+
 export interface JobDataByName {
   BackupVmJob: BackupVmJobData;
   ConsolidateChainJob: ConsolidateChainJobData;
   ApplyRetentionJob: ApplyRetentionJobData;
   VerifyRestorePointJob: VerifyRestorePointJobData;
   DeleteRestorePointJob: DeleteRestorePointJobData;
+  RestoreDiskJob: RestoreDiskJobData;
 }
 
 /** Structured progress a job reports (throttled), read by the gateway and Bull Board. */
@@ -129,6 +149,12 @@ export const DefaultJobOptions: Record<JobName, BullJobOptions> = {
     removeOnComplete: { age: 1 * DAY, count: 1000 },
     removeOnFail: { age: 7 * DAY, count: 1000 },
   },
+  // Not retried: a half-written disk is the operator's call (run it again, full or quick).
+  RestoreDiskJob: {
+    attempts: 1,
+    removeOnComplete: { age: 14 * DAY, count: 1000 },
+    removeOnFail: { age: 30 * DAY, count: 1000 },
+  },
 };
 
 /**
@@ -143,4 +169,6 @@ export const JobIds = {
   retention: (repositoryId: string, vmContextId?: string) => `retention.${repositoryId}.${vmContextId ?? 'all'}`,
   verify: (backupId: string) => `verify.${backupId}`,
   delete: (backupId: string) => `delete.${backupId}`,
+  /** One disk restore per target VM at a time. */
+  restoreDisk: (vmContextId: string) => `restore-disk.${vmContextId}`,
 };

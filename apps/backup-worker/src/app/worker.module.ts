@@ -13,6 +13,7 @@ import { JobEventLog } from './backup/job-event-log';
 import { RepositoryRegistry } from './repositories/repository-registry';
 import { MaintenanceService } from './maintenance/maintenance.service';
 import { maintenanceHandlers } from './maintenance/maintenance.handlers';
+import { RestoreDiskHandler, RestoreDiskService } from './restore/restore-disk.service';
 import { assertEveryJobHandled, type JobHandler } from './common/job-handler';
 
 export const SETTINGS = Symbol('SETTINGS');
@@ -48,7 +49,12 @@ export class WorkerServices {
     this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, {
       cbtAuditSamples: settings.CBT_AUDIT_SAMPLES,
     });
-    this.handlers = [new BackupVmHandler(this.backups, this.cancels), ...maintenanceHandlers(new MaintenanceService(prisma, this.repositories))];
+    const restores = new RestoreDiskService(prisma, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks);
+    this.handlers = [
+      new BackupVmHandler(this.backups, this.cancels),
+      new RestoreDiskHandler(restores, this.cancels),
+      ...maintenanceHandlers(new MaintenanceService(prisma, this.repositories)),
+    ];
     // Boot-time refusal: a job name of libs/contracts without a handler would only fail jobs later.
     assertEveryJobHandled(this.handlers);
   }

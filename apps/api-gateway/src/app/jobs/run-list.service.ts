@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { GatewaySettings } from '@sendense/config';
-import type { BackupVmJobData } from '@sendense/contracts';
+import { JobNames, type BackupVmJobData } from '@sendense/contracts';
 import { BackupRunRepository, VmContextRepository, type BackupRunSummary } from '@sendense/db';
 import { SETTINGS } from '../common/tokens';
 import { QueueRegistry } from '../queues/queue-registry.service';
@@ -60,7 +60,8 @@ export class RunListService {
     for (const queue of await this.queues.knownBackupQueues(this.settings.NODE_NAME)) {
       const active = new Set((await queue.getJobs(['active'])).map((j) => j.id));
       for (const job of (await queue.getJobs([...LIVE_STATES])) as Job<BackupVmJobData>[]) {
-        if (!job?.data?.runId) continue;
+        // Disk restores share the backup queue; they are followed by run id (GET /jobs/{run}), not listed with backups.
+        if (!job?.data?.runId || job.name !== JobNames.BackupVm) continue;
         out.push({ job, state: active.has(job.id) ? 'running' : 'queued' });
       }
     }

@@ -54,3 +54,36 @@ export class ImageQuery {
   @IsIn(IMAGE_FORMATS)
   format?: ImageFormatParam;
 }
+
+export class RestoreDiskDto {
+  @ApiProperty({ description: 'The backup (restore point) to write back' })
+  @IsString()
+  @Length(1, 64)
+  backup_id!: string;
+
+  @ApiPropertyOptional({ enum: ['quick', 'full'], default: 'quick', description: 'quick: write only what changed since the restore point (falls back to full when the changeId is no longer valid); full: the whole disk' })
+  @IsOptional()
+  @IsIn(['quick', 'full'])
+  mode?: 'quick' | 'full';
+
+  @ApiPropertyOptional({ description: 'VM context to write into (default: the restore point\'s VM)' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 191)
+  target_vm_context_id?: string;
+
+  @ApiPropertyOptional({ description: 'Device key of the disk to write (default: the restore point\'s disk on that VM)' })
+  @IsOptional()
+  @StrictInt({ min: 0, max: 2_147_483_647 })
+  target_device_key?: number;
+}
+
+export class StartedRestoreDto {
+  @ApiProperty({ description: 'Follow it with GET /api/v1/jobs/{run_id} (progress, events); cancel with POST /api/v1/jobs/{run_id}/cancel' }) run_id!: string;
+  @ApiProperty() backup_id!: string;
+  @ApiProperty() target_vm_context_id!: string;
+  @ApiProperty() target_vm_name!: string;
+  @ApiProperty() target_device_key!: number;
+  @ApiProperty({ enum: ['quick', 'full'] }) mode!: 'quick' | 'full';
+  @ApiProperty({ example: 'queued' }) status!: string;
+}
