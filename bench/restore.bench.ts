@@ -8,7 +8,9 @@
  *   file from the same kind of mount (the restore-service's own mount path);
  * - archive: a directory through GET .../archive (tar stream) against
  *   `tar -cf -` of the same directory on the mount.
- * Both sides read into this process and drop the bytes. Every run is on a
+ * The API side is read by this process (fetch) and, for the file, by curl
+ * into a pipe as a command-line user would; the references are drained
+ * from a pipe by wc -c. Every run is on a
  * fresh mount (a new loop device, so neither side reads the other's page
  * cache of the guest filesystem), alternating which goes first. Median of runs.
  */
@@ -67,13 +69,20 @@ export async function main(args: string[]): Promise<void> {
       const bytes = await fn();
       return { bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
     };
-    const rates: Record<string, number[]> = { api: [], cat: [], archive: [], tar: [] };
+    const rates: Record<string, number[]> = { api: [], curl: [], cat: [], archive: [], tar: [] };
     const tarBytes: number[] = [];
     for (let r = 0; r < runs; r++) {
-      const order = r % 2 === 0 ? ['product', 'reference'] : ['reference', 'product'];
+      const order = r % 2 === 0 ? ['product', 'curl', 'reference'] : ['reference', 'curl', 'product'];
       for (const who of order) {
         await withMount(async (m, host) => {
-          if (who === 'product') {
+          if (who === 'curl') {
+            // The same download as a command-line user makes it (curl into a pipe, like the reference).
+            const url = `${sys.api}/api/v1/restore/${m.mount_id}/download?path=${encodeURIComponent(`${partOf(m)}/data/big.bin`)}`;
+            const cu = await timed(() => piped(['curl', '-sf', '-H', `authorization: Bearer ${sys.adminKey}`, url]));
+            if (cu.bytes !== fileMiB * MiB) throw new Error(`curl download gave ${cu.bytes} bytes`);
+            rates['curl']!.push(cu.bytes / MiB / cu.seconds);
+            log(`run ${r + 1} curl: download ${(cu.bytes / MiB / cu.seconds).toFixed(0)} MiB/s`);
+          } else if (who === 'product') {
             const dl = await timed(() => drain(sys, `/api/v1/restore/${m.mount_id}/download?path=${encodeURIComponent(`${partOf(m)}/data/big.bin`)}`));
             if (dl.bytes !== fileMiB * MiB) throw new Error(`download gave ${dl.bytes} bytes, the file has ${fileMiB * MiB}`);
             const ar = await timed(() => drain(sys, `/api/v1/restore/${m.mount_id}/archive?path=${encodeURIComponent(`${partOf(m)}/tree`)}`));
@@ -98,12 +107,14 @@ export async function main(args: string[]): Promise<void> {
       case: 'download-file',
       file_MiB: fileMiB,
       api_MiBps: round(med('api')),
+      api_curl_MiBps: round(med('curl')),
       cat_MiBps: round(med('cat')),
       ratio: round(med('api') / med('cat'), 3),
+      curl_ratio: round(med('curl') / med('cat'), 3),
       api_runs_MiBps: (rates['api'] ?? []).map((x) => round(x)),
       cat_runs_MiBps: (rates['cat'] ?? []).map((x) => round(x)),
       runs,
-      measures: 'GET /api/v1/restore/{mount}/download through the gateway vs cat of the file on the mount, fresh mount each',
+      measures: 'GET /api/v1/restore/{mount}/download through the gateway (read by this process with fetch; and by curl into a pipe) vs cat of the file on the mount into a pipe, fresh mount each',
     });
     emit('restore', {
       case: 'archive-directory',
