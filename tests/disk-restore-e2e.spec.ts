@@ -304,6 +304,16 @@ describe('whole-disk restores end to end', () => {
       expect(doc.events.find((e) => e.phase === 'done')!.message).toMatch(/done: full/);
       expect(await liveEqualsPoint(BLANK_VM, blank.disks[0]!.device_key)).toBe(true);
       expect((await sys.call('POST', '/api/v1/restore/disk', { backup_id: incr.id, target_vm_context_id: blank.context_id, target_device_key: 4242 })).status).toBe(400);
+      // From the command line, quick: the blank VM was never tracked (CBT off), so it falls back to full and says why.
+      const r = await run(
+        'node',
+        [join(ROOT, 'dist/apps/cli/main.js'), '--json', '-q', 'restore', 'disk', '--backup-id', incr.id, '--target-vm', blank.context_id, '--wait'],
+        { env: { ...process.env, SENDENSE_API_URL: sys.api, SENDENSE_API_KEY: sys.adminKey, HOME: work }, timeoutMs: 120_000 },
+      );
+      const cliDoc = JSON.parse(r.stdout) as RunDoc;
+      expect(cliDoc.status).toBe('completed');
+      expect(cliDoc.events.map((e) => e.message).join('\n')).toMatch(/fell back to a full write \((invalid-change-id|cbt-reset|cbt-disabled)\)/);
+      expect(await liveEqualsPoint(BLANK_VM, blank.disks[0]!.device_key)).toBe(true);
     });
   });
 });

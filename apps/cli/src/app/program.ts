@@ -566,6 +566,40 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
       }),
     );
 
+  restore
+    .command('disk')
+    .description('write a restore point back into a disk of a powered-off VM: quick rollback (only what changed since it) or a full write')
+    .requiredOption('--backup-id <id>', 'the restore point')
+    .addOption(new Option('--mode <mode>', 'quick: only the areas changed since the restore point (full when that is no longer known); full: the whole disk').choices(['quick', 'full']).default('quick'))
+    .option('--target-vm <context-id>', "VM to write into (default: the restore point's VM)")
+    .option('--target-disk <device-key>', "device key of the disk to write (default: the restore point's disk)", int('--target-disk', 0))
+    .option('--wait', 'follow the job to its end (progress on stderr; exit 6 when it fails)')
+    .addHelpText('after', example('sendense-ctl restore disk --backup-id ID --wait', 'sendense-ctl restore disk --backup-id ID --mode full --target-vm ctx-web02-1a2b3c4d --target-disk 2000'))
+    .action(
+      act(async (ctx, o: { backupId: string; mode: 'quick' | 'full'; targetVm?: string; targetDisk?: number; wait?: boolean }) => {
+        const started = (await unwrap(
+          ctx.api.POST('/api/v1/restore/disk', {
+            body: {
+              backup_id: o.backupId,
+              mode: o.mode,
+              ...(o.targetVm ? { target_vm_context_id: o.targetVm } : {}),
+              ...(o.targetDisk !== undefined ? { target_device_key: o.targetDisk } : {}),
+            } as never,
+          }),
+        )) as unknown as { run_id: string; target_vm_name: string; target_device_key: number; mode: string };
+        if (!o.wait) {
+          ctx.result(started, () => `${started.run_id}\n`);
+          ctx.note(`queued ${started.mode} restore into ${started.target_vm_name} disk ${started.target_device_key}; follow it with: sendense-ctl job watch ${started.run_id}`);
+          return;
+        }
+        ctx.note(`${started.mode} restore into ${started.target_vm_name} disk ${started.target_device_key} (job ${started.run_id})`);
+        const end = await watchJob(ctx, ctx.raw, started.run_id);
+        const doc = (await unwrap(ctx.api.GET('/api/v1/jobs/{runId}', { params: { path: { runId: started.run_id } } }))) as unknown as JobStatus;
+        ctx.result(doc, () => renderJob(doc, ctx.width));
+        if (end.status !== 'completed' || doc.status !== 'completed') throw jobFailure({ ...doc, status: doc.status === 'completed' ? end.status : doc.status });
+      }),
+    );
+
   // ---- job ----
   const job = program.command('job').description('backup jobs: list, show, watch, cancel');
 
