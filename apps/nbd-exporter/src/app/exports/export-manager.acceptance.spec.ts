@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { CommandError, Daemon, findProcesses, isAlive, run, waitFor } from '@sendense/process';
 import { makeTestEnv, nbdSize, qcow2, rawFile, type TestEnv } from '../../testing/test-env';
 import { ExporterError } from '../exporter-error';
@@ -310,5 +310,27 @@ describe('reconcile', () => {
     expect((await m2.get(keep.name))?.virtualSize).toBe(2 * 1024 * 1024);
     await m2.shutdown();
     expect(await findProcesses(`${env.stateDir}/`)).toEqual([]);
+  });
+
+  it('stops a server whose image file was deleted, at start and in the periodic sweep', async () => {
+    const store = new MemoryExportRecordStore();
+    const m1 = new NbdExportManager(env.config, store);
+    const a = await m1.create({ vmContextId: 'ctx-gone', diskId: 0, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: await qcow2(join(env.root, 'gone-a.qcow2'), '2M'), writable: true });
+    const b = await m1.create({ vmContextId: 'ctx-gone', diskId: 1, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: await qcow2(join(env.root, 'gone-b.qcow2'), '2M'), writable: true });
+    const pidA = (await findProcesses(`${env.stateDir}/run/${a.name}.pid`))[0].pid;
+    const pidB = (await findProcesses(`${env.stateDir}/run/${b.name}.pid`))[0].pid;
+    // A worker aborted the point while this exporter was down: the file is gone, its server holds it.
+    await rm(join(env.root, 'gone-a.qcow2'));
+    const m2 = new NbdExportManager(env.config, store);
+    const report = await m2.start();
+    expect(report.kept).toEqual([b.name]);
+    expect(report.killedPids).toContain(pidA);
+    expect(await isAlive(pidA)).toBe(false);
+    // While running: the sweep closes it too.
+    await rm(join(env.root, 'gone-b.qcow2'));
+    expect(await m2.closeOrphans()).toEqual([b.name]);
+    expect(await isAlive(pidB)).toBe(false);
+    expect(await store.list('test-node')).toEqual([]);
+    await m2.shutdown();
   });
 });

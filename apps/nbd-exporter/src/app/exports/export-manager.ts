@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, realpath, rm, writeFile } from 'node:fs/promises';
+import { mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type {
   CreateNbdExportRequest,
@@ -281,6 +281,40 @@ export class NbdExportManager {
     return live;
   }
 
+  /** The file an export serves, when it no longer exists (deleted under its server); null while it does. */
+  private async fileGone(record: ExportRecord): Promise<string | null> {
+    for (const f of [record.filePath, record.overlayPath]) {
+      if (f === null) continue;
+      try {
+        await stat(f);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return f;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Exports whose image file is gone (a backup's partial restore point was
+   * removed while this exporter could not be told to stop its server): the
+   * server would go on holding the deleted file's space and serve it. Run
+   * at start (reconcile) and with every sweep. Returns the names removed.
+   */
+  async closeOrphans(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const r of await this.liveRecords()) {
+      if (r.state !== 'active') continue;
+      const gone = await this.fileGone(r);
+      if (!gone) continue;
+      this.logger.warn(`export ${r.name}: ${gone} is gone; removing the export (its server held the deleted file)`);
+      await this.remove(r.name).then(
+        () => removed.push(r.name),
+        (err) => this.logger.warn(`removing orphaned export ${r.name}: ${(err as Error).message}`),
+      );
+    }
+    return removed;
+  }
+
   /** Stop every server of this node (data is flushed by the servers on SIGTERM). */
   async shutdown(): Promise<void> {
     this.stopping = true;
@@ -300,7 +334,9 @@ export class NbdExportManager {
     const report: ReconcileReport = { kept: [], removedRecords: [], killedPids: [], removedConfigs: [] };
     const kept = new Set<string>();
     for (const record of await this.store.list(this.config.nodeName)) {
-      if (record.state === 'active' && record.pid !== null && (await this.serves(record.pid, record.name))) {
+      const gone = await this.fileGone(record);
+      if (gone) this.logger.warn(`reconcile: export ${record.name} serves ${gone}, which is gone (its job cleaned up while this exporter was down); stopping its server`);
+      if (!gone && record.state === 'active' && record.pid !== null && (await this.serves(record.pid, record.name))) {
         kept.add(record.name);
         if (record.port !== null) this.ports.reserve(record.port);
         report.kept.push(record.name);

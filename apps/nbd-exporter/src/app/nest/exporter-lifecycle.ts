@@ -5,9 +5,9 @@ import type { ExporterConfig } from '../config/exporter-config';
 import { EXPORT_MANAGER, EXPORTER_CONFIG, RECORD_STORE_HANDLE } from './tokens';
 
 /**
- * Reconcile before serving requests; look for idle instant-access exports
- * every NBD_IDLE_SWEEP_SECONDS; stop every server on shutdown (SIGTERM via
- * enableShutdownHooks).
+ * Reconcile before serving requests; look for idle instant-access exports,
+ * and for exports whose image file is gone, every NBD_IDLE_SWEEP_SECONDS;
+ * stop every server on shutdown (SIGTERM via enableShutdownHooks).
  */
 @Injectable()
 export class ExporterLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -33,8 +33,9 @@ export class ExporterLifecycle implements OnApplicationBootstrap, OnApplicationS
     this.sweeping = true;
     try {
       await this.manager.sweepIdle();
+      await this.manager.closeOrphans();
     } catch (err) {
-      this.logger.warn(`idle sweep: ${(err as Error).message}`);
+      this.logger.warn(`sweep: ${(err as Error).message}`);
     } finally {
       this.sweeping = false;
     }
