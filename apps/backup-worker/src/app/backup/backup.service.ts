@@ -258,7 +258,7 @@ export class BackupService {
       // qemu-nbd flushes the image when its export is removed.
       ctl.progress(this.progressOf('committing', plans, null));
       const flushStarted = Date.now();
-      await this.removeExports(plans);
+      await this.removeExports(plans, data.runId);
       await this.events.log(data.runId, null, 'info', 'committing', `targets flushed and exports removed in ${((Date.now() - flushStarted) / 1000).toFixed(2)} s`, {
         seconds: (Date.now() - flushStarted) / 1000,
       });
@@ -483,10 +483,30 @@ export class BackupService {
     return out;
   }
 
-  private async removeExports(plans: DiskPlan[]): Promise<void> {
+  /**
+   * qemu-nbd flushes the image when its export is removed, so the copy is not
+   * committed before. An nbd-exporter that is restarting (its servers live on
+   * and its reconcile keeps them) is waited for, up to 30 s, rather than
+   * failing a copy that is complete.
+   */
+  private async removeExports(plans: DiskPlan[], runId?: string): Promise<void> {
     for (const pl of plans) {
       if (!pl.exportName) continue;
-      await this.exporter.removeExport(pl.exportName);
+      const name = pl.exportName;
+      const deadline = Date.now() + 30_000;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.exporter.removeExport(name);
+          break;
+        } catch (err) {
+          const unreachable = /ECONNREFUSED|ECONNRESET|socket hang up|timed out/i.test(err instanceof Error ? err.message : String(err));
+          if (!unreachable || Date.now() > deadline) throw err;
+          if (attempt === 1 && runId) {
+            await this.events.log(runId, pl.backupId ?? null, 'warn', 'committing', `the nbd-exporter does not answer (${err instanceof Error ? err.message : String(err)}); waiting up to 30 s to remove export ${name}`, {});
+          }
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
       pl.exportName = undefined;
     }
   }
