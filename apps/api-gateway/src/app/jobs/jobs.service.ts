@@ -52,7 +52,8 @@ export class JobsService {
       started_at: sameRun ? isoOrNull(job.processedOn) : null,
       finished_at: sameRun ? isoOrNull(job.finishedOn) : null,
       progress: (sameRun ? (job.progress as JobProgress | number) : null) || null,
-      error: sameRun && job.failedReason ? job.failedReason : null,
+      // A retry that completed clears the failed attempt's reason (the event log keeps it).
+      error: sameRun && job.failedReason && status !== 'completed' ? job.failedReason : null,
       backups: rows.map(toBackupDto),
       events: events.map((e) => ({ at: e.createdAt, level: e.level, phase: e.phase, message: e.message })),
     };
