@@ -47,12 +47,12 @@ export interface FaultBed {
   stop(): Promise<void>;
 }
 
-export async function startFaultBed(opts: { vms: NonNullable<StandInOptions['vms']>; repositories?: { name: string; cbt_audit_samples?: number }[] }): Promise<FaultBed> {
+export async function startFaultBed(opts: { vms: NonNullable<StandInOptions['vms']>; repositories?: { name: string; cbt_audit_samples?: number }[]; env?: Record<string, string> }): Promise<FaultBed> {
   const work = await mkdtemp(join(tmpdir(), 'sendense-fault-'));
   const standIn = await startStandIn({ stateDir: join(work, 'vcsim'), vms: opts.vms });
   let sys: System | undefined;
   try {
-    sys = await startSystem();
+    sys = await startSystem({ env: opts.env ?? {} });
     const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
       name: 'standin',
       url: standIn.url,

@@ -43,7 +43,8 @@ export interface System {
 
 const APPS = ['nbd-exporter', 'capture-agent', 'restore-service', 'backup-worker', 'api-gateway'] as const;
 
-export async function startSystem(): Promise<System> {
+/** `env` overrides the services' settings (e.g. a private REDIS_URL for a test that restarts Redis). */
+export async function startSystem(opts: { env?: Record<string, string> } = {}): Promise<System> {
   for (const app of APPS) {
     const main = join(ROOT, 'dist/apps', app, 'main.js');
     if (!existsSync(main)) throw new Error(`${main} is missing: run "npx nx run-many -t build" (npm test does)`);
@@ -77,6 +78,7 @@ export async function startSystem(): Promise<System> {
     RESTORE_STATE_DIR: join(dir, 'restore'),
     RESTORE_ALLOWED_ROOTS: dir,
     REPOSITORY_ALLOWED_ROOTS: dir,
+    ...opts.env,
   };
   const daemons = new Map<string, Daemon>();
   const logs = new Map<string, string[]>();
