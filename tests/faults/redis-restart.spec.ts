@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Daemon, waitFor } from '@sendense/process';
+import { Daemon, run, waitFor } from '@sendense/process';
 import { freePort } from '../support/system';
 import { backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
 
@@ -25,8 +25,13 @@ describe('fault: Redis restarts mid-backup', () => {
 
   const startRedis = async () => {
     redis = await Daemon.start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']);
-    await waitFor(() => !redis!.running || /Ready to accept connections/.test(redis!.stderr), { timeoutMs: 20_000, message: 'redis-server to start' }).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 300));
+    // redis-server logs to stdout: ask it instead.
+    await waitFor(async () => !redis!.running || (await run('redis-cli', ['-p', String(redisPort), 'ping'], { timeoutMs: 5000 }).then((r) => r.stdout.trim() === 'PONG', () => false)), {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+      message: 'redis-server to answer PING',
+    });
+    if (!redis.running) throw redis.exitError('redis-server exited during start');
   };
 
   beforeAll(async () => {
