@@ -24,6 +24,8 @@ start() {
   for app in "${APPS[@]}"; do
     [ -f "dist/apps/$app/main.js" ] || { log "skipping $app: not built"; continue; }
     if running "$app"; then log "$app already running (pid $(cat "$RUN/$app.pid"))"; continue; fi
+    # The log of a process that ended (crashed, killed) keeps its last words: it becomes <app>.log.1.
+    if [ -s "$RUN/$app.log" ]; then mv -f "$RUN/$app.log" "$RUN/$app.log.1"; log "kept the previous $app log as $RUN/$app.log.1"; fi
     nohup node "dist/apps/$app/main.js" >"$RUN/$app.log" 2>&1 &
     echo $! >"$RUN/$app.pid"
     log "started $app (pid $!, log $RUN/$app.log)"
