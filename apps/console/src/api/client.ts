@@ -11,6 +11,9 @@ import type {
   BackupList,
   BackupType,
   CreatedApiKey,
+  CreateExport,
+  DiskExport,
+  ImageFormat,
   ImportedVm,
   JobStatus,
   ListPage,
@@ -18,8 +21,10 @@ import type {
   ProgressEvent,
   Repository,
   RepositorySpace,
+  RestoreDisk,
   RetentionPolicy,
   StartedBackup,
+  StartedRestore,
   VCenter,
   VerifyResult,
   Vm,
@@ -53,8 +58,8 @@ interface Result {
   response: Response;
 }
 /**
- * The data of a 2xx answer. The gateway documents most answers only in words,
- * so the shape the console reads is named here (types.ts).
+ * The data of a 2xx answer, as the type the console reads (types.ts: the
+ * OpenAPI document's own schemas).
  */
 async function call<T>(p: Promise<Result>): Promise<T> {
   try {
@@ -152,4 +157,16 @@ export const api = {
     const res = await raw('GET', pathOf(template, { mountId }), { query: { path }, ...(signal ? { signal } : {}) });
     return res.blob();
   },
+
+  /** Instant access: the restore point's whole chain served over NBD (read-only, or writable through a temporary overlay). */
+  exports: (backupId?: string) => call<DiskExport[]>(c().GET('/api/v1/restore/export', { params: { query: backupId ? { backup_id: backupId } : {} } })),
+  startExport: (body: CreateExport) => call<DiskExport>(c().POST('/api/v1/restore/export', { body })),
+  endExport: (name: string) => call<void>(c().DELETE('/api/v1/restore/export/{name}', { params: { path: { name } } })),
+  /** The restore point's disk as one image (converted on the storage node first for qcow2/vmdk), as a Blob. */
+  async image(backupId: string, format: ImageFormat, signal?: AbortSignal): Promise<Blob> {
+    const res = await raw('GET', pathOf('/api/v1/backup/{id}/image', { id: backupId }), { query: { format }, ...(signal ? { signal } : {}) });
+    return res.blob();
+  },
+  /** Write a restore point back into a disk of a powered-off VM; the answer names the run to follow. */
+  restoreDisk: (body: RestoreDisk) => call<StartedRestore>(c().POST('/api/v1/restore/disk', { body })),
 };

@@ -1,17 +1,20 @@
 import { api } from '../api/client';
 import type { RepositorySpace } from '../api/types';
 import { Bar, ErrorBox, Loading, Section, StatusBadge, useAsync, useInterval } from '../ui/components';
-import { ago, bytes, short, when } from '../ui/format';
+import { ago, bytes, repoPath, short, when } from '../ui/format';
 import { LiveProgress } from '../ui/progress';
 import { Link } from '../ui/router';
 import { runsOf } from '../ui/runs';
 
 const DAY = 24 * 3600 * 1000;
 
+/** A repository's space as shown: measured, or unknown when the check failed. */
+type SpaceShown = Omit<RepositorySpace, 'measured'> & { measured: RepositorySpace['measured'] | 'unknown (space check failed)' };
+
 export function Dashboard() {
   const repos = useAsync(async () => {
     const list = await api.repositories();
-    return Promise.all(list.map((r) => api.space(r.id).catch((): RepositorySpace => ({ ...r, used_by_backups_bytes: 0, measured: 'unknown (space check failed)' }))));
+    return Promise.all(list.map((r): Promise<SpaceShown> => api.space(r.id).catch((): SpaceShown => ({ ...r, used_by_backups_bytes: 0, measured: 'unknown (space check failed)' }))));
   }, []);
   const data = useAsync(async () => {
     const [vms, backups] = await Promise.all([api.vms(), api.backups({ limit: 1000 })]);
@@ -54,7 +57,7 @@ export function Dashboard() {
                     <div className="row-between">
                       <strong>{r.name}</strong>
                       <span className="muted small">
-                        {r.storage_node} · {r.config?.path ?? r.type}
+                        {r.storage_node} · {repoPath(r.config) ?? r.type}
                       </span>
                     </div>
                     <Bar value={used} total={r.total_size_bytes} label={`${r.name} used space`} />

@@ -2,7 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { api } from '../api/client';
 import type { CreatedApiKey, ImportedVm, Role } from '../api/types';
 import { Bar, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
-import { ago, bytes, when } from '../ui/format';
+import { ago, bytes, repoPath, when } from '../ui/format';
 
 export function Settings() {
   return (
@@ -146,7 +146,7 @@ function Repositories() {
                     {r.enabled ? '' : ' (disabled)'}
                   </td>
                   <td>{r.storage_node}</td>
-                  <td className="mono small">{r.config?.path ?? r.type}</td>
+                  <td className="mono small">{repoPath(r.config) ?? r.type}</td>
                   <td>
                     <Bar value={r.total_size_bytes - r.available_size_bytes} total={r.total_size_bytes} label={`${r.name} used space`} />
                     <span className="small">

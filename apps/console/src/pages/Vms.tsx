@@ -71,7 +71,7 @@ export function VmList() {
 const TYPE_LETTER: Record<string, string> = { full: 'F', incremental: 'I', differential: 'D' };
 
 function isSuspect(b: Backup): boolean {
-  return !!b.suspect || b.verify_status === 'failed' || b.verify_status === 'suspect';
+  return !!b.suspect_reason || b.verify_status === 'failed';
 }
 
 export function VmPage({ contextId }: { contextId: string }) {

@@ -57,3 +57,9 @@ export function mode(octal: string, type: string): string {
   for (let i = 0; i < 9; i++) s += m & (1 << (8 - i)) ? bits[i] : '-';
   return t + s;
 }
+
+/** The directory of a local repository from its backend settings (config is free-form in the API). */
+export function repoPath(config: Record<string, unknown> | null | undefined): string | null {
+  const p = config?.['path'];
+  return typeof p === 'string' ? p : null;
+}
