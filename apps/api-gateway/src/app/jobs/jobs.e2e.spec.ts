@@ -155,6 +155,16 @@ describe('GET /api/v1/jobs', () => {
     await http().get(`/api/v1/jobs/${randomUUID()}`).set('X-API-Key', viewer).expect(404);
   });
 
+  it('a run cancelled while queued reads back as cancelled (not "unknown"), with the event that says so', async () => {
+    const started = await http().post('/api/v1/backup/start').set('X-API-Key', operator).send({ vm_name: 'alpha', backup_type: 'full' }).expect(202);
+    const runId = started.body.run_id as string;
+    const c = await http().post(`/api/v1/jobs/${runId}/cancel`).set('X-API-Key', operator);
+    expect(c.body).toMatchObject({ run_id: runId, status: 'cancelled' });
+    const s = await http().get(`/api/v1/jobs/${runId}`).set('X-API-Key', viewer).expect(200);
+    expect(s.body.status).toBe('cancelled');
+    expect(s.body.events.map((e: { message: string }) => e.message)).toContain('cancelled while queued: it never started');
+  });
+
   it('documents typed response schemas (not strings)', async () => {
     const doc = (await http().get('/api/docs-json').set('X-API-Key', viewer).expect(200)).body;
     const ref = (path: string, method: string, status: string) => doc.paths[path][method].responses[status].content?.['application/json']?.schema;

@@ -41,6 +41,7 @@ export class JobsService {
       : rows.length && rows.every((r) => r.status === 'completed') ? 'completed'
       : rows.some((r) => r.status === 'failed') ? 'failed'
       : rows.some((r) => r.status === 'cancelled') ? 'cancelled'
+      : events.some((e) => e.phase === 'cancelled') ? 'cancelled'
       : 'unknown';
     return {
       run_id: runId,
@@ -70,6 +71,8 @@ export class JobsService {
       return { run_id: runId, status: 'cancelling' };
     }
     await job.remove();
+    // The queue forgets a removed job and no worker wrote a row: the event says what became of it.
+    await this.prisma.jobEvent.create({ data: { runId, level: 'warn', phase: 'cancelled', message: 'cancelled while queued: it never started' } });
     return { run_id: runId, status: 'cancelled' };
   }
 }
