@@ -43,6 +43,7 @@ export const restoreEnv = {
   RESTORE_MOUNT_ROOT: absPath('Where restore points are mounted', '/mnt/sendense'),
   RESTORE_STATE_DIR: absPath('State of active mounts (for cleanup after a crash)', '/var/lib/sendense/restore'),
   RESTORE_IMAGE_DIR: optionalAbsPath('Scratch space of whole-disk image downloads (qcow2/vmdk conversions; checked for free space before each); default <RESTORE_STATE_DIR>/images'),
+  RESTORE_MAX_MOUNTS: int('Most restore points mounted at once on this node (each holds a qemu-storage-daemon and loop devices); 0: no limit', 32, 0, 10_000),
   RESTORE_IDLE_TIMEOUT: duration('Unmount a restore point after this long without access', '1h'),
   RESTORE_BLOCK_BACKEND: oneOf('How a chain becomes a block device (auto: nbd when /dev/nbd0 exists)', ['auto', 'fuse-loop', 'nbd'] as const, 'auto'),
   RESTORE_ALLOWED_ROOTS: str('Colon-separated directories restore points may be mounted from (the repositories)', '/var/lib/sendense'),

@@ -30,6 +30,7 @@ export class RestoreServiceModule {
           mountRoot: settings.RESTORE_MOUNT_ROOT,
           runDir: settings.RESTORE_STATE_DIR,
           idleTimeoutMs: settings.RESTORE_IDLE_TIMEOUT,
+          maxMounts: settings.RESTORE_MAX_MOUNTS,
           mode: settings.RESTORE_BLOCK_BACKEND,
           allowedImageRoots: settings.RESTORE_ALLOWED_ROOTS.split(':').filter(Boolean),
           ...(settings.RESTORE_IMAGE_DIR ? { imageWorkDir: settings.RESTORE_IMAGE_DIR } : {}),

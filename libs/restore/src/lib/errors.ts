@@ -63,3 +63,13 @@ export class MountFailed extends RestoreError {
     super(message, 'MOUNT_FAILED');
   }
 }
+
+/** The service holds as many mounts as it may (RESTORE_MAX_MOUNTS); nothing was mounted. */
+export class MountLimitReached extends RestoreError {
+  constructor(
+    readonly limit: number,
+    readonly active: number,
+  ) {
+    super(`this restore-service holds ${active} mounts, its limit (RESTORE_MAX_MOUNTS=${limit}): unmount restore points that are no longer needed (sendense-ctl backup unmount <mount-id>) and try again`, 'MOUNT_LIMIT');
+  }
+}

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { LostMount, MountInfo } from '@sendense/contracts';
 import { processStartTime, type Daemon } from '@sendense/process';
-import { MountFailed, MountGone, MountNotFound } from './errors';
+import { MountFailed, MountGone, MountLimitReached, MountNotFound } from './errors';
 import { mountedTargets, mountProblems } from './mount-health';
 import { detectFilesystem, driverFor, mountFilesystem } from './filesystem';
 import { startFuseExport } from './fuse-export';
@@ -45,6 +45,12 @@ export interface MountManagerOptions {
    * way to mount arbitrary host files.
    */
   allowedImageRoots?: string[];
+  /**
+   * Most mounts this manager holds at once (each costs a qemu-storage-daemon
+   * and loop devices); a mount beyond it is refused with MountLimitReached.
+   * 0 or absent: no limit.
+   */
+  maxMounts?: number;
   log?: (message: string) => void;
 }
 
@@ -96,6 +102,8 @@ export class MountManager extends EventEmitter {
   /** Ids being mounted: reserved so that a concurrent request cannot reuse them. */
   private readonly pending = new Set<string>();
   private readonly closing = new Map<string, Promise<void>>();
+  /** Mounts under way by image: a reuse request for the same image waits for it instead of mounting a second time. */
+  private readonly mountingImages = new Map<string, Promise<MountInfo>>();
   private idleTimer?: NodeJS.Timeout;
   private readonly lost: LostMount[] = [];
 
@@ -126,22 +134,36 @@ export class MountManager extends EventEmitter {
   }
 
   async mount(request: MountRequest): Promise<MountInfo> {
+    const image = resolve(request.imagePath);
     if (request.reuse) {
-      const image = resolve(request.imagePath);
-      const existing = [...this.mounts.values()].find((l) => l.state.imagePath === image);
-      if (existing) {
-        existing.lastAccess = Date.now();
-        return this.describe(existing);
+      for (;;) {
+        const existing = [...this.mounts.values()].find((l) => l.state.imagePath === image);
+        if (existing) {
+          existing.lastAccess = Date.now();
+          return this.describe(existing);
+        }
+        const inFlight = this.mountingImages.get(image);
+        // Nothing awaits between this check and the registration below, so two requests never both mount.
+        if (!inFlight) break;
+        // Its failure is its own caller's to report; this request then mounts by itself.
+        await inFlight.catch(() => undefined);
+        if (this.mountingImages.get(image) === inFlight) this.mountingImages.delete(image);
       }
     }
     const mountId = (request.mountId ?? randomUUID()).toLowerCase();
     if (!UUID_RE.test(mountId)) throw new MountFailed(`mount id must be a UUID, got ${JSON.stringify(request.mountId)}`);
     if (this.mounts.has(mountId) || this.pending.has(mountId)) throw new MountFailed(`mount id ${mountId} is already in use`);
+    const max = this.options.maxMounts ?? 0;
+    if (max > 0 && this.mounts.size + this.pending.size >= max) throw new MountLimitReached(max, this.mounts.size + this.pending.size);
     this.pending.add(mountId);
+    const mounting = this.doMount(mountId, request);
+    // Registered synchronously after the reuse check: a concurrent reuse request sees it and waits.
+    if (!this.mountingImages.has(image)) this.mountingImages.set(image, mounting);
     try {
-      return await this.doMount(mountId, request);
+      return await mounting;
     } finally {
       this.pending.delete(mountId);
+      if (this.mountingImages.get(image) === mounting) this.mountingImages.delete(image);
     }
   }
 

@@ -461,6 +461,35 @@ describe('several mounts', () => {
 });
 
 describe('concurrent mounts', () => {
+  it('ten parallel mounts of one restore point with reuse share one mount (one set of loop devices)', async () => {
+    // Only this manager's loop devices (other processes on the host may attach their own meanwhile).
+    const ours = async () => (await listLoops()).filter((l) => l.backFile.startsWith(resolve(runDir))).length;
+    const loopsBefore = await ours();
+    const infos = await Promise.all(Array.from({ length: 10 }, () => manager.mount({ imagePath: gpt[1]!.image, reuse: true })));
+    try {
+      expect(new Set(infos.map((i) => i.mountId)).size).toBe(1);
+      expect(manager.list().filter((m) => m.mountId === infos[0]!.mountId)).toHaveLength(1);
+      // One mount of a GPT disk with two file systems: two loop devices, not twenty.
+      expect((await ours()) - loopsBefore).toBe(infos[0]!.partitions.length);
+    } finally {
+      await manager.unmount(infos[0]!.mountId);
+    }
+  });
+
+  it('refuses a mount beyond maxMounts with what to do, and mounts again once one is gone', async () => {
+    const capped = new MountManager({ mountRoot, runDir: join(work, 'run-capped'), mode: 'fuse', idleTimeoutMs: 0, maxMounts: 1 });
+    const first = await capped.mount({ imagePath: gpt[0]!.image });
+    try {
+      await expect(capped.mount({ imagePath: gpt[1]!.image })).rejects.toThrow(/limit \(RESTORE_MAX_MOUNTS=1\).*unmount/);
+      // Reusing the mount that exists is not a new mount.
+      expect((await capped.mount({ imagePath: gpt[0]!.image, reuse: true })).mountId).toBe(first.mountId);
+    } finally {
+      await capped.unmount(first.mountId);
+    }
+    const again = await capped.mount({ imagePath: gpt[1]!.image });
+    await capped.unmount(again.mountId);
+  });
+
   it('mounts several restore points in parallel', async () => {
     const infos = await Promise.all([gpt[0]!, gpt[1]!, mbr[1]!, gpt[2]!].map((p) => manager.mount({ imagePath: p.image })));
     try {

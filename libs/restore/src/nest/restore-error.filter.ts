@@ -12,6 +12,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   MOUNT_GONE: HttpStatus.GONE,
   RANGE_NOT_SATISFIABLE: HttpStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
   MOUNT_FAILED: HttpStatus.UNPROCESSABLE_ENTITY,
+  MOUNT_LIMIT: HttpStatus.TOO_MANY_REQUESTS,
   IMAGE_FAILED: HttpStatus.UNPROCESSABLE_ENTITY,
   INSUFFICIENT_SPACE: HttpStatus.INSUFFICIENT_STORAGE,
   // Nobody is left to read it; logged as a client abort.
