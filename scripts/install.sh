@@ -13,7 +13,8 @@
 #                     units and the env file always come from this one)
 #   --database-url    DATABASE_URL for a new env file (default: a local MariaDB
 #                     user `sendense` with a generated password, created here)
-#   --redis-url       REDIS_URL for a new env file (default redis://127.0.0.1:6379)
+#   --redis-url       REDIS_URL for a new env file (default: the local Redis as
+#                     ACL user `sendense` with a generated password, created here)
 #   --node-name       NODE_NAME for a new env file (default: the host name)
 #   --no-start        install and enable, but do not (re)start the services
 #   --no-migrate      do not bring the database up to date
@@ -28,7 +29,7 @@ die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"   # units, env-file.ts
 dest=/ from="$here"
-db_url='' redis_url='redis://127.0.0.1:6379' node_name="$(hostname)" start=1 migrate=1
+db_url='' redis_url='' node_name="$(hostname)" start=1 migrate=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) dest="${2:?--root needs a directory}"; shift ;;
@@ -103,6 +104,23 @@ GRANT ALL PRIVILEGES ON sendense.* TO 'sendense'@'127.0.0.1';
 SQL
     elif [ "$live" = 1 ]; then
       log "warning: no local MariaDB reachable as root; set DATABASE_URL in /etc/sendense/sendense.env"
+    fi
+  fi
+  if [ -z "$redis_url" ]; then
+    redis_url='redis://127.0.0.1:6379'
+    # The services log in to Redis as their own ACL user (Redis 6+), not as the
+    # password-less default user; the admin guide says how to switch that one off.
+    if [ "$live" = 1 ] && command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then
+      rpw="$(secret)"
+      if redis-cli -h 127.0.0.1 -p 6379 ACL SETUSER sendense reset on ">$rpw" '~*' '&*' '+@all' >/dev/null 2>&1; then
+        redis_url="redis://sendense:$rpw@127.0.0.1:6379"
+        log "created the Redis ACL user sendense"
+        if [ "$(redis-cli -h 127.0.0.1 -p 6379 CONFIG REWRITE 2>&1)" != OK ]; then
+          log "warning: Redis runs without a config file it can rewrite: the ACL user sendense is lost when Redis restarts (add it to redis.conf or an aclfile; docs/admin-guide.md)"
+        fi
+      else
+        log "warning: could not create a Redis ACL user (Redis older than 6, or the default user needs a password): the services use $redis_url as it is"
+      fi
     fi
   fi
   log "writing $env_file (generated SENDENSE_SECRET_KEY: keep it, stored vCenter passwords need it)"
