@@ -7,15 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ApiKeyRepository } from '@sendense/db';
-import { startStandIn, type StandIn } from '@sendense/vsphere';
+import { run } from '@sendense/process';
+import { startStandIn, VSphereClient, type StandIn } from '@sendense/vsphere';
 import { ROOT, startSystem, type System } from './support/system';
 
 /**
  * The web console in Debian's Chromium (playwright-core, no browser
  * download) against the real services and the VMware stand-in: log in, back
  * up from the page and watch the progress, see the chain grow, mount a
- * restore point, browse to a file and download it, unmount; a viewer key
- * gets no backup button. Screenshots go to tests/artifacts/ (git-ignored).
+ * restore point, browse to a file and download it, unmount; start an
+ * instant-access export and read its URI with qemu-img, download the disk
+ * image, write the disk back (refused while the VM runs, in the API's words;
+ * a quick rollback once it is off); a viewer key gets no backup, export or
+ * restore buttons. Screenshots go to tests/artifacts/ (git-ignored).
  */
 
 const VM = 'console-vm';
@@ -199,6 +203,103 @@ describe('web console in a browser', () => {
     expect(mounts.body).toEqual([]);
   }, 300_000);
 
+  // The newest restore point as the chain reads it: the reference the export, the image and the write-back are compared with.
+  let pointId = '';
+  let pointRaw = '';
+  it('starts an instant-access export from the disk-restore page, shows its URI and size; any NBD client reads the restore point there; it is listed and ended', async () => {
+    await page.getByRole('link', { name: 'VMs' }).click();
+    await page.getByRole('link', { name: VM }).click();
+    await page.locator('[data-testid=chain-disk-0] [data-testid=restore-point]').last().click();
+    await page.getByRole('link', { name: 'Restore the disk…' }).click();
+    await page.waitForURL(/\/disk-restore\?backup=/);
+    pointId = new URL(page.url()).searchParams.get('backup')!;
+    await page.getByTestId('disk-point-chosen').filter({ hasText: 'incremental' }).waitFor();
+    const point = await sys.call<{ repository_path: string; virtual_size_bytes: number }>('GET', `/api/v1/backup/${pointId}`);
+    pointRaw = join(work, 'point.raw');
+    await run('qemu-img', ['convert', '-U', '-O', 'raw', join(sys.repoDir, point.body.repository_path), pointRaw]);
+
+    await page.getByTestId('start-export').click();
+    const uriCell = page.getByTestId('export-uri');
+    await uriCell.waitFor({ timeout: 120_000 });
+    const uri = (await uriCell.innerText()).trim();
+    expect(uri).toMatch(/^nbd:\/\/127\.0\.0\.1:\d+\/backup-/);
+    expect(Number(await page.getByTestId('export-size').getAttribute('data-bytes'))).toBe(point.body.virtual_size_bytes);
+    // The URI as the page shows it, read by a real NBD client.
+    await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', pointRaw, uri]);
+    const name = (await page.getByTestId('export-created').getAttribute('data-name'))!;
+    const row = page.locator(`[data-testid=export-table] tr[data-name="${name}"]`);
+    await row.waitFor();
+    expect(await row.innerText()).toContain(uri);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-disk-export.png'), fullPage: true });
+    await page.getByRole('button', { name: `End export ${name}` }).click();
+    await page.getByTestId('no-exports').waitFor();
+    expect((await sys.call<unknown[]>('GET', '/api/v1/restore/export')).body).toEqual([]);
+  }, 300_000);
+
+  it('downloads the disk image as qcow2 from the page: a self-contained image that reads as the restore point', async () => {
+    await page.selectOption('#image-format', 'qcow2');
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: 180_000 }), page.getByTestId('download-image').click()]);
+    expect(download.suggestedFilename()).toBe(`${pointId}.qcow2`);
+    const file = join(work, 'image.qcow2');
+    await download.saveAs(file);
+    const info = JSON.parse((await run('qemu-img', ['info', '--output=json', file])).stdout) as { format: string; 'backing-filename'?: string };
+    expect(info.format).toBe('qcow2');
+    expect(info['backing-filename']).toBeUndefined();
+    await run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', pointRaw, file]);
+    await page.getByText(/Downloaded .*\.qcow2/).waitFor();
+  }, 240_000);
+
+  it('writes the disk back: refused while the VM is powered on (the reason on the job page), then a quick rollback of the powered-off VM makes the disk the restore point again', async () => {
+    // The guest changes after the restore point.
+    await standIn.harness!.write(VM, deviceKey, 0, randomBytes(64 * 1024));
+    await standIn.harness!.write(VM, deviceKey, 9 * 1024 * 1024, randomBytes(256 * 1024));
+    const liveEqualsPoint = async () => {
+      const live = (await standIn.harness!.vm(VM)).disks.find((d) => d.key === deviceKey)!.liveUri;
+      const out = join(work, 'live.raw');
+      await run('nbdcopy', [live, out]);
+      try {
+        return (await readFile(out)).equals(await readFile(pointRaw));
+      } finally {
+        await rm(out, { force: true });
+      }
+    };
+    expect(await liveEqualsPoint()).toBe(false);
+
+    const writeBack = async () => {
+      await page.goto(`${sys.api}/disk-restore?backup=${pointId}`);
+      await page.getByTestId('disk-point-chosen').waitFor();
+      await page.getByTestId('restore-confirm').check();
+      await page.getByTestId('restore-disk').click();
+      await page.waitForURL(/\/jobs\/[^/?]+\?kind=restore$/, { timeout: 60_000 });
+    };
+    await writeBack();
+    const refusal = page.getByTestId('job-error');
+    await refusal.waitFor({ timeout: 180_000 });
+    const said = await refusal.innerText();
+    expect(said).toMatch(/poweredOn; power it off/);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-disk-restore-refused.png'), fullPage: true });
+
+    const vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { thumbprint: standIn.thumbprint } });
+    try {
+      await vc.powerOff((await vc.findVm({ name: VM })).ref);
+    } finally {
+      await vc.logout().catch(() => undefined);
+    }
+    await writeBack();
+    const runId = new URL(page.url()).pathname.split('/').pop()!;
+    const log = page.getByTestId('event-log');
+    try {
+      await log.filter({ hasText: /done: quick/ }).waitFor({ timeout: 240_000 });
+    } catch (err) {
+      const job = await sys.call('GET', `/api/v1/jobs/${runId}`);
+      throw new Error(`${(err as Error).message}\njob: ${JSON.stringify(job.body).slice(0, 2000)}\nworker: ${sys.logs.get('backup-worker')?.slice(-15).join('\n')}`);
+    }
+    expect(await page.getByTestId('job-error').count()).toBe(0);
+    expect(await liveEqualsPoint()).toBe(true);
+    process.stdout.write(`console e2e: write-back refused with "${said}"; quick rollback: ${await log.locator('li', { hasText: 'done: quick' }).innerText()}\n`);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-disk-restore-done.png'), fullPage: true });
+  }, 600_000);
+
   it('a viewer key sees the chain but no backup button and no settings', async () => {
     const viewer = await ctx.newPage(); // a new tab: its own session storage
     await login(viewer, viewerKey);
@@ -210,6 +311,13 @@ describe('web console in a browser', () => {
     expect(await viewer.getByRole('link', { name: 'Settings' }).count()).toBe(0);
     await viewer.locator('[data-testid=chain-disk-0] [data-testid=restore-point]').first().click();
     expect(await viewer.getByRole('button', { name: /Delete|Verify|Consolidate/ }).count()).toBe(0);
+    // The disk-restore page lists exports for a viewer but offers no export, download or write-back.
+    await viewer.getByRole('link', { name: 'Disk restore' }).click();
+    await viewer.getByTestId('no-exports').waitFor();
+    expect(await viewer.getByTestId('start-export').count()).toBe(0);
+    expect(await viewer.getByTestId('download-image').count()).toBe(0);
+    expect(await viewer.getByTestId('restore-disk').count()).toBe(0);
+    await viewer.goBack();
     // A narrow window still shows the page without sideways scrolling of the whole page.
     await viewer.setViewportSize({ width: 420, height: 800 });
     expect(await viewer.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(420);

@@ -9,6 +9,7 @@ import { Dashboard } from './pages/Dashboard';
 import { VmList, VmPage } from './pages/Vms';
 import { JobList, JobPage } from './pages/Jobs';
 import { RestoreBrowser, RestorePage } from './pages/Restore';
+import { DiskRestorePage } from './pages/DiskRestore';
 import { Settings } from './pages/Settings';
 
 export function App() {
@@ -87,6 +88,7 @@ const NAV = [
   { to: '/vms', label: 'VMs' },
   { to: '/jobs', label: 'Jobs' },
   { to: '/restore', label: 'File restore' },
+  { to: '/disk-restore', label: 'Disk restore' },
 ];
 
 function Shell({ me, onLogout }: { me: WhoAmI; onLogout: () => void }) {
@@ -99,9 +101,10 @@ function Shell({ me, onLogout }: { me: WhoAmI; onLogout: () => void }) {
   else if (loc.path === '/vms') page = <VmList />;
   else if ((m = match('/vms/:id', loc.path))) page = <VmPage contextId={m['id'] ?? ''} />;
   else if (loc.path === '/jobs') page = <JobList />;
-  else if ((m = match('/jobs/:id', loc.path))) page = <JobPage runId={m['id'] ?? ''} />;
+  else if ((m = match('/jobs/:id', loc.path))) page = <JobPage runId={m['id'] ?? ''} restore={loc.query.get('kind') === 'restore'} />;
   else if (loc.path === '/restore') page = <RestorePage backupId={loc.query.get('backup')} />;
   else if ((m = match('/restore/:id', loc.path))) page = <RestoreBrowser mountId={m['id'] ?? ''} path={loc.query.get('path') ?? ''} />;
+  else if (loc.path === '/disk-restore') page = <DiskRestorePage backupId={loc.query.get('backup')} />;
   else if (loc.path === '/settings' && can.settings(me.role)) page = <Settings />;
   else if (loc.path === '/settings') page = <Notice kind="warn">Settings are for administrators; your key has the role {me.role}.</Notice>;
   else

@@ -1,5 +1,6 @@
 import { useState } from 'react';
 import { api } from '../api/client';
+import type { Backup } from '../api/types';
 import { ErrorBox, Loading, Notice, Section, StatusBadge, useAction, useAsync, useInterval } from '../ui/components';
 import { bytes, duration, short, when } from '../ui/format';
 import { LiveProgress } from '../ui/progress';
@@ -118,7 +119,8 @@ export function Pager({ page, pages, onPage }: { page: number; pages: number; on
   );
 }
 
-export function JobPage({ runId }: { runId: string }) {
+/** A backup run, or (restore: opened from the disk-restore page) a disk write-back run, which makes no restore points. */
+export function JobPage({ runId, restore = false }: { runId: string; restore?: boolean }) {
   const may = useCan();
   const job = useAsync(() => api.job(runId), [runId]);
   const cancel = useAction(async () => {
@@ -134,7 +136,9 @@ export function JobPage({ runId }: { runId: string }) {
       <p className="crumbs">
         <Link to="/jobs">Jobs</Link> /
       </p>
-      <h1>Job {short(runId)}</h1>
+      <h1>
+        {restore ? 'Disk restore' : 'Job'} {short(runId)}
+      </h1>
       <ErrorBox error={job.error} />
       {!s ? (
         <Loading what="the job" />
@@ -160,7 +164,7 @@ export function JobPage({ runId }: { runId: string }) {
             <dt>Run id</dt>
             <dd className="mono">{s.run_id}</dd>
           </dl>
-          {s.error ? <p className="error">{s.error}</p> : null}
+          {s.error ? <p className="error" data-testid="job-error">{s.error}</p> : null}
           {live ? (
             <Section
               title="Progress"
@@ -183,40 +187,7 @@ export function JobPage({ runId }: { runId: string }) {
               {cancelled ? <Notice>{cancelled === 'cancelling' ? 'Cancelling: the worker stops the copy and removes the snapshot and half-written restore points.' : 'Cancelled before it started.'}</Notice> : null}
             </Section>
           ) : null}
-          <Section title="Restore points of this run" id="run-points">
-            {s.backups.length === 0 ? (
-              <p className="muted">None yet.</p>
-            ) : (
-              <div className="scroll">
-                <table className="table">
-                  <thead>
-                    <tr>
-                      <th scope="col">Disk</th>
-                      <th scope="col">Type</th>
-                      <th scope="col">Status</th>
-                      <th scope="col">Copied</th>
-                      <th scope="col">Stored</th>
-                      <th scope="col">Note</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {s.backups.map((b) => (
-                      <tr key={b.id}>
-                        <td>disk {b.disk_id}</td>
-                        <td>{b.backup_type}</td>
-                        <td>
-                          <StatusBadge status={b.status} />
-                        </td>
-                        <td>{bytes(b.bytes_transferred)}</td>
-                        <td>{bytes(b.allocated_bytes)}</td>
-                        <td className="small">{b.error_message ?? (b.requested_type && b.requested_type !== b.backup_type ? `asked for ${b.requested_type}: ${b.fallback_reason ?? ''}` : '')}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-          </Section>
+          {restore ? null : <RunPoints backups={s.backups} />}
           <Section title="Event log" id="events" actions={<button type="button" onClick={() => job.reload()}>Refresh</button>}>
             {s.events.length === 0 ? (
               <p className="muted">No events recorded.</p>
@@ -233,5 +204,44 @@ export function JobPage({ runId }: { runId: string }) {
         </>
       )}
     </>
+  );
+}
+
+function RunPoints({ backups }: { backups: Backup[] }) {
+  return (
+    <Section title="Restore points of this run" id="run-points">
+      {backups.length === 0 ? (
+        <p className="muted">None yet.</p>
+      ) : (
+        <div className="scroll">
+          <table className="table">
+            <thead>
+              <tr>
+                <th scope="col">Disk</th>
+                <th scope="col">Type</th>
+                <th scope="col">Status</th>
+                <th scope="col">Copied</th>
+                <th scope="col">Stored</th>
+                <th scope="col">Note</th>
+              </tr>
+            </thead>
+            <tbody>
+              {backups.map((b) => (
+                <tr key={b.id}>
+                  <td>disk {b.disk_id}</td>
+                  <td>{b.backup_type}</td>
+                  <td>
+                    <StatusBadge status={b.status} />
+                  </td>
+                  <td>{bytes(b.bytes_transferred)}</td>
+                  <td>{bytes(b.allocated_bytes)}</td>
+                  <td className="small">{b.error_message ?? (b.requested_type && b.requested_type !== b.backup_type ? `asked for ${b.requested_type}: ${b.fallback_reason ?? ''}` : '')}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Section>
   );
 }

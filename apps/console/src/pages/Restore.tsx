@@ -4,6 +4,7 @@ import type { FileEntry } from '../api/types';
 import { ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
 import { ago, bytes, mode, short, when } from '../ui/format';
 import { Link, navigate } from '../ui/router';
+import { saveBlob } from '../ui/save';
 import { useCan } from '../ui/session';
 import { Pager } from './Jobs';
 
@@ -145,18 +146,6 @@ async function loadDir(mountId: string, path: string, serverPage: number): Promi
 
 function join(dir: string, name: string): string {
   return dir ? `${dir}/${name}` : name;
-}
-
-function saveBlob(blob: Blob, name: string): void {
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  a.rel = 'noopener';
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 export function RestoreBrowser({ mountId, path }: { mountId: string; path: string }) {

@@ -306,6 +306,9 @@ function PointPanel({
         <Link to={`/restore?backup=${encodeURIComponent(point.id)}`} className="button">
           Restore files…
         </Link>
+        <Link to={`/disk-restore?backup=${encodeURIComponent(point.id)}`} className="button">
+          Restore the disk…
+        </Link>
         {may.verify ? (
           <button type="button" onClick={() => void verify.run()} disabled={verify.busy}>
             {verify.busy ? 'Verifying…' : 'Verify'}

@@ -22,6 +22,10 @@ export const can = {
   consolidate: (r: Role) => WRITE.includes(r),
   cancel: (r: Role) => WRITE.includes(r),
   mount: (r: Role) => WRITE.includes(r),
+  /** Instant-access exports and image downloads (RESTORE_ROLES). */
+  exportDisk: (r: Role) => WRITE.includes(r),
+  /** Writing a restore point back into a VM's disk (WRITE_ROLES). */
+  writeBack: (r: Role) => WRITE.includes(r),
   delete: (r: Role) => r === 'admin',
   settings: (r: Role) => r === 'admin',
 };
