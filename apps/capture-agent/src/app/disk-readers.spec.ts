@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CaptureError, toCaptureError } from './capture-error';
-import { createDiskReader, nbdkitVddkArgs, StandInNbdReader, VddkReader, vddkThumbprint, type DaemonStarter, type SnapshotDiskRef } from './disk-readers';
+import { createDiskReader, nbdkitVddkArgs, openVddkWriter, StandInNbdReader, VddkReader, vddkThumbprint, type DaemonStarter, type SnapshotDiskRef } from './disk-readers';
 import { NbdConnectionError, NbdCommandError } from '@sendense/nbd';
 import { InvalidLoginError, TaskFailedError, TransportError } from '@sendense/vsphere';
 
@@ -99,6 +99,25 @@ describe('VddkReader', () => {
     };
     await expect(new VddkReader({ start }).open(disk)).rejects.toThrow('cannot open VDDK library');
     expect(existsSync(dir)).toBe(false);
+  });
+
+  it('the snapshot reader is read-only; the restore writer opens the disk itself writable (no snapshot)', async () => {
+    const seen: (readonly string[])[] = [];
+    const start: DaemonStarter = async (_command, args) => {
+      seen.push(args);
+      writeFileSync(args[1], '');
+      return { running: true, stop: async () => undefined, exitError: () => new Error('unused') as never };
+    };
+    await (await new VddkReader({ start }).open(disk)).close();
+    const writer = await openVddkWriter({ libdir: '/opt/vddk', start }, { vcenter: disk.vcenter, vmMoref: 'vm-7', vmName: 'web01', deviceKey: 2000, fileName: disk.fileName });
+    await writer.close();
+    const [reader, written] = seen;
+    expect(reader).toContain('--readonly');
+    expect(reader).toContain('snapshot=snapshot-9');
+    expect(written).not.toContain('--readonly');
+    expect(written?.some((a) => a.startsWith('snapshot='))).toBe(false);
+    expect(written).toEqual(expect.arrayContaining(['vddk', 'libdir=/opt/vddk', 'vm=moref=vm-7', 'file=[ds1] web01/web01.vmdk']));
+    expect(writer.uri).toMatch(/^nbd\+unix:\/\/\/\?socket=/);
   });
 
   it('refuses a vCenter without thumbprint', async () => {

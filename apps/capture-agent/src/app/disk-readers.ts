@@ -69,8 +69,11 @@ export interface NbdkitVddkParams {
   /** SHA-1 thumbprint of the server certificate, colon separated. */
   thumbprint: string;
   vmMoref: string;
-  snapshotMoref: string;
+  /** Read the disk as of this snapshot; absent: the disk itself (a restore writes the powered-off VM's disk). */
+  snapshotMoref?: string;
   fileName: string;
+  /** Writable export (restore into the disk); default read-only. */
+  writable?: boolean;
   /** e.g. "hotadd:nbdssl:nbd" (VDDK tries them in order). */
   transports?: string;
 }
@@ -90,7 +93,7 @@ export function vddkThumbprint(thumbprint: string): string {
  * datastore path "[ds1] vm/vm.vmdk") need no quoting and reach no shell.
  */
 export function nbdkitVddkArgs(p: NbdkitVddkParams): string[] {
-  const args = ['-U', p.socket, '--exit-with-parent', '--foreground', '--readonly', 'vddk'];
+  const args = ['-U', p.socket, '--exit-with-parent', '--foreground', ...(p.writable ? [] : ['--readonly']), 'vddk'];
   if (p.libdir) args.push(`libdir=${p.libdir}`);
   args.push(`server=${p.server}`);
   if (p.port !== undefined && p.port !== 443) args.push(`port=${p.port}`);
@@ -99,7 +102,7 @@ export function nbdkitVddkArgs(p: NbdkitVddkParams): string[] {
     `password=+${p.passwordFile}`,
     `thumbprint=${vddkThumbprint(p.thumbprint)}`,
     `vm=moref=${p.vmMoref}`,
-    `snapshot=${p.snapshotMoref}`,
+    ...(p.snapshotMoref ? [`snapshot=${p.snapshotMoref}`] : []),
     `file=${p.fileName}`,
   );
   if (p.transports) args.push(`transports=${p.transports}`);
@@ -127,55 +130,82 @@ export interface VddkReaderOptions {
 export class VddkReader implements DiskReader {
   constructor(private readonly options: VddkReaderOptions = {}) {}
 
-  async open(disk: SnapshotDiskRef): Promise<OpenedDisk> {
-    const url = new URL(disk.vcenter.url);
-    if (!disk.vcenter.thumbprint) throw invalidArgument('the vddk reader needs vcenter.thumbprint (VDDK verifies the server by its SHA-1 thumbprint)');
-    const dir = await mkdtemp(join(this.options.tmpRoot ?? tmpdir(), 'sendense-vddk-'));
-    await chmod(dir, 0o700);
-    const socket = join(dir, 'nbd.sock');
-    const passwordFile = join(dir, 'password');
-    let daemon: Awaited<ReturnType<DaemonStarter>> | undefined;
-    try {
-      await writeFile(passwordFile, disk.vcenter.password, { mode: 0o600 });
-      const args = nbdkitVddkArgs({
-        socket,
-        passwordFile,
-        libdir: this.options.libdir,
-        server: url.hostname.replace(/^\[(.*)\]$/, '$1'),
-        port: url.port ? Number(url.port) : undefined,
-        user: disk.vcenter.username,
-        thumbprint: disk.vcenter.thumbprint,
-        vmMoref: disk.vmMoref,
-        snapshotMoref: disk.snapshotMoref,
-        fileName: disk.fileName,
-        transports: this.options.transports,
-      });
-      const start: DaemonStarter = this.options.start ?? ((cmd, a) => Daemon.start(cmd, a));
-      const d = await start(this.options.nbdkit ?? 'nbdkit', args);
-      daemon = d;
-      await waitFor(
-        () => {
-          if (!d.running) throw d.exitError(`nbdkit vddk for disk ${disk.deviceKey} of ${disk.vmName}`);
-          return existsSync(socket);
-        },
-        { timeoutMs: this.options.startTimeoutMs ?? 60000, message: `nbdkit vddk to serve ${disk.fileName}` },
-      );
-      await rm(passwordFile, { force: true });
-    } catch (err) {
-      await daemon?.stop(5000).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
-    const running = daemon;
-    return {
-      uri: `nbd+unix:///?socket=${socket}`,
-      describe: `nbdkit vddk ${disk.fileName} @ ${url.hostname} (${socket})`,
-      close: async () => {
-        await running.stop(10000).catch(() => undefined);
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
+  open(disk: SnapshotDiskRef): Promise<OpenedDisk> {
+    return startNbdkitVddk(this.options, {
+      vcenter: disk.vcenter,
+      vmMoref: disk.vmMoref,
+      snapshotMoref: disk.snapshotMoref,
+      fileName: disk.fileName,
+      writable: false,
+      what: `disk ${disk.deviceKey} of ${disk.vmName}`,
+    });
   }
+}
+
+/**
+ * Real vCenter, restore: `nbdkit vddk` serves the VM's disk itself (no
+ * snapshot: the VM is powered off and the quick rollback's snapshot is gone
+ * before writing starts) writable on a private Unix socket.
+ */
+export function openVddkWriter(
+  options: VddkReaderOptions,
+  disk: { vcenter: VCenterCredentials; vmMoref: string; vmName: string; deviceKey: number; fileName: string },
+): Promise<OpenedDisk> {
+  return startNbdkitVddk(options, { ...disk, writable: true, what: `disk ${disk.deviceKey} of ${disk.vmName} (writable, for a restore)` });
+}
+
+async function startNbdkitVddk(
+  options: VddkReaderOptions,
+  d: { vcenter: VCenterCredentials; vmMoref: string; snapshotMoref?: string; fileName: string; writable: boolean; what: string },
+): Promise<OpenedDisk> {
+  const url = new URL(d.vcenter.url);
+  if (!d.vcenter.thumbprint) throw invalidArgument('nbdkit vddk needs vcenter.thumbprint (VDDK verifies the server by its SHA-1 thumbprint)');
+  const dir = await mkdtemp(join(options.tmpRoot ?? tmpdir(), 'sendense-vddk-'));
+  await chmod(dir, 0o700);
+  const socket = join(dir, 'nbd.sock');
+  const passwordFile = join(dir, 'password');
+  let daemon: Awaited<ReturnType<DaemonStarter>> | undefined;
+  try {
+    await writeFile(passwordFile, d.vcenter.password, { mode: 0o600 });
+    const args = nbdkitVddkArgs({
+      socket,
+      passwordFile,
+      libdir: options.libdir,
+      server: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: url.port ? Number(url.port) : undefined,
+      user: d.vcenter.username,
+      thumbprint: d.vcenter.thumbprint,
+      vmMoref: d.vmMoref,
+      snapshotMoref: d.snapshotMoref,
+      fileName: d.fileName,
+      writable: d.writable,
+      transports: options.transports,
+    });
+    const start: DaemonStarter = options.start ?? ((cmd, a) => Daemon.start(cmd, a));
+    const started = await start(options.nbdkit ?? 'nbdkit', args);
+    daemon = started;
+    await waitFor(
+      () => {
+        if (!started.running) throw started.exitError(`nbdkit vddk for ${d.what}`);
+        return existsSync(socket);
+      },
+      { timeoutMs: options.startTimeoutMs ?? 60000, message: `nbdkit vddk to serve ${d.fileName}` },
+    );
+    await rm(passwordFile, { force: true });
+  } catch (err) {
+    await daemon?.stop(5000).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const running = daemon;
+  return {
+    uri: `nbd+unix:///?socket=${socket}`,
+    describe: `nbdkit vddk ${d.fileName} @ ${url.hostname} (${socket})`,
+    close: async () => {
+      await running.stop(10000).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export function createDiskReader(spec: DiskReaderSpec): DiskReader {

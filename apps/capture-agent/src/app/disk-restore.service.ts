@@ -4,6 +4,7 @@ import { copyExtents, NbdClient, totalBytes, type Extent } from '@sendense/nbd';
 import { HarnessClient, InvalidChangeIdError, VSphereClient, type MoRef, type VmInfo } from '@sendense/vsphere';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
 import { SNAPSHOT_PREFIX } from './capture.service';
+import { openVddkWriter } from './disk-readers';
 
 const ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 
@@ -17,12 +18,21 @@ export interface DiskTarget {
 
 export type DiskTargetOpener = (spec: DiskWriterSpec, vm: VmInfo, deviceKey: number, vcenter: VCenterCredentials) => Promise<DiskTarget>;
 
-/** The stand-in serves every VM disk writable as `live` (what a hypervisor's disk is to VDDK). */
-export const openStandInTarget: DiskTargetOpener = async (spec, vm, deviceKey) => {
-  if (spec.kind !== 'standin-nbd') {
-    // Production path: `nbdkit vddk` on the VM's disk without a snapshot, writable. Not in this build yet.
-    throw invalidArgument(`disk writer "${spec.kind}" is not available in this Capture Agent (only standin-nbd)`);
+/**
+ * Where a restore writes: real vCenter through `nbdkit vddk` on the VM's disk
+ * (writable, no snapshot); the stand-in serves every VM disk writable as
+ * `live` (what a hypervisor's disk is to VDDK).
+ */
+export const openDiskTarget: DiskTargetOpener = async (spec, vm, deviceKey, vcenter) => {
+  if (spec.kind === 'vddk') {
+    const disk = vm.disks.find((d) => d.key === deviceKey);
+    if (!disk?.fileName) throw new CaptureError('NOT_FOUND', `VM ${vm.name} reports no backing file for disk ${deviceKey}; nbdkit vddk needs it`);
+    return openVddkWriter(
+      { libdir: spec.libdir, transports: spec.transports },
+      { vcenter, vmMoref: vm.ref.value, vmName: vm.name, deviceKey, fileName: disk.fileName },
+    );
   }
+  if (spec.kind !== 'standin-nbd') throw invalidArgument(`unknown disk writer ${JSON.stringify((spec as { kind?: unknown }).kind)}`);
   const harness = new HarnessClient(spec.harnessUrl.replace(/\/+$/, ''));
   try {
     const found = await harness.vm(vm.ref.value);
@@ -117,7 +127,7 @@ export class DiskRestoreService {
       const plan = await this.plan(client, vm, req, sourceSize, where);
       if (ac.signal.aborted) throw ac.signal.reason;
 
-      target = await (this.options.openTarget ?? openStandInTarget)(req.writer, vm, req.deviceKey, req.vcenter);
+      target = await (this.options.openTarget ?? openDiskTarget)(req.writer, vm, req.deviceKey, req.vcenter);
       const tuning = req.tuning ?? {};
       const bytesPlanned = totalBytes(plan.extents);
       this.logger.log(`${where}: ${plan.mode} restore of ${bytesPlanned} bytes in ${plan.extents.length} extent(s)${plan.fallbackReason ? ` (fell back: ${plan.fallbackReason})` : ''}`);
