@@ -298,6 +298,11 @@ describe('web console in a browser', () => {
     expect(await liveEqualsPoint()).toBe(true);
     process.stdout.write(`console e2e: write-back refused with "${said}"; quick rollback: ${await log.locator('li', { hasText: 'done: quick' }).innerText()}\n`);
     await page.screenshot({ path: join(ARTIFACTS, 'console-disk-restore-done.png'), fullPage: true });
+    // The Jobs page keeps the restore runs started from this tab (they make no restore points) and opens them as disk restores.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Jobs' }).click();
+    await page.locator('#queued').getByRole('link', { name: new RegExp(`${VM} \\(disk restore\\) · ${runId.slice(0, 8)}`) }).click();
+    await page.getByRole('heading', { name: `Disk restore ${runId.slice(0, 8)}` }).waitFor();
+    await page.getByRole('link', { name: VM, exact: true }).waitFor();
   }, 600_000);
 
   it('a viewer key sees the chain but no backup button and no settings', async () => {

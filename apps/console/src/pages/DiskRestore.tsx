@@ -12,7 +12,7 @@ import {
 } from '../ui/components';
 import { ago, bytes, short, when } from '../ui/format';
 import { Link, navigate } from '../ui/router';
-import { rememberRun } from '../ui/runs';
+import { jobLink, rememberRun } from '../ui/runs';
 import { saveBlob } from '../ui/save';
 import { useCan } from '../ui/session';
 
@@ -447,8 +447,8 @@ function WriteBack({
     if (target !== point.vm_context_id) body.target_vm_context_id = target;
     if (disk) body.target_device_key = Number(disk);
     const r = await api.restoreDisk(body);
-    rememberRun(r.run_id, `${r.target_vm_name} (disk restore)`);
-    navigate(`/jobs/${r.run_id}?kind=restore`);
+    rememberRun(r.run_id, `${r.target_vm_name} (disk restore)`, 'restore');
+    navigate(jobLink(r.run_id, 'restore'));
   });
   return (
     <Section title="Write back to a VM" id="writeback">

@@ -5,7 +5,7 @@ import { ErrorBox, Loading, Notice, Section, StatusBadge, useAction, useAsync, u
 import { bytes, duration, short, when } from '../ui/format';
 import { LiveProgress } from '../ui/progress';
 import { Link } from '../ui/router';
-import { ENDED, runsOf, startedRuns } from '../ui/runs';
+import { ENDED, jobLink, runsOf, startedRuns } from '../ui/runs';
 import { useCan } from '../ui/session';
 
 const PAGE = 25;
@@ -37,7 +37,7 @@ export function JobList() {
           <ul className="plain">
             {queued.map((r) => (
               <li key={r.runId}>
-                <Link to={`/jobs/${r.runId}`}>
+                <Link to={jobLink(r.runId, r.kind)}>
                   {r.vmName} · {short(r.runId)}
                 </Link>
                 <LiveProgress runId={r.runId} compact onEnd={() => data.reload()} />
@@ -123,6 +123,8 @@ export function Pager({ page, pages, onPage }: { page: number; pages: number; on
 export function JobPage({ runId, restore = false }: { runId: string; restore?: boolean }) {
   const may = useCan();
   const job = useAsync(() => api.job(runId), [runId]);
+  // A disk restore makes no restore points, so its VM's name comes from the VM list.
+  const vms = useAsync(() => (restore ? api.vms() : Promise.resolve([])), [restore]);
   const cancel = useAction(async () => {
     const r = await api.cancelJob(runId);
     job.reload();
@@ -151,7 +153,7 @@ export function JobPage({ runId, restore = false }: { runId: string; restore?: b
             </dd>
             <dt>VM</dt>
             <dd>
-              <Link to={`/vms/${encodeURIComponent(s.vm_context_id)}`}>{s.backups[0]?.vm_name ?? s.vm_context_id}</Link>
+              <Link to={`/vms/${encodeURIComponent(s.vm_context_id)}`}>{s.backups[0]?.vm_name ?? vms.data?.find((v) => v.context_id === s.vm_context_id)?.vm_name ?? s.vm_context_id}</Link>
             </dd>
             <dt>Queued</dt>
             <dd>{when(s.queued_at)}</dd>

@@ -55,18 +55,30 @@ export function runsOf(rows: Backup[]): Run[] {
 
 export const ENDED: JobState[] = ['completed', 'failed', 'cancelled'];
 
-/** Runs started from this tab, so a queued run shows before it has restore points. */
+/** Runs started from this tab, so a queued run shows before it has restore points (and a disk restore, which makes none, at all). */
 const STARTED = 'sendense.startedRuns';
-export function rememberRun(runId: string, vmName: string): void {
+export interface StartedRun {
+  runId: string;
+  vmName: string;
+  at: string;
+  /** A disk write-back (POST /api/v1/restore/disk) rather than a backup. */
+  kind?: 'backup' | 'restore';
+}
+export function rememberRun(runId: string, vmName: string, kind: StartedRun['kind'] = 'backup'): void {
   const list = startedRuns().filter((r) => r.runId !== runId);
-  list.unshift({ runId, vmName, at: new Date().toISOString() });
+  list.unshift({ runId, vmName, at: new Date().toISOString(), kind });
   sessionStorage.setItem(STARTED, JSON.stringify(list.slice(0, 50)));
 }
-export function startedRuns(): { runId: string; vmName: string; at: string }[] {
+export function startedRuns(): StartedRun[] {
   try {
     const v = JSON.parse(sessionStorage.getItem(STARTED) ?? '[]') as unknown;
-    return Array.isArray(v) ? (v as { runId: string; vmName: string; at: string }[]) : [];
+    return Array.isArray(v) ? (v as StartedRun[]) : [];
   } catch {
     return [];
   }
+}
+
+/** The job page of a run (a disk restore's says so: it has no restore points to show). */
+export function jobLink(runId: string, kind?: StartedRun['kind']): string {
+  return `/jobs/${runId}${kind === 'restore' ? '?kind=restore' : ''}`;
 }
