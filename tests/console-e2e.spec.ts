@@ -2,7 +2,7 @@
 // (page functions below run in the browser)
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -206,7 +206,7 @@ describe('web console in a browser', () => {
   // The newest restore point as the chain reads it: the reference the export, the image and the write-back are compared with.
   let pointId = '';
   let pointRaw = '';
-  it('starts an instant-access export from the disk-restore page, shows its URI and size; any NBD client reads the restore point there; it is listed and ended', async () => {
+  it('starts an instant-access export from the disk-restore page, shows its URI and size; any NBD client reads the restore point there; it is listed and ended; a writable one takes writes that leave the restore point unchanged', async () => {
     await page.getByRole('link', { name: 'VMs' }).click();
     await page.getByRole('link', { name: VM }).click();
     await page.locator('[data-testid=chain-disk-0] [data-testid=restore-point]').last().click();
@@ -234,6 +234,21 @@ describe('web console in a browser', () => {
     await page.getByRole('button', { name: `End export ${name}` }).click();
     await page.getByTestId('no-exports').waitFor();
     expect((await sys.call<unknown[]>('GET', '/api/v1/restore/export')).body).toEqual([]);
+
+    // Writable: the box reaches the API, and a client's writes land in the overlay, not in the restore point.
+    await page.getByTestId('export-writable').check();
+    await page.getByTestId('start-export').click();
+    await page.getByTestId('export-created').and(page.locator(`:not([data-name="${name}"])`)).waitFor({ timeout: 120_000 });
+    const wUri = (await page.getByTestId('export-uri').innerText()).trim();
+    const listed = await sys.call<{ uri: string; writable: boolean }[]>('GET', '/api/v1/restore/export');
+    expect(listed.body.map((e) => [e.uri, e.writable])).toEqual([[wUri, true]]);
+    const junk = join(work, 'junk.raw');
+    await writeFile(junk, randomBytes(1024 * 1024));
+    await run('nbdcopy', [junk, wUri]);
+    await expect(run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', pointRaw, wUri])).rejects.toThrow();
+    await page.getByRole('button', { name: /^End export / }).click();
+    await page.getByTestId('no-exports').waitFor();
+    await run('qemu-img', ['compare', '-U', '-f', 'raw', '-F', 'qcow2', pointRaw, join(sys.repoDir, point.body.repository_path)]);
   }, 300_000);
 
   it('downloads the disk image as qcow2 from the page: a self-contained image that reads as the restore point', async () => {
