@@ -74,8 +74,8 @@ it('refuses a bad configuration, naming the variable', async () => {
     env: serviceEnv({ NBD_PORT_RANGE: '10999-10810' }),
   });
   const exit = await d.exited;
-  expect(exit.code).toBe(2);
-  expect(d.stderr).toContain('NBD_PORT_RANGE: first port 10999 is above last port 10810');
+  expect(exit.code).toBe(78); // EX_CONFIG, as every service (bootstrapService)
+  expect(d.stderr).toContain('NBD_PORT_RANGE="10999-10810" is invalid: first port 10999 is above last port 10810');
 });
 
 it('serves requests, survives SIGKILL without orphans, and stops cleanly on SIGTERM', async () => {

@@ -1,3 +1,6 @@
+import { isIP } from 'node:net';
+import { isAbsolute, normalize } from 'node:path';
+
 /**
  * Settings come from the environment, are validated once at start, and are
  * then passed around as a typed object. One definition per variable carries
@@ -123,5 +126,67 @@ export const duration = (description: string, def: string): EnvVar<number> => ({
     if (!m) throw new Error('expected a duration like 500ms, 30s, 15m or 1h');
     const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
     return Number(m[1]) * mult;
+  },
+});
+
+/** An IPv4 or IPv6 address (no host names: a listening address must not depend on DNS). */
+export const ipAddress = (description: string, def?: string): EnvVar<string> => ({
+  description,
+  default: def,
+  parse(r) {
+    const v = r.trim();
+    if (isIP(v) === 0) throw new Error('expected an IP address (e.g. 127.0.0.1 or ::1)');
+    return v;
+  },
+});
+
+/** An inclusive port range FIRST-LAST. */
+export const portRange = (description: string, def: string): EnvVar<{ first: number; last: number }> => ({
+  description,
+  default: def,
+  parse(r) {
+    const m = /^(\d{1,5})-(\d{1,5})$/.exec(r.trim());
+    if (!m) throw new Error('expected FIRST-LAST (e.g. 10810-10999)');
+    const [first, last] = [Number(m[1]), Number(m[2])];
+    for (const n of [first, last]) if (n < 1 || n > 65535) throw new Error(`port ${n} is outside 1-65535`);
+    if (first > last) throw new Error(`first port ${first} is above last port ${last}`);
+    return { first, last };
+  },
+});
+
+/**
+ * An absolute directory that ends up in config files and argument lists of
+ * other programs: no blanks, quotes, shell or list characters; normalized,
+ * without a trailing slash.
+ */
+function safeDir(raw: string): string {
+  if (!isAbsolute(raw)) throw new Error(`"${raw}" is not an absolute path`);
+  if (/[\s[\]=#%,"'`$\\;&|<>*?\0]/.test(raw)) throw new Error(`"${raw}" contains a character that is not allowed`);
+  const n = normalize(raw);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
+}
+
+export const safeDirPath = (description: string, def?: string): EnvVar<string> => ({ description, default: def, parse: (r) => safeDir(r.trim()) });
+
+/** Empty (the default) means not set: null. */
+export const optionalSafeDirPath = (description: string): EnvVar<string | null> => ({
+  description,
+  default: '',
+  parse: (r) => (r.trim() === '' ? null : safeDir(r.trim())),
+});
+
+/** Colon-separated safe directories, at least one, never "/" (that would allow everything). */
+export const safeDirList = (description: string, def: string): EnvVar<string[]> => ({
+  description,
+  default: def,
+  parse(r) {
+    const dirs = r
+      .trim()
+      .split(':')
+      .filter((d) => d !== '')
+      .map(safeDir);
+    if (dirs.length === 0) throw new Error('no directory given');
+    if (dirs.includes('/')) throw new Error('"/" would allow every file');
+    return dirs;
   },
 });

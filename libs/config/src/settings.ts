@@ -1,5 +1,23 @@
 import { hostname } from 'node:os';
-import { absPath, bool, ConfigError, duration, int, loadEnv, oneOf, optionalAbsPath, port, str, url, type EnvValues } from './env-schema';
+import {
+  absPath,
+  bool,
+  ConfigError,
+  duration,
+  int,
+  loadEnv,
+  oneOf,
+  optionalAbsPath,
+  port,
+  str,
+  url,
+  ipAddress,
+  portRange,
+  safeDirPath,
+  safeDirList,
+  optionalSafeDirPath,
+  type EnvValues,
+} from './env-schema';
 
 /**
  * Every environment variable the product reads. Each service validates the
@@ -56,6 +74,19 @@ export const captureAgentEnv = {
   CAPTURE_ALLOW_ENABLE_CBT: bool('Enable CBT on a VM that has it off (the first backup after that is full)', true),
 };
 
+export const nbdExporterEnv = {
+  NBD_EXPORTER_HOST: ipAddress('Address the nbd-exporter listens on for requests (Nest TCP)', '127.0.0.1'),
+  NBD_EXPORTER_PORT: port('Port the nbd-exporter listens on for requests', 8091),
+  NBD_LISTEN_ADDRESS: ipAddress('Address the NBD servers listen on (loopback unless exports are read from other hosts)', '127.0.0.1'),
+  NBD_PORT_RANGE: portRange('Inclusive TCP port range handed out to NBD servers', '10810-10999'),
+  NBD_STATE_DIR: safeDirPath('Config files, pid files and the record file of the NBD servers', '/var/lib/sendense/nbd'),
+  NBD_ALLOWED_ROOTS: safeDirList('Colon-separated directories exported images must resolve under (the repositories)', '/var/lib/sendense'),
+  NBD_TLS_CREDS_DIR: optionalSafeDirPath('Directory with ca-cert.pem, server-cert.pem, server-key.pem: qemu-nbd exports use TLS (nbds:// URIs) when set'),
+  NBD_RESTORE_TLS: oneOf('Instant-access (restore) exports: psk gives each its own TLS pre-shared key, none serves plain NBD', ['psk', 'none'] as const, 'none'),
+  NBD_IDLE_SWEEP_SECONDS: int('How often idle instant-access exports are looked for, seconds', 15, 1, 99_999),
+  NBD_RECORD_STORE: oneOf('Where export records live: the database (nbd_exports) or a JSON file in NBD_STATE_DIR', ['database', 'file'] as const, 'database'),
+};
+
 export const cliEnv = {
   SENDENSE_API_URL: url('API gateway the CLI talks to', ['http:', 'https:'], 'http://127.0.0.1:8080'),
   SENDENSE_API_KEY: str('API key the CLI sends', ''),
@@ -66,6 +97,7 @@ export type GatewaySettings = EnvValues<typeof commonEnv & typeof gatewayEnv>;
 export type WorkerSettings = EnvValues<typeof commonEnv & typeof workerEnv>;
 export type RestoreSettings = EnvValues<typeof commonEnv & typeof restoreEnv>;
 export type CaptureAgentSettings = EnvValues<typeof commonEnv & typeof captureAgentEnv>;
+export type NbdExporterSettings = EnvValues<typeof commonEnv & typeof nbdExporterEnv>;
 
 export const loadGatewaySettings = (env = process.env): GatewaySettings => loadEnv({ ...commonEnv, ...gatewayEnv }, env);
 export const loadWorkerSettings = (env = process.env): WorkerSettings => loadEnv({ ...commonEnv, ...workerEnv }, env);
@@ -95,6 +127,15 @@ export function loadInternalToken(env = process.env): string {
   return token;
 }
 
+/** The nbd-exporter writes NODE_NAME into records and file names: it must be a plain name. */
+export function loadNbdExporterSettings(env = process.env): NbdExporterSettings {
+  const settings = loadEnv({ ...commonEnv, ...nbdExporterEnv }, env);
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(settings.NODE_NAME)) {
+    throw new ConfigError([`NODE_NAME=${JSON.stringify(settings.NODE_NAME)} is invalid: expected 1-128 letters, digits, dot, dash or underscore`]);
+  }
+  return settings;
+}
+
 /** All groups, for documentation. */
 export const allEnvGroups = {
   'all services': commonEnv,
@@ -102,6 +143,7 @@ export const allEnvGroups = {
   'backup-worker': workerEnv,
   'restore-service': restoreEnv,
   'capture-agent': captureAgentEnv,
+  'nbd-exporter': nbdExporterEnv,
   'sendense-ctl': cliEnv,
 };
 
