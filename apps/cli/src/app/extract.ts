@@ -10,6 +10,7 @@ import * as tar from 'tar';
 import type { Ctx } from './context';
 import { CliError, EXIT } from './errors';
 import { humanBytes, parseMode } from './format';
+import { expandSparse, SparseWatcher } from './sparse';
 
 export interface Partition {
   name: string;
@@ -253,6 +254,8 @@ export interface DirResult {
   output: string;
   entries: number;
   bytes: number;
+  /** Files that came as GNU sparse entries and were written back with their holes. */
+  sparse_files: number;
 }
 
 /**
@@ -260,6 +263,8 @@ export interface DirResult {
  * temporary directory next to `dest`, renamed when complete. node-tar keeps
  * modes and symlinks (as symlinks), refuses entries with ".." or absolute
  * names and never writes through a symlink, so nothing lands outside.
+ * node-tar does not know GNU sparse entries: `SparseWatcher` notes them on
+ * the way through and `expandSparse` writes them back with their holes.
  */
 export async function downloadDir(ctx: Ctx, mountId: string, rel: string, dest: string): Promise<DirResult> {
   if (await exists(dest)) {
@@ -274,37 +279,58 @@ export async function downloadDir(ctx: Ctx, mountId: string, rel: string, dest: 
   const res = await ctx.raw.request('GET', `/api/v1/restore/${encodeURIComponent(mountId)}/archive`, { query: { path: rel } });
   if (!res.body) throw new CliError(`the gateway sent no archive for /${rel}`, EXIT.internal);
   const bar = byteProgress(ctx, basename(dest), null);
-  let entries = 0;
-  let bytes = 0;
-  const warnings: string[] = [];
+  let r: Unpacked;
   try {
-    await pipeline(
-      Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
-      counter((n) => bar.add(n)),
-      tar.x({
-        cwd: tmp,
-        strip: 1,
-        preservePaths: false,
-        strict: false,
-        onReadEntry: (e) => {
-          entries++;
-          bytes += e.size ?? 0;
-        },
-        onwarn: (_code, message) => {
-          warnings.push(String(message));
-        },
-      }),
-    );
+    r = await unpackTar(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), tmp, (n) => bar.add(n));
   } catch (err) {
     bar.stop();
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
   bar.stop();
+  const { warnings, entries, bytes, sparse_files } = r;
   for (const w of warnings.slice(0, 10)) ctx.note(`warning: ${w}`);
   if (await exists(dest)) await rmdir(dest);
   await rename(tmp, dest);
-  return { output: dest, entries, bytes };
+  return { output: dest, entries, bytes, sparse_files };
+}
+
+export interface Unpacked {
+  entries: number;
+  bytes: number;
+  sparse_files: number;
+  warnings: string[];
+}
+
+/**
+ * Unpack a tar stream into `cwd`, dropping its first name component (the
+ * archived directory itself); GNU sparse entries come out sparse.
+ */
+export async function unpackTar(source: Readable, cwd: string, onBytes: (n: number) => void = () => undefined): Promise<Unpacked> {
+  let entries = 0;
+  let bytes = 0;
+  const warnings: string[] = [];
+  const sparse = new SparseWatcher();
+  await pipeline(
+    source,
+    counter(onBytes),
+    sparse,
+    tar.x({
+      cwd,
+      strip: 1,
+      preservePaths: false,
+      strict: false,
+      onReadEntry: (e) => {
+        entries++;
+        bytes += e.size ?? 0;
+      },
+      onwarn: (_code, message) => {
+        warnings.push(String(message));
+      },
+    }),
+  );
+  const sparse_files = await expandSparse(cwd, sparse.entries);
+  return { entries, bytes, sparse_files, warnings };
 }
 
 /** Where a file download lands: into a directory given as --output, else at that name. */
