@@ -368,7 +368,11 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
         let upTo = o.upTo;
         if (o.keep !== undefined && !upTo) {
           const c = (await unwrap(ctx.api.GET('/api/v1/backup/chain', { params: { query: { ...vmSelector(o.vm), disk_id: o.disk } } }))) as unknown as Chain;
-          const points = c.chains[0]?.restore_points ?? [];
+          const found = c.chains.find((x) => x.disk_id === o.disk);
+          if (!found) {
+            throw new CliError(`${o.vm} has no restore points of disk ${o.disk}`, EXIT.notFound, `see its disks and chains with: sendense-ctl backup chain --vm ${o.vm}`);
+          }
+          const points = found.restore_points;
           if (points.length <= o.keep) {
             ctx.result({ merged: false, reason: `the chain has ${points.length} restore points, --keep ${o.keep}` }, () => `nothing to merge: disk ${o.disk} has ${points.length} restore point(s), --keep ${o.keep}`);
             return;
@@ -831,9 +835,16 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
     .action(
       act(async (ctx) => {
         const ps = (await unwrap(ctx.api.GET('/api/v1/retention/policy'))) as unknown as Policy[];
+        // Operators name repositories; the table shows the name (the JSON keeps the id).
+        const names = new Map<string, string>();
+        if (!ctx.json && ps.length) for (const r of (await unwrap(ctx.api.GET('/api/v1/repositories'))) as unknown as Repo[]) names.set(r.id, r.name);
         ctx.result(ps, () =>
           ps.length
-            ? table([{ header: 'REPOSITORY', min: 36 }, { header: 'VM' }, { header: 'LAST', right: true }, { header: 'DAILY', right: true }, { header: 'WEEKLY', right: true }, { header: 'MONTHLY', right: true }], ps.map((p) => [p.repository_id, p.vm_context_id ?? '(all)', String(p.keep_last), String(p.daily), String(p.weekly), String(p.monthly)]), ctx.width)
+            ? table(
+                [{ header: 'REPOSITORY' }, { header: 'VM', min: 20 }, { header: 'LAST', right: true }, { header: 'DAILY', right: true }, { header: 'WEEKLY', right: true }, { header: 'MONTHLY', right: true }],
+                ps.map((p) => [names.get(p.repository_id) ?? p.repository_id, p.vm_context_id ?? '(all)', String(p.keep_last), String(p.daily), String(p.weekly), String(p.monthly)]),
+                ctx.width,
+              )
             : 'no retention policies; set one: sendense-ctl retention set --help',
         );
       }),
