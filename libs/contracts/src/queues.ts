@@ -27,6 +27,14 @@ export function sanitizeNode(node: string): string {
 /** Redis pub/sub channel on which the gateway asks the worker running a backup to cancel it (message: run id). */
 export const CANCEL_CHANNEL = 'sendense:cancel';
 
+/**
+ * Redis key that records a cancel (set with a day's expiry next to the
+ * publish): a worker that picks the run up later, a retry after the worker
+ * running it died, honours it instead of starting again.
+ */
+export const cancelRequestKey = (runId: string): string => `sendense:cancel-request:${runId}`;
+export const CANCEL_REQUEST_TTL_SECONDS = 86_400;
+
 export const JobNames = {
   BackupVm: 'BackupVmJob',
   ConsolidateChain: 'ConsolidateChainJob',

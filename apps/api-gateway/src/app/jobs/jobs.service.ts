@@ -1,6 +1,6 @@
 import { ConflictException, Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { CANCEL_CHANNEL, type JobProgress } from '@sendense/contracts';
+import { CANCEL_CHANNEL, CANCEL_REQUEST_TTL_SECONDS, cancelRequestKey, type JobProgress } from '@sendense/contracts';
 import type { PrismaClient } from '@sendense/db';
 import { PRISMA, REDIS } from '../common/tokens';
 import { QueueRegistry } from '../queues/queue-registry.service';
@@ -67,6 +67,8 @@ export class JobsService {
     const state = await job.getState();
     if (state === 'completed' || state === 'failed') throw new ConflictException(`job ${runId} has already ${state === 'completed' ? 'completed' : 'ended'}`);
     if (state === 'active') {
+      // Recorded first: if the worker running it is dead, the retry that picks it up ends it as cancelled.
+      await this.redis.set(cancelRequestKey(runId), '1', 'EX', CANCEL_REQUEST_TTL_SECONDS);
       await this.redis.publish(CANCEL_CHANNEL, runId);
       return { run_id: runId, status: 'cancelling' };
     }

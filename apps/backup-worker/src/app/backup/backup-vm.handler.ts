@@ -16,7 +16,7 @@ export class BackupVmHandler implements JobHandler {
   ) {}
 
   async handle(job: Job<BackupVmJobData>): Promise<BackupRunResult> {
-    const signal = this.cancels.register(job.data.runId);
+    const signal = await this.cancels.registerDurable(job.data.runId);
     let last = 0;
     try {
       return await this.backups.run(job.data, {

@@ -128,6 +128,10 @@ export class BackupService {
     try {
       // Rows of an earlier attempt of this run belong to a worker that died.
       await cleanUpInterrupted(this.deps, { runId: data.runId }, async () => false);
+      if (ctl.signal.aborted) {
+        await this.events.log(data.runId, null, 'warn', 'cancelled', `${vm}: cancelled while no worker was running it; not started again`, {});
+        throw new CancelledError('cancelled');
+      }
       return await this.runLocked(data, ctl, ctx, vm, repoRow, repo);
     } finally {
       await unlock();

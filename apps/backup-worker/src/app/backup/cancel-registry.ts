@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 
-import { CANCEL_CHANNEL } from '@sendense/contracts';
+import { CANCEL_CHANNEL, cancelRequestKey } from '@sendense/contracts';
 
 /** The reason of an abort because this worker is stopping: the job is retried elsewhere. */
 export class WorkerStopping extends Error {
@@ -14,8 +14,11 @@ export class WorkerStopping extends Error {
 export class CancelRegistry {
   private readonly running = new Map<string, AbortController>();
   private sub: Redis | null = null;
+  private cmd: Redis | null = null;
 
   async listen(redisUrl: string): Promise<void> {
+    this.cmd = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+    this.cmd.on('error', () => undefined);
     this.sub = new Redis(redisUrl, { maxRetriesPerRequest: null });
     this.sub.on('error', () => undefined);
     this.sub.on('message', (_ch: string, runId: string) => this.cancel(runId));
@@ -26,6 +29,16 @@ export class CancelRegistry {
     const ac = new AbortController();
     this.running.set(runId, ac);
     return ac.signal;
+  }
+
+  /**
+   * register(), and aborted at once when a cancel was recorded for the run
+   * while no worker held it (the one running it died): the cancel is durable.
+   */
+  async registerDurable(runId: string): Promise<AbortSignal> {
+    const signal = this.register(runId);
+    if (this.cmd && (await this.cmd.exists(cancelRequestKey(runId))) > 0) this.cancel(runId);
+    return signal;
   }
 
   unregister(runId: string): void {
@@ -47,5 +60,7 @@ export class CancelRegistry {
   async close(): Promise<void> {
     this.sub?.disconnect();
     this.sub = null;
+    this.cmd?.disconnect();
+    this.cmd = null;
   }
 }

@@ -1,0 +1,64 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { waitFor } from '@sendense/process';
+import { waitForJob } from '../support/system';
+import { backupOk, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+
+/**
+ * A cancel accepted while the worker running the backup is dead (issue 19,
+ * "already seen": it was lost, and the retry 60 s later completed a full).
+ * The gateway records the cancel in Redis next to the publish; the worker
+ * that picks the stalled job up cleans up the dead attempt and ends the run
+ * as cancelled instead of starting it again.
+ */
+
+const VM = 'fault-cancel-vm';
+
+describe('fault: a cancel while the worker is dead is not lost', () => {
+  let bed: FaultBed;
+
+  beforeAll(async () => {
+    bed = await startFaultBed({
+      vms: [{ name: VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 256, content: { type: 'random', percent: 85, seed: 47 } }] }],
+    });
+  }, 240_000);
+
+  afterAll(async () => {
+    await bed?.stop();
+  }, 60_000);
+
+  async function allocated(): Promise<number> {
+    let sum = 0;
+    for (const e of await readdir(bed.sys.repoDir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+      if (e.isFile() && e.name.endsWith('.qcow2')) sum += ((await stat(join(e.parentPath, e.name)).catch(() => null))?.blocks ?? 0) * 512;
+    }
+    return sum;
+  }
+
+  it('worker SIGKILLed mid-copy, cancel accepted, worker restarted: the run ends cancelled, not completed; the next backup works', async () => {
+    const start = await bed.sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: 'full', repository: 'local' });
+    expect(start.status).toBe(202);
+    const runId = start.body.run_id;
+    await waitFor(async () => (await allocated()) >= 4 * MiB, { timeoutMs: 120_000, intervalMs: 5, message: 'the restore point to grow' });
+    const worker = bed.sys.daemons.get('backup-worker')!;
+    process.kill(worker.pid!, 'SIGKILL');
+    await waitFor(() => !worker.running, { timeoutMs: 10_000, message: 'the worker to die' });
+
+    const cancel = await bed.sys.call<{ status: string }>('POST', `/api/v1/jobs/${runId}/cancel`);
+    expect(cancel.status).toBe(202);
+    expect(cancel.body.status).toBe('cancelling');
+
+    const t0 = Date.now();
+    await bed.sys.restart('backup-worker');
+    const doc = await waitForJob<JobDoc>(bed.sys, runId, 240_000);
+    console.log(`durable cancel: job ${doc.status} ${((Date.now() - t0) / 1000).toFixed(1)} s after the worker came back; events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`);
+    expect(doc.status).toBe('cancelled');
+    expect(doc.backups.filter((b) => b.status === 'completed')).toEqual([]);
+    expect(doc.events.some((e) => /cancelled while no worker was running it/.test(e.message))).toBe(true);
+    // The dead attempt's export rows and half-written point are gone (the dead agent session's snapshot is the known lease gap, scenario 4).
+    expect((await leftovers(bed)).filter((l) => !l.startsWith('snapshot '))).toEqual([]);
+
+    const next = await backupOk(bed, VM, 'full');
+    expect(await restorePointDigest(bed, next.backups[0]!)).toBe(await guestDigest(bed, VM, 0));
+  }, 600_000);
+});
