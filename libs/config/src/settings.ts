@@ -43,8 +43,12 @@ export const gatewayEnv = {
   RESTORE_SERVICE_URL: url('Internal URL of the restore-service', ['http:', 'https:'], 'http://127.0.0.1:8092'),
   NBD_EXPORTER_URL: url('Internal address of the nbd-exporter (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8091'),
   CAPTURE_AGENT_URL: url('Internal address of the Capture Agent (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8093'),
-  SENDENSE_SECRET_KEY: str('Key (any length, kept secret) that encrypts stored vCenter passwords', ''),
+  SENDENSE_SECRET_KEY: str('Key (any length, kept secret) that encrypts stored vCenter passwords and webhook secrets', ''),
+  AUDIT_RETENTION_DAYS: int('Days the audit log keeps an entry (older ones are removed daily)', 90, 1, 36_500),
 };
+
+/** Port of a loopback-only /metrics listener (0: none). */
+const metricsPort = (service: string, def: number) => int(`Port of the ${service}'s Prometheus /metrics listener on 127.0.0.1 (0: none)`, def, 0, 65535);
 
 export const workerEnv = {
   BACKUP_CONCURRENCY: int('Backups one worker runs at once', 2, 1, 64),
@@ -53,6 +57,10 @@ export const workerEnv = {
   CAPTURE_AGENT_URL: gatewayEnv.CAPTURE_AGENT_URL,
   SENDENSE_SECRET_KEY: gatewayEnv.SENDENSE_SECRET_KEY,
   REPOSITORY_ALLOWED_ROOTS: gatewayEnv.REPOSITORY_ALLOWED_ROOTS,
+  WORKER_METRICS_PORT: metricsPort('backup-worker', 9464),
+  ALERT_REPOSITORY_USED_PERCENT: int('Webhook event repository.space when a repository file system is fuller than this (percent)', 90, 1, 100),
+  ALERT_CHECK_EVERY: duration('How often the repository space and stale VM checks run', '5m'),
+  POLICY_RUN_CONCURRENCY: int('Policy runs one worker drives at once (each waits for its VM backups)', 4, 1, 64),
 };
 
 export const restoreEnv = {
@@ -64,6 +72,7 @@ export const restoreEnv = {
   RESTORE_MAX_MOUNTS: int('Most restore points mounted at once on this node (each holds a qemu-storage-daemon and loop devices); 0: no limit', 32, 0, 10_000),
   RESTORE_IDLE_TIMEOUT: duration('Unmount a restore point after this long without access', '1h'),
   RESTORE_BLOCK_BACKEND: oneOf('How a chain becomes a block device (auto: nbd when /dev/nbd0 exists)', ['auto', 'fuse-loop', 'nbd'] as const, 'auto'),
+  RESTORE_METRICS_PORT: metricsPort('restore-service', 9467),
   RESTORE_ALLOWED_ROOTS: str('Colon-separated directories restore points may be mounted from (the repositories)', '/var/lib/sendense'),
 };
 
@@ -71,6 +80,7 @@ export const captureAgentEnv = {
   CAPTURE_AGENT_HOST: str('Address the Capture Agent listens on', '127.0.0.1'),
   CAPTURE_AGENT_PORT: port('Port the Capture Agent listens on', 8093),
   CAPTURE_DISK_PARALLELISM: int('Disks of one VM copied at once', 2, 1, 16),
+  CAPTURE_AGENT_METRICS_PORT: metricsPort('Capture Agent', 9466),
   CAPTURE_ALLOW_ENABLE_CBT: bool('Enable CBT on a VM that has it off (the first backup after that is full)', true),
 };
 

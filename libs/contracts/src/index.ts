@@ -8,3 +8,4 @@ export * from './capture-agent.client';
 export * from './restore-service.contract';
 export * from './restore-service.client';
 export * from './internal-auth';
+export * from './policy-schedule';

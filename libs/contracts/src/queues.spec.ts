@@ -12,7 +12,8 @@ describe('queue contracts', () => {
       expect(o.removeOnComplete).toBeDefined();
       expect(o.removeOnFail).toBeDefined();
       expect(o.attempts).toBeGreaterThanOrEqual(1);
-      expect(o.attempts).toBeLessThanOrEqual(3);
+      // Webhook deliveries get a few more: a receiver briefly down still gets the event.
+      expect(o.attempts).toBeLessThanOrEqual(name === JobNames.DeliverWebhook ? 5 : 3);
     }
   });
 

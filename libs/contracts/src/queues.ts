@@ -15,6 +15,10 @@ export const QUEUE_PREFIX = 'sendense';
 export const QueueNames = {
   backup: (node: string) => `backup.${sanitizeNode(node)}`,
   maintenance: (node: string) => `maintenance.${sanitizeNode(node)}`,
+  /** Policy runs and the alert checks: one queue for the whole system (any worker may run them; a slot is one job). */
+  policies: 'policies',
+  /** Webhook deliveries (retried with backoff). */
+  webhooks: 'webhooks',
 } as const;
 
 /** Queue names end up in Redis keys and Bull Board URLs: keep them plain. */
@@ -23,6 +27,20 @@ export function sanitizeNode(node: string): string {
   if (!s) throw new Error(`storage node name "${node}" has no usable characters`);
   return s;
 }
+
+/**
+ * Where the queue job of a backup run lives, so that the gateway's status,
+ * progress and cancel find a run by its id (whoever queued it: the gateway
+ * or a policy run). Kept in Redis for 30 days.
+ */
+export interface RunRef {
+  queue: string;
+  jobId: string;
+  vmContextId: string;
+  repositoryId: string;
+}
+export const runRefKey = (runId: string) => `sendense:run:${runId}`;
+export const RUN_REF_TTL_S = 30 * 24 * 3600;
 
 /** Redis pub/sub channel on which the gateway asks the worker running a backup to cancel it (message: run id). */
 export const CANCEL_CHANNEL = 'sendense:cancel';
@@ -42,6 +60,9 @@ export const JobNames = {
   VerifyRestorePoint: 'VerifyRestorePointJob',
   DeleteRestorePoint: 'DeleteRestorePointJob',
   RestoreDisk: 'RestoreDiskJob',
+  RunPolicy: 'RunPolicyJob',
+  CheckAlerts: 'CheckAlertsJob',
+  DeliverWebhook: 'DeliverWebhookJob',
 } as const;
 export type JobName = (typeof JobNames)[keyof typeof JobNames];
 
@@ -101,6 +122,21 @@ export interface RestoreDiskJobData {
   requestedBy: string;
 }
 
+export interface RunPolicyJobData {
+  policyId: string;
+  trigger: 'schedule' | 'manual';
+  requestedBy: string;
+}
+
+/** Repository space and stale VM checks (a job scheduler every few minutes). */
+export interface CheckAlertsJobData {
+  requestedBy: string;
+}
+
+export interface DeliverWebhookJobData {
+  deliveryId: string;
+}
+
 export interface JobDataByName {
   BackupVmJob: BackupVmJobData;
   ConsolidateChainJob: ConsolidateChainJobData;
@@ -108,6 +144,9 @@ export interface JobDataByName {
   VerifyRestorePointJob: VerifyRestorePointJobData;
   DeleteRestorePointJob: DeleteRestorePointJobData;
   RestoreDiskJob: RestoreDiskJobData;
+  RunPolicyJob: RunPolicyJobData;
+  CheckAlertsJob: CheckAlertsJobData;
+  DeliverWebhookJob: DeliverWebhookJobData;
 }
 
 /** Structured progress a job reports (throttled), read by the gateway and Bull Board. */
@@ -163,6 +202,24 @@ export const DefaultJobOptions: Record<JobName, BullJobOptions> = {
     removeOnComplete: { age: 14 * DAY, count: 1000 },
     removeOnFail: { age: 30 * DAY, count: 1000 },
   },
+  // A failed run is not retried: the next slot is the retry. Its history row says what failed.
+  RunPolicyJob: {
+    attempts: 1,
+    removeOnComplete: { age: 14 * DAY, count: 2000 },
+    removeOnFail: { age: 30 * DAY, count: 2000 },
+  },
+  CheckAlertsJob: {
+    attempts: 1,
+    removeOnComplete: { age: 1 * DAY, count: 100 },
+    removeOnFail: { age: 7 * DAY, count: 100 },
+  },
+  // A receiver that is down for a minute still gets the event: 2, 4, 8, 16 s apart.
+  DeliverWebhookJob: {
+    attempts: 5,
+    backoff: { type: 'exponential', delay: 2000 },
+    removeOnComplete: { age: 7 * DAY, count: 5000 },
+    removeOnFail: { age: 30 * DAY, count: 5000 },
+  },
 };
 
 /**
@@ -179,4 +236,10 @@ export const JobIds = {
   delete: (backupId: string) => `delete.${backupId}`,
   /** One disk restore per target VM at a time. */
   restoreDisk: (vmContextId: string) => `restore-disk.${vmContextId}`,
+  /** The job scheduler of a policy (its slot jobs are `repeat:policy.<id>:<millis>`, one per slot). */
+  policyScheduler: (policyId: string) => `policy.${policyId}`,
+  /** A run by hand (its own job; the VM backups it starts still collapse with a scheduled run's). */
+  policyManualRun: (policyId: string, atMillis: number) => `policy-run.${policyId}.${atMillis}`,
+  alertsScheduler: 'alerts',
+  webhookDelivery: (deliveryId: string) => `webhook.${deliveryId}`,
 };

@@ -2,7 +2,16 @@ import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicat
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CaptureAgentClient, NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
 import { tcpAddress, type WorkerSettings } from '@sendense/config';
-import { createPrismaClient, SecretBox, type PrismaClient } from '@sendense/db';
+import { BackupPolicyRepository, BackupRepositoryRepository, createPrismaClient, SecretBox, WebhookRepository, type PrismaClient } from '@sendense/db';
+import { createRegistry, QUEUE_STATES, queueGauge, serveMetrics, workerMetrics, type Registry, type WorkerMetrics } from '@sendense/metrics';
+import { DefaultJobOptions, JobIds, JobNames, type BackupVmJobData, type VerifyRestorePointJobData } from '@sendense/contracts';
+import { Producers } from './common/producers';
+import { WebhookNotifier } from './webhooks/webhook-notifier';
+import { WebhookDeliveryHandler } from './webhooks/webhook-delivery';
+import { PolicyRunner } from './policies/policy-runner';
+import { CheckAlertsHandler, RunPolicyHandler } from './policies/policy.handlers';
+import { AlertsService } from './alerts/alerts.service';
+import type { BackupRunResult } from './backup/backup.service';
 import { BackupService } from './backup/backup.service';
 import { BackupVmHandler } from './backup/backup-vm.handler';
 import { CancelRegistry } from './backup/cancel-registry';
@@ -33,6 +42,10 @@ export class WorkerServices {
   readonly handlers: JobHandler[];
   readonly redis: Redis;
   readonly locks: VmLocks;
+  readonly producers: Producers;
+  readonly registry: Registry;
+  readonly metrics: WorkerMetrics;
+  readonly notifier: WebhookNotifier;
 
   constructor(
     private readonly settings: WorkerSettings,
@@ -50,10 +63,30 @@ export class WorkerServices {
       cbtAuditSamples: settings.CBT_AUDIT_SAMPLES,
     });
     const restores = new RestoreDiskService(prisma, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks);
+    this.producers = new Producers(settings.REDIS_URL);
+    this.registry = createRegistry('backup-worker');
+    this.metrics = workerMetrics(this.registry);
+    const policies = new BackupPolicyRepository(prisma);
+    const repositoryRows = new BackupRepositoryRepository(prisma);
+    this.notifier = new WebhookNotifier(new WebhookRepository(prisma), this.producers);
+    const runner = new PolicyRunner(policies, repositoryRows, this.producers, this.redis, this.notifier, this.metrics);
+    const alerts = new AlertsService({
+      repositories: repositoryRows,
+      registry: this.repositories,
+      policies,
+      notifier: this.notifier,
+      redis: this.redis,
+      metrics: this.metrics,
+      nodeName: settings.NODE_NAME,
+      usedPercentThreshold: settings.ALERT_REPOSITORY_USED_PERCENT,
+    });
     this.handlers = [
-      new BackupVmHandler(this.backups, this.cancels),
+      new BackupVmHandler(this.backups, this.cancels, { committed: (s) => this.metrics.commitDuration.observe(s) }),
       new RestoreDiskHandler(restores, this.cancels),
       ...maintenanceHandlers(new MaintenanceService(prisma, this.repositories)),
+      new RunPolicyHandler(runner),
+      new CheckAlertsHandler(alerts),
+      new WebhookDeliveryHandler(new WebhookRepository(prisma), secrets, this.metrics),
     ];
     // Boot-time refusal: a job name of libs/contracts without a handler would only fail jobs later.
     assertEveryJobHandled(this.handlers);
@@ -64,7 +97,7 @@ export class WorkerServices {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.cancels.close(), this.exporter.close(), this.capture.close()]);
+    await Promise.allSettled([this.cancels.close(), this.exporter.close(), this.capture.close(), this.producers.close()]);
     this.redis.disconnect();
   }
 }
@@ -77,6 +110,7 @@ export class WorkerServices {
 export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
   private readonly log = new Logger('QueueConsumers');
   private readonly workers: Worker[] = [];
+  private metricsServer: { port: number; close(): Promise<void> } | null = null;
 
   constructor(
     @Inject(SETTINGS) private readonly settings: WorkerSettings,
@@ -98,15 +132,83 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
     if (interrupted) this.log.warn(`cleaned up ${interrupted} restore point(s) of backups interrupted by the last stop`);
     const connection = { url: this.settings.REDIS_URL, maxRetriesPerRequest: null };
     const node = this.settings.NODE_NAME;
-    this.workers.push(
-      new Worker(QueueNames.backup(node), process, { connection, prefix: QUEUE_PREFIX, concurrency: this.settings.BACKUP_CONCURRENCY }),
-      new Worker(QueueNames.maintenance(node), process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 1 }),
-    );
+    const backup = new Worker(QueueNames.backup(node), process, { connection, prefix: QUEUE_PREFIX, concurrency: this.settings.BACKUP_CONCURRENCY });
+    const maintenance = new Worker(QueueNames.maintenance(node), process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 1 });
+    // Policy runs and webhook deliveries are system-wide queues: every worker
+    // takes from them, BullMQ gives each job (each schedule slot) to one.
+    const policies = new Worker(QueueNames.policies, process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: this.settings.POLICY_RUN_CONCURRENCY });
+    const webhooks = new Worker(QueueNames.webhooks, process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 4 });
+    this.workers.push(backup, maintenance, policies, webhooks);
     for (const w of this.workers) w.on('error', (err) => this.log.error(`${w.name}: ${err.message}`));
+    this.observe(backup, maintenance);
+    // This node's space and stale-VM checks: one scheduler per node on its own maintenance queue.
+    await this.services.producers
+      .get(QueueNames.maintenance(node))
+      .upsertJobScheduler(JobIds.alertsScheduler, { every: this.settings.ALERT_CHECK_EVERY }, { name: JobNames.CheckAlerts, data: { requestedBy: 'scheduler' }, opts: DefaultJobOptions.CheckAlertsJob })
+      .catch((err: unknown) => this.log.error(`scheduling the alert checks failed: ${String(err)}`));
+    if (this.settings.WORKER_METRICS_PORT) {
+      queueGauge(this.services.registry, async (g) => {
+        for (const w of [backup, maintenance, policies, webhooks]) {
+          const counts = await this.services.producers.get(w.name).getJobCounts(...QUEUE_STATES).catch(() => ({}) as Record<string, number>);
+          for (const [state, n] of Object.entries(counts)) g.set({ queue: w.name, state }, n);
+        }
+      });
+      this.metricsServer = await serveMetrics(this.services.registry, this.settings.WORKER_METRICS_PORT);
+      this.log.log(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
+    }
     this.log.log(`consuming ${this.workers.map((w) => w.name).join(', ')} (BACKUP_CONCURRENCY=${this.settings.BACKUP_CONCURRENCY} backups at once); handlers: ${[...byName.keys()].join(', ')}`);
   }
 
+  /** Metrics and webhook events from the outcome of backup and maintenance jobs. */
+  private observe(backup: Worker, maintenance: Worker): void {
+    const m = this.services.metrics;
+    backup.on('completed', (job: Job, result: BackupRunResult | undefined) => {
+      const data = job.data as BackupVmJobData;
+      const disks = result?.disks ?? [];
+      const type = disks.some((d) => d.type === 'full') ? 'full' : (disks[0]?.type ?? data.requestedType);
+      m.backupJobs.inc({ type, result: 'completed' });
+      m.bytesTransferred.inc(disks.reduce((s, d) => s + d.bytesTransferred, 0));
+      if (data.requestedType !== 'full') m.cbtFallbacks.inc(disks.filter((d) => d.type === 'full').length);
+      if (job.processedOn && job.finishedOn) m.backupDuration.observe({ type }, (job.finishedOn - job.processedOn) / 1000);
+    });
+    backup.on('failed', (job: Job | undefined, err: Error) => {
+      if (!job) return;
+      const data = job.data as BackupVmJobData;
+      void job.getState().then(async (state) => {
+        // Only the last attempt is a failure; earlier ones are retried.
+        if (state !== 'failed') {
+          m.backupJobs.inc({ type: data.requestedType, result: 'retried' });
+          return;
+        }
+        m.backupJobs.inc({ type: data.requestedType, result: 'failed' });
+        await this.services.notifier.notify('job.failed', {
+          job: { runId: data.runId, queue: job.queueName, jobId: job.id, attempts: job.attemptsMade, requestedBy: data.requestedBy },
+          vm: { contextId: data.vmContextId },
+          repositoryId: data.repositoryId,
+          requestedType: data.requestedType,
+          error: err.message,
+        });
+      }, () => undefined);
+    });
+    maintenance.on('completed', (job: Job, result: unknown) => {
+      m.maintenanceJobs.inc({ job: job.name, result: 'completed' });
+      if (job.name !== JobNames.VerifyRestorePoint) return;
+      const r = result as { ok?: boolean; problems?: string[]; restorePointId?: string } | undefined;
+      if (r?.ok !== false) return;
+      m.verificationFailures.inc();
+      void this.services.notifier.notify('chain.damaged', {
+        backupId: (job.data as VerifyRestorePointJobData).backupId,
+        problems: r.problems ?? [],
+        verification: r,
+      });
+    });
+    maintenance.on('failed', (job: Job | undefined) => {
+      if (job) m.maintenanceJobs.inc({ job: job.name, result: 'failed' });
+    });
+  }
+
   async onApplicationShutdown(): Promise<void> {
+    await this.metricsServer?.close();
     // Running backups are aborted (each removes its export, half restore point
     // and snapshot, and its job is retried later); close() waits for that.
     // A job stuck beyond 8 s is abandoned; the next start cleans it up.

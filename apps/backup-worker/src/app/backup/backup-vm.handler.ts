@@ -6,6 +6,11 @@ import { CancelledError, PermanentError } from '../common/errors';
 import type { BackupService, BackupRunResult } from './backup.service';
 import { WorkerStopping, type CancelRegistry } from './cancel-registry';
 
+/** What the handler reports besides the job's result (metrics). */
+export interface BackupObserver {
+  committed(seconds: number): void;
+}
+
 /** Thin processor: BullMQ job in, BackupService call, errors classified. */
 export class BackupVmHandler implements JobHandler {
   readonly jobName = JobNames.BackupVm;
@@ -13,15 +18,18 @@ export class BackupVmHandler implements JobHandler {
   constructor(
     private readonly backups: BackupService,
     private readonly cancels: CancelRegistry,
+    private readonly observer?: BackupObserver,
   ) {}
 
   async handle(job: Job<BackupVmJobData>): Promise<BackupRunResult> {
     const signal = await this.cancels.registerDurable(job.data.runId);
     let last = 0;
+    let committingSince: number | null = null;
     try {
-      return await this.backups.run(job.data, {
+      const result = await this.backups.run(job.data, {
         signal,
         progress: (p: JobProgress) => {
+          if (p.phase === 'committing' && committingSince === null) committingSince = Date.now();
           // Throttled: Bull Board and the gateway read it, Redis need not see every tick.
           const now = Date.now();
           if (now - last < 250 && p.phase === 'copying') return;
@@ -29,6 +37,8 @@ export class BackupVmHandler implements JobHandler {
           void job.updateProgress(p as unknown as object).catch(() => undefined);
         },
       });
+      if (committingSince !== null) this.observer?.committed((Date.now() - committingSince) / 1000);
+      return result;
     } catch (err) {
       if (signal.aborted && signal.reason instanceof WorkerStopping) {
         throw new Error(`the worker stopped during the backup (everything it had started was removed); it will be retried`);

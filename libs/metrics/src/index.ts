@@ -1,0 +1,2 @@
+export * from './metrics';
+export { Counter, Gauge, Histogram, Registry } from 'prom-client';
