@@ -22,9 +22,9 @@ function portOpen(port: number): Promise<boolean> {
 const base = 19000 + (process.pid % 500) * 2;
 const services: { app: string; env: Record<string, string>; ready: (lines: string[]) => Promise<boolean> }[] = [
   { app: 'api-gateway', env: { GATEWAY_PORT: String(base), GATEWAY_HOST: '127.0.0.1' }, ready: () => portOpen(base) },
-  { app: 'capture-agent', env: { CAPTURE_AGENT_PORT: String(base + 1) }, ready: () => portOpen(base + 1) },
-  { app: 'restore-service', env: { RESTORE_SERVICE_PORT: String(base + 2), RESTORE_STATE_DIR: `/tmp/sendense-lifecycle-${process.pid}` }, ready: () => portOpen(base + 2) },
-  { app: 'backup-worker', env: { NODE_NAME: `lifecycle-${process.pid}` }, ready: async (lines) => lines.some((l) => l.includes('backup-worker for node')) },
+  { app: 'capture-agent', env: { CAPTURE_AGENT_PORT: String(base + 1), CAPTURE_AGENT_METRICS_PORT: '0' }, ready: () => portOpen(base + 1) },
+  { app: 'restore-service', env: { RESTORE_SERVICE_PORT: String(base + 2), RESTORE_STATE_DIR: `/tmp/sendense-lifecycle-${process.pid}`, RESTORE_METRICS_PORT: '0' }, ready: () => portOpen(base + 2) },
+  { app: 'backup-worker', env: { NODE_NAME: `lifecycle-${process.pid}`, WORKER_METRICS_PORT: '0' }, ready: async (lines) => lines.some((l) => l.includes('backup-worker for node')) },
 ];
 
 describe('services start from their build and stop on SIGTERM within 10 s', () => {

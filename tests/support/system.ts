@@ -35,7 +35,13 @@ export interface System {
   daemons: Map<string, Daemon>;
   logs: Map<string, string[]>;
   env: NodeJS.ProcessEnv;
+  /** Loopback /metrics ports of the services that serve them there. */
+  metricsPorts: { 'backup-worker': number };
   restart(app: string): Promise<void>;
+  stopApp(app: string): Promise<void>;
+  startApp(app: string): Promise<void>;
+  /** Another instance of an app (a second worker or gateway) with these settings on top; stopped with the system. */
+  startExtra(name: string, app: string, env: NodeJS.ProcessEnv): Promise<Daemon>;
   stop(): Promise<void>;
   /** fetch against the gateway with the admin key. */
   call<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
@@ -53,7 +59,7 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
   const dir = await mkdtemp(join(tmpdir(), 'sendense-sys-'));
   const repoDir = join(dir, 'repo');
   const node = `sys-${process.pid}-${Date.now().toString(36)}`;
-  const [gw, exp, cap, rs] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [gw, exp, cap, rs, wm] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   // Below the ephemeral range (32768+) and away from the exporter's unit tests (21000-31000).
   const nbdFirst = 11000 + Math.floor(Math.random() * 40) * 200;
   const env: NodeJS.ProcessEnv = {
@@ -78,15 +84,18 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     RESTORE_STATE_DIR: join(dir, 'restore'),
     RESTORE_ALLOWED_ROOTS: dir,
     REPOSITORY_ALLOWED_ROOTS: dir,
+    WORKER_METRICS_PORT: String(wm),
+    CAPTURE_AGENT_METRICS_PORT: '0',
+    RESTORE_METRICS_PORT: '0',
     ...opts.env,
   };
   const daemons = new Map<string, Daemon>();
   const logs = new Map<string, string[]>();
-  const start = async (app: string) => {
+  const start = async (app: string, name = app, extraEnv: NodeJS.ProcessEnv = {}) => {
     const lines: string[] = [];
-    logs.set(app, lines);
-    const d = await Daemon.start('node', [join(ROOT, 'dist/apps', app, 'main.js')], { env, onLine: (l) => lines.push(l) });
-    daemons.set(app, d);
+    logs.set(name, lines);
+    const d = await Daemon.start('node', [join(ROOT, 'dist/apps', app, 'main.js')], { env: { ...env, ...extraEnv }, onLine: (l) => lines.push(l) });
+    daemons.set(name, d);
     const ready: Record<string, () => boolean> = {
       'api-gateway': () => lines.some((l) => l.includes('API gateway on')),
       'capture-agent': () => lines.some((l) => l.includes('capture-agent on')),
@@ -96,6 +105,7 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     };
     await waitFor(() => !d.running || ready[app]!(), { timeoutMs: 120_000, intervalMs: 100, message: `${app} to start` });
     if (!d.running) throw d.exitError(`${app} exited during start`);
+    return d;
   };
   try {
     for (const app of APPS) await start(app);
@@ -118,10 +128,18 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     daemons,
     logs,
     env,
+    metricsPorts: { 'backup-worker': wm },
     async restart(app: string) {
       await daemons.get(app)?.stop(10_000);
       await start(app);
     },
+    async stopApp(app: string) {
+      await daemons.get(app)?.stop(10_000);
+    },
+    async startApp(app: string) {
+      await start(app);
+    },
+    startExtra: (name: string, app: string, extraEnv: NodeJS.ProcessEnv) => start(app, name, extraEnv),
     async call<T>(method: string, path: string, body?: unknown) {
       const res = await fetch(`${api}${path}`, {
         method,
@@ -138,6 +156,7 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
       return { status: res.status, body: parsed as T };
     },
     async stop() {
+      for (const [name, d] of daemons) if (!(APPS as readonly string[]).includes(name)) await d.stop(10_000);
       for (const app of [...APPS].reverse()) await daemons.get(app)?.stop(10_000);
       await db.drop();
       await rm(dir, { recursive: true, force: true });

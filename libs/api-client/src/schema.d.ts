@@ -38,6 +38,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit log, newest first: every request that changed something (who, what, target, when, result), filtered and paginated */
+        get: operations["AuditController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/whoami": {
         parameters: {
             query?: never;
@@ -258,6 +275,110 @@ export interface paths {
         };
         /** Live progress as server-sent events until the job ends */
         get: operations["JobsController_progress"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/policies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List backup policies with their next slot and last run */
+        get: operations["PoliciesController_list"];
+        put?: never;
+        /** Create a backup policy (cron schedule with a time zone, VMs by name or pattern, type rules, retention, start window, concurrency); scheduled at once unless paused */
+        post: operations["PoliciesController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/policies/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One backup policy */
+        get: operations["PoliciesController_get"];
+        put?: never;
+        post?: never;
+        /** Delete a policy and its history (its restore points stay) */
+        delete: operations["PoliciesController_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/policies/{id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause: no new runs (a run already going finishes) */
+        post: operations["PoliciesController_pause"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/policies/{id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume: scheduled again from now */
+        post: operations["PoliciesController_resume"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/policies/{id}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run now (as a slot would; its history entry has trigger "manual") */
+        post: operations["PoliciesController_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/policies/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The policy's history, newest first: each run with its VMs, result, bytes and duration */
+        get: operations["PoliciesController_runs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -565,6 +686,92 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List webhooks (secrets are never shown) */
+        get: operations["WebhooksController_list"];
+        put?: never;
+        /** Register a webhook: events are POSTed as JSON with X-Sendense-Signature: sha256=<hex HMAC-SHA256 of the body under the secret>, retried with backoff on 5xx or no answer */
+        post: operations["WebhooksController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a webhook and its deliveries */
+        delete: operations["WebhooksController_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Recent deliveries of a webhook, newest first, with their attempts and last answer */
+        get: operations["WebhooksController_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a signed "test" event to the webhook (delivered and retried like any event) */
+        post: operations["WebhooksController_test"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prometheus metrics of the gateway and of the system as it sees it (text exposition format 0.0.4); the other services serve theirs on loopback (docs/metrics.md) */
+        get: operations["MetricsController_scrape"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -592,6 +799,27 @@ export interface components {
             /** @description Repository id or name */
             repository: string;
             vm_context_id?: string;
+        };
+        AuditEntryDto: {
+            /** @description controller.handler, e.g. policies.pause */
+            action: string;
+            at: string;
+            error: string | null;
+            id: string;
+            ip: string | null;
+            key_id: string | null;
+            key_name: string | null;
+            method: string;
+            path: string;
+            /** @enum {string} */
+            result: "ok" | "error";
+            role: string | null;
+            status: number;
+            target: string | null;
+        };
+        AuditPageDto: {
+            items: components["schemas"]["AuditEntryDto"][];
+            total: number;
         };
         BackupDetailDto: {
             allocated_bytes: number | null;
@@ -751,6 +979,17 @@ export interface components {
             /** @enum {string} */
             role: "admin" | "operator" | "viewer";
         };
+        CreatedWebhookDto: {
+            created_at: string;
+            enabled: boolean;
+            /** @description Empty: every event */
+            events: ("job.failed" | "chain.damaged" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
+            id: string;
+            name: string;
+            /** @description The secret made for it (shown once; only when the request gave none) */
+            secret?: string;
+            url: string;
+        };
         CreateExportDto: {
             /** @description The backup (restore point) to serve; any point of a chain (the whole chain is served) */
             backup_id: string;
@@ -764,6 +1003,43 @@ export interface components {
              * @default false
              */
             writable: boolean;
+        };
+        CreatePolicyDto: {
+            /** @description VM backups of one run at a time (default 2) */
+            concurrency?: number;
+            /**
+             * @description Cron expression (5 fields, or 6 with seconds first)
+             * @example 0 22 * * *
+             */
+            cron: string;
+            /** @description A full after this many incrementals */
+            full_after_incrementals?: number | null;
+            /** @description A full when the last full is this many days old */
+            full_every_days?: number | null;
+            /** @description Webhook vm.stale when a VM's last successful backup is older than this many hours */
+            max_age_hours?: number;
+            /** @description Unique name */
+            name: string;
+            /** @description Create it paused (default false) */
+            paused?: boolean;
+            /** @description Repository id or name */
+            repository: string;
+            /** @description Retention applied to each VM after each run (none: keep everything) */
+            retention?: components["schemas"]["PolicyRetentionDto"];
+            /** @description A due full is made by an incremental and a consolidation of the chain (synthetic full); default false */
+            synthetic_full?: boolean;
+            /**
+             * @description IANA time zone of the schedule and the window (default UTC)
+             * @example Europe/Berlin
+             */
+            timezone?: string;
+            /** @description Which VMs: names and/or a name pattern (at least one) */
+            vms: components["schemas"]["PolicyVmsDto"];
+            /**
+             * @description No VM backup starts after this HH:MM (policy time zone); running ones are not stopped
+             * @example 06:00
+             */
+            window_end?: string;
         };
         CreateRepositoryDto: {
             /** @description CBT audit: blocks CBT reported unchanged that are compared after each incremental disk (0: off; default: the worker's CBT_AUDIT_SAMPLES) */
@@ -779,6 +1055,19 @@ export interface components {
             storage_node?: string;
             /** @enum {string} */
             type: "local" | "s3" | "azure" | "nfs";
+        };
+        CreateWebhookDto: {
+            /** @description Events it receives (none: all) */
+            events?: ("job.failed" | "chain.damaged" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
+            /** @description Unique name */
+            name: string;
+            /** @description HMAC secret (16-256 characters); made and returned once when left out */
+            secret?: string;
+            /**
+             * @description http(s) URL the events are POSTed to
+             * @example https://alerts.example.com/sendense
+             */
+            url: string;
         };
         DependencyStateDto: {
             /** @description A critical dependency down makes the answer 503 */
@@ -1017,6 +1306,88 @@ export interface components {
             offsetBytes: number;
             sizeBytes: number;
         };
+        PolicyDto: {
+            concurrency: number;
+            created_at: string;
+            cron: string;
+            full_after_incrementals: number | null;
+            full_every_days: number | null;
+            id: string;
+            last_run: components["schemas"]["PolicyRunDto"] | null;
+            max_age_hours: number | null;
+            name: string;
+            /** @description Next slot (ISO time), null while paused */
+            next_run_at: string | null;
+            paused: boolean;
+            repository: string;
+            repository_id: string;
+            retention: components["schemas"]["PolicyRetentionDto"] | null;
+            /** @description A BullMQ job scheduler exists for it (false while paused) */
+            scheduled: boolean;
+            synthetic_full: boolean;
+            timezone: string;
+            vms: components["schemas"]["PolicyVmsDto"];
+            window_end: string | null;
+        };
+        PolicyRetentionDto: {
+            /** @description GFS: newest restore point of each of the last N days (UTC) */
+            daily?: number;
+            /** @description Keep the newest N restore points */
+            keep_last?: number;
+            monthly?: number;
+            weekly?: number;
+        };
+        PolicyRunDto: {
+            bytes_transferred: number;
+            duration_ms: number | null;
+            finished_at: string | null;
+            id: string;
+            message: string | null;
+            policy_id: string;
+            /** @description The schedule slot this run stands for (ISO time) */
+            scheduled_for: string | null;
+            started_at: string;
+            /** @enum {string} */
+            status: "running" | "completed" | "partial" | "failed" | "skipped";
+            /** @enum {string} */
+            trigger: "schedule" | "manual";
+            vms: components["schemas"]["PolicyRunVmDto"][];
+        };
+        PolicyRunPageDto: {
+            items: components["schemas"]["PolicyRunDto"][];
+            total: number;
+        };
+        PolicyRunStartedDto: {
+            /** @description The queue job of the run */
+            job_id: string;
+            policy_id: string;
+            /** @enum {string} */
+            status: "queued";
+        };
+        PolicyRunVmDto: {
+            bytes_transferred: number;
+            duration_ms: number | null;
+            error: string | null;
+            /** @description Why this type, and what followed (consolidation, retention) */
+            reason: string;
+            /** @description The VM backup run (GET /jobs/{run_id}) */
+            run_id: string | null;
+            /** @enum {string} */
+            status: "pending" | "running" | "completed" | "failed" | "skipped";
+            /** @enum {string} */
+            type: "full" | "incremental" | "differential";
+            vm_context_id: string;
+            vm_name: string;
+        };
+        PolicyVmsDto: {
+            /**
+             * @description Glob over VM names (`*` any characters, `?` one), resolved at every run
+             * @example web-*
+             */
+            name_pattern?: string;
+            /** @description Explicit VM names or context ids */
+            names?: string[];
+        };
         RegisterVCenterDto: {
             disk_reader?: components["schemas"]["DiskReaderDto"];
             /** @description Accept any certificate (lab use) */
@@ -1248,6 +1619,30 @@ export interface components {
             /** @example pgtest2 */
             vm_name: string;
         };
+        WebhookDeliveryDto: {
+            attempts: number;
+            created_at: string;
+            delivered_at: string | null;
+            event: string;
+            id: string;
+            last_error: string | null;
+            last_status_code: number | null;
+            /** @description The JSON body sent (and signed) */
+            payload: {
+                [key: string]: unknown;
+            };
+            /** @enum {string} */
+            status: "pending" | "delivered" | "failed";
+        };
+        WebhookDto: {
+            created_at: string;
+            enabled: boolean;
+            /** @description Empty: every event */
+            events: ("job.failed" | "chain.damaged" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
+            id: string;
+            name: string;
+            url: string;
+        };
         WhoAmIDto: {
             /** @description Id of the API key */
             id: string;
@@ -1398,6 +1793,57 @@ export interface operations {
             };
             /** @description No such key, or already revoked */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    AuditController_list: {
+        parameters: {
+            query?: {
+                /** @description Action, or its prefix (e.g. "policies." or "backups.start") */
+                action?: string;
+                /** @description API key id */
+                key_id?: string;
+                limit?: number;
+                offset?: number;
+                result?: "ok" | "error";
+                /** @description From this time (ISO 8601) */
+                since?: string;
+                /** @description Target (policy id, VM name, run id, ...) */
+                target?: string;
+                /** @description Before this time (ISO 8601) */
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPageDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2201,6 +2647,401 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyDto"][];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreatePolicyDto"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyDto"];
+                };
+            };
+            /** @description Invalid cron expression, time zone, VM selection or retention */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description No such repository */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description A policy of that name exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Policy id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Policy id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description { deleted: id } */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_pause: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Policy id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_resume: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Policy id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Policy id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyRunStartedDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    PoliciesController_runs: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Policy id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyRunPageDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
                 };
             };
         };
@@ -3375,6 +4216,282 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    WebhooksController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDto"][];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    WebhooksController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookDto"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhookDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description A webhook of that name exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description SENDENSE_SECRET_KEY is not set */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    WebhooksController_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description { deleted: id } */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    WebhooksController_deliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryDto"][];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    WebhooksController_test: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryDto"];
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    MetricsController_scrape: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Prometheus text format */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description The key's role may not call this endpoint */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponseDto"];
                 };
             };
         };

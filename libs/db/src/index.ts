@@ -18,3 +18,4 @@ export * from './repositories/database-health';
 export * from './repositories/backup-policies.repository';
 export * from './repositories/audit-log.repository';
 export * from './repositories/webhooks.repository';
+export * from './repositories/metrics-source.repository';

@@ -16,6 +16,10 @@ import { RestoreModule } from './restore/restore.module';
 import { RetentionModule } from './retention/retention.module';
 import { VCentersModule } from './vcenters/vcenters.module';
 import { VmsModule } from './vms/vms.module';
+import { PoliciesModule } from './policies/policies.module';
+import { WebhooksModule } from './webhooks/webhooks.module';
+import { AuditModule } from './audit/audit.module';
+import { MetricsModule } from './metrics/metrics.module';
 
 /**
  * The gateway: shared providers (settings, database repositories, Redis and
@@ -44,6 +48,10 @@ export class AppModule {
         // Before RestoreModule: /restore/export must never be taken for a mount id.
         DiskRestoreModule,
         RestoreModule,
+        PoliciesModule,
+        WebhooksModule,
+        AuditModule,
+        MetricsModule,
         ConsoleModule,
       ],
     };

@@ -153,8 +153,12 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
           for (const [state, n] of Object.entries(counts)) g.set({ queue: w.name, state }, n);
         }
       });
-      this.metricsServer = await serveMetrics(this.services.registry, this.settings.WORKER_METRICS_PORT);
-      this.log.log(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
+      // Metrics are not worth refusing backups for: a port in use is logged, the worker runs on.
+      this.metricsServer = await serveMetrics(this.services.registry, this.settings.WORKER_METRICS_PORT).catch((err: unknown) => {
+        this.log.error(`metrics listener on 127.0.0.1:${this.settings.WORKER_METRICS_PORT} not started: ${err instanceof Error ? err.message : String(err)}`);
+        return null;
+      });
+      if (this.metricsServer) this.log.log(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
     }
     this.log.log(`consuming ${this.workers.map((w) => w.name).join(', ')} (BACKUP_CONCURRENCY=${this.settings.BACKUP_CONCURRENCY} backups at once); handlers: ${[...byName.keys()].join(', ')}`);
   }

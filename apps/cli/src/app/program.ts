@@ -10,6 +10,7 @@ import { downloadDir, downloadFile, fileDestination, guestPath, listAll, listMou
 import { details, humanBytes, localTime, modeString, octalMode, parseMode, table } from './format';
 import { TERMINAL, progressLine, watchJob, type ProgressEvent } from './progress';
 import { configPath, validateApiUrl, writeConfigFile } from './settings';
+import { addPolicyCommands } from './policy-commands';
 
 // ---- narrow local types of what the gateway answers (its Swagger schemas are still untyped) ----
 
@@ -863,6 +864,8 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
         ctx.result(r, () => `${o.dryRun ? 'would keep' : 'kept'} ${count('keep')}, ${o.dryRun ? 'would delete' : 'deleted'} ${count('delete')}, ${o.dryRun ? 'would merge' : 'merged'} ${count('merge')}${count('errors') ? `, ${count('errors')} error(s): ${JSON.stringify(r['errors'])}` : ''}`);
       }),
     );
+
+  addPolicyCommands(program, act);
 
   // ---- apikey ----
   const apikey = program.command('apikey').description('API keys (create talks to DATABASE_URL directly, to bootstrap the first admin key)');

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { WhoAmIController } from './whoami.controller';
 
 /** Paths the console never answers: the API, Swagger and Bull Board keep their own 404s. */
-const NOT_CONSOLE = /^\/(api|admin)(\/|$)/;
+const NOT_CONSOLE = /^\/(api|admin|metrics)(\/|$)/;
 
 /**
  * Where the built console (`dist/apps/console`, `npx nx build console`) is:

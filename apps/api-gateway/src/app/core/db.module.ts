@@ -1,6 +1,10 @@
 import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown, type Provider } from '@nestjs/common';
 import {
   ApiKeyRepository,
+  AuditLogRepository,
+  BackupPolicyRepository,
+  WebhookRepository,
+  MetricsSourceRepository,
   BackupRepositoryRepository,
   BackupRunRepository,
   createPrismaClient,
@@ -23,6 +27,10 @@ class DbLifecycle implements OnApplicationShutdown {
 /** The libs/db repositories the gateway uses; each is built on the one client. */
 const REPOSITORIES = [
   ApiKeyRepository,
+  AuditLogRepository,
+  BackupPolicyRepository,
+  WebhookRepository,
+  MetricsSourceRepository,
   BackupRepositoryRepository,
   BackupRunRepository,
   DatabaseProbe,

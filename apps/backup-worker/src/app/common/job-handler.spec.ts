@@ -11,7 +11,7 @@ describe('boot-time refusal: every job name of libs/contracts has one handler', 
   it('names the job names nobody handles', () => {
     const some = [h(JobNames.BackupVm), h(JobNames.DeleteRestorePoint)];
     expect(() => assertEveryJobHandled(some)).toThrow(
-      `the worker has no handler for job ${[JobNames.ConsolidateChain, JobNames.ApplyRetention, JobNames.VerifyRestorePoint, JobNames.RestoreDisk].join(', ')} (libs/contracts JobNames); refusing to start`,
+      `the worker has no handler for job ${[JobNames.ConsolidateChain, JobNames.ApplyRetention, JobNames.VerifyRestorePoint, JobNames.RestoreDisk, JobNames.RunPolicy, JobNames.CheckAlerts, JobNames.DeliverWebhook].join(', ')} (libs/contracts JobNames); refusing to start`,
     );
   });
 
