@@ -2,6 +2,8 @@ import type { PrismaClient } from '../prisma-client';
 import type { AuditLog, Prisma } from '../generated/client';
 
 export interface NewAuditEntry {
+  /** When the request came (default: now). */
+  at?: Date;
   keyId: string | null;
   keyName: string | null;
   role: string | null;
@@ -15,7 +17,7 @@ export interface NewAuditEntry {
   ip: string | null;
 }
 
-export interface AuditRecord extends NewAuditEntry {
+export interface AuditRecord extends Omit<NewAuditEntry, 'at'> {
   id: string;
   at: Date;
 }

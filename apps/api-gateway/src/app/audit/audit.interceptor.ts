@@ -48,6 +48,8 @@ export class AuditInterceptor implements NestInterceptor {
     const req = ctx.switchToHttp().getRequest<AuthedRequest>();
     if (!MUTATING.has(req.method)) return next.handle();
     const base = {
+      // The request's time, not the write's: entries sort as the requests came.
+      at: new Date(),
       keyId: req.principal?.id ?? null,
       keyName: req.principal?.name ?? null,
       role: req.principal?.role ?? null,
