@@ -146,8 +146,15 @@ describe('two storage nodes on one database and Redis', () => {
 
     await nodeB.start('backup-worker');
     const [db, db2] = [await completed(onB, 'interrupted backup on node B'), await completed(queuedOnB, 'queued backup on node B')];
-    expect(await pointDigest(nodeB.repoDir, db.backups[0]!)).toBe(expectedB);
-    expect(await pointDigest(nodeB.repoDir, db2.backups[0]!)).toBe(expectedB2);
+    // The killed attempt's rows stay in the run, failed (their images are gone): read the committed point.
+    const committed = (d: Doc) => {
+      const r = d.backups.find((b) => b.status === 'completed');
+      if (!r) throw new Error(`run has no completed restore point: ${JSON.stringify(d.backups)}`);
+      return r;
+    };
+    expect(db.backups.filter((b) => b.status !== 'completed').every((b) => b.status === 'failed')).toBe(true);
+    expect(await pointDigest(nodeB.repoDir, committed(db))).toBe(expectedB);
+    expect(await pointDigest(nodeB.repoDir, committed(db2))).toBe(expectedB2);
     // The killed attempt left nothing behind: B's directory holds exactly B's committed restore points.
     const files = (await run('find', [nodeB.repoDir, '-name', '*.qcow2'])).stdout.trim().split('\n').filter(Boolean);
     const rows = await sys.db.prisma.backupJob.findMany({ where: { storageNode: B, status: 'completed' } });
