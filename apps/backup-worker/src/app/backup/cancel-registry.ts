@@ -37,7 +37,9 @@ export class CancelRegistry {
    */
   async registerDurable(runId: string): Promise<AbortSignal> {
     const signal = this.register(runId);
-    if (this.cmd && (await this.cmd.exists(cancelRequestKey(runId))) > 0) this.cancel(runId);
+    // Redis away: the job itself came through Redis a moment ago; without an answer the run goes on (a live cancel still reaches it).
+    const recorded = this.cmd ? await this.cmd.exists(cancelRequestKey(runId)).catch(() => 0) : 0;
+    if (recorded > 0) this.cancel(runId);
     return signal;
   }
 
