@@ -576,17 +576,51 @@ describe('file browser safety and features', () => {
     expect(fileName).toBe('p1.tar');
     const model = gpt[0]!.models['p1']!;
     const seen = new Map<string, string>();
+    const sparse: string[] = [];
     const ex = extract();
     const done = new Promise<void>((res, rej) => {
       ex.on('entry', (header, body, next) => {
+        const pax = (header as { pax?: Record<string, string> }).pax ?? {};
+        const chunks: Buffer[] = [];
         const h = createHash('sha256');
-        body.on('data', (c: unknown) => h.update(c as Buffer));
+        const isSparse = pax['GNU.sparse.major'] === '1';
+        body.on('data', (c: unknown) => (isSparse ? chunks.push(c as Buffer) : h.update(c as Buffer)));
         body.on('end', () => {
-          const rel = header.name.replace(/^p1\/?/, '');
+          const name = isSparse ? (pax['GNU.sparse.name'] ?? header.name) : header.name;
+          const rel = name.replace(/^p1\/?/, '');
+          let size = header.size ?? 0;
+          if (isSparse) {
+            // GNU.sparse 1.0: a map block (count, then offset/length pairs, NUL-padded to 512) before the data.
+            const raw = Buffer.concat(chunks);
+            const nums: number[] = [];
+            let pos = 0;
+            const need = () => {
+              const nl = raw.indexOf(10, pos);
+              nums.push(Number(raw.subarray(pos, nl).toString()));
+              pos = nl + 1;
+            };
+            need();
+            for (let i = 0; i < 2 * (nums[0] ?? 0); i++) need();
+            let data = Math.ceil(pos / 512) * 512;
+            size = Number(pax['GNU.sparse.realsize']);
+            let at = 0;
+            const zeros = (n: number) => {
+              for (let left = n; left > 0; left -= Math.min(left, 1 << 24)) h.update(Buffer.alloc(Math.min(left, 1 << 24)));
+            };
+            for (let i = 0; i < (nums[0] ?? 0); i++) {
+              const [off, len] = [nums[1 + 2 * i]!, nums[2 + 2 * i]!];
+              zeros(off - at);
+              h.update(raw.subarray(data, data + len));
+              data += len;
+              at = off + len;
+            }
+            zeros(size - at);
+            sparse.push(rel);
+          }
           if (rel && !rel.startsWith('lost+found')) {
             if (header.type === 'directory') seen.set(rel, 'dir');
             else if (header.type === 'symlink') seen.set(rel, `symlink:${header.linkname}`);
-            else seen.set(rel, `file:${header.size}:${h.digest('hex')}`);
+            else seen.set(rel, `file:${size}:${h.digest('hex')}`);
           }
           next();
         });
@@ -605,6 +639,8 @@ describe('file browser safety and features', () => {
       else expected.set(p, `file:${n.big.size}:${bigFileSha(n.big)}`);
     }
     expect(new Map([...seen].sort())).toEqual(new Map([...expected].sort()));
+    // The 1.1 GB file with a few MiB of data travels sparse (GNU.sparse 1.0), the small ones as they are.
+    expect(sparse).toEqual(['big.bin']);
   });
 
   it('unmounts even while an outside process holds a file open (lazy fallback)', async () => {
