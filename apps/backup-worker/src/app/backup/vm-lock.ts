@@ -17,6 +17,7 @@ export class VmLocks {
   constructor(
     private readonly redis: Redis,
     private readonly ttlMs = 5 * 60_000,
+    private readonly releaseAttempts = 30,
   ) {}
 
   /** The run holding the VM now (a live worker keeps refreshing it), if any. */
@@ -39,7 +40,18 @@ export class VmLocks {
     timer.unref();
     return async () => {
       clearInterval(timer);
-      await this.redis.eval(RELEASE, 1, key, runId).catch(() => undefined);
+      // Redis may be away for a moment (a restart): a lock left behind would
+      // block the VM's next backups for ttlMs, so the release is retried for
+      // up to about 30 s before the key is left to expire.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.redis.eval(RELEASE, 1, key, runId);
+          return;
+        } catch {
+          if (attempt >= this.releaseAttempts) return;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
     };
   }
 }
