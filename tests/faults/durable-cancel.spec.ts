@@ -1,8 +1,6 @@
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { waitFor } from '@sendense/process';
 import { waitForJob } from '../support/system';
-import { backupOk, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import { allocatedQcow2Bytes, backupOk, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
 
 /**
  * A cancel accepted while the worker running the backup is dead (issue 19,
@@ -27,13 +25,7 @@ describe('fault: a cancel while the worker is dead is not lost', () => {
     await bed?.stop();
   }, 60_000);
 
-  async function allocated(): Promise<number> {
-    let sum = 0;
-    for (const e of await readdir(bed.sys.repoDir, { withFileTypes: true, recursive: true }).catch(() => [])) {
-      if (e.isFile() && e.name.endsWith('.qcow2')) sum += ((await stat(join(e.parentPath, e.name)).catch(() => null))?.blocks ?? 0) * 512;
-    }
-    return sum;
-  }
+  const allocated = () => allocatedQcow2Bytes(bed.sys.repoDir);
 
   it('worker SIGKILLed mid-copy, cancel accepted, worker restarted: the run ends cancelled, not completed; the next backup works', async () => {
     const start = await bed.sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: 'full', repository: 'local' });

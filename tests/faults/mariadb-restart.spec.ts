@@ -1,9 +1,9 @@
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, run, waitFor } from '@sendense/process';
 import { freePort } from '../support/system';
-import { backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
 
 /**
  * Scenario 7 (MariaDB): MariaDB restarts mid-backup. MariaDB on this machine
@@ -51,13 +51,7 @@ describe('fault: MariaDB restarts mid-backup', () => {
     if (dbDir) await rm(dbDir, { recursive: true, force: true });
   }, 60_000);
 
-  async function allocated(): Promise<number> {
-    let sum = 0;
-    for (const e of await readdir(bed.sys.repoDir, { withFileTypes: true, recursive: true }).catch(() => [])) {
-      if (e.isFile() && e.name.endsWith('.qcow2')) sum += ((await stat(join(e.parentPath, e.name)).catch(() => null))?.blocks ?? 0) * 512;
-    }
-    return sum;
-  }
+  const allocated = () => allocatedQcow2Bytes(bed.sys.repoDir);
 
   /** Start a backup; once its image has grown by 4 MiB, stop MariaDB and run `then`. */
   async function backupStoppingDb(type: 'full' | 'incremental', then: (job: Promise<JobDoc>) => Promise<void>) {

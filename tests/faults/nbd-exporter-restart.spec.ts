@@ -1,7 +1,5 @@
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { waitFor } from '@sendense/process';
-import { backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
 
 /**
  * Scenario 5: the nbd-exporter is killed (SIGKILL) mid-backup. Its qemu-nbd
@@ -29,13 +27,7 @@ describe('fault: the nbd-exporter is killed mid-backup', () => {
     await bed?.stop();
   }, 60_000);
 
-  async function allocated(): Promise<number> {
-    let sum = 0;
-    for (const e of await readdir(bed.sys.repoDir, { withFileTypes: true, recursive: true }).catch(() => [])) {
-      if (e.isFile() && e.name.endsWith('.qcow2')) sum += ((await stat(join(e.parentPath, e.name)).catch(() => null))?.blocks ?? 0) * 512;
-    }
-    return sum;
-  }
+  const allocated = () => allocatedQcow2Bytes(bed.sys.repoDir);
 
   /** Start a backup; once its image has grown by 4 MiB, SIGKILL the nbd-exporter and run `then`. */
   async function backupKillingExporter(type: 'full' | 'incremental', then: (job: Promise<JobDoc>) => Promise<void>) {

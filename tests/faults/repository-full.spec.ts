@@ -1,7 +1,7 @@
-import { open, readdir, rm, stat, statfs } from 'node:fs/promises';
+import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, waitFor } from '@sendense/process';
-import { backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
 
 /**
  * Scenario 1: the repository fills up during a full and during an
@@ -44,23 +44,14 @@ describe('fault: the repository fills up mid-copy', () => {
     return s.bavail * s.bsize;
   };
 
-  async function allocatedUnder(dir: string): Promise<number> {
-    let sum = 0;
-    for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
-      if (!e.isFile() || !e.name.endsWith('.qcow2')) continue;
-      const st = await stat(join(e.parentPath, e.name)).catch(() => null);
-      if (st) sum += st.blocks * 512;
-    }
-    return sum;
-  }
 
   /** Runs a backup and, once its image under `small` has grown by `trigger` bytes, fills the file system. */
   async function backupIntoFillingRepository(type: 'full' | 'incremental', trigger: number): Promise<JobDoc & { runId: string; seconds: number; filledAt: number }> {
-    const base = await allocatedUnder(small);
+    const base = await allocatedQcow2Bytes(small);
     let filledAt = 0;
     let stop = false;
     const filling = (async () => {
-      await waitFor(async () => stop || (await allocatedUnder(small)) - base >= trigger, { timeoutMs: 180_000, intervalMs: 5, message: 'the restore point to grow' });
+      await waitFor(async () => stop || (await allocatedQcow2Bytes(small)) - base >= trigger, { timeoutMs: 180_000, intervalMs: 5, message: 'the restore point to grow' });
       if (stop) return;
       // Everything that is left: qemu-nbd's next cluster allocations fail with ENOSPC.
       const fh = await open(filler, 'a');
@@ -100,7 +91,7 @@ describe('fault: the repository fills up mid-copy', () => {
     // Not retried: a full repository does not empty itself.
     await rm(filler, { force: true });
     // The half-written restore point is gone, and so is its space.
-    expect(await allocatedUnder(small)).toBe(0);
+    expect(await allocatedQcow2Bytes(small)).toBe(0);
     expect(Math.abs((await free()) - freeBefore)).toBeLessThan(2 * MiB);
     expect((await leftovers(bed)).filter((l) => !l.startsWith(`mount: ${TMPFS_SOURCE} `))).toEqual([]);
     console.log(`scenario 1 (repository full, full): ${doc.status} after ${((Date.now() - t0) / 1000).toFixed(1)} s; error: ${doc.error}`);
@@ -119,7 +110,7 @@ describe('fault: the repository fills up mid-copy', () => {
     const key = bed.keys.get(VM)![0]!;
     await bed.standIn.harness!.fill(VM, key, 40, 99);
     const freeBefore = await free();
-    const before = await allocatedUnder(small);
+    const before = await allocatedQcow2Bytes(small);
     const t0 = Date.now();
     const doc = await backupIntoFillingRepository('incremental', 3 * MiB);
     expect(doc.filledAt).toBeGreaterThan(0);
@@ -128,7 +119,7 @@ describe('fault: the repository fills up mid-copy', () => {
     expect(doc.error).toMatch(/repository small is full/);
     expect(doc.error).toMatch(/needs [\d.]+ [KMG]iB/);
     await rm(filler, { force: true });
-    expect(await allocatedUnder(small)).toBe(before);
+    expect(await allocatedQcow2Bytes(small)).toBe(before);
     expect(Math.abs((await free()) - freeBefore)).toBeLessThan(2 * MiB);
     expect((await leftovers(bed)).filter((l) => !l.startsWith(`mount: ${TMPFS_SOURCE} `))).toEqual([]);
     expect(await restorePointDigest(bed, full, 'small')).toBe(fullDigest);

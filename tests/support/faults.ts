@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '@sendense/process';
@@ -14,6 +14,17 @@ import { startSystem, waitForJob, type System } from './system';
  */
 
 export const MiB = 1024 * 1024;
+
+/** Bytes allocated on disk by the QCOW2 images under a directory (how far a copy into a restore point has got). */
+export async function allocatedQcow2Bytes(dir: string): Promise<number> {
+  let sum = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+    if (!e.isFile() || !e.name.endsWith('.qcow2')) continue;
+    const st = await stat(join(e.parentPath, e.name)).catch(() => null);
+    if (st) sum += st.blocks * 512;
+  }
+  return sum;
+}
 
 export interface BackupRow {
   id: string;
