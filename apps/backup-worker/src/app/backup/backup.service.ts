@@ -603,15 +603,18 @@ export class BackupService {
 
   private progressOf(phase: JobProgress['phase'], plans: DiskPlan[], e: { bytesDone: number; bytesTotal: number; rateBytesPerSec: number; disks: { deviceKey: number; bytesDone: number; bytesTotal: number; bytesZeroed: number; phase: string }[] } | null): JobProgress {
     const total = plans.reduce((s, pl) => s + pl.prepared.bytesToCopy, 0);
+    // After the copy (committing, done) every disk's bytes are in, whether or
+    // not a copy progress event said so before the copy ended.
+    const copied = phase === 'done' || phase === 'committing';
     return {
       phase,
-      bytesDone: e?.bytesDone ?? (phase === 'done' || phase === 'committing' ? total : 0),
+      bytesDone: e?.bytesDone ?? (copied ? total : 0),
       bytesTotal: e?.bytesTotal ?? total,
       bytesSkippedZero: e ? e.disks.reduce((s, d) => s + d.bytesZeroed, 0) : 0,
       rateBytesPerSec: e?.rateBytesPerSec ?? 0,
       disks: plans.map((pl) => {
         const d = e?.disks.find((x) => x.deviceKey === pl.prepared.deviceKey);
-        return { diskId: pl.disk.diskIndex, bytesDone: d?.bytesDone ?? 0, bytesTotal: d?.bytesTotal ?? pl.prepared.bytesToCopy, phase: d?.phase ?? phase };
+        return { diskId: pl.disk.diskIndex, bytesDone: d?.bytesDone ?? (copied ? pl.prepared.bytesToCopy : 0), bytesTotal: d?.bytesTotal ?? pl.prepared.bytesToCopy, phase: d?.phase ?? phase };
       }),
     };
   }
