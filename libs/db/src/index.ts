@@ -12,6 +12,7 @@ export * from './repositories/vcenters.repository';
 export * from './repositories/vm-contexts.repository';
 export * from './repositories/backup-repositories.repository';
 export * from './repositories/restore-mounts.repository';
+export * from './repositories/nbd-exports.repository';
 export * from './repositories/retention-policies.repository';
 export * from './repositories/backup-runs.repository';
 export * from './repositories/database-health';

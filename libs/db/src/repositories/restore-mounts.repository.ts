@@ -43,6 +43,15 @@ export class RestoreMountRepository {
     return this.prisma.restoreMount.count({ where: { backupId, state: { in: [...MOUNT_HOLDING_STATES] } } });
   }
 
+  /** Restore points of one repository held by a mount (on any node). */
+  async heldInRepository(repositoryId: string): Promise<string[]> {
+    const rows = await this.prisma.restoreMount.findMany({
+      where: { state: { in: [...MOUNT_HOLDING_STATES] }, backup: { repositoryId } },
+      select: { backupId: true },
+    });
+    return [...new Set(rows.map((r) => r.backupId))];
+  }
+
   /** Removing a row that is already gone is not an error. Returns how many went. */
   async remove(...ids: string[]): Promise<number> {
     if (!ids.length) return 0;

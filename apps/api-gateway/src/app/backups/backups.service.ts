@@ -1,8 +1,7 @@
 import { ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { JobIds, JobNames, QueueNames, type BackupType } from '@sendense/contracts';
-import type { BackupJob, PrismaClient } from '@sendense/db';
-import { PRISMA } from '../common/tokens';
+import { BackupJobRepository, type BackupJob, type BackupStatus } from '@sendense/db';
 import { QueueRegistry } from '../queues/queue-registry.service';
 import { RepositoriesService } from '../repositories/repositories.service';
 import { VmsService } from '../vms/vms.service';
@@ -14,7 +13,7 @@ import type { BackupDetailDto, BackupListDto, StartedBackupDto, VerificationDto 
 @Injectable()
 export class BackupsService {
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(BackupJobRepository) private readonly jobs: BackupJobRepository,
     private readonly queues: QueueRegistry,
     private readonly runs: RunRegistry,
     private readonly maintenance: MaintenanceDispatcher,
@@ -56,55 +55,47 @@ export class BackupsService {
   }
 
   async list(q: { vmContextId?: string; vmName?: string; status?: string; limit: number; offset: number }): Promise<BackupListDto> {
-    const where: Record<string, unknown> = {};
-    if (q.vmContextId || q.vmName) where['vmContextId'] = (await this.vms.resolve(q)).contextId;
-    if (q.status) where['status'] = q.status;
-    const [rows, total] = await Promise.all([
-      this.prisma.backupJob.findMany({ where, orderBy: [{ createdAt: 'desc' }, { diskId: 'asc' }], take: q.limit, skip: q.offset }),
-      this.prisma.backupJob.count({ where }),
-    ]);
+    const vmContextId = q.vmContextId || q.vmName ? (await this.vms.resolve(q)).contextId : undefined;
+    // status is one of BACKUP_STATUSES (ListBackupsQuery validates it).
+    const { rows, total } = await this.jobs.page({ vmContextId, status: q.status as BackupStatus | undefined }, { limit: q.limit, offset: q.offset });
     return { total, items: rows.map(toBackupDto) };
   }
 
   async get(id: string): Promise<BackupDetailDto> {
-    const row = await this.prisma.backupJob.findUnique({ where: { id } });
-    if (!row) throw new NotFoundException(`no backup with id ${id}`);
-    const dependents = await this.prisma.backupJob.findMany({ where: { parentBackupId: id, status: 'completed' }, select: { id: true } });
-    return { ...toBackupDto(row), chain: await this.chainIds(row), dependents: dependents.map((d) => d.id) };
+    const row = await this.find(id);
+    return { ...toBackupDto(row), chain: await this.chainIds(row), dependents: await this.jobs.completedDependents(id) };
   }
 
   /** Oldest first: the full, then each restore point up to this one. */
-  async chainIds(row: BackupJob): Promise<string[]> {
-    const ids = [row.id];
-    let parent = row.parentBackupId;
-    for (let i = 0; parent && i < 10_000; i++) {
-      ids.unshift(parent);
-      parent = (await this.prisma.backupJob.findUnique({ where: { id: parent }, select: { parentBackupId: true } }))?.parentBackupId ?? null;
-    }
-    return ids;
+  chainIds(row: BackupJob): Promise<string[]> {
+    return this.jobs.chainIds(row);
+  }
+
+  private async find(id: string): Promise<BackupJob> {
+    const row = await this.jobs.find(id);
+    if (!row) throw new NotFoundException(`no backup with id ${id}`);
+    return row;
   }
 
   async remove(id: string, requestedBy: string): Promise<void> {
-    const row = await this.prisma.backupJob.findUnique({ where: { id } });
-    if (!row) throw new NotFoundException(`no backup with id ${id}`);
+    const row = await this.find(id);
     if (row.status === 'running' || row.status === 'pending') {
       throw new ConflictException(`backup ${id} is ${row.status}; cancel its job (run ${row.runId}) instead`);
     }
     // Only restore points that exist depend on it (failed attempts keep a parent id but no image).
-    const dependents = await this.prisma.backupJob.findMany({ where: { parentBackupId: id, status: 'completed' }, select: { id: true } });
+    const dependents = await this.jobs.completedDependents(id);
     if (dependents.length) {
       throw new ConflictException({
         code: 'DEPENDENT_RESTORE_POINTS',
-        message: `backup ${id} cannot be deleted: ${dependents.map((d) => d.id).join(', ')} depend on it; consolidate the chain (merge it) first`,
-        dependents: dependents.map((d) => d.id),
+        message: `backup ${id} cannot be deleted: ${dependents.join(', ')} depend on it; consolidate the chain (merge it) first`,
+        dependents,
       });
     }
     await this.maintenance.run(row.repositoryId, JobNames.DeleteRestorePoint, { backupId: id, requestedBy }, JobIds.delete(id), 120_000);
   }
 
   async verify(id: string, requestedBy: string): Promise<VerificationDto> {
-    const row = await this.prisma.backupJob.findUnique({ where: { id } });
-    if (!row) throw new NotFoundException(`no backup with id ${id}`);
+    const row = await this.find(id);
     if (row.status !== 'completed') throw new ConflictException(`backup ${id} is ${row.status}; only completed backups can be verified`);
     return (await this.maintenance.run(row.repositoryId, JobNames.VerifyRestorePoint, { backupId: id, requestedBy }, JobIds.verify(id), 30 * 60_000)) as VerificationDto;
   }

@@ -1,7 +1,6 @@
 import { Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { JobIds, JobNames } from '@sendense/contracts';
-import type { PrismaClient } from '@sendense/db';
-import { PRISMA } from '../common/tokens';
+import { BackupChainRepository, BackupJobRepository, type BackupChain, type BackupJob } from '@sendense/db';
 import { BackupsService } from '../backups/backups.service';
 import { toBackupDto } from '../backups/backup-view';
 import { MaintenanceDispatcher } from '../jobs/maintenance.service';
@@ -11,7 +10,8 @@ import type { ConsolidationDto, DiskChainDto, VmChainsDto } from './dto/chain.dt
 @Injectable()
 export class ChainsService {
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(BackupChainRepository) private readonly chains: BackupChainRepository,
+    @Inject(BackupJobRepository) private readonly jobs: BackupJobRepository,
     private readonly backups: BackupsService,
     private readonly maintenance: MaintenanceDispatcher,
     private readonly vms: VmsService,
@@ -19,17 +19,11 @@ export class ChainsService {
 
   async chain(q: { vmContextId?: string; vmName?: string; diskId?: number }): Promise<VmChainsDto> {
     const ctx = await this.vms.resolve(q);
-    const chains = await this.prisma.backupChain.findMany({
-      where: { vmContextId: ctx.contextId, ...(q.diskId !== undefined ? { diskId: q.diskId } : {}) },
-      orderBy: { diskId: 'asc' },
-    });
+    const chains = await this.chains.listForVm(ctx.contextId, q.diskId);
     const out: DiskChainDto[] = [];
     for (const c of chains) {
-      const latest = await this.prisma.backupJob.findUniqueOrThrow({ where: { id: c.latestBackupId } });
-      const ids = await this.backups.chainIds(latest);
-      const rows = await this.prisma.backupJob.findMany({ where: { id: { in: ids } } });
-      const byId = new Map(rows.map((r) => [r.id, r]));
-      const points = ids.flatMap((id) => byId.get(id) ?? []);
+      const latest = await this.latestOf(c, ctx.vmName);
+      const points = await this.jobs.listByIds(await this.backups.chainIds(latest));
       out.push({
         disk_id: c.diskId,
         full_backup_id: c.fullBackupId,
@@ -48,9 +42,9 @@ export class ChainsService {
 
   async consolidate(req: { vmContextId?: string; vmName?: string; diskId: number; upToBackupId?: string; requestedBy: string }): Promise<ConsolidationDto> {
     const ctx = await this.vms.resolve(req);
-    const chain = await this.prisma.backupChain.findUnique({ where: { vmContextId_diskId: { vmContextId: ctx.contextId, diskId: req.diskId } } });
+    const chain = await this.chains.find(ctx.contextId, req.diskId);
     if (!chain) throw new NotFoundException(`VM ${ctx.vmName} disk ${req.diskId} has no backup chain`);
-    const latest = await this.prisma.backupJob.findUniqueOrThrow({ where: { id: chain.latestBackupId } });
+    const latest = await this.latestOf(chain, ctx.vmName);
     return (await this.maintenance.run(
       latest.repositoryId,
       JobNames.ConsolidateChain,
@@ -58,5 +52,12 @@ export class ChainsService {
       JobIds.consolidate(ctx.contextId, req.diskId),
       60 * 60_000,
     )) as ConsolidationDto;
+  }
+
+  /** The chain's newest restore point; its row gone (deleted under the chain row) is a 404 that says so. */
+  private async latestOf(chain: BackupChain, vmName: string): Promise<BackupJob> {
+    const latest = await this.jobs.find(chain.latestBackupId);
+    if (!latest) throw new NotFoundException(`VM ${vmName} disk ${chain.diskId}: the chain's latest backup ${chain.latestBackupId} has no record; run retention or a backup to resync the chain`);
+    return latest;
   }
 }

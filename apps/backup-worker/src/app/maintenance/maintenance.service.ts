@@ -4,7 +4,15 @@ import type {
   DeleteRestorePointJobData,
   VerifyRestorePointJobData,
 } from '@sendense/contracts';
-import { BackupChainRepository, type PrismaClient } from '@sendense/db';
+import {
+  BackupChainRepository,
+  BackupJobRepository,
+  BackupRepositoryRepository,
+  NbdExportRepository,
+  RestoreMountRepository,
+  RetentionPolicyRepository,
+  type PrismaClient,
+} from '@sendense/db';
 import { applyRetention, ChainBroken, exposesLocalFiles, releaseAll, RestorePointNotFound, StorageError, type BackupRepository, type LockHandle, type RetentionPolicy } from '@sendense/storage';
 import { PermanentError } from '../common/errors';
 import type { RepositoryRegistry } from '../repositories/repository-registry';
@@ -17,12 +25,22 @@ import type { RepositoryRegistry } from '../repositories/repository-registry';
  */
 export class MaintenanceService {
   private readonly chains: BackupChainRepository;
+  private readonly jobs: BackupJobRepository;
+  private readonly repositoryRows: BackupRepositoryRepository;
+  private readonly mounts: RestoreMountRepository;
+  private readonly exports: NbdExportRepository;
+  private readonly retentionPolicies: RetentionPolicyRepository;
 
   constructor(
-    private readonly prisma: PrismaClient,
+    prisma: PrismaClient,
     private readonly repositories: RepositoryRegistry,
   ) {
     this.chains = new BackupChainRepository(prisma);
+    this.jobs = new BackupJobRepository(prisma);
+    this.repositoryRows = new BackupRepositoryRepository(prisma);
+    this.mounts = new RestoreMountRepository(prisma);
+    this.exports = new NbdExportRepository(prisma);
+    this.retentionPolicies = new RetentionPolicyRepository(prisma);
   }
 
   /** Storage refusals keep their code in the message ("[CODE] text") so the API can answer 409/404. */
@@ -39,12 +57,9 @@ export class MaintenanceService {
    * (nbd_exports with a restore point, by the nbd-exporter of any node).
    */
   private async withMountsHeld<T>(repo: BackupRepository, repositoryId: string, fn: () => Promise<T>): Promise<T> {
-    const mounted = await this.prisma.restoreMount.findMany({
-      where: { state: { in: ['mounting', 'mounted', 'unmounting'] }, backup: { repositoryId } },
-      select: { backupId: true },
-    });
-    const exported = await this.exportedRestorePoints(repositoryId);
-    const ids = [...new Set([...mounted.map((m) => m.backupId), ...exported])];
+    const mounted = await this.mounts.heldInRepository(repositoryId);
+    const exported = await this.exports.servedRestorePoints(repositoryId);
+    const ids = [...new Set([...mounted, ...exported])];
     const held: LockHandle[] = [];
     // Only backends whose images are local files can be mounted at all.
     if (exposesLocalFiles(repo)) {
@@ -64,20 +79,8 @@ export class MaintenanceService {
     }
   }
 
-  /** Restore points of this repository that an instant-access export serves. */
-  private async exportedRestorePoints(repositoryId: string, backupId?: string): Promise<string[]> {
-    const rows = await this.prisma.nbdExport.findMany({
-      where: backupId ? { restorePointId: backupId } : { restorePointId: { not: null } },
-      select: { restorePointId: true },
-    });
-    const ids = [...new Set(rows.map((r) => r.restorePointId).filter((id): id is string => id !== null))];
-    if (ids.length === 0) return [];
-    const inRepo = await this.prisma.backupJob.findMany({ where: { id: { in: ids }, repositoryId }, select: { id: true } });
-    return inRepo.map((r) => r.id);
-  }
-
   private async locate(backupId: string) {
-    const row = await this.prisma.backupJob.findUnique({ where: { id: backupId }, include: { repository: true } });
+    const row = await this.jobs.findWithRepository(backupId);
     if (!row) throw new PermanentError(`[RESTORE_POINT_NOT_FOUND] backup ${backupId} does not exist`);
     if (!row.repository) throw new PermanentError(`backup ${backupId} has no repository`);
     return { row, repositoryRow: row.repository, repo: await this.repositories.get(row.repository) };
@@ -85,9 +88,8 @@ export class MaintenanceService {
 
   async delete(d: DeleteRestorePointJobData) {
     const { row, repositoryRow, repo } = await this.locate(d.backupId);
-    const mounts = await this.prisma.restoreMount.count({ where: { backupId: d.backupId, state: { in: ['mounting', 'mounted', 'unmounting'] } } });
-    if (mounts) throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is mounted for file restore; unmount it first`);
-    if ((await this.exportedRestorePoints(repositoryRow.id, d.backupId)).length) {
+    if (await this.mounts.countHolding(d.backupId)) throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is mounted for file restore; unmount it first`);
+    if ((await this.exports.servedRestorePoints(repositoryRow.id, d.backupId)).length) {
       throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is exported for instant access; end the export first (DELETE /api/v1/restore/export/{name})`);
     }
     if (row.status === 'completed') {
@@ -97,7 +99,7 @@ export class MaintenanceService {
         throw MaintenanceService.refusal(err);
       }
     }
-    await this.prisma.backupJob.deleteMany({ where: { id: d.backupId, status: { not: 'completed' } } });
+    await this.jobs.deleteUnlessCompleted(d.backupId);
     return this.chains.syncDisk(repo, repositoryRow.id, row.vmContextId, row.diskId);
   }
 
@@ -106,16 +108,13 @@ export class MaintenanceService {
     const result = await repo.verify(d.backupId).catch((err: unknown) => {
       throw MaintenanceService.refusal(err);
     });
-    await this.prisma.backupJob.update({
-      where: { id: d.backupId },
-      data: { verifiedAt: new Date(result.at), verifyStatus: result.ok ? 'ok' : 'failed' },
-    });
+    await this.jobs.recordVerification(d.backupId, new Date(result.at), result.ok);
     await this.chains.syncDisk(repo, repositoryRow.id, row.vmContextId, row.diskId);
     return result;
   }
 
   async consolidate(d: ConsolidateChainJobData) {
-    const chain = await this.prisma.backupChain.findUnique({ where: { vmContextId_diskId: { vmContextId: d.vmContextId, diskId: d.diskId } } });
+    const chain = await this.chains.find(d.vmContextId, d.diskId);
     if (!chain) throw new PermanentError(`VM ${d.vmContextId} disk ${d.diskId} has no backup chain`);
     const { repositoryRow, repo } = await this.locate(chain.latestBackupId);
     const info = await repo.chain(chain.latestBackupId);
@@ -135,16 +134,14 @@ export class MaintenanceService {
   }
 
   async retention(d: ApplyRetentionJobData) {
-    const repoRow = await this.prisma.backupRepository.findUnique({ where: { id: d.repositoryId } });
+    const repoRow = await this.repositoryRows.find(d.repositoryId);
     if (!repoRow) throw new PermanentError(`repository ${d.repositoryId} does not exist`);
     const repo = await this.repositories.get(repoRow);
     let policy: RetentionPolicy | undefined = d.policy;
     if (!policy) {
-      const stored =
-        (d.vmContextId ? await this.prisma.retentionPolicy.findFirst({ where: { repositoryId: d.repositoryId, vmContextId: d.vmContextId } }) : null) ??
-        (await this.prisma.retentionPolicy.findFirst({ where: { repositoryId: d.repositoryId, vmContextId: null } }));
+      const stored = await this.retentionPolicies.effective(d.repositoryId, d.vmContextId);
       if (!stored) throw new PermanentError(`repository ${repoRow.name} has no retention policy${d.vmContextId ? ' for this VM' : ''}`);
-      policy = { keepLast: stored.keepLast, daily: stored.keepDaily, weekly: stored.keepWeekly, monthly: stored.keepMonthly };
+      policy = { keepLast: stored.keepLast, daily: stored.daily, weekly: stored.weekly, monthly: stored.monthly };
     }
     const effective = policy;
     if (!effective.keepLast && !effective.daily && !effective.weekly && !effective.monthly) {
@@ -152,11 +149,7 @@ export class MaintenanceService {
     }
     const result = await this.withMountsHeld(repo, repoRow.id, () => applyRetention(repo, effective, { vmContextId: d.vmContextId, dryRun: d.dryRun }));
     if (!d.dryRun) {
-      const disks = await this.prisma.backupJob.findMany({
-        where: { repositoryId: d.repositoryId, ...(d.vmContextId ? { vmContextId: d.vmContextId } : {}) },
-        select: { vmContextId: true, diskId: true },
-        distinct: ['vmContextId', 'diskId'],
-      });
+      const disks = await this.jobs.disksIn(d.repositoryId, d.vmContextId);
       for (const k of disks) await this.chains.syncDisk(repo, d.repositoryId, k.vmContextId, k.diskId);
     }
     return result;
