@@ -33,6 +33,11 @@ export class VmContextRepository {
     return this.prisma.vmContext.findMany({ where: { vmName }, orderBy: { contextId: 'asc' } });
   }
 
+  /** One VM with its disks by index, or null. */
+  findWithDisks(contextId: string): Promise<VmContextWithDisks | null> {
+    return this.prisma.vmContext.findUnique({ where: { contextId }, include: { disks: { orderBy: { diskIndex: 'asc' } } } });
+  }
+
   /** By name, each with its disks by index. */
   listWithDisks(): Promise<VmContextWithDisks[]> {
     return this.prisma.vmContext.findMany({ include: { disks: { orderBy: { diskIndex: 'asc' } } }, orderBy: { vmName: 'asc' } });

@@ -16,8 +16,10 @@ import {
   RetentionPolicyRepository,
   VCenterRepository,
   VmContextRepository,
+  VmDiskRepository,
   type PrismaClient,
 } from '@sendense/db';
+import { RestorePointLocator } from '../common/restore-points';
 import { PRISMA } from '../common/tokens';
 
 class DbLifecycle implements OnApplicationShutdown {
@@ -44,13 +46,15 @@ const REPOSITORIES = [
   RetentionPolicyRepository,
   VCenterRepository,
   VmContextRepository,
+  VmDiskRepository,
 ] as const;
 
 const repositoryProviders: Provider[] = REPOSITORIES.map((R) => ({ provide: R, inject: [PRISMA], useFactory: (p: PrismaClient) => new R(p) }));
 
 /**
- * The database: one client and the libs/db repositories built on it. Feature
- * services inject repositories, never the client.
+ * The database: one client and the libs/db repositories built on it (and the
+ * restore point checks every restore starts with). Feature services inject
+ * repositories, never the client.
  */
 @Global()
 @Module({})
@@ -58,8 +62,8 @@ export class DbModule {
   static forRoot(databaseUrl: string): DynamicModule {
     return {
       module: DbModule,
-      providers: [{ provide: PRISMA, useFactory: () => createPrismaClient(databaseUrl) }, ...repositoryProviders, DbLifecycle],
-      exports: [PRISMA, ...REPOSITORIES],
+      providers: [{ provide: PRISMA, useFactory: () => createPrismaClient(databaseUrl) }, ...repositoryProviders, RestorePointLocator, DbLifecycle],
+      exports: [PRISMA, ...REPOSITORIES, RestorePointLocator],
     };
   }
 }

@@ -8,7 +8,6 @@ import {
   NotFoundException,
   type OnModuleDestroy,
 } from '@nestjs/common';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
@@ -22,8 +21,8 @@ import {
   RestoreServiceError,
   type NbdExportInfo,
 } from '@sendense/contracts';
-import type { PrismaClient } from '@sendense/db';
-import { PRISMA, SETTINGS } from '../common/tokens';
+import { RestorePointLocator } from '../common/restore-points';
+import { SETTINGS } from '../common/tokens';
 import type { ExportDto, ImageFormatParam } from './dto/disk-restore.dto';
 
 const PASS_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'content-disposition'];
@@ -56,7 +55,7 @@ export class DiskRestoreService implements OnModuleDestroy {
   private readonly restoreService: RestoreServiceClient;
 
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly restorePoints: RestorePointLocator,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {
     this.exporter = NbdExporterClient.connect({ url: settings.NBD_EXPORTER_URL, token: settings.SENDENSE_INTERNAL_TOKEN });
@@ -72,16 +71,8 @@ export class DiskRestoreService implements OnModuleDestroy {
 
   /** A completed restore point of this node and the path of its image. */
   async locate(backupId: string, what: string): Promise<LocatedRestorePoint> {
-    const row = await this.prisma.backupJob.findUnique({ where: { id: backupId }, include: { repository: true } });
-    if (!row) throw new NotFoundException(`no backup with id ${backupId}`);
-    if (row.status !== 'completed') throw new ConflictException(`backup ${backupId} is ${row.status}; only completed backups can be ${what}`);
-    if (!row.repository) throw new ConflictException(`backup ${backupId} has no repository`);
-    if (row.repository.storageNode !== this.settings.NODE_NAME) {
-      throw new BadRequestException(`backup ${backupId} is on storage node ${row.repository.storageNode}; use that node's gateway`);
-    }
-    const root = (row.repository.config as { path?: string }).path;
-    if (!root) throw new ConflictException(`repository ${row.repository.name} has no path`);
-    return { id: row.id, vmContextId: row.vmContextId, vmName: row.vmName, diskId: row.diskId, imagePath: join(root, row.repositoryPath), createdAt: row.createdAt };
+    const { row, imagePath } = await this.restorePoints.onThisNode(backupId, what);
+    return { id: row.id, vmContextId: row.vmContextId, vmName: row.vmName, diskId: row.diskId, imagePath, createdAt: row.createdAt };
   }
 
   private static mapExporterError(err: unknown, context: string): never {

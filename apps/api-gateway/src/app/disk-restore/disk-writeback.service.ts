@@ -1,8 +1,8 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { JobIds, JobNames, QueueNames } from '@sendense/contracts';
-import type { PrismaClient } from '@sendense/db';
-import { PRISMA } from '../common/tokens';
+import { VmContextRepository, VmDiskRepository } from '@sendense/db';
+import { RestorePointLocator } from '../common/restore-points';
 import { RunRegistry } from '../jobs/run-registry.service';
 import { QueueRegistry } from '../queues/queue-registry.service';
 import type { StartedRestoreDto } from './dto/disk-restore.dto';
@@ -16,23 +16,22 @@ import type { StartedRestoreDto } from './dto/disk-restore.dto';
 @Injectable()
 export class DiskWritebackService {
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly restorePoints: RestorePointLocator,
+    @Inject(VmContextRepository) private readonly vms: VmContextRepository,
+    @Inject(VmDiskRepository) private readonly disks: VmDiskRepository,
     private readonly queues: QueueRegistry,
     private readonly runs: RunRegistry,
   ) {}
 
   async start(req: { backupId: string; mode: 'quick' | 'full'; targetVmContextId?: string; targetDeviceKey?: number; requestedBy: string }): Promise<StartedRestoreDto> {
-    const row = await this.prisma.backupJob.findUnique({ where: { id: req.backupId }, include: { repository: true } });
-    if (!row) throw new NotFoundException(`no backup with id ${req.backupId}`);
-    if (row.status !== 'completed') throw new ConflictException(`backup ${req.backupId} is ${row.status}; only completed backups can be restored`);
-    if (!row.repository) throw new ConflictException(`backup ${req.backupId} has no repository`);
+    const row = await this.restorePoints.completed(req.backupId, 'restored');
     const targetCtx = req.targetVmContextId ?? row.vmContextId;
-    const ctx = await this.prisma.vmContext.findUnique({ where: { contextId: targetCtx }, include: { disks: true } });
+    const ctx = await this.vms.findWithDisks(targetCtx);
     if (!ctx) throw new NotFoundException(`no VM with context id ${targetCtx}`);
     let deviceKey = req.targetDeviceKey;
     if (deviceKey === undefined) {
       // The same disk: by device key on the original VM, else by index (the n-th disk) on another.
-      const source = await this.prisma.vmDisk.findFirst({ where: { vmContextId: row.vmContextId, diskIndex: row.diskId } });
+      const source = await this.disks.findByIndex(row.vmContextId, row.diskId);
       const same = ctx.disks.find((d) => d.diskIndex === row.diskId);
       deviceKey = targetCtx === row.vmContextId ? source?.deviceKey : same?.deviceKey;
       if (deviceKey === undefined) throw new BadRequestException(`VM ${ctx.vmName} has no disk ${row.diskId}; give target_device_key`);

@@ -2,9 +2,9 @@ import { BadRequestException, ConflictException, Inject, Injectable, NotFoundExc
 import { statfs, mkdir, access } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { GatewaySettings } from '@sendense/config';
-import { BackupRepositoryRepository, type BackupRepository, type PrismaClient } from '@sendense/db';
+import { BackupJobRepository, BackupRepositoryRepository, type BackupRepository } from '@sendense/db';
 import { checkRepositoryPath, realLocation, RepositoryPathRefused } from '@sendense/storage';
-import { PRISMA, SETTINGS } from '../common/tokens';
+import { SETTINGS } from '../common/tokens';
 import type { RepositoryDto, RepositorySpaceDto, RepositoryTypeName } from './dto/repository.dto';
 
 export function toRepositoryDto(r: BackupRepository): RepositoryDto {
@@ -24,8 +24,8 @@ export function toRepositoryDto(r: BackupRepository): RepositoryDto {
 @Injectable()
 export class RepositoriesService {
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
     private readonly repositories: BackupRepositoryRepository,
+    @Inject(BackupJobRepository) private readonly jobs: BackupJobRepository,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {}
 
@@ -96,10 +96,10 @@ export class RepositoriesService {
   /** Measured now when the repository is on this node; else what its node last recorded. */
   async space(idOrName: string): Promise<RepositorySpaceDto> {
     const row = await this.refreshSpace(await this.findByIdOrName(idOrName));
-    const used = await this.prisma.backupJob.aggregate({ where: { repositoryId: row.id, status: 'completed' }, _sum: { allocatedBytes: true } });
+    const used = await this.jobs.usedBytes(row.id);
     return {
       ...toRepositoryDto(row),
-      used_by_backups_bytes: Number(used._sum.allocatedBytes ?? 0n),
+      used_by_backups_bytes: Number(used),
       measured: row.storageNode === this.settings.NODE_NAME ? 'now' : 'by its storage node',
     };
   }

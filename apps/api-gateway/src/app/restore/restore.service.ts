@@ -1,14 +1,14 @@
-import { BadRequestException, ConflictException, HttpException, Inject, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { ConflictException, HttpException, Inject, Injectable, ServiceUnavailableException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import type { Request, Response } from 'express';
 import type { GatewaySettings } from '@sendense/config';
 import { INTERNAL_TOKEN_HEADER, RestoreServiceClient, RestoreServiceError, type ListPage, type MountInfo, type StreamOptions } from '@sendense/contracts';
-import { RestoreMountRepository, type PrismaClient } from '@sendense/db';
-import { PRISMA, SETTINGS } from '../common/tokens';
+import { RestoreMountRepository, type BackupJob } from '@sendense/db';
+import { RestorePointLocator } from '../common/restore-points';
+import { SETTINGS } from '../common/tokens';
 import type { MountInfoDto } from './dto/restore.dto';
 
 const PASS_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'content-disposition', 'last-modified'];
@@ -30,7 +30,7 @@ export class RestoreProxyService {
   readonly client: RestoreServiceClient;
 
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    private readonly restorePoints: RestorePointLocator,
     private readonly mounts: RestoreMountRepository,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {
@@ -50,25 +50,17 @@ export class RestoreProxyService {
   }
 
   private async imagePathOf(backupId: string): Promise<{ imagePath: string; repositoryId: string }> {
-    const row = await this.prisma.backupJob.findUnique({ where: { id: backupId }, include: { repository: true } });
-    if (!row) throw new NotFoundException(`no backup with id ${backupId}`);
-    if (row.status !== 'completed') throw new ConflictException(`backup ${backupId} is ${row.status}; only completed backups can be mounted`);
-    if (!row.repository) throw new ConflictException(`backup ${backupId} has no repository`);
-    if (row.repository.storageNode !== this.settings.NODE_NAME) {
-      throw new BadRequestException(`backup ${backupId} is on storage node ${row.repository.storageNode}; mount it through that node's gateway`);
-    }
-    const root = (row.repository.config as { path?: string }).path;
-    if (!root) throw new ConflictException(`repository ${row.repository.name} has no path`);
+    const { row, imagePath } = await this.restorePoints.onThisNode(backupId, 'mounted');
     // A chain with a point that failed verification would show damaged data as if it were the guest's.
-    for (let p: typeof row | null = row, hops = 0; p && hops < 10_000; hops++) {
+    for (let p: BackupJob | null = row, hops = 0; p && hops < 10_000; hops++) {
       if (p.verifyStatus === 'failed') {
         throw new ConflictException(
           `restore point ${p.id} (${p.repositoryPath}) in the chain of backup ${backupId} failed verification${p.verifiedAt ? ` at ${p.verifiedAt.toISOString()}` : ''}: mounting it would show damaged data, so it is refused; mount a restore point of a newer chain (the next backup is a full)`,
         );
       }
-      p = p.parentBackupId ? await this.prisma.backupJob.findUnique({ where: { id: p.parentBackupId }, include: { repository: true } }) : null;
+      p = p.parentBackupId ? await this.restorePoints.find(p.parentBackupId) : null;
     }
-    return { imagePath: join(root, row.repositoryPath), repositoryId: row.repository.id };
+    return { imagePath, repositoryId: row.repository.id };
   }
 
   private view(m: MountInfo, backupId: string | null): MountInfoDto {

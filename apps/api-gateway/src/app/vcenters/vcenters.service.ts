@@ -1,9 +1,9 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InvalidLoginError, SoapFaultError, TransportError, VSphereClient, type VmInfo } from '@sendense/vsphere';
 import type { GatewaySettings } from '@sendense/config';
-import { addVmDisk, SecretBox, VCenterRepository, VmContextRepository, type PrismaClient, type VCenter } from '@sendense/db';
+import { SecretBox, VCenterRepository, VmContextRepository, VmDiskRepository, type VCenter } from '@sendense/db';
 import type { DiskReaderSpec } from '@sendense/contracts';
-import { PRISMA, SETTINGS } from '../common/tokens';
+import { SETTINGS } from '../common/tokens';
 import type { ImportedVmDto, VCenterDto } from './dto/vcenter.dto';
 
 export interface RegisterVCenter {
@@ -44,8 +44,8 @@ export function loginFailure(err: unknown): string {
 @Injectable()
 export class VCentersService {
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
     private readonly vcenters: VCenterRepository,
+    private readonly disks: VmDiskRepository,
     private readonly vms: VmContextRepository,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {}
@@ -125,12 +125,10 @@ export class VCentersService {
         cbtEnabled: vm.changeTrackingEnabled,
       });
       const contextId = ctx.contextId;
-      const known = await this.prisma.vmDisk.findMany({ where: { vmContextId: contextId } });
-      for (const d of vm.disks) {
-        const k = known.find((x) => x.deviceKey === d.key);
-        if (k) await this.prisma.vmDisk.update({ where: { id: k.id }, data: { label: d.label ?? null, backingFile: d.fileName ?? null } });
-        else await addVmDisk(this.prisma, contextId, { deviceKey: d.key, label: d.label ?? null, capacityBytes: d.capacityBytes, fileName: d.fileName ?? null });
-      }
+      await this.disks.syncSeen(
+        contextId,
+        vm.disks.map((d) => ({ deviceKey: d.key, label: d.label ?? null, capacityBytes: d.capacityBytes, fileName: d.fileName ?? null })),
+      );
       out.push({ context_id: ctx.contextId, vm_name: ctx.vmName, moref: ctx.vmMoref, disks: vm.disks.length, cbt_enabled: ctx.cbtEnabled });
     }
     return out;
