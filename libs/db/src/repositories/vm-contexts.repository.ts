@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { PrismaClient } from '../prisma-client';
-import type { VmContext, VmDisk } from '../generated/client';
+import type { VCenter, VmContext, VmDisk } from '../generated/client';
 
 export type VmContextWithDisks = VmContext & { disks: VmDisk[] };
 
@@ -31,6 +31,11 @@ export class VmContextRepository {
   /** Every VM of that name (two vCenters may each have one). */
   findByName(vmName: string): Promise<VmContext[]> {
     return this.prisma.vmContext.findMany({ where: { vmName }, orderBy: { contextId: 'asc' } });
+  }
+
+  /** One VM with the vCenter it was imported from (null when that vCenter was removed), or null. */
+  findWithVCenter(contextId: string): Promise<(VmContext & { vcenter: VCenter | null }) | null> {
+    return this.prisma.vmContext.findUnique({ where: { contextId }, include: { vcenter: true } });
   }
 
   /** One VM with its disks by index, or null. */

@@ -12,7 +12,7 @@ import {
   type RestoreDiskJobData,
   type RestoreDiskResult,
 } from '@sendense/contracts';
-import type { PrismaClient, SecretBox } from '@sendense/db';
+import { BackupJobRepository, VmContextRepository, type PrismaClient, type SecretBox } from '@sendense/db';
 import type { CancelRegistry } from '../backup/cancel-registry';
 import type { JobEventLog } from '../backup/job-event-log';
 import type { VmLocks } from '../backup/vm-lock';
@@ -35,27 +35,33 @@ export interface RestoreDiskProgress {
  * Events go to job_events under the restore id; cancel arrives on CANCEL_CHANNEL.
  */
 export class RestoreDiskService {
+  private readonly jobs: BackupJobRepository;
+  private readonly vms: VmContextRepository;
+
   constructor(
-    private readonly prisma: PrismaClient,
+    prisma: PrismaClient,
     private readonly exporter: Pick<NbdExporterClient, 'createExport' | 'removeExport'>,
     private readonly capture: Pick<CaptureAgentClient, 'restoreDisk'>,
     private readonly secrets: SecretBox | null,
     private readonly nodeName: string,
     private readonly events: JobEventLog,
     private readonly locks: VmLocks,
-  ) {}
+  ) {
+    this.jobs = new BackupJobRepository(prisma);
+    this.vms = new VmContextRepository(prisma);
+  }
 
   async run(d: RestoreDiskJobData, signal: AbortSignal, report: (p: RestoreDiskProgress) => Promise<void>): Promise<RestoreDiskResult> {
     const log = (level: 'info' | 'warn' | 'error', phase: string, message: string, data: Record<string, unknown> = {}) =>
       this.events.log(d.restoreId, null, level, phase, message, data);
-    const row = await this.prisma.backupJob.findUnique({ where: { id: d.backupId }, include: { repository: true } });
+    const row = await this.jobs.findWithRepository(d.backupId);
     if (!row) throw new PermanentError(`backup ${d.backupId} does not exist`);
     if (row.status !== 'completed') throw new PermanentError(`backup ${d.backupId} is ${row.status}; only completed backups can be restored`);
     if (!row.repository) throw new PermanentError(`backup ${d.backupId} has no repository`);
     if (row.repository.storageNode !== this.nodeName) throw new PermanentError(`backup ${d.backupId} is on node ${row.repository.storageNode}, not ${this.nodeName}`);
     const root = (row.repository.config as { path?: string }).path;
     if (!root) throw new PermanentError(`repository ${row.repository.name} has no path`);
-    const ctx = await this.prisma.vmContext.findUnique({ where: { contextId: d.targetVmContextId }, include: { vcenter: true } });
+    const ctx = await this.vms.findWithVCenter(d.targetVmContextId);
     if (!ctx) throw new PermanentError(`VM context ${d.targetVmContextId} does not exist`);
     if (!ctx.vcenter) throw new PermanentError(`VM ${ctx.vmName} has no vCenter registered`);
     if (!this.secrets) throw new PermanentError('SENDENSE_SECRET_KEY is not set on this worker: the vCenter password cannot be read');
