@@ -1,7 +1,8 @@
 export { NbdClient, listExports } from './lib/nbd-client';
 export type { NbdClientOptions, WriteFlags, WriteZeroesFlags, BlockStatusExtent } from './lib/nbd-client';
 export type { ExportInfo, ExportListing } from './lib/nbd-handshake';
-export type { ReadReply, StatusExtent, StatusReply } from './lib/nbd-connection';
+export type { ReadReply, StatusExtent, StatusReply, NbdTlsPsk } from './lib/nbd-connection';
+export { NBD_TLS_PSK_CIPHERS } from './lib/nbd-connection';
 export { NbdError, NbdCommandError, NbdConnectionError, NbdHandshakeError, isRetryable } from './lib/nbd-errors';
 export { parseNbdUri, formatNbdUri, NBD_DEFAULT_PORT } from './lib/nbd-uri';
 export type { NbdAddress } from './lib/nbd-uri';

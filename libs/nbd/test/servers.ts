@@ -80,6 +80,8 @@ export interface QemuNbdOptions {
   port?: number;
   /** Socket path to use (default dir/qemu-<n>.sock). */
   socket?: string;
+  /** TLS-PSK: a directory holding keys.psk ("identity:hexkey"), as the nbd-exporter writes it. */
+  pskDir?: string;
 }
 
 let counter = 0;
@@ -90,6 +92,7 @@ export async function qemuNbd(dir: TempDir, image: string, o: QemuNbdOptions): P
   if (o.readOnly) args.push('-r');
   if (o.shared) args.push('-e', String(o.shared));
   for (const b of o.bitmaps ?? []) args.push('-B', b);
+  if (o.pskDir) args.push('--object', `tls-creds-psk,id=tls0,endpoint=server,dir=${o.pskDir}`, '--tls-creds', 'tls0');
   if (o.port) {
     args.push('-b', '127.0.0.1', '-p', String(o.port), image);
     const daemon = await Daemon.start('qemu-nbd', args);

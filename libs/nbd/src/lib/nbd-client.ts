@@ -6,7 +6,7 @@
  */
 import { NbdCommandError, NbdConnectionError, NbdError } from './nbd-errors';
 import { ExportInfo, ExportListing } from './nbd-handshake';
-import { ConnectOptions, NbdConnection, ReadReply, StatusExtent, StatusReply } from './nbd-connection';
+import { ConnectOptions, NbdConnection, NbdTlsPsk, ReadReply, StatusExtent, StatusReply } from './nbd-connection';
 import {
   CONTEXT_BASE_ALLOCATION,
   NBD_CMD_BLOCK_STATUS,
@@ -50,6 +50,12 @@ export interface NbdClientOptions {
   /** Default true; false forces simple replies (for testing old servers). */
   structuredReplies?: boolean;
   connectTimeoutMs?: number;
+  /**
+   * TLS-PSK (an export the nbd-exporter made with its own key): every
+   * connection does NBD_OPT_STARTTLS and TLS 1.2 with this key, and fails
+   * rather than go on in plain text. Needed for nbds:// URIs.
+   */
+  tlsPsk?: NbdTlsPsk;
 }
 
 export interface WriteFlags {
@@ -78,6 +84,8 @@ function resolveAddress(o: NbdClientOptions): NbdAddress {
     port: o.port ?? base.port,
     socketPath: o.socketPath ?? base.socketPath,
     exportName: o.exportName ?? base.exportName,
+    ...(base.tls || o.tlsPsk ? { tls: true } : {}),
+    ...(o.tlsPsk ? { tlsUsername: o.tlsPsk.identity } : base.tlsUsername ? { tlsUsername: base.tlsUsername } : {}),
   };
   if (addr.socketPath === undefined && addr.host === undefined) {
     throw new Error('NBD client needs uri, host or socketPath');
@@ -115,6 +123,7 @@ export class NbdClient {
       optionalMetaContexts: [CONTEXT_BASE_ALLOCATION],
       structuredReplies: options.structuredReplies,
       connectTimeoutMs: options.connectTimeoutMs,
+      tlsPsk: options.tlsPsk,
     };
     connectOpts.pool = new BufferPool();
     const first = await NbdConnection.connect(connectOpts);
@@ -386,5 +395,5 @@ export class NbdClient {
 /** NBD_OPT_LIST: the exports a server offers (nbd-server needs allowlist = true). */
 export async function listExports(target: string | NbdClientOptions): Promise<ExportListing[]> {
   const options: NbdClientOptions = typeof target === 'string' ? { uri: target } : target;
-  return NbdConnection.listExports(resolveAddress(options), options.connectTimeoutMs);
+  return NbdConnection.listExports(resolveAddress(options), options.connectTimeoutMs, options.tlsPsk);
 }

@@ -10,6 +10,7 @@
  * tick are corked into one writev.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { BufferPool } from './buffer-pool';
 import { ByteQueue } from './byte-queue';
 import { NbdCommandError, NbdConnectionError, NbdError, NbdHandshakeError, commandName } from './nbd-errors';
@@ -44,8 +45,25 @@ import {
 import { NbdAddress, formatNbdUri } from './nbd-uri';
 import { isZero } from './zero';
 
+/** A TLS pre-shared key (qemu's keys.psk line "identity:hexkey"). */
+export interface NbdTlsPsk {
+  identity: string;
+  /** Hex. */
+  key: string;
+}
+
+/**
+ * TLS 1.2 PSK suites GnuTLS (qemu-nbd, nbdkit) serves with tls-creds-psk:
+ * ECDHE first (forward secrecy), plain PSK last. Node's TLS 1.3 does not
+ * take a pskCallback on the client, so TLS 1.2 it is (what libnbd negotiates
+ * with a PSK too is TLS 1.3, which GnuTLS falls back from).
+ */
+export const NBD_TLS_PSK_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:DHE-PSK-AES128-GCM-SHA256:DHE-PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384';
+
 export interface ConnectOptions extends NegotiateOptions {
   address: NbdAddress;
+  /** TLS-PSK: NBD_OPT_STARTTLS, then TLS with this key (needed for nbds:// addresses). */
+  tlsPsk?: NbdTlsPsk;
   /** Give up connecting + negotiating after this long. Default 30 s. */
   connectTimeoutMs?: number;
   /** Where READ buffers come from (shared by a client's connections). */
@@ -119,6 +137,9 @@ export class NbdConnection {
   private readonly pool: BufferPool;
   private readonly closed: Promise<void>;
   private socket!: net.Socket;
+  /** The plain TCP/Unix socket under a TLS one (destroyed with it). */
+  private raw: net.Socket;
+  private markClosed!: () => void;
 
   // Transmission parser state.
   private state = State.Header;
@@ -150,18 +171,76 @@ export class NbdConnection {
   private constructor(
     readonly address: NbdAddress,
     pool: BufferPool | undefined,
+    private readonly tlsPsk?: NbdTlsPsk,
   ) {
     this.server = formatNbdUri(address);
     this.pool = pool ?? new BufferPool();
-    const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, b: Buffer) => this.onRead(n, b) };
+    // Plain NBD reads straight into request buffers (onread); a socket that TLS
+    // will take over reads the usual way, since TLS decrypts into its own buffers.
+    const onread = tlsPsk ? undefined : { buffer: () => this.nextReadBuffer(), callback: (n: number, b: Buffer) => this.onRead(n, b) };
     this.socket =
       address.socketPath !== undefined
-        ? net.createConnection({ path: address.socketPath, onread })
-        : net.createConnection({ host: address.host, port: address.port ?? 10809, onread });
-    this.socket.setNoDelay(true);
-    this.socket.on('error', (err) => this.fail(`connection error: ${err.message}`, err));
-    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
-    this.socket.once('close', () => this.fail('server closed the connection'));
+        ? net.createConnection({ path: address.socketPath, ...(onread ? { onread } : {}) })
+        : net.createConnection({ host: address.host, port: address.port ?? 10809, ...(onread ? { onread } : {}) });
+    this.raw = this.socket;
+    this.closed = new Promise((resolve) => (this.markClosed = resolve));
+    this.watch(this.socket);
+    if (tlsPsk) this.socket.on('data', this.onData);
+  }
+
+  private watch(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.on('error', (err) => this.fail(`connection error: ${err.message}`, err));
+    socket.once('close', () => {
+      this.markClosed();
+      this.fail('server closed the connection');
+    });
+  }
+
+  /** Reads of a TLS connection (and of its plain socket before STARTTLS). */
+  private readonly onData = (b: Buffer): void => {
+    if (this.dead) return;
+    if (this.handshaking) {
+      this.handshakeQ.push(b);
+      this.pump();
+    } else {
+      this.feed(b, 0, b.length);
+    }
+  };
+
+  /**
+   * After the server's ACK to NBD_OPT_STARTTLS: TLS-PSK over the same socket.
+   * The server sends nothing between its ACK and our ClientHello, so no
+   * plain bytes are left behind.
+   */
+  private startTls(psk: NbdTlsPsk): Promise<void> {
+    const key = Buffer.from(psk.key, 'hex');
+    if (key.length < 16 || key.toString('hex') !== psk.key.toLowerCase()) {
+      return Promise.reject(new HandshakeFailure('the TLS pre-shared key must be at least 16 bytes, in hex'));
+    }
+    this.raw.off('data', this.onData);
+    const secure = tls.connect({
+      socket: this.raw,
+      ciphers: NBD_TLS_PSK_CIPHERS,
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.2',
+      pskCallback: () => ({ psk: key, identity: psk.identity }),
+      // PSK authenticates the server (only it holds the key): there is no certificate.
+      checkServerIdentity: () => undefined,
+    });
+    this.socket = secure;
+    secure.on('data', this.onData);
+    return new Promise<void>((resolve, reject) => {
+      const failed = (err: Error) => reject(new HandshakeFailure(`TLS-PSK handshake failed (wrong key for this export?): ${err.message}`));
+      secure.once('error', failed);
+      secure.once('close', () => failed(new Error('the server closed the connection')));
+      secure.once('secureConnect', () => {
+        secure.off('error', failed);
+        secure.removeAllListeners('close');
+        this.watch(secure);
+        resolve();
+      });
+    });
   }
 
   get inFlight(): number {
@@ -176,8 +255,14 @@ export class NbdConnection {
     return this.dead;
   }
 
-  private static async openSocket(address: NbdAddress, timeoutMs: number, pool?: BufferPool): Promise<NbdConnection> {
-    const conn = new NbdConnection(address, pool);
+  private static async openSocket(address: NbdAddress, timeoutMs: number, pool?: BufferPool, tlsPsk?: NbdTlsPsk): Promise<NbdConnection> {
+    if (address.tls && !tlsPsk) {
+      throw new NbdHandshakeError('the address asks for TLS (nbds) but no pre-shared key was given: this client speaks TLS-PSK only', {
+        server: formatNbdUri(address),
+        exportName: address.exportName,
+      });
+    }
+    const conn = new NbdConnection(address, pool, tlsPsk);
     const socket = conn.socket;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -199,7 +284,7 @@ export class NbdConnection {
   /** Connect and negotiate the export. */
   static async connect(opts: ConnectOptions): Promise<NbdConnection> {
     const timeoutMs = opts.connectTimeoutMs ?? 30000;
-    const conn = await NbdConnection.openSocket(opts.address, timeoutMs, opts.pool);
+    const conn = await NbdConnection.openSocket(opts.address, timeoutMs, opts.pool, opts.tlsPsk);
     const timer = setTimeout(() => conn.socket.destroy(new Error(`handshake timed out after ${timeoutMs} ms`)), timeoutMs);
     try {
       conn.info = await negotiate(conn.io(), opts);
@@ -220,8 +305,8 @@ export class NbdConnection {
   }
 
   /** OPT_LIST on a fresh connection. */
-  static async listExports(address: NbdAddress, timeoutMs = 30000): Promise<ExportListing[]> {
-    const conn = await NbdConnection.openSocket(address, timeoutMs);
+  static async listExports(address: NbdAddress, timeoutMs = 30000, tlsPsk?: NbdTlsPsk): Promise<ExportListing[]> {
+    const conn = await NbdConnection.openSocket(address, timeoutMs, undefined, tlsPsk);
     try {
       return await listExportsOverIo(conn.io());
     } catch (err) {
@@ -255,6 +340,7 @@ export class NbdConnection {
       write: (data) => {
         this.socket.write(data);
       },
+      ...(this.tlsPsk ? { startTls: () => this.startTls(this.tlsPsk as NbdTlsPsk) } : {}),
     };
   }
 
@@ -314,6 +400,7 @@ export class NbdConnection {
     }
     this.pending.clear();
     this.socket.destroy();
+    if (this.raw !== this.socket) this.raw.destroy();
     if (!wasClosing) this.onDead?.(err);
   }
 

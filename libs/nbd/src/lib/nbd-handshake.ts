@@ -20,6 +20,7 @@ import {
   NBD_OPT_GO,
   NBD_OPT_LIST,
   NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STARTTLS,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_TLS_REQD,
@@ -36,6 +37,11 @@ import {
 export interface HandshakeIo {
   readExact(n: number): Promise<Buffer>;
   write(data: Buffer): void;
+  /**
+   * Set for a TLS connection: after the server acknowledged NBD_OPT_STARTTLS,
+   * run the TLS handshake on the socket; readExact/write then go through TLS.
+   */
+  startTls?: () => Promise<void>;
 }
 
 export interface NegotiateOptions {
@@ -142,6 +148,21 @@ async function greet(io: HandshakeIo): Promise<{ noZeroes: boolean }> {
   return { noZeroes };
 }
 
+/**
+ * NBD_OPT_STARTTLS (proto.md "TLS support"): the first option, before any
+ * other is sent in plain text. A server that refuses it does not get the
+ * rest of the negotiation in plain text: the connect fails.
+ */
+async function startTls(io: HandshakeIo, startTlsOnSocket: () => Promise<void>): Promise<void> {
+  io.write(optionRequest(NBD_OPT_STARTTLS));
+  const r = await readReply(io, NBD_OPT_STARTTLS);
+  if (r.type !== NBD_REP_ACK) {
+    if (r.type & NBD_REP_FLAG_ERROR) throw replyError('NBD_OPT_STARTTLS (the server offers no TLS; not going on in plain text)', r);
+    throw new HandshakeFailure(`unexpected reply ${r.type} to NBD_OPT_STARTTLS`);
+  }
+  await startTlsOnSocket();
+}
+
 async function structuredReply(io: HandshakeIo): Promise<boolean> {
   io.write(optionRequest(NBD_OPT_STRUCTURED_REPLY));
   const r = await readReply(io, NBD_OPT_STRUCTURED_REPLY);
@@ -238,6 +259,7 @@ async function exportNameOption(io: HandshakeIo, exportName: string, noZeroes: b
 
 export async function negotiate(io: HandshakeIo, opts: NegotiateOptions): Promise<ExportInfo> {
   const { noZeroes } = await greet(io);
+  if (io.startTls) await startTls(io, io.startTls);
   const wantStructured = opts.structuredReplies ?? true;
   const structured = wantStructured ? await structuredReply(io) : false;
   let metaContexts = new Map<string, number>();
@@ -260,6 +282,7 @@ export async function negotiate(io: HandshakeIo, opts: NegotiateOptions): Promis
 /** NBD_OPT_LIST then NBD_OPT_ABORT. */
 export async function listExportsOverIo(io: HandshakeIo): Promise<ExportListing[]> {
   await greet(io);
+  if (io.startTls) await startTls(io, io.startTls);
   io.write(optionRequest(NBD_OPT_LIST));
   const out: ExportListing[] = [];
   for (;;) {

@@ -8,10 +8,15 @@ describe('NBD URIs', () => {
     expect(parseNbdUri('nbd+unix:///vm/disk0?socket=/run/nbd.sock')).toEqual({ socketPath: '/run/nbd.sock', exportName: 'vm/disk0' });
   });
 
+  it('parses the TLS schemes with the PSK identity from the user part', () => {
+    expect(parseNbdUri('nbds://sendense@127.0.0.1:10900/x')).toEqual({ host: '127.0.0.1', port: 10900, exportName: 'x', tls: true, tlsUsername: 'sendense' });
+    expect(parseNbdUri('nbds+unix:///x?socket=/s')).toEqual({ socketPath: '/s', exportName: 'x', tls: true });
+    expect(formatNbdUri(parseNbdUri('nbds://sendense@h:1234/x'))).toBe('nbds://sendense@h:1234/x');
+  });
+
   it('refuses what it cannot serve, saying why', () => {
     expect(() => parseNbdUri('not a uri')).toThrow(/invalid NBD URI/);
     expect(() => parseNbdUri('nbd+unix:///x')).toThrow(/socket=/);
-    expect(() => parseNbdUri('nbds://h/x')).toThrow(/TLS/);
     expect(() => parseNbdUri('http://h/x')).toThrow(/unsupported scheme/);
   });
 

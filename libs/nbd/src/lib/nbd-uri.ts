@@ -2,8 +2,9 @@
  * NBD URIs (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/uri.md):
  *   nbd://host[:port]/[export]
  *   nbd+unix:///[export]?socket=/path
- * TLS schemes (nbds, nbds+unix) are recognised so that we can refuse them
- * clearly: this client does not speak TLS yet.
+ *   nbds://[identity@]host[:port]/[export], nbds+unix:///[export]?socket=/path
+ * The TLS schemes need a pre-shared key from the caller (NbdClientOptions.tlsPsk):
+ * this client speaks TLS-PSK only (no x509), and never falls back to plain NBD.
  */
 
 export interface NbdAddress {
@@ -12,6 +13,10 @@ export interface NbdAddress {
   port?: number;
   socketPath?: string;
   exportName: string;
+  /** nbds: NBD_OPT_STARTTLS before anything else; the connection fails rather than go on in plain text. */
+  tls?: boolean;
+  /** TLS-PSK identity from the URI's user part (libnbd's convention). */
+  tlsUsername?: string;
 }
 
 export const NBD_DEFAULT_PORT = 10809;
@@ -26,34 +31,37 @@ export function parseNbdUri(uri: string): NbdAddress {
   const scheme = url.protocol.replace(/:$/, '');
   // The export name is the path without its leading slash, percent-decoded.
   const exportName = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  const tls = scheme === 'nbds' || scheme === 'nbds+unix';
+  const tlsPart = tls ? { tls: true, ...(url.username ? { tlsUsername: decodeURIComponent(url.username) } : {}) } : {};
   switch (scheme) {
-    case 'nbd': {
+    case 'nbd':
+    case 'nbds': {
       if (!url.hostname) throw new Error(`NBD URI "${uri}" has no host`);
       const port = url.port ? Number(url.port) : NBD_DEFAULT_PORT;
       // URL keeps IPv6 brackets in hostname; net.connect wants them stripped.
-      return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port, exportName };
+      return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port, exportName, ...tlsPart };
     }
-    case 'nbd+unix': {
+    case 'nbd+unix':
+    case 'nbds+unix': {
       const socketPath = url.searchParams.get('socket');
       if (!socketPath) throw new Error(`NBD URI "${uri}" needs ?socket=/path`);
-      if (url.hostname) throw new Error(`NBD URI "${uri}": nbd+unix takes no host`);
-      return { socketPath, exportName };
+      if (url.hostname) throw new Error(`NBD URI "${uri}": ${scheme} takes no host`);
+      return { socketPath, exportName, ...tlsPart };
     }
-    case 'nbds':
-    case 'nbds+unix':
-      throw new Error(`NBD URI "${uri}": TLS (${scheme}) is not supported by this client`);
     default:
-      throw new Error(`NBD URI "${uri}": unsupported scheme "${scheme}" (use nbd:// or nbd+unix://)`);
+      throw new Error(`NBD URI "${uri}": unsupported scheme "${scheme}" (use nbd://, nbds://, nbd+unix:// or nbds+unix://)`);
   }
 }
 
 /** Format an address back into a URI (used in error messages and logs). */
 export function formatNbdUri(addr: NbdAddress): string {
   const name = encodeURIComponent(addr.exportName).replace(/%2F/gi, '/');
+  const s = addr.tls ? 's' : '';
   if (addr.socketPath !== undefined) {
-    return `nbd+unix:///${name}?socket=${addr.socketPath}`;
+    return `nbd${s}+unix:///${name}?socket=${addr.socketPath}`;
   }
   const host = addr.host?.includes(':') ? `[${addr.host}]` : addr.host;
   const port = addr.port ?? NBD_DEFAULT_PORT;
-  return `nbd://${host}${port === NBD_DEFAULT_PORT ? '' : `:${port}`}/${name}`;
+  const user = addr.tls && addr.tlsUsername ? `${encodeURIComponent(addr.tlsUsername)}@` : '';
+  return `nbd${s}://${user}${host}${port === NBD_DEFAULT_PORT ? '' : `:${port}`}/${name}`;
 }
