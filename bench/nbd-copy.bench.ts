@@ -5,9 +5,13 @@
  *   npm run bench -- nbd-copy --json [--runs 3] [--size-gib 2] [--cases dense,half-sparse,extents]
  *                                    [--request-size 262144] [--queue-depth 16] [--connections 4]
  *                                    [--qcow2-opts cluster_size=65536] [--target-cache writeback] [--target-aio threads]
+ *                                    [--target-tls none|psk]
  *
  * Source: a raw image served read-only by qemu-nbd (-e N: multi-conn).
- * Target: a fresh QCOW2 per run served writable by qemu-nbd (-e N).
+ * Target: a fresh QCOW2 per run served writable by qemu-nbd (-e N); with
+ * --target-tls psk, over TLS-PSK as the nbd-exporter serves backup targets
+ * (NBD_TARGET_TLS=psk: tls-creds-psk with a fresh key per target; our client
+ * gets the key as tlsPsk, nbdcopy as nbds+unix://...&tls-psk-file=).
  * Both copiers flush the target (nbdcopy --flush) and are told the target
  * starts zeroed (nbdcopy --destination-is-zero; our extent list leaves out
  * unallocated holes), so both move the same bytes.
@@ -21,8 +25,8 @@
  *                (data exactly in those extents, holes elsewhere) skipping holes.
  * stdout: one JSON line per case (with --json); progress on stderr.
  */
-import { randomFillSync } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, ftruncateSync, writeSync } from 'node:fs';
+import { randomBytes, randomFillSync } from 'node:crypto';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, ftruncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, run, waitFor } from '@sendense/process';
 import {
@@ -56,6 +60,7 @@ interface Args {
   qcow2Opts?: string;
   targetCache: string;
   targetAio: string;
+  targetTls: 'none' | 'psk';
 }
 
 function parseArgs(argv: string[]): Args {
@@ -71,6 +76,7 @@ function parseArgs(argv: string[]): Args {
     dir: '/var/tmp',
     targetCache: 'writeback',
     targetAio: 'threads',
+    targetTls: 'none',
   };
   for (let i = 0; i < argv.length; i++) {
     const v = () => argv[++i];
@@ -88,6 +94,12 @@ function parseArgs(argv: string[]): Args {
       case '--qcow2-opts': a.qcow2Opts = v(); break;
       case '--target-cache': a.targetCache = v(); break;
       case '--target-aio': a.targetAio = v(); break;
+      case '--target-tls': {
+        const t = v();
+        if (t !== 'none' && t !== 'psk') throw new Error(`--target-tls ${t}: none or psk`);
+        a.targetTls = t;
+        break;
+      }
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -147,7 +159,11 @@ async function startQemuNbd(args: string[], sock: string): Promise<Daemon> {
 const uriOf = (sock: string) => `nbd+unix:///?socket=${sock}`;
 
 interface Target {
+  /** What our client opens. */
   uri: string;
+  tlsPsk?: { identity: string; key: string };
+  /** What nbdcopy opens (libnbd takes the key file in the URI). */
+  nbdcopyUri: string;
   stop(): Promise<void>;
 }
 
@@ -156,12 +172,26 @@ async function freshTarget(dir: string, size: number, args: Args): Promise<Targe
   rmSync(img, { force: true });
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', ...(args.qcow2Opts ? ['-o', args.qcow2Opts] : []), img, String(size)]);
   const sock = join(dir, 'target.sock');
-  const d = await startQemuNbd(['-f', 'qcow2', '-e', String(args.shared), `--cache=${args.targetCache}`, `--aio=${args.targetAio}`, img], sock);
+  const tls: string[] = [];
+  let psk: { identity: string; key: string } | undefined;
+  const pskDir = join(dir, 'psk');
+  if (args.targetTls === 'psk') {
+    // As the nbd-exporter does it: a fresh key per target in a 0700 dir, qemu's "identity:hexkey".
+    psk = { identity: 'sendense', key: randomBytes(32).toString('hex') };
+    rmSync(pskDir, { recursive: true, force: true });
+    mkdirSync(pskDir, { mode: 0o700 });
+    writeFileSync(join(pskDir, 'keys.psk'), `${psk.identity}:${psk.key}\n`, { mode: 0o600 });
+    tls.push('--object', `tls-creds-psk,id=tls0,endpoint=server,dir=${pskDir}`, '--tls-creds', 'tls0');
+  }
+  const d = await startQemuNbd(['-f', 'qcow2', '-e', String(args.shared), `--cache=${args.targetCache}`, `--aio=${args.targetAio}`, ...tls, img], sock);
   return {
-    uri: uriOf(sock),
+    uri: psk ? `nbds+unix:///?socket=${sock}` : uriOf(sock),
+    ...(psk ? { tlsPsk: psk } : {}),
+    nbdcopyUri: psk ? `nbds+unix://${psk.identity}@/?socket=${sock}&tls-psk-file=${join(pskDir, 'keys.psk')}` : uriOf(sock),
     stop: async () => {
       await d.stop();
       rmSync(img, { force: true });
+      rmSync(pskDir, { recursive: true, force: true });
     },
   };
 }
@@ -184,7 +214,7 @@ async function runProject(
   const t0 = process.hrtime.bigint();
   const [source, target] = await Promise.all([
     NbdClient.connect({ uri: srcUri, connections: args.connections }),
-    NbdClient.connect({ uri: tgt.uri, connections: args.connections }),
+    NbdClient.connect({ uri: tgt.uri, connections: args.connections, ...(tgt.tlsPsk ? { tlsPsk: tgt.tlsPsk } : {}) }),
   ]);
   try {
     const list = extents === 'allocated' ? await allocatedExtents(source) : extents;
@@ -213,7 +243,7 @@ async function runProject(
 
 async function runNbdcopy(srcUri: string, tgt: Target): Promise<number> {
   const t0 = process.hrtime.bigint();
-  await run('nbdcopy', ['--destination-is-zero', '--flush', srcUri, tgt.uri], { timeoutMs: 600000 });
+  await run('nbdcopy', ['--destination-is-zero', '--flush', srcUri, tgt.nbdcopyUri], { timeoutMs: 600000 });
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
@@ -304,7 +334,8 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
       name === 'extents'
         ? 'nbdcopy has no extent list: it copies the same sparse source (data only in the listed extents) with --destination-is-zero --flush'
         : 'nbdcopy --destination-is-zero --flush; project extents from base:allocation',
-    servers: `qemu-nbd -r -f raw -e ${args.shared} -> qemu-nbd -f qcow2 -e ${args.shared} --cache=${args.targetCache} --aio=${args.targetAio}, unix sockets`,
+    target_tls: args.targetTls,
+    servers: `qemu-nbd -r -f raw -e ${args.shared} -> qemu-nbd -f qcow2 -e ${args.shared} --cache=${args.targetCache} --aio=${args.targetAio}${args.targetTls === 'psk' ? ' (TLS-PSK)' : ''}, unix sockets`,
     qcow2_opts: args.qcow2Opts ?? 'defaults',
   };
 }

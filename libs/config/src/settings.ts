@@ -52,6 +52,7 @@ const metricsPort = (service: string, def: number) => int(`Port of the ${service
 
 export const workerEnv = {
   BACKUP_CONCURRENCY: int('Backups one worker runs at once', 2, 1, 64),
+  NBD_TARGET_TLS: oneOf('Backup-target exports (and the restore point a disk restore reads): psk asks the nbd-exporter for a TLS pre-shared key of its own for each export, handed to the Capture Agent in the copy request only; none serves plain NBD that any local process could open', ['psk', 'none'] as const, 'psk'),
   CBT_AUDIT_SAMPLES: int('CBT audit: blocks CBT reported unchanged compared between snapshot and new restore point after each incremental disk (0: off; a repository\'s cbt_audit_samples overrides)', 16, 0, 4096),
   NBD_EXPORTER_URL: gatewayEnv.NBD_EXPORTER_URL,
   CAPTURE_AGENT_URL: gatewayEnv.CAPTURE_AGENT_URL,

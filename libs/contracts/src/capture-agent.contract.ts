@@ -125,10 +125,27 @@ export interface CopyTuning {
   connections?: number;
 }
 
+/** A TLS pre-shared key, as the nbd-exporter hands it out (NbdTlsPsk). */
+export interface TlsPsk {
+  identity: string;
+  /** Hex. */
+  key: string;
+}
+
+export interface CopyTarget {
+  deviceKey: number;
+  uri: string;
+  tlsPsk?: TlsPsk;
+}
+
 export interface CopyDisksRequest {
   sessionId: string;
-  /** One writable target export per disk to copy (nbd:// or nbd+unix:// URI). */
-  targets: { deviceKey: number; uri: string }[];
+  /**
+   * One writable target export per disk to copy (nbd://, nbds://, nbd+unix:// URI).
+   * tlsPsk: the export's own TLS pre-shared key (the nbd-exporter's answer);
+   * never logged or stored, dropped when the copy ends.
+   */
+  targets: CopyTarget[];
   tuning?: CopyTuning;
   /** Disks copied at once (default: the agent's CAPTURE_DISK_PARALLELISM). */
   parallelDisks?: number;
@@ -228,6 +245,8 @@ export interface RestoreDiskRequest {
   deviceKey: number;
   /** NBD URI of the restore point (a read-only instant-access export of its chain). */
   sourceUri: string;
+  /** The source export's own TLS pre-shared key (nbds:// sources); never logged. */
+  sourceTlsPsk?: TlsPsk;
   mode: 'full' | 'quick';
   /** quick: the changeId recorded with the restore point. */
   changeId?: string | null;

@@ -61,8 +61,9 @@ export class WorkerServices {
     const secrets = settings.SENDENSE_SECRET_KEY ? new SecretBox(settings.SENDENSE_SECRET_KEY) : null;
     this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, {
       cbtAuditSamples: settings.CBT_AUDIT_SAMPLES,
+      targetTls: settings.NBD_TARGET_TLS,
     });
-    const restores = new RestoreDiskService(prisma, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks);
+    const restores = new RestoreDiskService(prisma, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, settings.NBD_TARGET_TLS);
     this.producers = new Producers(settings.REDIS_URL);
     this.registry = createRegistry('backup-worker');
     this.metrics = workerMetrics(this.registry);

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type {
   CancelResponse,
   CopyDisksRequest,
+  CopyTarget,
   CopyEvent,
   DiskCopyProgress,
   DiskCopyResult,
@@ -14,6 +15,7 @@ import type {
 import { copyExtents, DEFAULT_CONNECTIONS, NbdClient, parseNbdUri, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
 import { InvalidChangeIdError, NotFoundError, VSphereClient, type MoRef, type SnapshotInfo, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
 import { runCbtAudit } from './cbt-audit';
+import { checkTlsPsk } from './tls-psk';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
 import { createDiskReader, type DiskReader, type OpenedDisk } from './disk-readers';
 import { DEFAULT_IDLE_TIMEOUT_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
@@ -359,7 +361,7 @@ export class CaptureService {
 
     const results: DiskCopyResult[] = [];
     let firstError: CaptureError | undefined;
-    const copyOne = async (t: { deviceKey: number; uri: string }) => {
+    const copyOne = async (t: CopyTarget) => {
       const plan = s.disks.get(t.deviceKey) as DiskPlan;
       const st = state.get(t.deviceKey) as DiskCopyProgress;
       const where = `${describeVm(s)} disk ${plan.deviceKey} (${plan.fileName || plan.label}), snapshot ${s.snapshot.value}`;
@@ -383,7 +385,7 @@ export class CaptureService {
         }
         abort.signal.throwIfAborted();
         try {
-          target = await NbdClient.connect({ uri: t.uri, connections: req.tuning?.connections ?? DEFAULT_CONNECTIONS });
+          target = await NbdClient.connect({ uri: t.uri, connections: req.tuning?.connections ?? DEFAULT_CONNECTIONS, ...(t.tlsPsk ? { tlsPsk: t.tlsPsk } : {}) });
         } catch (err) {
           throw toCaptureError(err, `${where}: connecting to the target ${t.uri}`);
         }
@@ -474,7 +476,7 @@ export class CaptureService {
     return results;
   }
 
-  private validateTargets(s: SnapshotSession, req: CopyDisksRequest): { deviceKey: number; uri: string }[] {
+  private validateTargets(s: SnapshotSession, req: CopyDisksRequest): CopyTarget[] {
     if (!Array.isArray(req.targets) || req.targets.length === 0) throw invalidArgument('copy needs at least one target');
     const seen = new Set<number>();
     for (const t of req.targets) {
@@ -488,8 +490,9 @@ export class CaptureService {
       } catch (err) {
         throw invalidArgument(`disk ${t.deviceKey}: ${err instanceof Error ? err.message : String(err)}`);
       }
+      if (t.tlsPsk !== undefined) checkTlsPsk(t.tlsPsk, `disk ${t.deviceKey}`);
     }
-    return req.targets.map((t) => ({ deviceKey: t.deviceKey, uri: t.uri }));
+    return req.targets.map((t) => ({ deviceKey: t.deviceKey, uri: t.uri, ...(t.tlsPsk ? { tlsPsk: { identity: t.tlsPsk.identity, key: t.tlsPsk.key } } : {}) }));
   }
 
   // ---------------------------------------------------------------- cancel / release

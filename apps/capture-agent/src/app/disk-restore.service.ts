@@ -3,6 +3,7 @@ import type { DiskWriterSpec, RestoreDiskEvent, RestoreDiskRequest, RestoreDiskR
 import { copyExtents, NbdClient, totalBytes, type Extent } from '@sendense/nbd';
 import { HarnessClient, InvalidChangeIdError, VSphereClient, type MoRef, type VmInfo } from '@sendense/vsphere';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
+import { checkTlsPsk } from './tls-psk';
 import { SNAPSHOT_PREFIX } from './capture.service';
 import { openVddkWriter } from './disk-readers';
 
@@ -78,6 +79,8 @@ export class DiskRestoreService {
     if (req.mode !== 'full' && req.mode !== 'quick') throw invalidArgument('mode must be full or quick');
     if (!Number.isInteger(req.deviceKey)) throw invalidArgument('deviceKey must be a whole number');
     if (typeof req.sourceUri !== 'string' || !/^nbds?(\+unix)?:\/\//.test(req.sourceUri)) throw invalidArgument('sourceUri must be an nbd:// URI');
+    if (req.sourceTlsPsk !== undefined) checkTlsPsk(req.sourceTlsPsk, 'sourceTlsPsk');
+    const sourceOptions = { uri: req.sourceUri, ...(req.sourceTlsPsk ? { tlsPsk: { identity: req.sourceTlsPsk.identity, key: req.sourceTlsPsk.key } } : {}) };
     if (this.running.has(req.restoreId)) throw new CaptureError('INVALID_ARGUMENT', `restore ${req.restoreId} is already running`);
     const ac = new AbortController();
     this.running.set(req.restoreId, ac);
@@ -110,7 +113,7 @@ export class DiskRestoreService {
       const disk = vm.disks.find((d) => d.key === req.deviceKey);
       if (!disk) throw new CaptureError('NOT_FOUND', `${where}: the VM has no such disk (it has ${vm.disks.map((d) => d.key).join(', ') || 'none'})`);
 
-      const source = await NbdClient.connect({ uri: req.sourceUri }).catch((err: unknown) => {
+      const source = await NbdClient.connect(sourceOptions).catch((err: unknown) => {
         throw toCaptureError(err, `${where}: opening the restore point ${req.sourceUri}`);
       });
       let sourceSize: number;
@@ -132,7 +135,7 @@ export class DiskRestoreService {
       const bytesPlanned = totalBytes(plan.extents);
       this.logger.log(`${where}: ${plan.mode} restore of ${bytesPlanned} bytes in ${plan.extents.length} extent(s)${plan.fallbackReason ? ` (fell back: ${plan.fallbackReason})` : ''}`);
       const result = await copyExtents({
-        source: req.sourceUri,
+        source: sourceOptions,
         target: target.uri,
         extents: plan.extents,
         signal: ac.signal,

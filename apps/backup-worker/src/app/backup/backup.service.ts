@@ -97,7 +97,8 @@ export class BackupService {
     private readonly nodeName: string,
     private readonly events: JobEventLog,
     private readonly locks: VmLocks,
-    private readonly options: { cbtAuditSamples?: number } = {},
+    /** targetTls: NBD_TARGET_TLS (psk unless said otherwise: a plain target is writable by any local process). */
+    private readonly options: { cbtAuditSamples?: number; targetTls?: 'psk' | 'none' } = {},
   ) {}
 
   get deps(): InterruptedRunDeps {
@@ -231,7 +232,11 @@ export class BackupService {
       const results = await this.capture.copy(
         {
           sessionId: prepared.sessionId,
-          targets: plans.map((pl) => ({ deviceKey: pl.prepared.deviceKey, uri: required(exportsByKey.get(pl.prepared.deviceKey), `the NBD export of disk ${pl.disk.diskIndex}`).uri })),
+          targets: plans.map((pl) => {
+            const exp = required(exportsByKey.get(pl.prepared.deviceKey), `the NBD export of disk ${pl.disk.diskIndex}`);
+            // The key goes to the Capture Agent only (token-protected call); it is never logged or stored.
+            return { deviceKey: pl.prepared.deviceKey, uri: exp.uri, ...(exp.tlsPsk ? { tlsPsk: exp.tlsPsk } : {}) };
+          }),
           audit: auditRequestFor(repoRow, this.options.cbtAuditSamples ?? 0),
         },
         {
@@ -473,6 +478,8 @@ export class BackupService {
           filePath: target.imagePath,
           writable: true,
           backupJobId: required(pl.backupId, `the restore point of disk ${pl.disk.diskIndex}`),
+          // TLS-PSK: only the holder of this export's key (the Capture Agent this job hands it to) can open it.
+          tls: this.options.targetTls ?? 'psk',
         });
       } catch (err) {
         // The exporter refuses the path (outside NBD_ALLOWED_ROOTS, odd characters): a retry would only take another snapshot.

@@ -46,6 +46,8 @@ export class RestoreDiskService {
     private readonly nodeName: string,
     private readonly events: JobEventLog,
     private readonly locks: VmLocks,
+    /** NBD_TARGET_TLS: the restore point's export gets a key of its own that only the Capture Agent is given. */
+    private readonly sourceTls: 'psk' | 'none' = 'psk',
   ) {
     this.jobs = new BackupJobRepository(prisma);
     this.vms = new VmContextRepository(prisma);
@@ -91,8 +93,8 @@ export class RestoreDiskService {
           kind: 'qcow2',
           filePath: join(root, row.repositoryPath),
           restorePointId: row.id,
-          // Plain NBD on the exporter's address: the Capture Agent is the only client and holds the token-protected name.
-          tls: 'none',
+          // The Capture Agent is the only client: with psk it alone gets the key (in the token-protected call).
+          tls: this.sourceTls,
         })
         .catch((err: unknown) => {
           if (err instanceof NbdExporterError && err.code !== 'INTERNAL') throw new PermanentError(`the nbd-exporter refuses to serve backup ${d.backupId}: ${err.message}`);
@@ -108,6 +110,7 @@ export class RestoreDiskService {
             vm: { moref: ctx.vmMoref, name: ctx.vmName },
             deviceKey: d.targetDeviceKey,
             sourceUri: exp.uri,
+            ...(exp.tlsPsk ? { sourceTlsPsk: exp.tlsPsk } : {}),
             mode: d.mode,
             changeId: row.changeId,
             writer,
