@@ -206,7 +206,7 @@ async function runProject(
   tgt: Target,
   args: Args,
   extents: Extent[] | 'allocated',
-): Promise<{ seconds: number; rssMiB: number; bytes: number }> {
+): Promise<{ seconds: number; rssMiB: number; bytes: number; tls: string | null }> {
   let peak = process.memoryUsage.rss();
   const sampler = setInterval(() => {
     peak = Math.max(peak, process.memoryUsage.rss());
@@ -232,7 +232,7 @@ async function runProject(
     });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     process.stderr.write('\r');
-    return { seconds, rssMiB: peak / MiB, bytes: r.bytesWritten + r.bytesZeroed };
+    return { seconds, rssMiB: peak / MiB, bytes: r.bytesWritten + r.bytesZeroed, tls: target.tls ? `${target.tls.protocol} ${target.tls.cipher}` : null };
   } finally {
     clearInterval(sampler);
     peak = Math.max(peak, process.memoryUsage.rss());
@@ -268,6 +268,7 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
   const theirs: number[] = [];
   let rss = 0;
   let bytes = 0;
+  let tlsSession: string | null = null;
   try {
     // Warm the page cache, then one unmeasured run of each copier: the
     // first copy into a fresh tmpfs/page cache is slower for whoever goes first.
@@ -296,6 +297,7 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
             ours.push(r.seconds);
             rss = Math.max(rss, r.rssMiB);
             bytes = r.bytes;
+            tlsSession = r.tls;
             log(`${name} run ${i + 1}: project ${r.seconds.toFixed(2)} s, rss ${r.rssMiB.toFixed(0)} MiB`);
           } else {
             const s = await runNbdcopy(uriOf(srcSock), tgt);
@@ -335,6 +337,7 @@ async function benchCase(name: string, dir: string, args: Args): Promise<Record<
         ? 'nbdcopy has no extent list: it copies the same sparse source (data only in the listed extents) with --destination-is-zero --flush'
         : 'nbdcopy --destination-is-zero --flush; project extents from base:allocation',
     target_tls: args.targetTls,
+    target_tls_session: tlsSession,
     servers: `qemu-nbd -r -f raw -e ${args.shared} -> qemu-nbd -f qcow2 -e ${args.shared} --cache=${args.targetCache} --aio=${args.targetAio}${args.targetTls === 'psk' ? ' (TLS-PSK)' : ''}, unix sockets`,
     qcow2_opts: args.qcow2Opts ?? 'defaults',
   };

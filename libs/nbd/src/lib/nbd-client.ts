@@ -52,7 +52,7 @@ export interface NbdClientOptions {
   connectTimeoutMs?: number;
   /**
    * TLS-PSK (an export the nbd-exporter made with its own key): every
-   * connection does NBD_OPT_STARTTLS and TLS 1.2 with this key, and fails
+   * connection does NBD_OPT_STARTTLS and TLS (1.3, or 1.2 PSK suites) with this key, and fails
    * rather than go on in plain text. Needed for nbds:// URIs.
    */
   tlsPsk?: NbdTlsPsk;
@@ -183,6 +183,11 @@ export class NbdClient {
   /** True when every connection is up. */
   get healthy(): boolean {
     return !this.closed && this.conns.length > 0 && this.conns.every((c) => c.alive);
+  }
+
+  /** The TLS protocol and cipher of the first connection; null for plain NBD. */
+  get tls(): { protocol: string; cipher: string } | null {
+    return this.conns[0]?.tlsSession ?? null;
   }
 
   get connectionCount(): number {

@@ -53,10 +53,10 @@ export interface NbdTlsPsk {
 }
 
 /**
- * TLS 1.2 PSK suites GnuTLS (qemu-nbd, nbdkit) serves with tls-creds-psk:
- * ECDHE first (forward secrecy), plain PSK last. Node's TLS 1.3 does not
- * take a pskCallback on the client, so TLS 1.2 it is (what libnbd negotiates
- * with a PSK too is TLS 1.3, which GnuTLS falls back from).
+ * TLS 1.2 PSK suites GnuTLS (qemu-nbd, nbdkit) serves with tls-creds-psk,
+ * ECDHE first (forward secrecy), plain PSK last. Against qemu-nbd 7.2 Node
+ * negotiates TLS 1.3 (TLS_CHACHA20_POLY1305_SHA256 or AES-GCM, PSK with
+ * (EC)DHE); these suites are for a server that stops at TLS 1.2.
  */
 export const NBD_TLS_PSK_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:DHE-PSK-AES128-GCM-SHA256:DHE-PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384';
 
@@ -167,6 +167,8 @@ export class NbdConnection {
   onDead?: (err: NbdConnectionError) => void;
   info!: ExportInfo;
   readonly server: string;
+  /** What TLS negotiated (null: plain NBD). */
+  tlsSession: { protocol: string; cipher: string } | null = null;
 
   private constructor(
     readonly address: NbdAddress,
@@ -223,7 +225,6 @@ export class NbdConnection {
       socket: this.raw,
       ciphers: NBD_TLS_PSK_CIPHERS,
       minVersion: 'TLSv1.2',
-      maxVersion: 'TLSv1.2',
       pskCallback: () => ({ psk: key, identity: psk.identity }),
       // PSK authenticates the server (only it holds the key): there is no certificate.
       checkServerIdentity: () => undefined,
@@ -235,6 +236,8 @@ export class NbdConnection {
       secure.once('error', failed);
       secure.once('close', () => failed(new Error('the server closed the connection')));
       secure.once('secureConnect', () => {
+        const c = secure.getCipher();
+        this.tlsSession = { protocol: secure.getProtocol() ?? 'unknown', cipher: c.standardName ?? c.name };
         secure.off('error', failed);
         secure.removeAllListeners('close');
         this.watch(secure);

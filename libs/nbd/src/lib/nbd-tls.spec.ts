@@ -37,6 +37,8 @@ describe('NbdClient over TLS-PSK (qemu-nbd tls-creds-psk)', () => {
     try {
       expect(client.size).toBe(16 * MiB);
       expect(client.connectionCount).toBe(2);
+      // qemu-nbd 7.2 (GnuTLS) and Node agree on TLS 1.3 with the PSK.
+      expect(client.tls).toEqual({ protocol: 'TLSv1.3', cipher: expect.stringMatching(/^TLS_/) });
       expect(client.server).toBe(`nbds://sendense@127.0.0.1:${port}/target`);
       expect((await client.read(MiB, 4096)).every((b) => b === 0x5a)).toBe(true);
       const payload = randomBytes(2 * MiB);
