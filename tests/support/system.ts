@@ -36,7 +36,7 @@ export interface System {
   logs: Map<string, string[]>;
   env: NodeJS.ProcessEnv;
   /** Loopback /metrics ports of the services that serve them there. */
-  metricsPorts: { 'backup-worker': number };
+  metricsPorts: Record<'backup-worker' | 'capture-agent' | 'restore-service' | 'nbd-exporter', number>;
   restart(app: string): Promise<void>;
   stopApp(app: string): Promise<void>;
   startApp(app: string): Promise<void>;
@@ -59,7 +59,7 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
   const dir = await mkdtemp(join(tmpdir(), 'sendense-sys-'));
   const repoDir = join(dir, 'repo');
   const node = `sys-${process.pid}-${Date.now().toString(36)}`;
-  const [gw, exp, cap, rs, wm] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const [gw, exp, cap, rs, wm, cm, rsm, em] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   // Below the ephemeral range (32768+) and away from the exporter's unit tests (21000-31000).
   const nbdFirst = 11000 + Math.floor(Math.random() * 40) * 200;
   const env: NodeJS.ProcessEnv = {
@@ -85,8 +85,9 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     RESTORE_ALLOWED_ROOTS: dir,
     REPOSITORY_ALLOWED_ROOTS: dir,
     WORKER_METRICS_PORT: String(wm),
-    CAPTURE_AGENT_METRICS_PORT: '0',
-    RESTORE_METRICS_PORT: '0',
+    CAPTURE_AGENT_METRICS_PORT: String(cm),
+    RESTORE_METRICS_PORT: String(rsm),
+    NBD_EXPORTER_METRICS_PORT: String(em),
     ...opts.env,
   };
   const daemons = new Map<string, Daemon>();
@@ -128,7 +129,7 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     daemons,
     logs,
     env,
-    metricsPorts: { 'backup-worker': wm },
+    metricsPorts: { 'backup-worker': wm, 'capture-agent': cm, 'restore-service': rsm, 'nbd-exporter': em },
     async restart(app: string) {
       await daemons.get(app)?.stop(10_000);
       await start(app);
@@ -192,6 +193,9 @@ export async function startExtraNode(sys: System, node: string): Promise<ExtraNo
     NBD_EXPORTER_PORT: String(exp),
     NBD_STATE_DIR: join(sys.dir, `nbd-${node}`),
     NBD_PORT_RANGE: `${nbdFirst}-${nbdFirst + 200}`,
+    // The first node's services hold its metrics ports.
+    NBD_EXPORTER_METRICS_PORT: '0',
+    WORKER_METRICS_PORT: '0',
   };
   const daemons = new Map<string, Daemon>();
   const logs = new Map<string, string[]>();

@@ -33,6 +33,7 @@ function serviceEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     NBD_RECORD_STORE: 'database',
     DATABASE_URL: db.url,
     SENDENSE_INTERNAL_TOKEN: TOKEN,
+    NBD_EXPORTER_METRICS_PORT: '0',
     ...extra,
   };
 }

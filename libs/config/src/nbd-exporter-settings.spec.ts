@@ -13,6 +13,7 @@ describe('loadNbdExporterSettings (the nbd-exporter, formerly its own loader)', 
       NBD_ALLOWED_ROOTS: ['/var/lib/sendense'],
       NBD_TLS_CREDS_DIR: null,
       NBD_RECORD_STORE: 'database',
+      NBD_EXPORTER_METRICS_PORT: 9465,
       DATABASE_URL: 'mysql://root@127.0.0.1:3306/sendense',
     });
     expect(s.NODE_NAME.length).toBeGreaterThan(0);
@@ -29,6 +30,7 @@ describe('loadNbdExporterSettings (the nbd-exporter, formerly its own loader)', 
       NODE_NAME: 'store-1',
       NBD_TLS_CREDS_DIR: '/etc/sendense/tls',
       NBD_RECORD_STORE: 'file',
+      NBD_EXPORTER_METRICS_PORT: '0',
     });
     expect(s).toMatchObject({
       NBD_EXPORTER_HOST: '0.0.0.0',
@@ -40,6 +42,7 @@ describe('loadNbdExporterSettings (the nbd-exporter, formerly its own loader)', 
       NODE_NAME: 'store-1',
       NBD_TLS_CREDS_DIR: '/etc/sendense/tls',
       NBD_RECORD_STORE: 'file',
+      NBD_EXPORTER_METRICS_PORT: 0,
     });
   });
 

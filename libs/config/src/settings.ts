@@ -97,6 +97,7 @@ export const nbdExporterEnv = {
   NBD_RESTORE_TLS: oneOf('Instant-access (restore) exports: psk gives each its own TLS pre-shared key, none serves plain NBD', ['psk', 'none'] as const, 'none'),
   NBD_IDLE_SWEEP_SECONDS: int('How often idle instant-access exports are looked for, seconds', 15, 1, 99_999),
   NBD_RECORD_STORE: oneOf('Where export records live: the database (nbd_exports) or a JSON file in NBD_STATE_DIR', ['database', 'file'] as const, 'database'),
+  NBD_EXPORTER_METRICS_PORT: metricsPort('nbd-exporter', 9465),
 };
 
 export const cliEnv = {

@@ -34,6 +34,58 @@ export function workerMetrics(registry: Registry) {
 }
 export type WorkerMetrics = ReturnType<typeof workerMetrics>;
 
+/** Families the Capture Agent moves; `sessions` reads the snapshot sessions it holds now. */
+export function captureMetrics(registry: Registry, sessions: () => number) {
+  new Gauge({ name: 'sendense_capture_sessions', help: 'Snapshot sessions the Capture Agent holds (a snapshot of a VM being backed up)', registers: [registry], collect() { this.set(sessions()); } });
+  return {
+    calls: new Counter({ name: 'sendense_capture_calls_total', help: 'Capture Agent requests by call (prepare, copy, release, restoreDisk) and result (ok, error)', labelNames: ['call', 'result'], registers: [registry] }),
+    bytesRead: new Counter({ name: 'sendense_capture_bytes_read_total', help: 'Bytes read from snapshots and written into backup targets', registers: [registry] }),
+    bytesZeroed: new Counter({ name: 'sendense_capture_bytes_zeroed_total', help: 'Bytes written as NBD WRITE_ZEROES (changed blocks now zero)', registers: [registry] }),
+    copyDuration: new Histogram({ name: 'sendense_capture_disk_copy_duration_seconds', help: 'Copy of one disk from its snapshot into its target', buckets: DURATION_BUCKETS, registers: [registry] }),
+  };
+}
+export type CaptureMetrics = ReturnType<typeof captureMetrics>;
+
+/** What the nbd-exporter's gauges read at each scrape. */
+export interface ExporterCounts {
+  /** Exports of this node by kind (qcow2, raw, block) and state. */
+  exports: { kind: string; state: string; count: number }[];
+  /** NBD server processes alive, by server (qemu-nbd, nbd-server). */
+  servers: { server: string; count: number }[];
+}
+
+/** Families the nbd-exporter moves; `counts` is read at each scrape. */
+export function exporterMetrics(registry: Registry, counts: () => Promise<ExporterCounts>) {
+  new Gauge({
+    name: 'sendense_nbd_exports',
+    help: 'NBD exports of this node by kind (qcow2, raw, block) and state',
+    labelNames: ['kind', 'state'],
+    registers: [registry],
+    async collect() {
+      const c = await counts();
+      this.reset();
+      for (const e of c.exports) this.set({ kind: e.kind, state: e.state }, e.count);
+    },
+  });
+  new Gauge({
+    name: 'sendense_nbd_servers_running',
+    help: 'NBD server processes of this node that are alive, by server (qemu-nbd, nbd-server)',
+    labelNames: ['server'],
+    registers: [registry],
+    async collect() {
+      const c = await counts();
+      this.reset();
+      for (const s of c.servers) this.set({ server: s.server }, s.count);
+    },
+  });
+  return {
+    exportsCreated: new Counter({ name: 'sendense_nbd_exports_created_total', help: 'NBD exports created, by kind', labelNames: ['kind'], registers: [registry] }),
+    exportsRemoved: new Counter({ name: 'sendense_nbd_exports_removed_total', help: 'NBD exports removed, by why (request, idle, orphan: its image was gone, dead: its server had died)', labelNames: ['reason'], registers: [registry] }),
+    reconcileActions: new Counter({ name: 'sendense_nbd_reconcile_actions_total', help: 'What reconciliation at start did: kept an export, dropped a record, stopped a server, deleted a config', labelNames: ['action'], registers: [registry] }),
+  };
+}
+export type ExporterMetrics = ReturnType<typeof exporterMetrics>;
+
 /** Queue depth: jobs per queue (one backup and one maintenance queue per node) and state. */
 export function queueGauge(registry: Registry, collect: (g: Gauge<'queue' | 'state'>) => Promise<void>): Gauge<'queue' | 'state'> {
   return new Gauge({

@@ -1,4 +1,13 @@
-import { Controller, Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  Controller,
+  Inject,
+  Injectable,
+  Logger,
+  Module,
+  type DynamicModule,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import {
   CAPTURE_AGENT_PATTERNS,
@@ -18,10 +27,24 @@ import { toCaptureError } from './capture-error';
 import { CaptureService, type CaptureServiceOptions } from './capture.service';
 import { DiskRestoreService } from './disk-restore.service';
 import { InternalAuthRefusal } from '@sendense/contracts';
+import {
+  captureMetrics,
+  createRegistry,
+  serveMetrics,
+  type CaptureMetrics,
+  type Registry,
+} from '@sendense/metrics';
 
 export const SETTINGS = Symbol('SETTINGS');
 export const CAPTURE_SERVICE = Symbol('CAPTURE_SERVICE');
 export const DISK_RESTORE_SERVICE = Symbol('DISK_RESTORE_SERVICE');
+export const METRICS = Symbol('METRICS');
+
+/** The agent's registry and the families it moves. */
+export interface AgentMetrics {
+  registry: Registry;
+  m: CaptureMetrics;
+}
 
 function rpcError(what: string, err: unknown, logger: Logger): RpcException {
   const ce = toCaptureError(err);
@@ -39,7 +62,21 @@ export class CaptureAgentController {
     @Inject(SETTINGS) private readonly settings: CaptureAgentSettings,
     @Inject(CAPTURE_SERVICE) private readonly service: CaptureService,
     @Inject(DISK_RESTORE_SERVICE) private readonly restores: DiskRestoreService,
+    @Inject(METRICS) private readonly metrics: AgentMetrics,
   ) {}
+
+  private count<T>(call: string, p: Promise<T>): Promise<T> {
+    return p.then(
+      (v) => {
+        this.metrics.m.calls.inc({ call, result: 'ok' });
+        return v;
+      },
+      (err: unknown) => {
+        this.metrics.m.calls.inc({ call, result: 'error' });
+        throw err;
+      },
+    );
+  }
 
   @MessagePattern(CAPTURE_AGENT_PATTERNS.health)
   health() {
@@ -52,9 +89,11 @@ export class CaptureAgentController {
   }
 
   @MessagePattern(CAPTURE_AGENT_PATTERNS.prepare)
-  async prepare(@Payload() req: PrepareBackupRequest): Promise<PrepareBackupResponse> {
+  async prepare(
+    @Payload() req: PrepareBackupRequest,
+  ): Promise<PrepareBackupResponse> {
     try {
-      return await this.service.prepare(req);
+      return await this.count('prepare', this.service.prepare(req));
     } catch (err) {
       throw rpcError('prepare', err, this.logger);
     }
@@ -64,8 +103,16 @@ export class CaptureAgentController {
   @MessagePattern(CAPTURE_AGENT_PATTERNS.copy)
   copy(@Payload() req: CopyDisksRequest): Observable<CopyEvent> {
     return new Observable<CopyEvent>((subscriber) => {
-      this.service.copy(req, { onProgress: (ev) => subscriber.next(ev) }).then(
+      this.count(
+        'copy',
+        this.service.copy(req, { onProgress: (ev) => subscriber.next(ev) }),
+      ).then(
         (disks) => {
+          for (const d of disks) {
+            this.metrics.m.bytesRead.inc(d.bytesRead);
+            this.metrics.m.bytesZeroed.inc(d.bytesZeroed);
+            this.metrics.m.copyDuration.observe(d.durationMs / 1000);
+          }
           subscriber.next({ type: 'done', disks });
           subscriber.complete();
         },
@@ -91,7 +138,7 @@ export class CaptureAgentController {
   @MessagePattern(CAPTURE_AGENT_PATTERNS.release)
   async release(@Payload() req: SessionRequest): Promise<ReleaseResponse> {
     try {
-      return await this.service.release(req?.sessionId);
+      return await this.count('release', this.service.release(req?.sessionId));
     } catch (err) {
       throw rpcError('release', err, this.logger);
     }
@@ -109,19 +156,53 @@ export class CaptureAgentController {
   }
 }
 
-/** Releases every snapshot when the agent stops (SIGTERM → app.close()). */
+/**
+ * Releases every snapshot when the agent stops (SIGTERM → app.close()); the
+ * loopback metrics listener (CAPTURE_AGENT_METRICS_PORT) lives as long as the agent.
+ */
 @Injectable()
-class CaptureLifecycle implements OnApplicationShutdown {
-  constructor(@Inject(CAPTURE_SERVICE) private readonly service: CaptureService) {}
+class CaptureLifecycle
+  implements OnApplicationBootstrap, OnApplicationShutdown
+{
+  private readonly log = new Logger('CaptureAgent');
+  private server: { close(): Promise<void> } | null = null;
+
+  constructor(
+    @Inject(CAPTURE_SERVICE) private readonly service: CaptureService,
+    @Inject(SETTINGS) private readonly settings: CaptureAgentSettings,
+    @Inject(METRICS) private readonly metrics: AgentMetrics,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    const port = this.settings.CAPTURE_AGENT_METRICS_PORT;
+    if (!port) return;
+    // Metrics are not worth refusing backups for: a port in use is logged.
+    this.server = await serveMetrics(this.metrics.registry, port).then(
+      (s) => {
+        this.log.log(`metrics on http://127.0.0.1:${s.port}/metrics`);
+        return s;
+      },
+      (err: unknown) => {
+        this.log.error(
+          `metrics listener on 127.0.0.1:${port} not started: ${err instanceof Error ? err.message : String(err)}`,
+        );
+        return null;
+      },
+    );
+  }
 
   async onApplicationShutdown(): Promise<void> {
+    await this.server?.close();
     await this.service.releaseAll();
   }
 }
 
 @Module({})
 export class CaptureAgentModule {
-  static forRoot(settings: CaptureAgentSettings, overrides: Partial<CaptureServiceOptions> = {}): DynamicModule {
+  static forRoot(
+    settings: CaptureAgentSettings,
+    overrides: Partial<CaptureServiceOptions> = {},
+  ): DynamicModule {
     const service = new CaptureService({
       diskParallelism: settings.CAPTURE_DISK_PARALLELISM,
       allowEnableCbt: settings.CAPTURE_ALLOW_ENABLE_CBT,
@@ -134,6 +215,16 @@ export class CaptureAgentModule {
         { provide: SETTINGS, useValue: settings },
         { provide: CAPTURE_SERVICE, useValue: service },
         { provide: DISK_RESTORE_SERVICE, useValue: new DiskRestoreService() },
+        {
+          provide: METRICS,
+          useFactory: (): AgentMetrics => {
+            const registry = createRegistry('capture-agent');
+            return {
+              registry,
+              m: captureMetrics(registry, () => service.sessions.size),
+            };
+          },
+        },
         CaptureLifecycle,
       ],
     };

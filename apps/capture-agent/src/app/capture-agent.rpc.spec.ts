@@ -6,6 +6,7 @@ import { loadCaptureAgentSettings } from '@sendense/config';
 import { CaptureAgentClient, CaptureAgentError, type CopyEvent, type PrepareBackupRequest } from '@sendense/contracts';
 import { startStandIn, VSphereClient, type HarnessClient, type StandIn } from '@sendense/vsphere';
 import { MiB, qcow2Target, sameContent, scratchDir, slowTarget, type NbdTarget } from '../testing/targets';
+import { parsePrometheusText, sampleValue } from '@sendense/metrics/testing';
 import { CaptureAgentModule } from './capture-agent.module';
 
 // The Capture Agent as a Nest TCP microservice, driven by the typed client
@@ -32,6 +33,7 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
   let vc: VSphereClient;
   let app: INestMicroservice | undefined;
   let client: CaptureAgentClient;
+  let metricsPort = 0;
   const targets: NbdTarget[] = [];
 
   beforeAll(async () => {
@@ -51,7 +53,8 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
     harness = standIn.harness as HarnessClient;
     vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { thumbprint: standIn.thumbprint } });
     const port = await freePort();
-    const settings = loadCaptureAgentSettings({ CAPTURE_AGENT_HOST: '127.0.0.1', CAPTURE_AGENT_PORT: String(port), CAPTURE_DISK_PARALLELISM: '2', NODE_NAME: 'test-node' });
+    metricsPort = await freePort();
+    const settings = loadCaptureAgentSettings({ CAPTURE_AGENT_HOST: '127.0.0.1', CAPTURE_AGENT_PORT: String(port), CAPTURE_DISK_PARALLELISM: '2', NODE_NAME: 'test-node', CAPTURE_AGENT_METRICS_PORT: String(metricsPort) });
     app = await NestFactory.createMicroservice<MicroserviceOptions>(CaptureAgentModule.forRoot(settings, { progressIntervalMs: 100 }), {
       transport: Transport.TCP,
       options: { host: '127.0.0.1', port },
@@ -135,6 +138,11 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
       const where = await harness.snapshotNbd(prep.vmMoref, prep.snapshotMoref, key);
       expect(await sameContent(t.file, where.uri)).toMatchObject({ identical: true });
     }
+    const metrics = parsePrometheusText(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+    expect(sampleValue(metrics, 'sendense_capture_calls_total', { call: 'copy', result: 'ok' })).toBe(1);
+    expect(sampleValue(metrics, 'sendense_capture_bytes_read_total')).toBe(done.disks.reduce((n, d) => n + d.bytesRead, 0));
+    expect(sampleValue(metrics, 'sendense_capture_sessions')).toBe(1);
+    expect(sampleValue(metrics, 'sendense_capture_disk_copy_duration_seconds_count')).toBe(2);
     expect(await client.release(prep.sessionId)).toEqual({ sessionId: prep.sessionId, released: true });
     expect(await hasSnapshot(prep.vmMoref)).toBe(false);
     console.log(`rpc copy: ${events.length - 1} progress events, ${done.disks.map((d) => `${d.bytesWritten + d.bytesZeroed} B in ${d.durationMs} ms`).join(', ')}`);

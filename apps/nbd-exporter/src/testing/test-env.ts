@@ -41,6 +41,7 @@ export async function makeTestEnv(ports = 60): Promise<TestEnv> {
       idleSweepMs: 15_000,
       recordStore: 'file',
       databaseUrl: 'mysql://root@127.0.0.1:3306/unused',
+      metricsPort: 0,
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

@@ -1,7 +1,8 @@
-import { Controller, Get, Inject, Module, type DynamicModule } from '@nestjs/common';
+import { Controller, Get, Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { RestoreSettings } from '@sendense/config';
 import type { RestoreServiceHealth } from '@sendense/contracts';
-import { RestoreModule } from '@sendense/restore';
+import { createRegistry, Gauge, serveMetrics } from '@sendense/metrics';
+import { RestoreModule, RestoreService } from '@sendense/restore';
 
 export const SETTINGS = Symbol('SETTINGS');
 
@@ -13,6 +14,51 @@ export class RestoreHealthController {
   @Get('health')
   health(): RestoreServiceHealth {
     return { ok: true, node: this.settings.NODE_NAME, mountRoot: this.settings.RESTORE_MOUNT_ROOT };
+  }
+}
+
+/**
+ * Prometheus metrics on a loopback listener (RESTORE_METRICS_PORT), apart
+ * from the internal API so a local scraper needs no internal token.
+ */
+@Injectable()
+export class RestoreMetricsListener implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly log = new Logger('RestoreMetrics');
+  private server: { close(): Promise<void> } | null = null;
+
+  constructor(
+    @Inject(SETTINGS) private readonly settings: RestoreSettings,
+    @Inject(RestoreService) private readonly restore: RestoreService,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    const port = this.settings.RESTORE_METRICS_PORT;
+    if (!port) return;
+    const registry = createRegistry('restore-service');
+    const manager = this.restore.manager;
+    new Gauge({
+      name: 'sendense_restore_active_mounts',
+      help: 'Restore points this restore-service has mounted',
+      registers: [registry],
+      collect() {
+        this.set(manager.list().length);
+      },
+    });
+    // Metrics are not worth refusing restores for: a port in use is logged.
+    this.server = await serveMetrics(registry, port).then(
+      (srv) => {
+        this.log.log(`metrics on http://127.0.0.1:${srv.port}/metrics`);
+        return srv;
+      },
+      (err: unknown) => {
+        this.log.error(`metrics listener on 127.0.0.1:${port} not started: ${err instanceof Error ? err.message : String(err)}`);
+        return null;
+      },
+    );
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.server?.close();
   }
 }
 
@@ -38,7 +84,7 @@ export class RestoreServiceModule {
         }),
       ],
       controllers: [RestoreHealthController],
-      providers: [{ provide: SETTINGS, useValue: settings }],
+      providers: [{ provide: SETTINGS, useValue: settings }, RestoreMetricsListener],
     };
   }
 }

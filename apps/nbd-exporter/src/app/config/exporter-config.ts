@@ -23,6 +23,8 @@ export interface ExporterConfig {
   /** Where export records live: the database (nbd_exports) or a JSON file in the state dir. */
   recordStore: 'database' | 'file';
   databaseUrl: string;
+  /** Loopback port of the Prometheus /metrics listener; 0: none. */
+  metricsPort: number;
 }
 
 /**
@@ -48,5 +50,6 @@ export function exporterConfigOf(s: NbdExporterSettings): ExporterConfig {
     idleSweepMs: s.NBD_IDLE_SWEEP_SECONDS * 1000,
     recordStore: s.NBD_RECORD_STORE,
     databaseUrl: s.DATABASE_URL,
+    metricsPort: s.NBD_EXPORTER_METRICS_PORT,
   };
 }

@@ -27,6 +27,18 @@ export interface ExporterLogger {
 }
 
 const silent: ExporterLogger = { log: () => undefined, warn: () => undefined };
+
+/** Why an export was removed: asked for, idle, its image gone (orphan), its server died. */
+export type RemovalReason = 'request' | 'idle' | 'orphan' | 'dead';
+
+/** What the exporter's metrics count (the Nest module wires them; tests may leave them out). */
+export interface ExportObserver {
+  created(kind: NbdExportKind): void;
+  removed(reason: RemovalReason): void;
+  reconciled(report: ReconcileReport): void;
+}
+
+const unobserved: ExportObserver = { created: () => undefined, removed: () => undefined, reconciled: () => undefined };
 const KINDS: readonly NbdExportKind[] = ['qcow2', 'raw', 'block'];
 const JOB_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 /** Creates retried when another program takes the allocated port first. */
@@ -65,6 +77,7 @@ export class NbdExportManager {
     private readonly config: ExporterConfig,
     private readonly store: ExportRecordStore,
     private readonly logger: ExporterLogger = silent,
+    private readonly observer: ExportObserver = unobserved,
   ) {
     this.paths = new StatePaths(config.stateDir);
     this.ports = new PortAllocator(config.listenAddress, config.portRange.first, config.portRange.last);
@@ -169,6 +182,7 @@ export class NbdExportManager {
       record.updatedAt = new Date();
       await this.store.upsert(record);
       this.sizes.set(name, virtualSize);
+      this.observer.created(kind);
       this.logger.log(
         `export ${name}: ${record.server} pid ${record.pid} serves ${filePath}${record.overlayPath ? ` through overlay ${record.overlayPath}` : ''} ` +
           `on ${record.host}:${record.port}${writable || record.overlayPath ? ' (writable)' : ''}${record.tlsMode ? ' (TLS-PSK)' : ''}`,
@@ -220,7 +234,7 @@ export class NbdExportManager {
       }
       if (now.getTime() - r.lastActiveAt.getTime() >= r.idleTimeoutSeconds * 1000) {
         this.logger.log(`export ${r.name}: no client for ${r.idleTimeoutSeconds} s; removing it`);
-        await this.remove(r.name).catch((err) => this.logger.warn(`removing idle export ${r.name}: ${(err as Error).message}`));
+        await this.removeFor(r.name, 'idle').catch((err) => this.logger.warn(`removing idle export ${r.name}: ${(err as Error).message}`));
         removed.push(r.name);
       }
     }
@@ -228,6 +242,10 @@ export class NbdExportManager {
   }
 
   async remove(name: string): Promise<RemoveNbdExportResponse> {
+    return this.removeFor(name, 'request');
+  }
+
+  private async removeFor(name: string, reason: RemovalReason): Promise<RemoveNbdExportResponse> {
     validateExportName(name);
     return this.locks.run(name, async () => {
       const record = (await this.store.list(this.config.nodeName)).find((r) => r.name === name);
@@ -240,6 +258,7 @@ export class NbdExportManager {
       if (record.port !== null) this.ports.release(record.port);
       this.sizes.delete(name);
       await this.store.remove(name);
+      this.observer.removed(reason);
       this.logger.log(`export ${name} removed`);
       return { name, removed: true };
     });
@@ -273,7 +292,7 @@ export class NbdExportManager {
     for (const r of records) {
       if (r.state === 'active' && !(r.pid !== null && (await this.serves(r.pid, r.name)))) {
         this.logger.warn(`export ${r.name}: its ${r.server} (pid ${r.pid}) is gone; removing the export`);
-        await this.remove(r.name).catch((err) => this.logger.warn(`removing dead export ${r.name}: ${(err as Error).message}`));
+        await this.removeFor(r.name, 'dead').catch((err) => this.logger.warn(`removing dead export ${r.name}: ${(err as Error).message}`));
         continue;
       }
       live.push(r);
@@ -307,12 +326,31 @@ export class NbdExportManager {
       const gone = await this.fileGone(r);
       if (!gone) continue;
       this.logger.warn(`export ${r.name}: ${gone} is gone; removing the export (its server held the deleted file)`);
-      await this.remove(r.name).then(
+      await this.removeFor(r.name, 'orphan').then(
         () => removed.push(r.name),
         (err) => this.logger.warn(`removing orphaned export ${r.name}: ${(err as Error).message}`),
       );
     }
     return removed;
+  }
+
+  /**
+   * Exports of this node by kind and state, and the servers alive by kind,
+   * for the metrics: read from the records without cleaning up (a scrape
+   * changes nothing).
+   */
+  async counts(): Promise<{ exports: { kind: string; state: string; count: number }[]; servers: { server: string; count: number }[] }> {
+    const exports = new Map<string, { kind: string; state: string; count: number }>();
+    // Every server kind is reported, 0 included, so "none running" is a sample an alert can see.
+    const servers = new Map<string, number>(Object.values(this.launchers).map((l) => [l.server, 0]));
+    for (const r of await this.store.list(this.config.nodeName)) {
+      const k = `${r.kind}/${r.state}`;
+      const e = exports.get(k) ?? { kind: r.kind, state: r.state, count: 0 };
+      e.count++;
+      exports.set(k, e);
+      if (r.pid !== null && (await this.serves(r.pid, r.name))) servers.set(r.server, (servers.get(r.server) ?? 0) + 1);
+    }
+    return { exports: [...exports.values()], servers: [...servers].map(([server, count]) => ({ server, count })) };
   }
 
   /** Stop every server of this node (data is flushed by the servers on SIGTERM). */
@@ -361,6 +399,7 @@ export class NbdExportManager {
       await this.paths.removeFiles(name);
       report.removedConfigs.push(name);
     }
+    this.observer.reconciled(report);
     if (report.removedRecords.length + report.killedPids.length + report.removedConfigs.length > 0) {
       this.logger.warn(
         `reconcile: kept ${report.kept.length}, dropped records [${report.removedRecords.join(', ')}], ` +

@@ -2,3 +2,4 @@
 export const EXPORTER_CONFIG = Symbol('EXPORTER_CONFIG');
 export const EXPORT_MANAGER = Symbol('EXPORT_MANAGER');
 export const RECORD_STORE_HANDLE = Symbol('RECORD_STORE_HANDLE');
+export const METRICS_REGISTRY = Symbol('METRICS_REGISTRY');
