@@ -815,7 +815,7 @@ export interface components {
             method: string;
             path: string;
             /** @enum {string} */
-            result: "ok" | "error";
+            result: "ok" | "error" | "denied";
             role: string | null;
             status: number;
             target: string | null;
@@ -1814,7 +1814,8 @@ export interface operations {
                 key_id?: string;
                 limit?: number;
                 offset?: number;
-                result?: "ok" | "error";
+                /** @description denied: refused by authentication or the role check (401/403) */
+                result?: "ok" | "error" | "denied";
                 /** @description From this time (ISO 8601) */
                 since?: string;
                 /** @description Target (policy id, VM name, run id, ...) */

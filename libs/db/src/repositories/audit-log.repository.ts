@@ -1,6 +1,8 @@
 import type { PrismaClient } from '../prisma-client';
 import type { AuditLog, Prisma } from '../generated/client';
 
+export type AuditResult = 'ok' | 'error' | 'denied';
+
 export interface NewAuditEntry {
   /** When the request came (default: now). */
   at?: Date;
@@ -11,7 +13,8 @@ export interface NewAuditEntry {
   path: string;
   action: string;
   target: string | null;
-  result: 'ok' | 'error';
+  /** ok, error (the handler failed), denied (refused by authentication or the role check: 401/403). */
+  result: AuditResult;
   status: number;
   error: string | null;
   ip: string | null;
@@ -27,7 +30,7 @@ export interface AuditFilter {
   /** Prefix of the action (e.g. "policy." or "POST /api/v1/policies"). */
   action?: string;
   target?: string;
-  result?: 'ok' | 'error';
+  result?: AuditResult;
   since?: Date;
   until?: Date;
 }
@@ -43,7 +46,7 @@ function toRecord(r: AuditLog): AuditRecord {
     path: r.path,
     action: r.action,
     target: r.target,
-    result: r.result === 'ok' ? 'ok' : 'error',
+    result: r.result === 'ok' || r.result === 'denied' ? r.result : 'error',
     status: r.status,
     error: r.error,
     ip: r.ip,

@@ -3,33 +3,18 @@ import { catchError, tap, throwError, type Observable } from 'rxjs';
 import type { GatewaySettings } from '@sendense/config';
 import { AuditLogRepository, type NewAuditEntry } from '@sendense/db';
 import { SETTINGS } from '../common/tokens';
-import { clientAddress, type AuthedRequest } from '../auth/api-key.guard';
+import type { AuthedRequest } from '../auth/api-key.guard';
+import { auditBase, MUTATING } from './audit-entry';
 
-const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const DAY_MS = 86_400_000;
 const PRUNE_EVERY_MS = 3_600_000;
-
-/** "PoliciesController" + "pause" -> "policies.pause". */
-export function actionOf(controller: string, handler: string): string {
-  const base = controller.replace(/Controller$/, '');
-  return `${base.charAt(0).toLowerCase()}${base.slice(1)}.${handler}`;
-}
-
-/** What the request acted on: the id in the path, else a name or VM in the body. */
-export function targetOf(params: Record<string, unknown>, body: unknown): string | null {
-  for (const k of ['id', 'runId', 'mountId', 'backupId']) if (typeof params[k] === 'string') return params[k];
-  if (body && typeof body === 'object') {
-    const b = body as Record<string, unknown>;
-    for (const k of ['name', 'vm_name', 'vm_context_id', 'backup_id', 'repository']) if (typeof b[k] === 'string') return b[k];
-  }
-  return null;
-}
 
 /**
  * The audit log: every request that can change something (POST, PUT, PATCH,
  * DELETE) that passed authentication and the role check, with who (key id
  * and name), what (controller.handler, method, route), the target, when and
- * the result (status, error message). Entries older than
+ * the result (status, error message). Refusals (401/403) never reach an
+ * interceptor: the ApiKeyGuard records those as 'denied'. Entries older than
  * AUDIT_RETENTION_DAYS are removed (checked at most hourly, on a write).
  * Writing the entry never changes the answer.
  */
@@ -47,18 +32,7 @@ export class AuditInterceptor implements NestInterceptor {
     if (ctx.getType() !== 'http') return next.handle();
     const req = ctx.switchToHttp().getRequest<AuthedRequest>();
     if (!MUTATING.has(req.method)) return next.handle();
-    const base = {
-      // The request's time, not the write's: entries sort as the requests came.
-      at: new Date(),
-      keyId: req.principal?.id ?? null,
-      keyName: req.principal?.name ?? null,
-      role: req.principal?.role ?? null,
-      method: req.method,
-      path: req.originalUrl.split('?')[0] ?? req.originalUrl,
-      action: actionOf(ctx.getClass().name, ctx.getHandler().name),
-      target: targetOf((req.params ?? {}) as Record<string, unknown>, req.body),
-      ip: clientAddress(req),
-    };
+    const base = auditBase(ctx, req);
     const record = (e: Pick<NewAuditEntry, 'result' | 'status' | 'error'>) => {
       void this.audit.append({ ...base, ...e }).catch((err: unknown) => this.log.error(`audit entry for ${base.action} not written: ${String(err)}`));
       this.pruneSometimes();
