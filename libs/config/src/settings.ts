@@ -84,6 +84,7 @@ export const captureAgentEnv = {
   CAPTURE_DISK_PARALLELISM: int('Disks of one VM copied at once', 2, 1, 16),
   CAPTURE_AGENT_METRICS_PORT: metricsPort('Capture Agent', 9466),
   CAPTURE_ALLOW_ENABLE_CBT: bool('Enable CBT on a VM that has it off (the first backup after that is full)', true),
+  CAPTURE_SESSION_LEASE: int('Lease of a backup session, seconds: the worker renews it every quarter of this; when nobody does (worker killed) the agent stops the copy and removes the snapshot', 20, 2, 3600),
 };
 
 export const nbdExporterEnv = {

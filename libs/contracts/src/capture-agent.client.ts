@@ -14,6 +14,7 @@ import {
   type PrepareBackupRequest,
   type PrepareBackupResponse,
   type ReleaseResponse,
+  type RenewResponse,
   isCaptureAgentErrorPayload,
 } from './capture-agent.contract';
 
@@ -104,6 +105,45 @@ export class CaptureAgentClient {
   /** Remove the snapshot; `released: false` when the session was already gone. */
   release(sessionId: string): Promise<ReleaseResponse> {
     return this.send(CAPTURE_AGENT_PATTERNS.release, { sessionId }, this.timeoutMs);
+  }
+
+  /** Renew the session's lease; LEASE_EXPIRED when it had already run out. */
+  renew(sessionId: string): Promise<RenewResponse> {
+    return this.send(CAPTURE_AGENT_PATTERNS.renew, { sessionId }, 10_000);
+  }
+
+  /**
+   * Keep the session's lease from prepare until release: renew every quarter
+   * of `leaseMs` (so three renewals in a row may be lost to a slow network).
+   * `onLost` is called once when the agent says the session is gone
+   * (LEASE_EXPIRED, NOT_FOUND); transport failures are retried at the next tick.
+   */
+  holdLease(sessionId: string, leaseMs: number, onLost?: (err: CaptureAgentError) => void): { stop(): void } {
+    const every = Math.max(100, Math.floor(leaseMs / 4));
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const tick = () => {
+      timer = undefined;
+      this.renew(sessionId).then(
+        () => undefined,
+        (err: unknown) => {
+          const e = err instanceof CaptureAgentError ? err : toClientError(CAPTURE_AGENT_PATTERNS.renew, err);
+          if (e.code === 'LEASE_EXPIRED' || e.code === 'NOT_FOUND') {
+            stopped = true;
+            onLost?.(e);
+          }
+        },
+      ).finally(() => {
+        if (!stopped) timer = setTimeout(tick, every).unref();
+      });
+    };
+    timer = setTimeout(tick, every).unref();
+    return {
+      stop: () => {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+      },
+    };
   }
 
   /** Abort the running copy of the session (`cancelled: false` when none ran). */

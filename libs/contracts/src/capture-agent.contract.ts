@@ -9,10 +9,15 @@
  *      changeId (or "*"), and say per disk whether it must be full and why.
  *   2. copy: copy exactly those extents into one target NBD export per disk;
  *      the reply is a stream of progress events ending with the result.
- *   3. release: remove the snapshot. Always called by the worker (finally);
- *      the agent also releases sessions left idle past their expiry, so a
- *      dead worker cannot leave a snapshot behind.
+ *   3. release: remove the snapshot. Always called by the worker (finally).
  * cancel aborts a running copy (the worker then calls release).
+ *
+ * Each session is held on a lease (CAPTURE_SESSION_LEASE, `leaseMs` in the
+ * prepare answer): every call on the session renews it, and the worker sends
+ * renew every quarter lease from prepare until release, also while a copy
+ * runs. A lease that runs out means the caller is gone (worker killed): the
+ * agent stops the copy, closes its NBD connections and removes the snapshot
+ * at once. A later call on that session fails with LEASE_EXPIRED.
  */
 
 export const CAPTURE_AGENT_PATTERNS = {
@@ -21,6 +26,7 @@ export const CAPTURE_AGENT_PATTERNS = {
   copy: 'capture.copy',
   release: 'capture.release',
   cancel: 'capture.cancel',
+  renew: 'capture.renew',
   restoreDisk: 'capture.restoreDisk',
 } as const;
 
@@ -65,8 +71,11 @@ export interface PrepareBackupRequest {
   allowEnableCbt: boolean;
   quiesce?: boolean;
   reader: DiskReaderSpec;
-  /** Release the snapshot automatically after this long without a call (default 30 min). */
-  idleTimeoutMs?: number;
+  /**
+   * The session's lease in ms: released (copy stopped, snapshot removed) when
+   * no call renews it for this long. Default: the agent's CAPTURE_SESSION_LEASE.
+   */
+  leaseMs?: number;
 }
 
 export type FullReason =
@@ -109,8 +118,10 @@ export interface PrepareBackupResponse {
   /** CBT was off and the agent turned it on during this prepare. */
   cbtEnabledNow: boolean;
   disks: PreparedDisk[];
-  /** ISO 8601: when the agent releases the session if nobody calls it. */
+  /** ISO 8601: when the agent releases the session if nobody renews it. */
   expiresAt: string;
+  /** The lease: renew (any call on the session) at least this often, best every quarter of it. */
+  leaseMs: number;
   /**
    * Snapshots named by an earlier Sendense run that were still on the VM
    * (its backup was interrupted: agent crash, host reboot) and were removed
@@ -214,6 +225,15 @@ export interface ReleaseResponse {
   sessionId: string;
   /** False when the session was unknown (already released or expired). */
   released: boolean;
+  /** Set when the session's lease had run out: the agent removed the snapshot itself (this says when and why). */
+  leaseExpired?: string;
+}
+
+export interface RenewResponse {
+  sessionId: string;
+  /** ISO 8601: the new end of the lease. */
+  expiresAt: string;
+  leaseMs: number;
 }
 
 export interface CancelResponse {
@@ -281,8 +301,19 @@ export type RestoreDiskEvent =
  * - COPY_FAILED: reading or writing disk data failed (server, export, offset, NBD error)
  * - CANCELLED: the copy was cancelled
  * - VM_POWERED_ON: a disk restore needs the VM powered off (message says its state)
+ * - LEASE_EXPIRED: the session's lease ran out (nobody renewed it): its copy was
+ *   stopped and its snapshot removed; prepare a new session
  */
-export type CaptureAgentErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'CBT_DISABLED' | 'VCENTER' | 'COPY_FAILED' | 'CANCELLED' | 'VM_POWERED_ON' | 'INTERNAL';
+export type CaptureAgentErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'CBT_DISABLED'
+  | 'VCENTER'
+  | 'COPY_FAILED'
+  | 'CANCELLED'
+  | 'VM_POWERED_ON'
+  | 'LEASE_EXPIRED'
+  | 'INTERNAL';
 
 export interface CaptureAgentErrorPayload {
   code: CaptureAgentErrorCode;

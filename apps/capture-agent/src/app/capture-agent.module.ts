@@ -17,6 +17,7 @@ import {
   type PrepareBackupRequest,
   type PrepareBackupResponse,
   type ReleaseResponse,
+  type RenewResponse,
   type RestoreDiskEvent,
   type RestoreDiskRequest,
   type SessionRequest,
@@ -144,6 +145,16 @@ export class CaptureAgentController {
     }
   }
 
+  /** The worker's heartbeat for a session: without it the agent stops the copy and removes the snapshot. */
+  @MessagePattern(CAPTURE_AGENT_PATTERNS.renew)
+  renew(@Payload() req: SessionRequest): RenewResponse {
+    try {
+      return this.service.renew(req?.sessionId);
+    } catch (err) {
+      throw rpcError('renew', err, this.logger);
+    }
+  }
+
   @MessagePattern(CAPTURE_AGENT_PATTERNS.cancel)
   cancel(@Payload() req: SessionRequest): CancelResponse {
     try {
@@ -206,6 +217,7 @@ export class CaptureAgentModule {
     const service = new CaptureService({
       diskParallelism: settings.CAPTURE_DISK_PARALLELISM,
       allowEnableCbt: settings.CAPTURE_ALLOW_ENABLE_CBT,
+      defaultLeaseMs: settings.CAPTURE_SESSION_LEASE * 1000,
       ...overrides,
     });
     return {

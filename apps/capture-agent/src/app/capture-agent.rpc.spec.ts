@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { loadCaptureAgentSettings } from '@sendense/config';
 import { CaptureAgentClient, CaptureAgentError, type CopyEvent, type PrepareBackupRequest } from '@sendense/contracts';
+import { run, waitFor } from '@sendense/process';
 import { startStandIn, VSphereClient, type HarnessClient, type StandIn } from '@sendense/vsphere';
 import { MiB, qcow2Target, sameContent, scratchDir, slowTarget, type NbdTarget } from '../testing/targets';
 import { parsePrometheusText, sampleValue } from '@sendense/metrics/testing';
@@ -169,6 +170,77 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
     expect(progress).toBeGreaterThan(0);
     expect(err).toBeInstanceOf(CaptureAgentError);
     expect(err).toMatchObject({ code: 'CANCELLED', retryable: false });
+    expect(await client.release(prep.sessionId)).toMatchObject({ released: true });
+    expect(await hasSnapshot(prep.vmMoref)).toBe(false);
+  });
+
+  /** Established connections to a Unix-socket NBD server (what a copy still holds open). */
+  async function connectionsTo(socket: string): Promise<number> {
+    const r = await run('ss', ['-xHn', 'state', 'connected'], { timeoutMs: 10_000 });
+    return r.stdout.split('\n').filter((l) => l.includes(socket)).length;
+  }
+  const socketOf = (t: NbdTarget) => new URL(t.uri).searchParams.get('socket') as string;
+
+  it('a copy nobody renews (its worker died) stops when the lease runs out: NBD connections closed, snapshot removed, late calls LEASE_EXPIRED', async () => {
+    const prep = await client.prepare(request({ leaseMs: 1500 }));
+    expect(prep.leaseMs).toBe(1500);
+    const slow = await slowTarget(scratch.dir, 'rpc-lease-dead', 16 * MiB, 20);
+    targets.push(slow);
+    let last = 0;
+    let connected = 0;
+    const started = Date.now();
+    // No holdLease: as if the worker was SIGKILLed after starting the copy.
+    const err = await client
+      .copy(
+        { sessionId: prep.sessionId, targets: [{ deviceKey: 2000, uri: slow.uri }], tuning: { requestSize: 64 * 1024, queueDepth: 1, connections: 1 } },
+        {
+          onProgress: (e) => {
+            last = e.bytesDone;
+            if (!connected && e.bytesDone > 0) void connectionsTo(socketOf(slow)).then((n) => (connected = n));
+          },
+        },
+      )
+      .catch((e: unknown) => e);
+    const stoppedMs = Date.now() - started;
+    expect(err).toBeInstanceOf(CaptureAgentError);
+    expect(err).toMatchObject({ code: 'LEASE_EXPIRED', retryable: true });
+    expect((err as Error).message).toContain('rpc-vm');
+    expect(last).toBeLessThan(prep.disks[0]!.bytesToCopy);
+    expect(stoppedMs).toBeLessThan(1500 + 3000);
+    expect(connected).toBeGreaterThan(0);
+    await waitFor(async () => (await connectionsTo(socketOf(slow))) === 0, { timeoutMs: 5000, intervalMs: 100, message: 'the copy to close its NBD connections' });
+    await waitFor(async () => !(await hasSnapshot(prep.vmMoref)), { timeoutMs: 10_000, intervalMs: 100, message: 'the expired session\'s snapshot to be removed' });
+    await waitFor(async () => (await client.health()).sessions === 0, { timeoutMs: 5000, intervalMs: 50, message: 'the expired session to be forgotten' });
+    const late = await client.renew(prep.sessionId).catch((e: unknown) => e);
+    expect(late).toMatchObject({ code: 'LEASE_EXPIRED' });
+    expect((late as Error).message).toMatch(/expired at .*1\.5 s lease .*CAPTURE_SESSION_LEASE.*snapshot .* removed; prepare a new session/);
+    await expect(client.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: 2000, uri: slow.uri }] })).rejects.toMatchObject({ code: 'LEASE_EXPIRED' });
+    await expect(client.cancel(prep.sessionId)).rejects.toMatchObject({ code: 'LEASE_EXPIRED' });
+    const rel = await client.release(prep.sessionId);
+    expect(rel).toMatchObject({ released: false, leaseExpired: expect.stringContaining(prep.sessionId) });
+    console.log(`lease 1.5 s not renewed: copy stopped ${stoppedMs} ms after it started, at ${last} of ${prep.disks[0]!.bytesToCopy} B`);
+  });
+
+  it('a copy many leases long keeps its session while the caller renews it (holdLease)', async () => {
+    const prep = await client.prepare(request({ leaseMs: 1000 }));
+    const slow = await slowTarget(scratch.dir, 'rpc-lease-long', 16 * MiB, 40);
+    targets.push(slow);
+    const lost: Error[] = [];
+    const lease = client.holdLease(prep.sessionId, prep.leaseMs, (e) => lost.push(e));
+    const started = Date.now();
+    try {
+      const done = await client.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: 2000, uri: slow.uri }], tuning: { requestSize: 64 * 1024, queueDepth: 1, connections: 1 } });
+      const ms = Date.now() - started;
+      expect(done.map((d) => d.bytesWritten + d.bytesZeroed)).toEqual([prep.disks[0]!.bytesToCopy]);
+      expect(ms).toBeGreaterThan(3 * prep.leaseMs);
+      // Held after the copy too, until release.
+      await new Promise((r) => setTimeout(r, 2 * prep.leaseMs));
+      expect(lost).toEqual([]);
+      expect(await hasSnapshot(prep.vmMoref)).toBe(true);
+      console.log(`lease 1 s renewed: a ${ms} ms copy completed`);
+    } finally {
+      lease.stop();
+    }
     expect(await client.release(prep.sessionId)).toMatchObject({ released: true });
     expect(await hasSnapshot(prep.vmMoref)).toBe(false);
   });

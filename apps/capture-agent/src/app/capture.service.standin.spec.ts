@@ -398,14 +398,24 @@ describe('CaptureService against the stand-in', () => {
     await vc.removeSnapshot(mine);
   });
 
-  it('releases an expired session itself', async () => {
-    const prep = await service.prepare(request('idle-vm', [], { idleTimeoutMs: 1500 }));
+  it('releases a session whose lease runs out itself; renewing keeps it; late calls hear LEASE_EXPIRED', async () => {
+    const prep = await service.prepare(request('idle-vm', [], { leaseMs: 1500 }));
+    expect(prep.leaseMs).toBe(1500);
     expect(Date.parse(prep.expiresAt) - Date.now()).toBeLessThanOrEqual(1500);
+    // Renewed for three leases: still there.
+    for (let i = 0; i < 9; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      expect(service.renew(prep.sessionId)).toMatchObject({ sessionId: prep.sessionId, leaseMs: 1500 });
+    }
     expect(await hasSnapshot(prep.vmMoref)).toBe(true);
     await waitFor(async () => !(await hasSnapshot(prep.vmMoref)), { timeoutMs: 15000, intervalMs: 250, message: 'the expired session to be released' });
     expect(service.sessions.find(prep.sessionId)).toBeUndefined();
-    expect(await service.release(prep.sessionId)).toMatchObject({ released: false });
+    expect(await service.release(prep.sessionId)).toMatchObject({ released: false, leaseExpired: expect.stringContaining('lease') });
     const err = await service.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: A, uri: 'nbd://127.0.0.1/x' }] }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'NOT_FOUND' });
+    expect(err).toMatchObject({ code: 'LEASE_EXPIRED', retryable: true });
+    expect(() => service.renew(prep.sessionId)).toThrow(/expired at .* removed; prepare a new session/);
+    // A session that never existed is still NOT_FOUND.
+    expect(() => service.renew('no-such-session')).toThrow(/not found/);
+    await expect(service.prepare(request('idle-vm', [], { leaseMs: 10 }))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

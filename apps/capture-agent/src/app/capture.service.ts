@@ -3,6 +3,7 @@ import type {
   CancelResponse,
   CopyDisksRequest,
   CopyTarget,
+  RenewResponse,
   CopyEvent,
   DiskCopyProgress,
   DiskCopyResult,
@@ -18,7 +19,7 @@ import { runCbtAudit } from './cbt-audit';
 import { checkTlsPsk } from './tls-psk';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
 import { createDiskReader, type DiskReader, type OpenedDisk } from './disk-readers';
-import { DEFAULT_IDLE_TIMEOUT_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
+import { DEFAULT_LEASE_MS, MAX_LEASE_MS, MIN_LEASE_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
 
 /** Every snapshot the agent takes is named this plus the run id; nothing else may use it. */
 export const SNAPSHOT_PREFIX = 'sendense-';
@@ -28,7 +29,8 @@ export interface CaptureServiceOptions {
   diskParallelism: number;
   /** The agent-wide permission to turn CBT on (CAPTURE_ALLOW_ENABLE_CBT); the request must allow it too. */
   allowEnableCbt: boolean;
-  defaultIdleTimeoutMs?: number;
+  /** A session's lease unless the prepare request asks for another (CAPTURE_SESSION_LEASE; default 20 s). */
+  defaultLeaseMs?: number;
   /** Progress events at most this often during a copy (default 250 ms). */
   progressIntervalMs?: number;
   /** Reader factory (tests replace it). */
@@ -70,12 +72,30 @@ export class CaptureService {
   readonly sessions: SnapshotSessions;
 
   constructor(private readonly options: CaptureServiceOptions) {
-    this.sessions = new SnapshotSessions((s) => {
-      this.logger.warn(`session ${s.id} (run ${s.runId}, ${describeVm(s)}) idle for ${s.idleTimeoutMs} ms: releasing snapshot ${s.snapshot.value}`);
-      this.release(s.id).catch((err: unknown) => {
-        this.logger.error(`releasing expired session ${s.id} failed: ${err instanceof Error ? err.message : String(err)}; retrying in 60 s`);
-        if (this.sessions.find(s.id)) this.sessions.touch(s, 60000);
-      });
+    this.sessions = new SnapshotSessions((s) => this.expire(s));
+  }
+
+  /**
+   * The session's lease ran out: its caller is gone (a worker killed
+   * mid-copy). Stop the copy (its NBD connections close as it unwinds),
+   * remove the snapshot, and answer later calls with LEASE_EXPIRED.
+   */
+  private expire(s: SnapshotSession): void {
+    const first = !this.sessions.isExpired(s);
+    if (first) {
+      this.sessions.markExpired(s);
+      const copying = s.copy && !s.copy.abort.signal.aborted;
+      this.logger.warn(
+        `session ${s.id} (run ${s.runId}, ${describeVm(s)}): nobody renewed its ${s.leaseMs / 1000} s lease, the caller is gone: ` +
+          `${copying ? `stopping the copy (at ${s.copy?.last?.type === 'progress' ? `${s.copy.last.bytesDone} of ${s.copy.last.bytesTotal} bytes` : 'its start'}), ` : ''}removing snapshot ${s.snapshot.value}`,
+      );
+      if (copying) {
+        s.copy?.abort.abort(new CaptureError('LEASE_EXPIRED', `copy of ${describeVm(s)} (session ${s.id}) stopped: its ${s.leaseMs / 1000} s lease was not renewed`, true));
+      }
+    }
+    this.release(s.id).catch((err: unknown) => {
+      this.logger.error(`removing snapshot ${s.snapshot.value} of expired session ${s.id} failed: ${err instanceof Error ? err.message : String(err)}; retrying in 60 s`);
+      if (this.sessions.find(s.id)) this.sessions.renew(s, 60000);
     });
   }
 
@@ -157,7 +177,7 @@ export class CaptureService {
         plans.push(await this.planDisk(client, vm, snapshot, disk, req, cbtEnabledNow));
       }
 
-      const idleTimeoutMs = req.idleTimeoutMs && req.idleTimeoutMs > 0 ? req.idleTimeoutMs : (this.options.defaultIdleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+      const leaseMs = req.leaseMs ?? this.options.defaultLeaseMs ?? DEFAULT_LEASE_MS;
       const session = this.sessions.create({
         runId: req.runId,
         vcenter: req.vcenter,
@@ -167,7 +187,7 @@ export class CaptureService {
         readerSpec: req.reader,
         reader,
         disks: new Map(plans.map((p) => [p.deviceKey, p])),
-        idleTimeoutMs,
+        leaseMs,
       });
       this.logger.log(
         `session ${session.id}: ${where} snapshot ${snapshot.value}, ` +
@@ -182,6 +202,7 @@ export class CaptureService {
         cbtEnabledNow,
         disks: plans.map(toPrepared),
         expiresAt: new Date(session.expiresAt).toISOString(),
+        leaseMs,
         ...(staleSnapshots.length ? { staleSnapshots } : {}),
       };
     } catch (err) {
@@ -253,8 +274,8 @@ export class CaptureService {
       seen.add(d.deviceKey);
       if (d.previousChangeId != null && typeof d.previousChangeId !== 'string') throw invalidArgument(`disk ${d.deviceKey}: previousChangeId must be a string or null`);
     }
-    if (req.idleTimeoutMs !== undefined && (!Number.isFinite(req.idleTimeoutMs) || req.idleTimeoutMs < 0)) {
-      throw invalidArgument('idleTimeoutMs must be a positive number of milliseconds');
+    if (req.leaseMs !== undefined && (!Number.isInteger(req.leaseMs) || req.leaseMs < MIN_LEASE_MS || req.leaseMs > MAX_LEASE_MS)) {
+      throw invalidArgument(`leaseMs must be a whole number of milliseconds from ${MIN_LEASE_MS} to ${MAX_LEASE_MS}`);
     }
   }
 
@@ -452,20 +473,21 @@ export class CaptureService {
         }),
       );
     })();
+    // The lease stays armed while the copy runs: the worker renews it, and a
+    // copy whose worker died stops when it runs out.
     s.copy = { abort, done: work };
-    this.sessions.stopTimer(s);
     emit(); // at once: which disks copy and which wait
     try {
       await work;
     } finally {
       clearInterval(ticker);
       s.copy = undefined;
-      if (this.sessions.find(s.id) === s && !s.releasing) this.sessions.touch(s);
+      if (this.sessions.find(s.id) === s && !s.releasing && !this.sessions.isExpired(s)) this.sessions.renew(s);
     }
     if (firstError) {
-      // A cancel shows as CANCELLED even when a disk saw it first as an abort.
+      // A cancel (or the lease running out) shows as such even when a disk saw it first as an abort.
       const reason: unknown = abort.signal.reason;
-      if (reason instanceof CaptureError && reason.code === 'CANCELLED') throw reason;
+      if (reason instanceof CaptureError && (reason.code === 'CANCELLED' || reason.code === 'LEASE_EXPIRED')) throw reason;
       throw firstError;
     }
     emit();
@@ -499,25 +521,41 @@ export class CaptureService {
 
   /** Abort the running copy of the session (its copy call fails with CANCELLED). */
   cancel(sessionId: string): CancelResponse {
+    const gone = this.sessions.expiredError(sessionId);
+    if (gone) throw gone;
     const s = this.sessions.find(sessionId);
     if (!s) return { sessionId, cancelled: false };
-    if (!s.releasing) this.sessions.touch(s);
+    if (!s.releasing) this.sessions.renew(s);
     if (!s.copy || s.copy.abort.signal.aborted) return { sessionId, cancelled: false };
     this.logger.log(`session ${s.id}: copy cancelled`);
     s.copy.abort.abort(new CaptureError('CANCELLED', `copy of ${describeVm(s)} (session ${s.id}) was cancelled`));
     return { sessionId, cancelled: true };
   }
 
-  /** Remove the snapshot and forget the session; idempotent. */
+  /** Renew the session's lease (LEASE_EXPIRED when it had run out, NOT_FOUND when unknown). */
+  renew(sessionId: string): RenewResponse {
+    if (typeof sessionId !== 'string') throw invalidArgument('renew needs a sessionId');
+    const s = this.sessions.get(sessionId);
+    return { sessionId, expiresAt: new Date(s.expiresAt).toISOString(), leaseMs: s.leaseMs };
+  }
+
+  /**
+   * Remove the snapshot and forget the session; idempotent. The release of a
+   * session whose lease ran out is not an error (the agent removed the
+   * snapshot itself): `leaseExpired` says so.
+   */
   async release(sessionId: string): Promise<ReleaseResponse> {
     const s = this.sessions.find(sessionId);
-    if (!s) return { sessionId, released: false };
+    if (!s) {
+      const gone = this.sessions.expiredError(sessionId);
+      return { sessionId, released: false, ...(gone ? { leaseExpired: gone.message } : {}) };
+    }
     s.releasing ??= this.doRelease(s);
     try {
       await s.releasing;
     } catch (err) {
       s.releasing = undefined;
-      if (this.sessions.find(s.id)) this.sessions.touch(s, Math.min(s.idleTimeoutMs, 60000));
+      if (this.sessions.find(s.id)) this.sessions.renew(s, Math.min(s.leaseMs, 60000));
       throw err;
     }
     return { sessionId, released: true };

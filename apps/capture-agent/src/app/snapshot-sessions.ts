@@ -2,10 +2,17 @@ import { randomUUID } from 'node:crypto';
 import type { CopyEvent, DiskReaderSpec, PreparedDisk, VCenterCredentials } from '@sendense/contracts';
 import type { Extent } from '@sendense/nbd';
 import type { MoRef, VSphereClient } from '@sendense/vsphere';
-import { notFound } from './capture-error';
+import { CaptureError, notFound } from './capture-error';
 import type { DiskReader } from './disk-readers';
 
-export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000;
+/** CAPTURE_SESSION_LEASE's default, for callers without settings (tests). */
+export const DEFAULT_LEASE_MS = 20_000;
+/** Bounds of a lease a prepare request may ask for. */
+export const MIN_LEASE_MS = 500;
+export const MAX_LEASE_MS = 60 * 60 * 1000;
+/** How long (and how many) expired sessions are remembered, so a late call hears LEASE_EXPIRED and not "not found". */
+const EXPIRED_KEEP_MS = 6 * 60 * 60 * 1000;
+const EXPIRED_KEEP_MAX = 1000;
 
 /** One disk of a prepared snapshot and the extents a copy transfers. */
 export interface DiskPlan extends PreparedDisk {
@@ -20,7 +27,7 @@ export interface RunningCopy {
   last?: CopyEvent;
 }
 
-/** A snapshot held for one backup run, from prepare until release (or expiry). */
+/** A snapshot held for one backup run, from prepare until release (or until its lease runs out). */
 export interface SnapshotSession {
   id: string;
   runId: string;
@@ -31,8 +38,8 @@ export interface SnapshotSession {
   readerSpec: DiskReaderSpec;
   reader: DiskReader;
   disks: Map<number, DiskPlan>;
-  idleTimeoutMs: number;
-  /** Epoch ms when the session is released if nobody calls. */
+  leaseMs: number;
+  /** Epoch ms when the lease runs out unless a call renews it. */
   expiresAt: number;
   copy?: RunningCopy;
   releasing?: Promise<void>;
@@ -41,20 +48,31 @@ export interface SnapshotSession {
 
 export type NewSession = Omit<SnapshotSession, 'id' | 'expiresAt' | 'timer' | 'copy' | 'releasing'>;
 
+interface ExpiredSession {
+  runId: string;
+  vm: string;
+  snapshot: string;
+  leaseMs: number;
+  at: number;
+}
+
 /**
- * The agent's live snapshot sessions. Each has an idle timer: when no call
- * touches it for idleTimeoutMs (and no copy runs), onExpire is called, which
- * removes the snapshot, so a worker that died cannot leave one behind.
+ * The agent's live snapshot sessions, each on a lease: every call on the
+ * session renews it (the worker renews it every quarter lease, also while a
+ * copy runs). When the lease runs out the caller is gone (its worker was
+ * killed), and onExpire stops the copy and removes the snapshot. Expired
+ * sessions are remembered for a while so that a late call gets LEASE_EXPIRED.
  */
 export class SnapshotSessions {
   private readonly sessions = new Map<string, SnapshotSession>();
+  private readonly expired = new Map<string, ExpiredSession>();
 
   constructor(private readonly onExpire: (session: SnapshotSession) => void) {}
 
   create(data: NewSession): SnapshotSession {
     const session: SnapshotSession = { ...data, id: randomUUID(), expiresAt: 0 };
     this.sessions.set(session.id, session);
-    this.touch(session);
+    this.renew(session);
     return session;
   }
 
@@ -63,22 +81,38 @@ export class SnapshotSessions {
     return typeof id === 'string' ? this.sessions.get(id) : undefined;
   }
 
-  /** The session (touched), or NOT_FOUND. */
+  /** The session (its lease renewed), or LEASE_EXPIRED / NOT_FOUND. */
   get(id: string): SnapshotSession {
     const s = this.find(id);
-    if (!s || s.releasing) throw notFound(`capture session ${id} not found (released or expired)`);
-    this.touch(s);
+      const gone = this.expiredError(id);
+    if (gone) throw gone;
+    if (!s || s.releasing) {
+      throw notFound(`capture session ${id} not found (released, or prepared on an agent that has restarted since)`);
+    }
+    this.renew(s);
     return s;
   }
 
-  /** Restart the idle timer (not armed while a copy runs). */
-  touch(session: SnapshotSession, afterMs = session.idleTimeoutMs): void {
+  /** LEASE_EXPIRED naming the session's run, VM and snapshot when its lease ran out; else undefined. */
+  expiredError(id: string): CaptureError | undefined {
+    const e = typeof id === 'string' ? this.expired.get(id) : undefined;
+    if (!e) return undefined;
+    return new CaptureError(
+      'LEASE_EXPIRED',
+      `capture session ${id} (run ${e.runId}, ${e.vm}) expired at ${new Date(e.at).toISOString()}: nobody renewed its ${e.leaseMs / 1000} s lease ` +
+        `(CAPTURE_SESSION_LEASE), so its copy was stopped and snapshot ${e.snapshot} removed; prepare a new session`,
+      true,
+    );
+  }
+
+  /** Start the lease again from now (afterMs: a shorter retry after a failed release). */
+  renew(session: SnapshotSession, afterMs = session.leaseMs): void {
     this.stopTimer(session);
     session.expiresAt = Date.now() + afterMs;
-    if (session.copy) return;
     session.timer = setTimeout(() => {
       session.timer = undefined;
-      if (this.sessions.get(session.id) === session && !session.copy) this.onExpire(session);
+      // A release under way owns the session (it retries through renew if it fails).
+      if (this.sessions.get(session.id) === session && !session.releasing) this.onExpire(session);
     }, afterMs);
     session.timer.unref();
   }
@@ -86,6 +120,26 @@ export class SnapshotSessions {
   stopTimer(session: SnapshotSession): void {
     if (session.timer) clearTimeout(session.timer);
     session.timer = undefined;
+  }
+
+  /** Remember that the session's lease ran out: from now on every call on it gets LEASE_EXPIRED. */
+  markExpired(session: SnapshotSession, at = Date.now()): void {
+    this.expired.set(session.id, {
+      runId: session.runId,
+      vm: `VM ${session.vm.name} (${session.vm.ref.value})`,
+      snapshot: session.snapshot.value,
+      leaseMs: session.leaseMs,
+      at,
+    });
+    const cutoff = Date.now() - EXPIRED_KEEP_MS;
+    for (const [id, e] of this.expired) {
+      if (this.expired.size <= EXPIRED_KEEP_MAX && e.at >= cutoff) break;
+      this.expired.delete(id); // oldest first (insertion order)
+    }
+  }
+
+  isExpired(session: SnapshotSession): boolean {
+    return this.expired.has(session.id);
   }
 
   delete(session: SnapshotSession): void {

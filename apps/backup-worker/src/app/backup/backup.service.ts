@@ -178,16 +178,30 @@ export class BackupService {
     let prepared: Awaited<ReturnType<CaptureAgentPort['prepare']>> | undefined;
     /** The snapshot's removal, once started (right after the copy, else at the end). */
     let released: Promise<void> | undefined;
-    const release = (p: { sessionId: string; snapshotMoref: string }): Promise<void> =>
-      this.capture.release(p.sessionId).then(
-        () => undefined,
+    // The agent holds the session on a lease from prepare to release: renewed
+    // here, it stops the copy and removes the snapshot by itself if this worker dies.
+    let lease: { stop(): void } | undefined;
+    const holdLease = (p: { sessionId: string; leaseMs: number; snapshotMoref: string }) => {
+      lease?.stop();
+      lease = this.capture.holdLease(p.sessionId, p.leaseMs, (e) => {
+        void this.events.log(data.runId, null, 'error', 'copying', `the Capture Agent dropped the session of snapshot ${p.snapshotMoref} of ${vm}: ${e.message}`, {}).catch(() => undefined);
+      });
+    };
+    const release = (p: { sessionId: string; snapshotMoref: string }): Promise<void> => {
+      lease?.stop();
+      return this.capture.release(p.sessionId).then(
+        async (r) => {
+          if (r.leaseExpired) await this.events.log(data.runId, null, 'warn', 'cleanup', `snapshot ${p.snapshotMoref} of ${vm} was already removed by the Capture Agent: ${r.leaseExpired}`, {});
+        },
         async (e: unknown) => {
           await this.events.log(data.runId, null, 'error', 'cleanup', `could not remove snapshot ${p.snapshotMoref} of ${vm}: ${String(e)}`, {});
         },
       );
+    };
     const plans: DiskPlan[] = [];
     try {
       prepared = await this.capture.prepare(prepareReq(new Set()));
+      holdLease(prepared);
       // A resized disk cannot take an incremental: prepare again with that disk full.
       const resized = prepared.disks.filter((p) => {
         const known = ctx.disks.find((d) => d.deviceKey === p.deviceKey);
@@ -196,11 +210,13 @@ export class BackupService {
       if (resized.length) {
         const first = prepared;
         prepared = undefined;
+        lease?.stop();
         await this.capture.release(first.sessionId);
         for (const r of resized) {
           bases.set(r.deviceKey, { parentId: null, previousChangeId: null, reason: 'the disk was resized since the last backup' });
         }
         prepared = await this.capture.prepare(prepareReq(new Set(resized.map((r) => r.deviceKey))));
+        holdLease(prepared);
       }
       await this.events.log(data.runId, null, 'info', 'snapshot', `snapshot ${prepared.snapshotMoref} of ${vm} created, changed areas read (${((Date.now() - prepareStarted) / 1000).toFixed(2)} s)`, {
         disks: prepared.disks.map((d) => ({ deviceKey: d.deviceKey, mode: d.mode, bytesToCopy: d.bytesToCopy })),
@@ -322,6 +338,7 @@ export class BackupService {
     } finally {
       if (!released && prepared) released = release(prepared);
       await released;
+      lease?.stop();
     }
   }
 
