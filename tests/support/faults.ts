@@ -179,3 +179,20 @@ export async function leftovers(bed: FaultBed): Promise<string[]> {
   await walk(bed.sys.repoDir);
   return out;
 }
+
+/**
+ * Start a backup and SIGKILL the backup-worker once its restore point holds
+ * `afterBytes` (mid-copy). Returns the run and when the worker died.
+ */
+export async function killMidCopy(bed: FaultBed, vm: string, type: 'full' | 'incremental', afterBytes = 4 * MiB): Promise<{ runId: string; killedAt: number }> {
+  const before = await allocatedQcow2Bytes(bed.sys.repoDir);
+  const start = await bed.sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: vm, backup_type: type, repository: 'local' });
+  if (start.status !== 202) throw new Error(`backup start answered ${start.status}: ${JSON.stringify(start.body)}`);
+  const { waitFor } = await import('@sendense/process');
+  await waitFor(async () => (await allocatedQcow2Bytes(bed.sys.repoDir)) - before >= afterBytes, { timeoutMs: 120_000, intervalMs: 5, message: 'the restore point to grow' });
+  const worker = bed.sys.daemons.get('backup-worker')!;
+  process.kill(worker.pid!, 'SIGKILL');
+  const killedAt = Date.now();
+  await waitFor(() => !worker.running, { timeoutMs: 10_000, message: 'the worker to die' });
+  return { runId: start.body.run_id, killedAt };
+}
