@@ -1,0 +1,136 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Daemon, run, waitFor } from '@sendense/process';
+import { backupOk, startFaultBed, type FaultBed } from './support/faults';
+import { freePort } from './support/system';
+
+/**
+ * Webhook events beyond job.failed (issue 17), on the built apps with
+ * MariaDB, Redis and the stand-in: a receiver gets each signed with the
+ * webhook's secret: repository.space when the repository's file system is
+ * fuller than ALERT_REPOSITORY_USED_PERCENT (1 % here, so any disk is),
+ * vm.stale for a VM of a policy with max_age_hours that has no good backup
+ * that recent, and chain.damaged when verification finds a restore point
+ * whose bytes were changed on disk. The queue 'webhooks' is one per
+ * install: on the Redis other tests share, their workers would take these
+ * deliveries (and drop them, not knowing the delivery), so this system has a
+ * private redis-server.
+ */
+
+const DAMAGED_VM = 'hook-damaged-vm';
+const STALE_VM = 'hook-stale-vm';
+const MINUTE = 60_000;
+
+interface Received {
+  headers: Record<string, string | string[] | undefined>;
+  raw: string;
+  body: { id: string; event: string; at: string; data: Record<string, unknown> };
+}
+
+jest.setTimeout(10 * MINUTE);
+
+describe('webhook events: repository.space, vm.stale, chain.damaged', () => {
+  let bed: FaultBed;
+  let receiver: Server;
+  let redis: Daemon | undefined;
+  let redisDir = '';
+  const received: Received[] = [];
+  const secret = 'events-secret-0123456789';
+
+  const event = async (name: string, match: (d: Record<string, unknown>) => boolean = () => true): Promise<Received> => {
+    await waitFor(() => received.some((r) => r.body.event === name && match(r.body.data)), { timeoutMs: MINUTE, intervalMs: 200, message: `a ${name} event` }).catch((err: Error) => {
+      throw new Error(`${err.message}; the worker said:\n${(bed.sys.logs.get('backup-worker') ?? []).filter((l) => /alert|space|webhook|repositor/i.test(l)).slice(-15).join('\n')}`);
+    });
+    const r = received.find((x) => x.body.event === name && match(x.body.data))!;
+    // Signed: HMAC-SHA256 of the raw body under the webhook's secret.
+    expect(r.headers['x-sendense-signature']).toBe(`sha256=${createHmac('sha256', secret).update(r.raw).digest('hex')}`);
+    expect(r.headers['x-sendense-event']).toBe(name);
+    return r;
+  };
+
+  beforeAll(async () => {
+    redisDir = await mkdtemp(join(tmpdir(), 'sendense-hook-redis-'));
+    const redisPort = await freePort();
+    redis = await Daemon.start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--save', '', '--appendonly', 'no']);
+    await waitFor(async () => !redis!.running || (await run('redis-cli', ['-p', String(redisPort), 'ping'], { timeoutMs: 5000 }).then((r) => r.stdout.trim() === 'PONG', () => false)), {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+      message: 'redis-server to answer PING',
+    });
+    if (!redis.running) throw redis.exitError('redis-server exited during start');
+    receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        received.push({ headers: req.headers, raw, body: JSON.parse(raw) as Received['body'] });
+        res.writeHead(200).end();
+      });
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => receiver.listen(port, '127.0.0.1', () => r()));
+    const disk = (seed: number) => ({ sizeMiB: 48, content: { type: 'filesystem' as const, filesystem: 'ext4' as const, partitionTable: 'gpt' as const, files: { '/etc/hostname': 'h\n' }, seed } });
+    // No repository yet: the space check must not report it before the webhook exists.
+    bed = await startFaultBed({
+      vms: [
+        { name: DAMAGED_VM, changeTrackingEnabled: true, disks: [disk(41)] },
+        { name: STALE_VM, disks: [{ sizeMiB: 16, content: { type: 'random', percent: 10, seed: 42 } }] },
+      ],
+      repositories: [],
+      env: { ALERT_REPOSITORY_USED_PERCENT: '1', ALERT_CHECK_EVERY: '2s', REDIS_URL: `redis://127.0.0.1:${redisPort}` },
+    });
+    const hook = await bed.sys.call('POST', '/api/v1/webhooks', { name: 'events', url: `http://127.0.0.1:${port}/hook`, secret, events: ['chain.damaged', 'repository.space', 'vm.stale'] });
+    expect(hook.status).toBe(201);
+    expect((await bed.sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: join(bed.sys.repoDir, 'local') })).status).toBe(201);
+  }, 5 * MINUTE);
+
+  afterAll(async () => {
+    receiver?.close();
+    await bed?.stop();
+    await redis?.stop(5000);
+    if (redisDir) await rm(redisDir, { recursive: true, force: true });
+  }, MINUTE);
+
+  it('repository.space: the repository file system is above the threshold', async () => {
+    const r = await event('repository.space', (d) => (d['repository'] as { name: string }).name === 'local');
+    const d = r.body.data as { usedPercent: number; thresholdPercent: number; totalBytes: number; freeBytes: number; repository: { node: string } };
+    expect(d.thresholdPercent).toBe(1);
+    expect(d.usedPercent).toBeGreaterThanOrEqual(1);
+    expect(d.totalBytes).toBeGreaterThan(d.freeBytes);
+    expect(d.repository.node).toBe(bed.sys.node);
+    // Once a day while it lasts, not at every check (2 s here).
+    await new Promise((res) => setTimeout(res, 5_000));
+    expect(received.filter((x) => x.body.event === 'repository.space').length).toBe(1);
+  });
+
+  it('vm.stale: a VM of a policy with max_age_hours and no good backup that recent', async () => {
+    const p = await bed.sys.call<{ id: string }>('POST', '/api/v1/policies', { name: 'stale-check', cron: '0 3 * * *', repository: 'local', vms: { names: [STALE_VM] }, max_age_hours: 1 });
+    expect(p.status).toBe(201);
+    // A policy younger than its own limit cannot have a stale VM: make it two hours old.
+    await bed.sys.db.prisma.backupPolicy.update({ where: { id: p.body.id }, data: { createdAt: new Date(Date.now() - 2 * 3_600_000) } });
+    const r = await event('vm.stale', (d) => (d['vm'] as { name: string }).name === STALE_VM);
+    expect(r.body.data).toMatchObject({ policy: { id: p.body.id, name: 'stale-check', maxAgeHours: 1 }, lastSuccessAt: null, ageHours: null });
+    // The VM backed up by the policy's repository is not stale; the damaged VM is in no policy.
+    expect(received.some((x) => x.body.event === 'vm.stale' && (x.body.data['vm'] as { name: string }).name === DAMAGED_VM)).toBe(false);
+  });
+
+  it('chain.damaged: verification of a restore point whose bytes changed on disk', async () => {
+    const full = (await backupOk(bed, DAMAGED_VM, 'full')).backups[0]!;
+    const file = join(bed.sys.repoDir, 'local', full.repository_path);
+    const map = JSON.parse((await run('qemu-img', ['map', '-U', '--output=json', file])).stdout) as { depth: number; data: boolean; offset?: number; length: number }[];
+    const cluster = map.find((e) => e.depth === 0 && e.data && e.offset !== undefined && e.length >= 4096)!;
+    expect(cluster).toBeDefined();
+    const fh = await open(file, 'r+');
+    await fh.write(randomBytes(64), 0, 64, cluster.offset! + 100);
+    await fh.close();
+    const v = await bed.sys.call<{ ok: boolean; problems: string[] }>('POST', `/api/v1/backup/${full.id}/verify`);
+    expect(v.status).toBe(200);
+    expect(v.body.ok).toBe(false);
+    const r = await event('chain.damaged', (d) => d['backupId'] === full.id);
+    expect(r.body.data['problems']).toEqual(v.body.problems);
+    expect((r.body.data['problems'] as string[]).join(' ')).toMatch(/checksum/i);
+  }, 5 * MINUTE);
+});
