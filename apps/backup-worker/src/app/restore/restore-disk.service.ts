@@ -13,7 +13,7 @@ import {
   type RestoreDiskResult,
 } from '@sendense/contracts';
 import { BackupJobRepository, VmContextRepository, type PrismaClient, type SecretBox } from '@sendense/db';
-import type { CancelRegistry } from '../backup/cancel-registry';
+import { WorkerStopping, type CancelRegistry } from '../backup/cancel-registry';
 import type { JobEventLog } from '../backup/job-event-log';
 import type { VmLocks } from '../backup/vm-lock';
 import { PermanentError } from '../common/errors';
@@ -157,10 +157,14 @@ export class RestoreDiskHandler implements JobHandler {
 
   async handle(job: Job): Promise<unknown> {
     const d = job.data as RestoreDiskJobData;
-    const signal = this.cancels.register(d.restoreId);
+    // Durable like a backup's: a cancel accepted while no worker held the job ends its retry.
+    const signal = await this.cancels.registerDurable(d.restoreId);
     try {
       return await this.service.run(d, signal, (p) => job.updateProgress(p as unknown as object));
     } catch (err) {
+      // 'cancelled' is what the gateway's job status reads as cancelled (not failed, CLI exit 0 not 6).
+      const stopping = signal.aborted && signal.reason instanceof WorkerStopping; // shutdown: retried, not cancelled
+      if (!stopping && (signal.aborted || (err instanceof PermanentError && err.message.startsWith('[CANCELLED]')))) throw new UnrecoverableError('cancelled');
       if (err instanceof PermanentError) throw new UnrecoverableError(err.message);
       throw err;
     } finally {
