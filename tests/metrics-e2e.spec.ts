@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStandIn, type StandIn } from '@sendense/vsphere';
-import { startSystem, waitForJob, type System } from './support/system';
+import { registerStandIn, startSystem, waitForJob, type System } from './support/system';
 import { scrape, type Scrape } from './support/prometheus';
 
 /**
@@ -41,16 +41,7 @@ describe('Prometheus metrics on every service', () => {
       vms: [{ name: VM, disks: [{ sizeMiB: 48, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'gpt', files: { '/etc/hostname': 'metrics\n' }, randomFiles: { '/data/fill.bin': 8 * MiB }, seed: 31 } }] }],
     });
     sys = await startSystem();
-    const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
-      name: 'standin',
-      url: standIn.url,
-      username: standIn.username,
-      password: standIn.password,
-      insecure: true,
-      disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
-    });
-    expect(vc.status).toBe(201);
-    expect((await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM] })).status).toBe(200);
+    await registerStandIn(sys, standIn, [VM]);
     expect((await sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: sys.repoDir })).status).toBe(201);
   }, 5 * MINUTE);
 

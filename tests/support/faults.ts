@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '@sendense/process';
 import { startStandIn, type StandIn, type StandInOptions } from '@sendense/vsphere';
-import { startSystem, waitForJob, type System } from './system';
+import { registerStandIn, startSystem, waitForJob, type System } from './system';
 
 /**
  * What every fault scenario (tests/faults/) builds on: the built services,
@@ -64,18 +64,7 @@ export async function startFaultBed(opts: { vms: NonNullable<StandInOptions['vms
   let sys: System | undefined;
   try {
     sys = await startSystem({ env: opts.env ?? {} });
-    const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
-      name: 'standin',
-      url: standIn.url,
-      username: standIn.username,
-      password: standIn.password,
-      insecure: true,
-      disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
-    });
-    if (vc.status !== 201) throw new Error(`vCenter registration answered ${vc.status}: ${JSON.stringify(vc.body)}`);
-    const names = opts.vms.map((v) => v.name);
-    const imp = await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: names });
-    if (imp.status !== 200) throw new Error(`import answered ${imp.status}: ${JSON.stringify(imp.body)}`);
+    await registerStandIn(sys, standIn, opts.vms.map((v) => v.name));
     for (const r of opts.repositories ?? [{ name: 'local' }]) {
       const res = await sys.call('POST', '/api/v1/repositories', { type: 'local', path: join(sys.repoDir, r.name), ...r });
       if (res.status !== 201) throw new Error(`repository ${r.name} answered ${res.status}: ${JSON.stringify(res.body)}`);

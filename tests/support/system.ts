@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Daemon, waitFor } from '@sendense/process';
 import { createTestDatabase, type TestDatabase } from '@sendense/db/testing';
 import { ApiKeyRepository } from '@sendense/db';
+import type { StandIn } from '@sendense/vsphere';
 
 /**
  * The whole product on one host for a test: its own database, Redis queues
@@ -232,6 +233,26 @@ export async function startExtraNode(sys: System, node: string): Promise<ExtraNo
 }
 
 /** Poll a backup job until it ends; returns its final status document. */
+/**
+ * Registers the VMware stand-in as the vCenter `standin` (its disks read
+ * through the harness's NBD exports) and imports `vmNames`; throws with the
+ * gateway's answer when either is refused. Returns the vCenter id.
+ */
+export async function registerStandIn(sys: System, standIn: StandIn, vmNames: string[]): Promise<string> {
+  const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
+    name: 'standin',
+    url: standIn.url,
+    username: standIn.username,
+    password: standIn.password,
+    insecure: true,
+    disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
+  });
+  if (vc.status !== 201) throw new Error(`vCenter registration answered ${vc.status}: ${JSON.stringify(vc.body)}`);
+  const imp = await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: vmNames });
+  if (imp.status !== 200) throw new Error(`import answered ${imp.status}: ${JSON.stringify(imp.body)}`);
+  return vc.body.id;
+}
+
 export async function waitForJob<T extends { status: string }>(sys: System, runId: string, timeoutMs = 180_000, intervalMs = 300): Promise<T> {
   let last: T | undefined;
   await waitFor(
