@@ -61,35 +61,40 @@ describe('fault: the backup-worker is killed mid-copy', () => {
       }
     })();
 
-    const { runId, killedAt } = await killMidCopy(bed, VM, 'full', 16 * MiB);
-    const agentLog = () => bed.sys.logs.get('capture-agent') ?? [];
-    await waitFor(() => agentLog().some((l) => l.includes('nobody renewed its')), { timeoutMs: 30_000, intervalMs: 20, message: 'the agent to see the lease run out' });
-    const copyStoppedS = (Date.now() - killedAt) / 1000;
-    const stopLine = agentLog().find((l) => l.includes('nobody renewed its'))!;
-    // The copy is stopped when it is still running at expiry; on a fast, idle machine the 435 MiB copy can end
-    // inside the lease (seen in a fresh-clone CI run), and then there is no copy to stop, only the snapshot.
-    expect(stopLine).toMatch(new RegExp(`nobody renewed its ${LEASE_S} s lease, the caller is gone: (stopping the copy \\(at (\\d+ of \\d+ bytes|its start)\\), )?removing snapshot`));
-    await waitFor(async () => (await bed.standIn.harness!.vms()).every((v) => v.disks.every((d) => d.snapshots.length === 0)), { timeoutMs: 30_000, intervalMs: 50, message: 'the dead run\'s snapshot to be removed' });
-    const snapshotGoneS = (Date.now() - killedAt) / 1000;
-    await waitFor(async () => (await agent.health()).sessions === 0, { timeoutMs: 10_000, intervalMs: 50, message: 'the agent to drop the session' });
-    expect(snapshotGoneS).toBeLessThan(LEASE_S + 10);
+    // The watcher stops in the finally: a failed assertion (or a timeout) inside must not leave it polling forever.
+    let doc: JobDoc & { attempts_made: number | null; vm_context_id: string };
+    try {
+      const { runId, killedAt } = await killMidCopy(bed, VM, 'full', 16 * MiB);
+      const agentLog = () => bed.sys.logs.get('capture-agent') ?? [];
+      await waitFor(() => agentLog().some((l) => l.includes('nobody renewed its')), { timeoutMs: 30_000, intervalMs: 20, message: 'the agent to see the lease run out' });
+      const copyStoppedS = (Date.now() - killedAt) / 1000;
+      const stopLine = agentLog().find((l) => l.includes('nobody renewed its'))!;
+      // The copy is stopped when it is still running at expiry; on a fast, idle machine the 435 MiB copy can end
+      // inside the lease (seen in a fresh-clone CI run), and then there is no copy to stop, only the snapshot.
+      expect(stopLine).toMatch(new RegExp(`nobody renewed its ${LEASE_S} s lease, the caller is gone: (stopping the copy \\(at (\\d+ of \\d+ bytes|its start)\\), )?removing snapshot`));
+      await waitFor(async () => (await bed.standIn.harness!.vms()).every((v) => v.disks.every((d) => d.snapshots.length === 0)), { timeoutMs: 30_000, intervalMs: 50, message: 'the dead run\'s snapshot to be removed' });
+      const snapshotGoneS = (Date.now() - killedAt) / 1000;
+      await waitFor(async () => (await agent.health()).sessions === 0, { timeoutMs: 10_000, intervalMs: 50, message: 'the agent to drop the session' });
+      expect(snapshotGoneS).toBeLessThan(LEASE_S + 10);
 
-    const back = Date.now();
-    await bed.sys.restart('backup-worker');
-    const doc = await waitForJob<JobDoc & { attempts_made: number | null; vm_context_id: string }>(bed.sys, runId, 300_000);
-    const completedS = (Date.now() - back) / 1000;
-    watching = false;
-    await watch;
-    console.log(
-      `worker kill: copy stopped ${copyStoppedS.toFixed(1)} s after the kill (${stopLine.replace(/.*stopping the copy /, '').replace(/\), .*/, ')')}), snapshot gone ${snapshotGoneS.toFixed(1)} s after it; ` +
-        `job ${doc.status} ${completedS.toFixed(1)} s after the worker came back (attempts_made ${doc.attempts_made}); at most ${maxSessions} agent session(s), ${maxSnapshots} snapshot(s), ${maxRunning} run(s) shown running at once; ` +
-        `events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`,
-    );
-    expect(doc.status).toBe('completed');
-    expect(doc.error).toBeNull();
-    expect(maxSessions).toBeLessThanOrEqual(1);
-    expect(maxSnapshots).toBeLessThanOrEqual(1);
-    expect(maxRunning).toBeLessThanOrEqual(1);
+      const back = Date.now();
+      await bed.sys.restart('backup-worker');
+      doc = await waitForJob<JobDoc & { attempts_made: number | null; vm_context_id: string }>(bed.sys, runId, 300_000);
+      const completedS = (Date.now() - back) / 1000;
+      console.log(
+        `worker kill: copy stopped ${copyStoppedS.toFixed(1)} s after the kill (${stopLine.replace(/.*stopping the copy /, '').replace(/\), .*/, ')')}), snapshot gone ${snapshotGoneS.toFixed(1)} s after it; ` +
+          `job ${doc.status} ${completedS.toFixed(1)} s after the worker came back (attempts_made ${doc.attempts_made}); at most ${maxSessions} agent session(s), ${maxSnapshots} snapshot(s), ${maxRunning} run(s) shown running at once; ` +
+          `events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`,
+      );
+      expect(doc.status).toBe('completed');
+      expect(doc.error).toBeNull();
+      expect(maxSessions).toBeLessThanOrEqual(1);
+      expect(maxSnapshots).toBeLessThanOrEqual(1);
+      expect(maxRunning).toBeLessThanOrEqual(1);
+    } finally {
+      watching = false;
+      await watch;
+    }
     // The dead attempt is cleaned up and says so; its snapshot was already gone, so the retry found none to sweep.
     expect(doc.events.some((e) => /interrupted by a worker stop, cleaned up/.test(e.message))).toBe(true);
     expect(doc.events.some((e) => /left by an interrupted backup/.test(e.message))).toBe(false);
