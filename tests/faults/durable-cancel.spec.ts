@@ -42,7 +42,7 @@ describe('fault: a cancel while the worker is dead is not lost', () => {
 
     const t0 = Date.now();
     await bed.sys.restart('backup-worker');
-    const doc = await waitForJob<JobDoc>(bed.sys, runId, 240_000);
+    const doc = await waitForJob<JobDoc & { attempts_made: number | null }>(bed.sys, runId, 240_000);
     console.log(`durable cancel: job ${doc.status} ${((Date.now() - t0) / 1000).toFixed(1)} s after the worker came back; events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`);
     expect(doc.status).toBe('cancelled');
     expect(doc.backups.filter((b) => b.status === 'completed')).toEqual([]);
@@ -51,6 +51,8 @@ describe('fault: a cancel while the worker is dead is not lost', () => {
     // lease (CAPTURE_SESSION_LEASE), so the agent removed the snapshot long before the retry ended the run.
     expect(bed.sys.logs.get('capture-agent')?.some((l) => /nobody renewed its \d+ s lease, the caller is gone: .*removing snapshot/.test(l))).toBe(true);
     expect(await leftovers(bed)).toEqual([]);
+    // attempts_made counts the attempt the worker's death ended like one an error ended: the dead one and the cancelled retry.
+    expect(doc.attempts_made).toBe(2);
 
     const next = await backupOk(bed, VM, 'full');
     expect(await restorePointDigest(bed, next.backups[0]!)).toBe(await guestDigest(bed, VM, 0));

@@ -1216,6 +1216,7 @@ export interface components {
             rateBytesPerSec: number;
         };
         JobStatusDto: {
+            /** @description Attempts that have ended, by an error, by the worker running it dying (a stall) or by completing; the running attempt is not counted yet */
             attempts_made: number | null;
             /** @description The restore points of this run, one per disk */
             backups: components["schemas"]["BackupDto"][];

@@ -160,6 +160,19 @@ export interface JobProgress {
   message?: string;
 }
 
+/**
+ * How many attempts of a job have ended, whatever ended them: an error (BullMQ
+ * counts it in `attemptsMade`), its worker dying (the stalled-job check puts it
+ * back to wait and counts it only in `stalledCounter`, not in `attemptsMade`)
+ * or its completion. So a run retried after a worker's SIGKILL and one retried
+ * after an error read the same (2 when the retry completed). The running
+ * attempt is not counted until it ends. (Not `attemptsStarted +
+ * stalledCounter`: a stalled attempt was started too, that would count it twice.)
+ */
+export function attemptsEnded(job: { attemptsMade: number; stalledCounter?: number }): number {
+  return job.attemptsMade + (job.stalledCounter ?? 0);
+}
+
 const DAY = 24 * 3600;
 
 /**

@@ -4,7 +4,7 @@ import { CaptureAgentClient, NbdExporterClient, QUEUE_PREFIX, QueueNames } from 
 import { tcpAddress, type WorkerSettings } from '@sendense/config';
 import { BackupPolicyRepository, BackupRepositoryRepository, createPrismaClient, SecretBox, WebhookRepository, type PrismaClient } from '@sendense/db';
 import { createRegistry, QUEUE_STATES, queueGauge, serveMetrics, workerMetrics, type Registry, type WorkerMetrics } from '@sendense/metrics';
-import { DefaultJobOptions, JobIds, JobNames, type BackupVmJobData, type VerifyRestorePointJobData } from '@sendense/contracts';
+import { attemptsEnded, DefaultJobOptions, JobIds, JobNames, type BackupVmJobData, type VerifyRestorePointJobData } from '@sendense/contracts';
 import { Producers } from './common/producers';
 import { WebhookNotifier } from './webhooks/webhook-notifier';
 import { WebhookDeliveryHandler } from './webhooks/webhook-delivery';
@@ -187,7 +187,7 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
         }
         m.backupJobs.inc({ type: data.requestedType, result: 'failed' });
         await this.services.notifier.notify('job.failed', {
-          job: { runId: data.runId, queue: job.queueName, jobId: job.id, attempts: job.attemptsMade, requestedBy: data.requestedBy },
+          job: { runId: data.runId, queue: job.queueName, jobId: job.id, attempts: attemptsEnded(job), requestedBy: data.requestedBy },
           vm: { contextId: data.vmContextId },
           repositoryId: data.repositoryId,
           requestedType: data.requestedType,

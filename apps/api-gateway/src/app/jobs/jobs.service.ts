@@ -1,6 +1,6 @@
 import { ConflictException, Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { CANCEL_CHANNEL, CANCEL_REQUEST_TTL_SECONDS, cancelRequestKey, type JobProgress } from '@sendense/contracts';
+import { attemptsEnded, CANCEL_CHANNEL, CANCEL_REQUEST_TTL_SECONDS, cancelRequestKey, type JobProgress } from '@sendense/contracts';
 import type { PrismaClient } from '@sendense/db';
 import { PRISMA, REDIS } from '../common/tokens';
 import { QueueRegistry } from '../queues/queue-registry.service';
@@ -47,7 +47,8 @@ export class JobsService {
       run_id: runId,
       vm_context_id: ref.vmContextId,
       status,
-      attempts_made: sameRun ? job.attemptsMade : null,
+      // An attempt ended by a worker's death counts like one ended by an error (BullMQ counts it apart, in stalledCounter).
+      attempts_made: sameRun ? attemptsEnded(job) : null,
       // When the queue took the job, a worker started it, and it ended (last attempt).
       queued_at: sameRun ? isoOrNull(job.timestamp) : null,
       started_at: sameRun ? isoOrNull(job.processedOn) : null,

@@ -36,7 +36,7 @@ export class JobStatusDto {
   @ApiProperty({ format: 'uuid' }) run_id!: string;
   @ApiProperty() vm_context_id!: string;
   @ApiProperty({ enum: [...RUN_STATES, 'unknown'] }) status!: string;
-  @ApiProperty({ nullable: true, type: Number }) attempts_made!: number | null;
+  @ApiProperty({ nullable: true, type: Number, description: 'Attempts that have ended, by an error, by the worker running it dying (a stall) or by completing; the running attempt is not counted yet' }) attempts_made!: number | null;
   @ApiProperty({ nullable: true, type: String, description: 'When the queue took the job (ISO 8601)' }) queued_at!: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'When a worker started it' }) started_at!: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'When it ended (last attempt)' }) finished_at!: string | null;
