@@ -268,6 +268,37 @@ describe('sendense-ctl end to end', () => {
     expect(usage.code).toBe(2);
   }, 120_000);
 
+  it('vcenter list, repo list, apikey list and revoke: tables for 80 columns, --json, a revoked key is refused', async () => {
+    const vcs = json<{ id: string; name: string; url: string }[]>(await cli(['vcenter', 'list', '--json']));
+    expect(vcs.map((v) => ({ name: v.name, url: v.url }))).toEqual([{ name: 'standin', url: standIn.url }]);
+    const vcTable = ok(await cli(['vcenter', 'list'], { env: { COLUMNS: '80' } })).stdout;
+    expect(vcTable).toContain(vcs[0]!.id);
+    expect(vcTable.trimEnd().split('\n').every((l) => l.length <= 80)).toBe(true);
+
+    const repos = json<{ name: string; type: string; total_size_bytes: number; available_size_bytes: number }[]>(await cli(['repo', 'list', '--json']));
+    expect(repos).toEqual([expect.objectContaining({ name: 'local', type: 'local' })]);
+    expect(repos[0]!.total_size_bytes).toBeGreaterThan(repos[0]!.available_size_bytes);
+    const repoTable = ok(await cli(['repo', 'list'], { env: { COLUMNS: '80' } })).stdout;
+    expect(repoTable).toMatch(/^local\s+local\s/m);
+    expect(repoTable).toMatch(/\d+(\.\d)? (KiB|MiB|GiB|TiB)/);
+
+    const operator = ok(await cli(['apikey', 'create', '--role', 'operator', '--name', 'cli e2e revoke me'], { env: { DATABASE_URL: sys.db.url } })).stdout.trim();
+    ok(await cli(['vm', 'list'], { env: { SENDENSE_API_KEY: operator } }));
+    const keys = json<{ id: string; name: string; role: string; revokedAt: string | null }[]>(await cli(['apikey', 'list', '--json']));
+    const mine = keys.find((k) => k.name === 'cli e2e revoke me');
+    expect(mine).toMatchObject({ role: 'operator', revokedAt: null });
+    expect(JSON.stringify(keys)).not.toContain(operator);
+    // Only an admin lists keys.
+    expect((await cli(['apikey', 'list'], { env: { SENDENSE_API_KEY: operator } })).code).toBe(4);
+    expect(ok(await cli(['apikey', 'revoke', mine!.id])).stdout.trim()).toBe(`revoked ${mine!.id}`);
+    const after = ok(await cli(['apikey', 'list'], { env: { COLUMNS: '80' } })).stdout;
+    expect(after.split('\n').find((l) => l.includes(mine!.id))).toMatch(/revoked/);
+    const refused = await cli(['vm', 'list'], { env: { SENDENSE_API_KEY: operator } });
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/next:/);
+    expect((await cli(['apikey', 'revoke', 'no-such-key'])).code).toBe(3);
+  }, 120_000);
+
   it('backup start --wait in a pseudo-terminal shows a moving bar; piped, plain lines; --json parses', async () => {
     const cmd = `node ${CLI} backup start --vm ${BAR_VM} --type full --wait`;
     const tty = await run('script', ['-q', '-e', '-c', cmd, '/dev/null'], { env: { ...env, COLUMNS: '100', LINES: '40' }, okExitCodes: [0, 1, 2, 3, 4, 5, 6], timeoutMs: 300_000 });

@@ -24,7 +24,7 @@ export interface ImageResult {
  * vmdk are converted on the storage node first (the answer starts after that).
  */
 export async function downloadImage(ctx: Ctx, backupId: string, format: ImageFormat, dest: string, resume: boolean): Promise<ImageResult> {
-  if (resume && format !== 'raw') throw new CliError('--resume works with --format raw only (converted images have no stable byte ranges)', EXIT.usage);
+  if (resume && format !== 'raw') throw new CliError('--resume works with --format raw only (converted images have no stable byte ranges)', EXIT.usage, 'drop --resume, or download with --format raw');
   const part = `${dest}.sendense-part`;
   let have = 0;
   if (resume) {
@@ -43,7 +43,7 @@ export async function downloadImage(ctx: Ctx, backupId: string, format: ImageFor
   const append = res.status === 206 && have > 0;
   if (!append) have = 0;
   const length = Number(res.headers.get('content-length') ?? NaN);
-  if (!res.body) throw new CliError(`the gateway sent no image for ${backupId}`, EXIT.internal);
+  if (!res.body) throw new CliError(`the gateway sent no image for ${backupId}`, EXIT.internal, 'try again; if it repeats, see the gateway log');
   await mkdir(dirname(dest), { recursive: true });
   const bar = byteProgress(ctx, basename(dest), Number.isFinite(length) ? length + have : null);
   if (have) bar.add(have);

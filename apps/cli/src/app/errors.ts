@@ -48,8 +48,9 @@ export function toCliError(err: unknown): CliError {
     if (s === 502 || s === 503 || s === 504) return new CliError(`a service behind the gateway is unreachable: ${err.message}`, EXIT.unreachable, 'check the services (sendense-ctl health) and their logs');
     return new CliError(`the gateway answered ${s}: ${err.message}`, EXIT.internal, 'see the gateway log for details');
   }
-  if (err instanceof Error) return new CliError(err.message, EXIT.internal);
-  return new CliError(String(err), EXIT.internal);
+  const report = 'this is a fault in sendense-ctl or the gateway: run again with the same options; if it repeats, report it with this message';
+  if (err instanceof Error) return new CliError(err.message, EXIT.internal, report);
+  return new CliError(String(err), EXIT.internal, report);
 }
 
 function hintFor(status: number): string {

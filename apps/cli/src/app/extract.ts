@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, utimes } from 'node:fs/promises';
+import { chmod, lstat, lutimes, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, utimes } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -47,7 +47,7 @@ export interface Listing {
 
 /** "/etc/hosts" or "etc/hosts" -> "etc/hosts"; refuses NUL and "..". */
 export function guestPath(p: string): string {
-  if (p.includes('\0')) throw new CliError('a guest path cannot hold a NUL byte', EXIT.usage);
+  if (p.includes('\0')) throw new CliError('a guest path cannot hold a NUL byte', EXIT.usage, 'give the path as the guest shows it, e.g. /etc/hostname');
   const parts = p.split('/').filter((s) => s !== '' && s !== '.');
   if (parts.includes('..')) throw new CliError(`guest path "${p}" may not contain ".."`, EXIT.usage, 'give the path as the guest sees it, e.g. /etc/hostname');
   return parts.join('/');
@@ -95,7 +95,7 @@ export async function locate(ctx: Ctx, mount: Mount, path: string, partition?: s
   const mounted = mount.partitions.filter((p) => p.mounted !== false);
   if (partition) {
     const p = mount.partitions.find((x) => x.name === partition);
-    if (!p) throw new CliError(`mount ${mount.mount_id} has no partition ${partition} (it has ${mount.partitions.map((x) => x.name).join(', ') || 'none'})`, EXIT.notFound);
+    if (!p) throw new CliError(`mount ${mount.mount_id} has no partition ${partition} (it has ${mount.partitions.map((x) => x.name).join(', ') || 'none'})`, EXIT.notFound, 'pick one of those with --partition, or leave --partition out to search them all');
     if (p.mounted === false) throw new CliError(`partition ${partition} is not mounted: ${p.error ?? 'no file system found'}`, EXIT.notFound, 'pick another with --partition');
     const entry = path ? await findEntry(ctx, mount.mount_id, `${partition}/${path}`) : await rootEntry(partition);
     if (!entry) throw new CliError(`/${path} is not on partition ${partition} of backup ${mount.backup_id ?? mount.mount_id}`, EXIT.notFound, `look with: sendense-ctl backup ls --mount ${mount.mount_id} ${partition}`);
@@ -211,7 +211,7 @@ export async function downloadFile(ctx: Ctx, mountId: string, rel: string, entry
   if (!append) have = 0;
   const length = Number(res.headers.get('content-length') ?? NaN);
   const total = Number.isFinite(length) ? length + have : entry.size;
-  if (!res.body) throw new CliError(`the gateway sent no body for /${rel}`, EXIT.internal);
+  if (!res.body) throw new CliError(`the gateway sent no body for /${rel}`, EXIT.internal, 'try again; if it repeats, see the gateway log');
   await mkdir(dirname(dest), { recursive: true });
   const bar = byteProgress(ctx, basename(dest), total);
   if (have) bar.add(have);
@@ -277,7 +277,7 @@ export async function downloadDir(ctx: Ctx, mountId: string, rel: string, dest: 
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true, mode: 0o700 });
   const res = await ctx.raw.request('GET', `/api/v1/restore/${encodeURIComponent(mountId)}/archive`, { query: { path: rel } });
-  if (!res.body) throw new CliError(`the gateway sent no archive for /${rel}`, EXIT.internal);
+  if (!res.body) throw new CliError(`the gateway sent no archive for /${rel}`, EXIT.internal, 'try again; if it repeats, see the gateway log');
   const bar = byteProgress(ctx, basename(dest), null);
   let r: Unpacked;
   try {
@@ -305,11 +305,20 @@ export interface Unpacked {
 /**
  * Unpack a tar stream into `cwd`, dropping its first name component (the
  * archived directory itself); GNU sparse entries come out sparse.
+ *
+ * Symbolic links come out as symbolic links with the guest's target kept
+ * verbatim (`/etc/passwd`, `../../lib`): node-tar would rewrite an absolute
+ * target into a relative one and drop a target that leaves the output
+ * directory, which turns a restored tree into a different one. Links are
+ * made after every file is written, and only where each directory on the
+ * way is a real directory inside `cwd`, so no entry is ever written through
+ * a link, whatever the link points at.
  */
 export async function unpackTar(source: Readable, cwd: string, onBytes: (n: number) => void = () => undefined): Promise<Unpacked> {
   let entries = 0;
   let bytes = 0;
   const warnings: string[] = [];
+  const links: { path: string; target: string; mtime?: Date }[] = [];
   const sparse = new SparseWatcher();
   await pipeline(
     source,
@@ -320,6 +329,12 @@ export async function unpackTar(source: Readable, cwd: string, onBytes: (n: numb
       strip: 1,
       preservePaths: false,
       strict: false,
+      filter: (path, entry) => {
+        if (!('type' in entry) || entry.type !== 'SymbolicLink') return true;
+        entries++;
+        links.push({ path, target: String(entry.linkpath ?? ''), mtime: entry.mtime });
+        return false;
+      },
       onReadEntry: (e) => {
         entries++;
         bytes += e.size ?? 0;
@@ -330,7 +345,36 @@ export async function unpackTar(source: Readable, cwd: string, onBytes: (n: numb
     }),
   );
   const sparse_files = await expandSparse(cwd, sparse.entries);
+  for (const l of links) {
+    const w = await placeSymlink(cwd, l.path, l.target, l.mtime);
+    if (w) warnings.push(w);
+  }
   return { entries, bytes, sparse_files, warnings };
+}
+
+/**
+ * Make one archived symbolic link under `root`. `archived` is the entry's
+ * name in the archive (its first component, the archived directory, is
+ * dropped as tar's strip does). Returns a warning when it was not made.
+ */
+async function placeSymlink(root: string, archived: string, target: string, mtime?: Date): Promise<string | null> {
+  const parts = archived.replace(/\\/g, '/').split('/').filter((p) => p && p !== '.');
+  if (parts.includes('..') || archived.startsWith('/')) return `skipped symbolic link ${archived}: its name leaves the output directory`;
+  const rel = parts.slice(1);
+  if (!rel.length) return null; // the archived directory itself as a link: nothing to make inside it
+  if (!target || target.includes('\0')) return `skipped symbolic link ${archived}: it has no target`;
+  let dir = root;
+  for (const part of rel.slice(0, -1)) {
+    dir = join(dir, part);
+    const st = await lstat(dir).catch(() => null);
+    if (!st) await mkdir(dir, { mode: 0o755 });
+    else if (!st.isDirectory()) return `skipped symbolic link ${archived}: ${dir} is not a directory here (a link or a file), and nothing is written through one`;
+  }
+  const at = join(dir, rel[rel.length - 1] as string);
+  if (await lstat(at).catch(() => null)) return `skipped symbolic link ${archived}: ${at} exists already`;
+  await symlink(target, at);
+  if (mtime) await lutimes(at, mtime, mtime).catch(() => undefined);
+  return null;
 }
 
 /** Where a file download lands: into a directory given as --output, else at that name. */

@@ -452,7 +452,7 @@ ${example('sendense-ctl login --api-url http://backup01:8080 --api-key sdk_...',
     .action(
       act(async (ctx, o: { backupId: string; file?: string; dir?: string; output: string; partition?: string; resume?: boolean }) => {
         if (Boolean(o.file) === Boolean(o.dir)) throw new CliError('give exactly one of --file and --dir', EXIT.usage, 'see sendense-ctl backup extract --help');
-        if (o.resume && o.dir) throw new CliError('--resume works with --file only', EXIT.usage);
+        if (o.resume && o.dir) throw new CliError('--resume works with --file only', EXIT.usage, 'drop --resume for a directory (a directory always comes down whole)');
         const guest = guestPath(o.file ?? o.dir ?? '');
         let mount = (await listMounts(ctx)).find((m) => m.backup_id === o.backupId);
         const ours = !mount;

@@ -34,7 +34,7 @@ export function readConfigFile(path: string): ConfigFile {
     st = statSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new CliError(`cannot read ${path}: ${(err as Error).message}`, EXIT.usage);
+    throw new CliError(`cannot read ${path}: ${(err as Error).message}`, EXIT.usage, `fix its permissions, or write it again with: sendense-ctl login`);
   }
   if ((st.mode & 0o077) !== 0) {
     throw new CliError(
@@ -73,7 +73,7 @@ export function validateApiUrl(u: string, from: string): string {
   } catch {
     throw new CliError(`${from} "${u}" is not a URL`, EXIT.usage, `give one like ${DEFAULT_API_URL}`);
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new CliError(`${from} "${u}" must be http:// or https://`, EXIT.usage);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new CliError(`${from} "${u}" must be http:// or https://`, EXIT.usage, 'give the gateway URL, e.g. --api-url http://127.0.0.1:8080');
   return u.replace(/\/+$/, '');
 }
 
