@@ -14,7 +14,9 @@ import { freePort } from './support/system';
  * fuller than ALERT_REPOSITORY_USED_PERCENT (1 % here, so any disk is),
  * vm.stale for a VM of a policy with max_age_hours that has no good backup
  * that recent, and chain.damaged when verification finds a restore point
- * whose bytes were changed on disk. The queue 'webhooks' is one per
+ * whose bytes were changed on disk, chain.suspect when the CBT audit of an
+ * incremental finds blocks CBT reported unchanged that differ (the
+ * stand-in's cbt-fault switch makes QueryChangedDiskAreas forget an area). The queue 'webhooks' is one per
  * install: on the Redis other tests share, their workers would take these
  * deliveries (and drop them, not knowing the delivery), so this system has a
  * private redis-server.
@@ -22,6 +24,7 @@ import { freePort } from './support/system';
 
 const DAMAGED_VM = 'hook-damaged-vm';
 const STALE_VM = 'hook-stale-vm';
+const SUSPECT_VM = 'hook-suspect-vm';
 const MINUTE = 60_000;
 
 interface Received {
@@ -32,7 +35,7 @@ interface Received {
 
 jest.setTimeout(10 * MINUTE);
 
-describe('webhook events: repository.space, vm.stale, chain.damaged', () => {
+describe('webhook events: repository.space, vm.stale, chain.damaged, chain.suspect', () => {
   let bed: FaultBed;
   let receiver: Server;
   let redis: Daemon | undefined;
@@ -78,11 +81,12 @@ describe('webhook events: repository.space, vm.stale, chain.damaged', () => {
       vms: [
         { name: DAMAGED_VM, changeTrackingEnabled: true, disks: [disk(41)] },
         { name: STALE_VM, disks: [{ sizeMiB: 16, content: { type: 'random', percent: 10, seed: 42 } }] },
+        { name: SUSPECT_VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 64, content: { type: 'random', percent: 50, seed: 43 } }] },
       ],
       repositories: [],
       env: { ALERT_REPOSITORY_USED_PERCENT: '1', ALERT_CHECK_EVERY: '2s', REDIS_URL: `redis://127.0.0.1:${redisPort}` },
     });
-    const hook = await bed.sys.call('POST', '/api/v1/webhooks', { name: 'events', url: `http://127.0.0.1:${port}/hook`, secret, events: ['chain.damaged', 'repository.space', 'vm.stale'] });
+    const hook = await bed.sys.call('POST', '/api/v1/webhooks', { name: 'events', url: `http://127.0.0.1:${port}/hook`, secret, events: ['chain.damaged', 'chain.suspect', 'repository.space', 'vm.stale'] });
     expect(hook.status).toBe(201);
     expect((await bed.sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: join(bed.sys.repoDir, 'local') })).status).toBe(201);
   }, 5 * MINUTE);
@@ -132,5 +136,39 @@ describe('webhook events: repository.space, vm.stale, chain.damaged', () => {
     const r = await event('chain.damaged', (d) => d['backupId'] === full.id);
     expect(r.body.data['problems']).toEqual(v.body.problems);
     expect((r.body.data['problems'] as string[]).join(' ')).toMatch(/checksum/i);
+  }, 5 * MINUTE);
+
+  it('chain.suspect: the CBT audit finds an area CBT forgot; the event names the VM, disk, backup and reason', async () => {
+    // Many samples, so the forgotten 8 MiB (1/8 of the disk) cannot slip through: (7/8)^256 < 1e-14.
+    expect((await bed.sys.call('POST', '/api/v1/repositories', { name: 'audit', type: 'local', path: join(bed.sys.repoDir, 'audit'), cbt_audit_samples: 256 })).status).toBe(201);
+    const h = bed.standIn.harness!;
+    const key = bed.keys.get(SUSPECT_VM)![0]!;
+    await backupOk(bed, SUSPECT_VM, 'full', 'audit');
+    // An honest incremental first: no event.
+    await h.write(SUSPECT_VM, key, 4 * 1024 * 1024, randomBytes(64 * 1024));
+    const honest = (await backupOk(bed, SUSPECT_VM, 'incremental', 'audit')).backups[0]!;
+    expect(honest.suspect_reason).toBeNull();
+    await h.write(SUSPECT_VM, key, 16 * 1024 * 1024, randomBytes(8 * 1024 * 1024)); // the largest area: forgotten
+    await h.write(SUSPECT_VM, key, 40 * 1024 * 1024, randomBytes(64 * 1024));
+    await h.cbtFault(SUSPECT_VM, key, true);
+    let b;
+    try {
+      b = (await backupOk(bed, SUSPECT_VM, 'incremental', 'audit')).backups[0]!;
+    } finally {
+      await h.cbtFault(SUSPECT_VM, key, false);
+    }
+    expect(b.suspect_reason).toMatch(/CBT audit/);
+    const row = (await bed.sys.db.prisma.backupJob.findUnique({ where: { id: b.id } }))!;
+    expect(row.suspectReason).toBe(b.suspect_reason);
+    const r = await event('chain.suspect', (d) => d['backupId'] === b.id);
+    expect(r.body.data).toMatchObject({
+      vm: { contextId: row.vmContextId, name: SUSPECT_VM },
+      disk: { diskId: 0, deviceKey: key },
+      backupId: b.id,
+      runId: row.runId,
+      reason: b.suspect_reason,
+    });
+    expect(r.body.data['next']).toMatch(/next backup of disk 0 .* full/);
+    expect(received.filter((x) => x.body.event === 'chain.suspect').map((x) => x.body.data['backupId'])).toEqual([b.id]);
   }, 5 * MINUTE);
 });

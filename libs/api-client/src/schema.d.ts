@@ -983,7 +983,7 @@ export interface components {
             created_at: string;
             enabled: boolean;
             /** @description Empty: every event */
-            events: ("job.failed" | "chain.damaged" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
+            events: ("job.failed" | "chain.damaged" | "chain.suspect" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
             id: string;
             name: string;
             /** @description The secret made for it (shown once; only when the request gave none) */
@@ -1058,7 +1058,7 @@ export interface components {
         };
         CreateWebhookDto: {
             /** @description Events it receives (none: all) */
-            events?: ("job.failed" | "chain.damaged" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
+            events?: ("job.failed" | "chain.damaged" | "chain.suspect" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
             /** @description Unique name */
             name: string;
             /** @description HMAC secret (16-256 characters); made and returned once when left out */
@@ -1639,7 +1639,7 @@ export interface components {
             created_at: string;
             enabled: boolean;
             /** @description Empty: every event */
-            events: ("job.failed" | "chain.damaged" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
+            events: ("job.failed" | "chain.damaged" | "chain.suspect" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
             id: string;
             name: string;
             url: string;

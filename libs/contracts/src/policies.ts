@@ -55,7 +55,7 @@ export interface PolicyRunVm {
 }
 
 /** Webhook events. */
-export const WebhookEvents = ['job.failed', 'chain.damaged', 'repository.space', 'vm.stale', 'policy.run', 'test'] as const;
+export const WebhookEvents = ['job.failed', 'chain.damaged', 'chain.suspect', 'repository.space', 'vm.stale', 'policy.run', 'test'] as const;
 export type WebhookEvent = (typeof WebhookEvents)[number];
 
 /** The JSON body every webhook receives; signed with HMAC-SHA256 of these exact bytes (header WEBHOOK_SIGNATURE_HEADER). */

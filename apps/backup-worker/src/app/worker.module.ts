@@ -8,6 +8,7 @@ import { attemptsEnded, DefaultJobOptions, JobIds, JobNames, type BackupVmJobDat
 import { Producers } from './common/producers';
 import { WebhookNotifier } from './webhooks/webhook-notifier';
 import { WebhookDeliveryHandler } from './webhooks/webhook-delivery';
+import { suspectEvents } from './webhooks/chain-events';
 import { PolicyRunner } from './policies/policy-runner';
 import { CheckAlertsHandler, RunPolicyHandler } from './policies/policy.handlers';
 import { AlertsService } from './alerts/alerts.service';
@@ -175,6 +176,8 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
       m.bytesTransferred.inc(disks.reduce((s, d) => s + d.bytesTransferred, 0));
       if (data.requestedType !== 'full') m.cbtFallbacks.inc(disks.filter((d) => d.type === 'full').length);
       if (job.processedOn && job.finishedOn) m.backupDuration.observe({ type }, (job.finishedOn - job.processedOn) / 1000);
+      // A restore point the CBT audit marked suspect: its chain is not built on (the next backup is a full).
+      for (const e of suspectEvents(data, result)) void this.services.notifier.notify('chain.suspect', { ...e });
     });
     backup.on('failed', (job: Job | undefined, err: Error) => {
       if (!job) return;

@@ -36,15 +36,19 @@ export interface DiskOutcome {
   bytesZeroed: number;
   allocatedBytes: number;
   changeId: string;
+  /** Set when the CBT audit found blocks CBT reported unchanged that differ: the point (and its chain) is suspect. */
+  suspectReason: string | null;
 }
 
 export interface BackupRunResult {
   runId: string;
   vmContextId: string;
+  vmName: string;
   disks: DiskOutcome[];
 }
 
 interface DiskPlan {
+  suspectReason?: string | null;
   prepared: PreparedDisk;
   disk: VmDisk;
   type: BackupType;
@@ -316,6 +320,7 @@ export class BackupService {
       return {
         runId: data.runId,
         vmContextId: ctx.contextId,
+        vmName: prepared.vmName,
         disks: plans.map((pl) => {
           const r = required(results.find((x) => x.deviceKey === pl.prepared.deviceKey), `the copy result of disk ${pl.disk.diskIndex}`);
           return {
@@ -328,6 +333,7 @@ export class BackupService {
             bytesZeroed: r.bytesZeroed,
             allocatedBytes: required(pl.committed, `the committed restore point of disk ${pl.disk.diskIndex}`).allocatedBytes,
             changeId: r.changeId,
+            suspectReason: pl.suspectReason ?? null,
           };
         }),
       };
@@ -589,6 +595,7 @@ export class BackupService {
     // Only now does the database point at it: a failure above leaves the
     // restore point for cleanUp to remove, so the two never disagree.
     pl.committed = rp;
+    pl.suspectReason = audit.suspectReason;
     if (audit.message) await this.events.log(data.runId, id, audit.suspectReason ? 'error' : 'info', 'committing', audit.message, { cbtAudit: r.audit });
     await this.events.log(data.runId, id, 'info', 'committing', `disk ${pl.disk.diskIndex}: ${pl.type} restore point ${id} committed`, {
       bytesTransferred: r.bytesRead,
