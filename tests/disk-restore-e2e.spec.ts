@@ -150,6 +150,14 @@ describe('whole-disk restores end to end', () => {
     const del = await sys.call<{ message: string }>('DELETE', `/api/v1/backup/${incr.id}`);
     expect(del.status).toBe(409);
     expect(JSON.stringify(del.body)).toMatch(/exported for instant access/);
+    // Nor merged: consolidating the chain into the exported point is refused, and no file of the chain changes.
+    const sums = await Promise.all(chainFiles.map(sha256));
+    const merge = await sys.call<{ message: string }>('POST', '/api/v1/backup/chain/consolidate', { vm_name: VM, disk_id: 0, up_to_backup_id: incr.id });
+    expect({ status: merge.status, body: merge.status === 409 ? '' : merge.body }).toEqual({ status: 409, body: '' });
+    expect(await Promise.all(chainFiles.map(sha256))).toEqual(sums);
+    expect((await sys.call<{ chains: { restore_points: unknown[] }[] }>('GET', `/api/v1/backup/chain?vm_name=${VM}&disk_id=0`)).body.chains[0]!.restore_points).toHaveLength(2);
+    // Still served as it was.
+    await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', pointRaw, exp.uri]);
 
     expect((await sys.call('DELETE', `/api/v1/restore/export/${exp.name}`)).status).toBe(204);
     expect((await sys.call('DELETE', `/api/v1/restore/export/${exp.name}`)).status).toBe(404);
