@@ -1,3 +1,5 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { waitFor } from '@sendense/process';
 import { waitForJob } from '../support/system';
 import { allocatedQcow2Bytes, backupOk, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
@@ -26,6 +28,11 @@ describe('fault: a cancel while the worker is dead is not lost', () => {
   }, 60_000);
 
   const allocated = () => allocatedQcow2Bytes(bed.sys.repoDir);
+  /** Lock files in the repository's .locks/ (relative paths). */
+  const lockFiles = async () =>
+    (await readdir(join(bed.sys.repoDir, 'local', '.locks'), { recursive: true, withFileTypes: true }).catch(() => []))
+      .filter((e) => e.isFile() && e.name.endsWith('.lock'))
+      .map((e) => join(e.parentPath, e.name));
 
   it('worker SIGKILLed mid-copy, cancel accepted, worker restarted: the run ends cancelled, not completed; the next backup works', async () => {
     const start = await bed.sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: 'full', repository: 'local' });
@@ -36,12 +43,19 @@ describe('fault: a cancel while the worker is dead is not lost', () => {
     process.kill(worker.pid!, 'SIGKILL');
     await waitFor(() => !worker.running, { timeoutMs: 10_000, message: 'the worker to die' });
 
+    // The dead worker's lock files (the point's write lock, the disk-writer lock) stay in .locks/ until a sweep.
+    const deadLocks = (await lockFiles()).filter((f) => f.includes(`.${worker.pid}.`));
+    expect(deadLocks.length).toBeGreaterThanOrEqual(1);
+
     const cancel = await bed.sys.call<{ status: string }>('POST', `/api/v1/jobs/${runId}/cancel`);
     expect(cancel.status).toBe(202);
     expect(cancel.body.status).toBe('cancelling');
 
     const t0 = Date.now();
     await bed.sys.restart('backup-worker');
+    // The restarted worker sweeps them at start (their process is gone), before any job runs.
+    expect((await lockFiles()).filter((f) => deadLocks.includes(f))).toEqual([]);
+    expect(bed.sys.logs.get('backup-worker')?.some((l) => /removed \d+ lock file\(s\) of dead processes/.test(l))).toBe(true);
     const doc = await waitForJob<JobDoc & { attempts_made: number | null }>(bed.sys, runId, 240_000);
     console.log(`durable cancel: job ${doc.status} ${((Date.now() - t0) / 1000).toFixed(1)} s after the worker came back; events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`);
     expect(doc.status).toBe('cancelled');

@@ -62,6 +62,7 @@ export const workerEnv = {
   ALERT_REPOSITORY_USED_PERCENT: int('Webhook event repository.space when a repository file system is fuller than this (percent)', 90, 1, 100),
   ALERT_CHECK_EVERY: duration('How often the repository space and stale VM checks run', '5m'),
   POLICY_RUN_CONCURRENCY: int('Policy runs one worker drives at once (each waits for its VM backups)', 4, 1, 64),
+  LOCK_SWEEP_EVERY: duration('How often the worker removes lock files of dead processes from its repositories\' .locks/ (also at start)', '10m'),
 };
 
 export const restoreEnv = {

@@ -3,7 +3,7 @@ export * from './lib/repository';
 export { LocalQcow2Repository, isLocalRepository, diskWriterLockId } from './lib/local-repository';
 export type { LocalQcow2RepositoryOptions, LocalImageTarget, RepositoryEvent } from './lib/local-repository';
 export { FileLockRegistry, releaseAll } from './lib/locks';
-export type { BusyRegistry, LockHandle, LockPurpose } from './lib/locks';
+export type { BusyRegistry, LockHandle, LockPurpose, LockSweep } from './lib/locks';
 export { chainOf, chainInfo, childrenOf, descendantsOf, groupByDisk } from './lib/chain-manager';
 export { planRetention, planDisk, selectKept, applyRetention } from './lib/retention';
 export type { RetentionPolicy, RetentionPlan, RetentionResult, KeptRestorePoint } from './lib/retention';

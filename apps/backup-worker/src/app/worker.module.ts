@@ -21,6 +21,7 @@ import { VmLocks } from './backup/vm-lock';
 import { Redis } from 'ioredis';
 import { JobEventLog } from './backup/job-event-log';
 import { RepositoryRegistry } from './repositories/repository-registry';
+import { sweepNodeLocks } from './repositories/lock-sweep';
 import { MaintenanceService } from './maintenance/maintenance.service';
 import { maintenanceHandlers } from './maintenance/maintenance.handlers';
 import { RestoreDiskHandler, RestoreDiskService } from './restore/restore-disk.service';
@@ -47,6 +48,7 @@ export class WorkerServices {
   readonly registry: Registry;
   readonly metrics: WorkerMetrics;
   readonly notifier: WebhookNotifier;
+  private readonly repositoryRows: BackupRepositoryRepository;
 
   constructor(
     private readonly settings: WorkerSettings,
@@ -70,6 +72,7 @@ export class WorkerServices {
     this.metrics = workerMetrics(this.registry);
     const policies = new BackupPolicyRepository(prisma);
     const repositoryRows = new BackupRepositoryRepository(prisma);
+    this.repositoryRows = repositoryRows;
     this.notifier = new WebhookNotifier(new WebhookRepository(prisma), this.producers);
     const runner = new PolicyRunner(policies, repositoryRows, this.producers, this.redis, this.notifier, this.metrics);
     const alerts = new AlertsService({
@@ -98,6 +101,11 @@ export class WorkerServices {
     return cleanUpAtStart(this.backups.deps, this.locks, this.settings.NODE_NAME);
   }
 
+  /** Lock files of dead processes removed from this node's repositories. */
+  sweepLocks(log: { log(m: string): void; warn(m: string): void }): Promise<number> {
+    return sweepNodeLocks(this.repositoryRows, this.repositories, this.settings.NODE_NAME, log);
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([this.cancels.close(), this.exporter.close(), this.capture.close(), this.producers.close()]);
     this.redis.disconnect();
@@ -113,6 +121,7 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
   private readonly log = new Logger('QueueConsumers');
   private readonly workers: Worker[] = [];
   private metricsServer: { port: number; close(): Promise<void> } | null = null;
+  private lockSweep: NodeJS.Timeout | undefined;
 
   constructor(
     @Inject(SETTINGS) private readonly settings: WorkerSettings,
@@ -132,6 +141,11 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
       return 0;
     });
     if (interrupted) this.log.warn(`cleaned up ${interrupted} restore point(s) of backups interrupted by the last stop`);
+    // After the clean-up: the dead runs' lock files go with them, and every LOCK_SWEEP_EVERY whatever else died.
+    const sweep = () => this.services.sweepLocks(this.log).catch((err: unknown) => this.log.error(`sweeping stale lock files failed: ${String(err)}`));
+    await sweep();
+    this.lockSweep = setInterval(() => void sweep(), this.settings.LOCK_SWEEP_EVERY);
+    this.lockSweep.unref();
     const connection = { url: this.settings.REDIS_URL, maxRetriesPerRequest: null };
     const node = this.settings.NODE_NAME;
     const backup = new Worker(QueueNames.backup(node), process, { connection, prefix: QUEUE_PREFIX, concurrency: this.settings.BACKUP_CONCURRENCY });
@@ -216,6 +230,7 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.lockSweep);
     await this.metricsServer?.close();
     // Running backups are aborted (each removes its export, half restore point
     // and snapshot, and its job is retried later); close() waits for that.

@@ -99,6 +99,8 @@ export interface BusyHolder {
   pid: number;
   hostname: string;
   since: string;
+  /** The holder process's start time (/proc/<pid>/stat field 22, Linux), so a pid reused by another process is not taken for the holder. */
+  pidStart?: string;
 }
 
 export class RestorePointBusy extends StorageError {

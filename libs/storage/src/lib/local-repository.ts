@@ -20,7 +20,7 @@ import {
 } from './errors';
 import { allocatedBytes, exists, fsyncDir, fsyncFile, removeIfExists, writeFileAtomic } from './fs-util';
 import { LOCK_DIR, assertDiskIndex, assertSafeId, diskDir, imageBaseName, relName } from './layout';
-import { FileLockRegistry, releaseAll, type LockHandle, type LockPurpose } from './locks';
+import { FileLockRegistry, releaseAll, type LockHandle, type LockPurpose, type LockSweep } from './locks';
 import { checkImage, createImage, imageInfo, qemuImgVersion } from './qemu-img';
 import { reconcileDisk } from './reconcile';
 import type {
@@ -496,6 +496,10 @@ export class LocalQcow2Repository implements BackupRepository {
 
   async importRepository(): Promise<RestorePointRecord[]> {
     return this.list();
+  }
+
+  sweepStaleLocks(): Promise<LockSweep> {
+    return this.locks.sweep();
   }
 
   async reconcile(opts: ReconcileOptions = {}): Promise<ReconcileReport> {

@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { processStartTime } from '@sendense/process';
 import { RestorePointBusy, type BusyHolder } from './errors';
 import { readdirSafe } from './fs-util';
 import { assertSafeId } from './layout';
@@ -11,9 +12,13 @@ import { assertSafeId } from './layout';
  * and backup workers run in other processes, possibly on other hosts sharing
  * the repository, so the registry lives in the repository as lock files:
  *   <root>/.locks/<restorePointId>/<purpose>.<pid>.<token>.lock
- * containing { purpose, pid, hostname, since }.
- * A lock from this host whose pid is dead is stale and is removed; a lock
- * from another host is trusted (we cannot probe its pid).
+ * containing { purpose, pid, hostname, since, pidStart }.
+ * A lock from this host whose process is gone (pid dead, or the pid now
+ * belongs to a process started at another time) is stale and is removed when
+ * its restore point's locks are read, and by sweep(), which the backup-worker
+ * runs over its repositories at start and periodically (a killed run's locks
+ * name restore points nobody reads again); a lock from another host is
+ * trusted (we cannot probe its pid).
  *
  * Shared purposes (mount, export, read) may coexist; exclusive ones
  * (write, consolidate, delete) conflict with everything. Acquisition is
@@ -50,8 +55,28 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/**
+ * The lock's process on this host is gone: no such pid, a zombie, or the pid
+ * now belongs to another process (its start time differs from the one the
+ * lock recorded; pids are reused). Without /proc, kill(pid, 0) decides.
+ */
+async function holderGone(holder: Pick<BusyHolder, 'pid' | 'pidStart'>): Promise<boolean> {
+  if (!Number.isInteger(holder.pid) || holder.pid <= 0) return true;
+  const start = await processStartTime(holder.pid);
+  if (start === null) return (await processStartTime(process.pid)) === null ? !pidAlive(holder.pid) : true;
+  return !!holder.pidStart && start !== holder.pidStart;
+}
+
+export interface LockSweep {
+  /** Lock files removed: their process on this host is gone. */
+  removed: { file: string; purpose: string; pid: number; since: string }[];
+  /** Lock files kept (live holders here, or holders on other hosts). */
+  kept: number;
+}
+
 export class FileLockRegistry implements BusyRegistry {
   private readonly hostname = os.hostname();
+  private ownStart: Promise<string | null> | undefined;
 
   constructor(private readonly lockRoot: string) {}
 
@@ -65,7 +90,9 @@ export class FileLockRegistry implements BusyRegistry {
     const dir = this.dirOf(restorePointId);
     const name = `${purpose}.${process.pid}.${randomBytes(4).toString('hex')}.lock`;
     const file = path.join(dir, name);
-    const holder: BusyHolder = { purpose, pid: process.pid, hostname: this.hostname, since: new Date().toISOString() };
+    this.ownStart ??= processStartTime(process.pid);
+    const pidStart = await this.ownStart;
+    const holder: BusyHolder = { purpose, pid: process.pid, hostname: this.hostname, since: new Date().toISOString(), ...(pidStart ? { pidStart } : {}) };
     for (let attempt = 0; ; attempt++) {
       await fsp.mkdir(dir, { recursive: true });
       try {
@@ -115,6 +142,44 @@ export class FileLockRegistry implements BusyRegistry {
     }
   }
 
+  /**
+   * Removes every lock file under the registry whose process on this host is
+   * gone (and lock directories left empty), whatever restore point it names:
+   * a killed backup's write and disk-writer locks name points that were
+   * aborted, so no later acquire() of theirs would ever look at them.
+   */
+  async sweep(): Promise<LockSweep> {
+    const out: LockSweep = { removed: [], kept: 0 };
+    for (const id of await readdirSafe(this.lockRoot)) {
+      const dir = path.join(this.lockRoot, id);
+      const names = await readdirSafe(dir).catch(() => null); // not a directory
+      if (!names) continue;
+      for (const name of names) {
+        if (!name.endsWith('.lock')) continue;
+        const file = path.join(dir, name);
+        let holder: BusyHolder | null = null;
+        try {
+          holder = JSON.parse(await fsp.readFile(file, 'utf8')) as BusyHolder;
+        } catch {
+          // Empty or cut short (its writer died between create and write): the name still says purpose and pid.
+          const m = /^(\w+)\.(\d+)\./.exec(name);
+          const st = await fsp.stat(file).catch(() => null);
+          if (!st) continue;
+          // One being written right now is left alone; a minute old, it is not being written.
+          if (m && Date.now() - st.mtimeMs > 60_000) holder = { purpose: m[1] ?? 'unknown', pid: Number(m[2]), hostname: this.hostname, since: st.mtime.toISOString() };
+        }
+        if (holder && holder.hostname === this.hostname && (await holderGone(holder))) {
+          await fsp.rm(file, { force: true });
+          out.removed.push({ file, purpose: holder.purpose, pid: holder.pid, since: holder.since });
+        } else {
+          out.kept++;
+        }
+      }
+      await fsp.rmdir(dir).catch(() => undefined); // only succeeds when empty
+    }
+    return out;
+  }
+
   private async liveLocks(id: string): Promise<{ file: string; holder: BusyHolder }[]> {
     const dir = this.dirOf(id);
     const out: { file: string; holder: BusyHolder }[] = [];
@@ -131,7 +196,7 @@ export class FileLockRegistry implements BusyRegistry {
         holder = { purpose: m?.[1] ?? 'unknown', pid: Number(m?.[2] ?? 0), hostname: '?', since: '' };
         if (!(await fsp.stat(file).catch(() => null))) continue;
       }
-      if (holder.hostname === this.hostname && !pidAlive(holder.pid)) {
+      if (holder.hostname === this.hostname && (await holderGone(holder))) {
         await fsp.rm(file, { force: true }); // stale: its process died
         continue;
       }

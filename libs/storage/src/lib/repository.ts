@@ -3,6 +3,7 @@
  * path: S3, Azure or NFS backends must be able to implement it. The local
  * backend offers paths only through its own explicit `localTarget()`.
  */
+import type { LockSweep } from './locks';
 
 export type RestorePointType = 'full' | 'incremental' | 'differential';
 export type RestorePointState = 'writing' | 'committed';
@@ -231,4 +232,6 @@ export interface BackupRepository {
   importRepository(): Promise<RestorePointRecord[]>;
   /** Recover interrupted work and sort out leftovers of crashes. */
   reconcile(opts?: ReconcileOptions): Promise<ReconcileReport>;
+  /** Remove busy markers (lock files) whose process on this host is gone; cheap, run at worker start and periodically. */
+  sweepStaleLocks(): Promise<LockSweep>;
 }
