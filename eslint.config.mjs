@@ -50,6 +50,19 @@ export default [
   },
   // Each app's webpack.config.js requires the shared setup in tools/webpack by path.
   { files: ['apps/*/webpack.config.js'], rules: { '@nx/enforce-module-boundaries': 'off' } },
+  {
+    // Apps reach tables through libs/db repositories, never `prisma.<model>` on a client they were handed
+    // ($disconnect and the like stay allowed: an app owns its client's lifecycle).
+    files: ['apps/**/*.ts'],
+    ignores: tests,
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: "MemberExpression[object.name='prisma'][property.name=/^[a-z]/]", message: 'Use a repository from @sendense/db (libs/db/src/repositories), not prisma.<model>.' },
+        { selector: "MemberExpression[object.property.name='prisma'][property.name=/^[a-z]/]", message: 'Use a repository from @sendense/db (libs/db/src/repositories), not prisma.<model>.' },
+      ],
+    },
+  },
   { files: ['libs/process/**'], rules: { 'no-restricted-imports': restrictedImports(prismaClient) } },
   { files: ['libs/db/**'], rules: { 'no-restricted-imports': restrictedImports(childProcess) } },
   { files: ['libs/config/**'], rules: { 'no-restricted-properties': 'off' } },

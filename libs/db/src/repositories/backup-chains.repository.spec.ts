@@ -58,6 +58,20 @@ describe('BackupChainRepository', () => {
     expect((await chains.listForVm(seed.vmContextId)).map((c) => c.diskId)).toEqual([0]);
   });
 
+  it('records the CBT audit of a commit when one ran, and leaves the columns alone when none did', async () => {
+    await jobs.create(newJob({ id: 'b2a', vmContextId: seed.vmContextId, repositoryId: seed.repositoryId, parentBackupId: 'b2', backupType: 'incremental' }));
+    await chains.recordCommit({
+      backupId: 'b2a', vmContextId: seed.vmContextId, diskIndex: 0, vmDiskId: seed.vmDiskId, changeId: 'cid-b2a', bytesTransferred: 5, bytesSkippedZero: 0, bytesTotal: 5,
+      allocatedBytes: 1, virtualSize: 2048, checksum: null, suspectReason: 'sample 3 differs', cbtAudit: { samples: 4, mismatches: 1 },
+      disk: { capacityBytes: 2048, label: 'Hard disk 1', fileName: '[ds] a.vmdk' }, chain: [point('b1', null), point('b2', 'b1'), point('b2a', 'b2')],
+    });
+    expect(await jobs.find('b2a')).toMatchObject({ status: 'completed', suspectReason: 'sample 3 differs', cbtAudit: { samples: 4, mismatches: 1 } });
+    expect(await jobs.find('b2')).toMatchObject({ suspectReason: null, cbtAudit: null });
+    // Put the chain back the way the next tests expect it (latest b2).
+    await commit('b2', [point('b1', null), point('b2', 'b1')]);
+    await db.prisma.backupJob.delete({ where: { id: 'b2a' } });
+  });
+
   it('a failed commit changes nothing (one transaction)', async () => {
     await expect(commit('no-such-row', [point('b1', null)])).rejects.toThrow();
     expect((await chains.find(seed.vmContextId, 0))!.latestBackupId).toBe('b2');

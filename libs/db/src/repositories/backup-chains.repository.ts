@@ -56,6 +56,10 @@ export interface CommittedRestorePoint {
   allocatedBytes: number;
   virtualSize: number;
   checksum: string | null;
+  /** Set when the CBT audit found the restore point suspect (the next backup of the disk is then full). */
+  suspectReason?: string | null;
+  /** The CBT audit's findings, when one ran. */
+  cbtAudit?: Prisma.InputJsonObject;
   /** What the disk looks like now (it may have grown or been renamed). */
   disk: { capacityBytes: number; label: string | null; fileName: string | null };
   /** The repository's chain of this restore point, oldest first. */
@@ -110,6 +114,8 @@ export class BackupChainRepository {
           allocatedBytes: BigInt(c.allocatedBytes),
           virtualSizeBytes: BigInt(c.virtualSize),
           checksum: c.checksum,
+          ...(c.suspectReason !== undefined ? { suspectReason: c.suspectReason } : {}),
+          ...(c.cbtAudit ? { cbtAudit: c.cbtAudit } : {}),
           progress: { phase: 'done', bytesDone: c.bytesTransferred, bytesTotal: c.bytesTotal, bytesSkippedZero: c.bytesSkippedZero },
         },
       });

@@ -1,6 +1,6 @@
 import { createTestDatabase, type TestDatabase } from '../testing/test-database';
 import { seedBackup, seedVm } from './gateway-seed.spec-helper';
-import { NbdExportRepository } from './nbd-exports.repository';
+import { NbdExportRepository, type NbdExportRecord } from './nbd-exports.repository';
 import { RestoreMountRepository } from './restore-mounts.repository';
 
 describe('restore points held by exports and mounts, per repository', () => {
@@ -50,5 +50,46 @@ describe('restore points held by exports and mounts, per repository', () => {
     await db.prisma.restoreMount.update({ where: { id: 'm-a2' }, data: { state: 'failed' } });
     expect(await mounts.heldInRepository(a.repositoryId)).toEqual([]);
     expect(await mounts.heldInRepository(b.repositoryId)).toEqual([b1]);
+  });
+});
+
+describe('NbdExportRepository as the exporter record store', () => {
+  let db: TestDatabase;
+  let repo: NbdExportRepository;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    repo = new NbdExportRepository(db.prisma);
+  }, 60_000);
+  afterAll(() => db?.drop());
+
+  const at = new Date('2026-01-02T03:04:05Z');
+  const rec = (name: string, over: Partial<NbdExportRecord> = {}): NbdExportRecord => ({
+    name, kind: 'qcow2', server: 'qemu-nbd', filePath: `/srv/${name}.qcow2`, writable: true, host: '127.0.0.1', port: 10810, socketPath: null, pid: 1,
+    nodeName: 'n1', backupJobId: null, restorePointId: null, overlayPath: null, idleTimeoutSeconds: null, lastActiveAt: at, tlsMode: null,
+    state: 'starting', createdAt: at, updatedAt: at, ...over,
+  });
+
+  it('upserts (createdAt kept), lists one node oldest first, removes idempotently', async () => {
+    await repo.upsert(rec('late', { createdAt: new Date('2026-01-03T00:00:00Z') }));
+    await repo.upsert(rec('early'));
+    await repo.upsert(rec('other-node', { nodeName: 'n2' }));
+    await repo.upsert(rec('early', { state: 'active', pid: 42, tlsMode: 'psk', createdAt: new Date('2030-01-01T00:00:00Z') }));
+    const got = await repo.list('n1');
+    expect(got.map((r) => r.name)).toEqual(['early', 'late']);
+    expect(got[0]).toMatchObject({ state: 'active', pid: 42, tlsMode: 'psk', createdAt: at, lastActiveAt: at });
+    await repo.remove('early');
+    await repo.remove('early');
+    expect((await repo.list('n1')).map((r) => r.name)).toEqual(['late']);
+    expect((await repo.list('n2')).map((r) => r.name)).toEqual(['other-node']);
+  });
+
+  it('reads a row with a kind, server or state this version does not know as removing (reconcile drops it)', async () => {
+    await db.prisma.nbdExport.create({
+      data: { name: 'odd', kind: 'future-kind', server: 'qemu-nbd', filePath: '/srv/odd', host: '127.0.0.1', nodeName: 'n3', state: 'active', tlsMode: 'weird' },
+    });
+    const [odd] = await repo.list('n3');
+    expect(odd).toMatchObject({ name: 'odd', kind: 'raw', state: 'removing', tlsMode: null });
+    // No last activity recorded: the creation time stands for it.
+    expect(odd!.lastActiveAt).toEqual(odd!.createdAt);
   });
 });

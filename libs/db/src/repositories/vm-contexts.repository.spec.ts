@@ -46,4 +46,14 @@ describe('VmContextRepository', () => {
     const listed = (await vms.listWithDisks()).find((v) => v.contextId === other.contextId)!;
     expect(listed.disks.map((d) => d.diskIndex)).toEqual([0, 1]);
   });
+
+  it('finds a VM for a backup with its vCenter and disks by index, and records what a backup saw', async () => {
+    const [vm] = (await vms.listWithDisks()).filter((v) => v.disks.length === 2);
+    const got = (await vms.findForBackup(vm!.contextId))!;
+    expect(got.vcenter).toMatchObject({ name: 'vc', url: 'https://vc/sdk' });
+    expect(got.disks.map((d) => d.diskIndex)).toEqual([0, 1]);
+    expect(await vms.findForBackup('ctx-none')).toBeNull();
+    await vms.recordBackedUp(vm!.contextId, { vmName: 'web-after-backup', instanceUuid: 'uuid-9' });
+    expect(await vms.find(vm!.contextId)).toMatchObject({ vmName: 'web-after-backup', instanceUuid: 'uuid-9', cbtEnabled: true, cbtState: 'enabled' });
+  });
 });

@@ -3,6 +3,7 @@ import type { PrismaClient } from '../prisma-client';
 import type { VCenter, VmContext, VmDisk } from '../generated/client';
 
 export type VmContextWithDisks = VmContext & { disks: VmDisk[] };
+export type VmContextForBackup = VmContext & { vcenter: VCenter | null; disks: VmDisk[] };
 
 /** A VM as its vCenter lists it, to register or refresh. */
 export interface VmSeen {
@@ -41,6 +42,16 @@ export class VmContextRepository {
   /** One VM with its disks by index, or null. */
   findWithDisks(contextId: string): Promise<VmContextWithDisks | null> {
     return this.prisma.vmContext.findUnique({ where: { contextId }, include: { disks: { orderBy: { diskIndex: 'asc' } } } });
+  }
+
+  /** What a backup starts from: the VM, its vCenter (null when removed) and its disks by index. */
+  findForBackup(contextId: string): Promise<VmContextForBackup | null> {
+    return this.prisma.vmContext.findUnique({ where: { contextId }, include: { vcenter: true, disks: { orderBy: { diskIndex: 'asc' } } } });
+  }
+
+  /** After a backup: CBT is on (the backup enabled or used it) and the name/UUID are what vCenter said. */
+  async recordBackedUp(contextId: string, seen: { vmName: string; instanceUuid: string | null }): Promise<void> {
+    await this.prisma.vmContext.update({ where: { contextId }, data: { cbtEnabled: true, cbtState: 'enabled', vmName: seen.vmName, instanceUuid: seen.instanceUuid } });
   }
 
   /** By name, each with its disks by index. */

@@ -1,8 +1,8 @@
 import { ConflictException, Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { attemptsEnded, CANCEL_CHANNEL, CANCEL_REQUEST_TTL_SECONDS, cancelRequestKey, type JobProgress } from '@sendense/contracts';
-import type { PrismaClient } from '@sendense/db';
-import { PRISMA, REDIS } from '../common/tokens';
+import { BackupJobRepository, JobEventRepository } from '@sendense/db';
+import { REDIS } from '../common/tokens';
 import { QueueRegistry } from '../queues/queue-registry.service';
 import { toBackupDto } from '../backups/backup-view';
 import type { CancelledJobDto, JobStatusDto } from './dto/job.dto';
@@ -15,7 +15,8 @@ function isoOrNull(ms: number | undefined): string | null {
 @Injectable()
 export class JobsService {
   constructor(
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(BackupJobRepository) private readonly jobs: BackupJobRepository,
+    @Inject(JobEventRepository) private readonly events: JobEventRepository,
     @Inject(REDIS) private readonly redis: Redis,
     private readonly queues: QueueRegistry,
     private readonly runs: RunRegistry,
@@ -31,8 +32,8 @@ export class JobsService {
     const job = await this.queues.get(ref.queue).getJob(ref.jobId);
     const sameRun = job && job.data.runId === runId;
     const state = sameRun ? await job.getState() : null;
-    const rows = await this.prisma.backupJob.findMany({ where: { runId }, orderBy: { diskId: 'asc' } });
-    const events = await this.prisma.jobEvent.findMany({ where: { runId }, orderBy: { id: 'asc' }, take: 200 });
+    const rows = await this.jobs.listByRun(runId);
+    const events = await this.events.listByRun(runId, 200);
     const status =
       state === 'completed' ? 'completed'
       : state === 'failed' ? (job?.failedReason === 'cancelled' || rows.some((r) => r.status === 'cancelled') ? 'cancelled' : 'failed')
@@ -75,7 +76,7 @@ export class JobsService {
     }
     await job.remove();
     // The queue forgets a removed job and no worker wrote a row: the event says what became of it.
-    await this.prisma.jobEvent.create({ data: { runId, level: 'warn', phase: 'cancelled', message: 'cancelled while queued: it never started' } });
+    await this.events.append({ runId, backupJobId: null, level: 'warn', phase: 'cancelled', message: 'cancelled while queued: it never started' });
     return { run_id: runId, status: 'cancelled' };
   }
 }

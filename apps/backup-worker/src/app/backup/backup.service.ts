@@ -8,7 +8,18 @@ import type {
   NbdExportInfo,
   PreparedDisk,
 } from '@sendense/contracts';
-import { addVmDisk, chainRow, type BackupRepository as BackupRepositoryRow, type PrismaClient, type SecretBox, type VCenter, type VmContext, type VmDisk } from '@sendense/db';
+import {
+  BackupChainRepository,
+  BackupJobRepository,
+  BackupRepositoryRepository,
+  VmContextRepository,
+  VmDiskRepository,
+  type BackupRepository as BackupRepositoryRow,
+  type PrismaClient,
+  type SecretBox,
+  type VmContextForBackup,
+  type VmDisk,
+} from '@sendense/db';
 import { estimateRequiredBytes, exposesLocalFiles, fmtBytes, InsufficientSpace, isEnospc, StorageError, type LocalFileRepository, type RestorePoint } from '@sendense/storage';
 
 /** Storage refusals that pass by themselves (another writer, a merge in progress): retried with backoff. */
@@ -92,8 +103,14 @@ function required<T>(value: T | undefined, what: string): T {
  * previous chain is untouched.
  */
 export class BackupService {
+  private readonly vms: VmContextRepository;
+  private readonly disks: VmDiskRepository;
+  private readonly jobs: BackupJobRepository;
+  private readonly chains: BackupChainRepository;
+  private readonly repositoryRows: BackupRepositoryRepository;
+
   constructor(
-    private readonly prisma: PrismaClient,
+    prisma: PrismaClient,
     private readonly repositories: RepositoryRegistry,
     private readonly exporter: NbdExporterPort & { listExports(q: { backupJobId?: string }): Promise<{ name: string }[]> },
     private readonly capture: CaptureAgentPort,
@@ -103,21 +120,24 @@ export class BackupService {
     private readonly locks: VmLocks,
     /** targetTls: NBD_TARGET_TLS (psk unless said otherwise: a plain target is writable by any local process). */
     private readonly options: { cbtAuditSamples?: number; targetTls?: 'psk' | 'none' } = {},
-  ) {}
+  ) {
+    this.vms = new VmContextRepository(prisma);
+    this.disks = new VmDiskRepository(prisma);
+    this.jobs = new BackupJobRepository(prisma);
+    this.chains = new BackupChainRepository(prisma);
+    this.repositoryRows = new BackupRepositoryRepository(prisma);
+  }
 
   get deps(): InterruptedRunDeps {
-    return { prisma: this.prisma, repositories: this.repositories, exporter: this.exporter, events: this.events };
+    return { jobs: this.jobs, repositories: this.repositories, exporter: this.exporter, events: this.events };
   }
 
   async run(data: BackupVmJobData, ctl: BackupControl): Promise<BackupRunResult> {
-    const ctx = await this.prisma.vmContext.findUnique({
-      where: { contextId: data.vmContextId },
-      include: { vcenter: true, disks: true },
-    });
+    const ctx = await this.vms.findForBackup(data.vmContextId);
     if (!ctx) throw new PermanentError(`VM context ${data.vmContextId} does not exist (was the VM removed?)`);
     const vm = `VM ${ctx.vmName} (${ctx.contextId})`;
     await this.events.log(data.runId, null, 'info', 'preparing', `${data.requestedType} backup of ${vm} started on node ${this.nodeName}`, {});
-    const repoRow = await this.prisma.backupRepository.findUnique({ where: { id: data.repositoryId } });
+    const repoRow = await this.repositoryRows.find(data.repositoryId);
     if (!repoRow) throw new PermanentError(`repository ${data.repositoryId} does not exist`);
     if (!repoRow.enabled) throw new PermanentError(`repository ${repoRow.name} is disabled`);
     if (repoRow.storageNode !== this.nodeName) {
@@ -146,7 +166,7 @@ export class BackupService {
   private async runLocked(
     data: BackupVmJobData,
     ctl: BackupControl,
-    ctx: VmContext & { vcenter: VCenter | null; disks: VmDisk[] },
+    ctx: VmContextForBackup,
     vm: string,
     repoRow: BackupRepositoryRow,
     repo: LocalFileRepository,
@@ -310,10 +330,7 @@ export class BackupService {
       );
       const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
       if (failed) throw failed.reason;
-      await this.prisma.vmContext.update({
-        where: { contextId: ctx.contextId },
-        data: { cbtEnabled: true, cbtState: 'enabled', vmName: prepared.vmName, instanceUuid: prepared.instanceUuid ?? ctx.instanceUuid },
-      });
+      await this.vms.recordBackedUp(ctx.contextId, { vmName: prepared.vmName, instanceUuid: prepared.instanceUuid ?? ctx.instanceUuid });
       await this.recordSpace(repo, repoRow.id);
       await this.events.log(data.runId, null, 'info', 'done', `backup of ${vm} completed`, {});
       ctl.progress(this.progressOf('done', plans, null));
@@ -378,10 +395,7 @@ export class BackupService {
   private async recordSpace(repo: LocalFileRepository, repositoryId: string): Promise<void> {
     try {
       const s = await repo.space();
-      await this.prisma.backupRepository.update({
-        where: { id: repositoryId },
-        data: { totalSizeBytes: BigInt(s.totalBytes), availableSizeBytes: BigInt(s.freeBytes) },
-      });
+      await this.repositoryRows.recordSpace(repositoryId, { totalBytes: s.totalBytes, availableBytes: s.freeBytes });
     } catch {
       // informational only
     }
@@ -389,12 +403,10 @@ export class BackupService {
 
   private async chooseBase(repo: LocalFileRepository, data: BackupVmJobData, disk: VmDisk): Promise<BaseChoice> {
     if (data.requestedType === 'full') return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT.requested };
-    const chain = await this.prisma.backupChain.findUnique({
-      where: { vmContextId_diskId: { vmContextId: disk.vmContextId, diskId: disk.diskIndex } },
-    });
+    const chain = await this.chains.find(disk.vmContextId, disk.diskIndex);
     if (!chain) return { parentId: null, previousChangeId: null, reason: FULL_REASON_TEXT['no-previous-change-id'] };
     const baseId = data.requestedType === 'differential' ? chain.fullBackupId : chain.latestBackupId;
-    const row = await this.prisma.backupJob.findUnique({ where: { id: baseId } });
+    const row = await this.jobs.find(baseId);
     if (!row || row.status !== 'completed' || !row.changeId) {
       return { parentId: null, previousChangeId: null, reason: `the chain's last restore point ${baseId} is not a completed backup` };
     }
@@ -419,7 +431,7 @@ export class BackupService {
     let disk = known.find((d) => d.deviceKey === p.deviceKey);
     if (!disk) {
       // A disk added to the VM since the last backup.
-      disk = await addVmDisk(this.prisma, vmContextId, { deviceKey: p.deviceKey, label: p.label, capacityBytes: p.capacityBytes, fileName: p.fileName });
+      disk = await this.disks.add(vmContextId, { deviceKey: p.deviceKey, label: p.label, capacityBytes: p.capacityBytes, fileName: p.fileName });
       known.push(disk);
     }
     const base = bases.get(p.deviceKey) ?? { parentId: null, previousChangeId: null, reason: 'the disk is new' };
@@ -457,29 +469,24 @@ export class BackupService {
         throw err;
       }
       pl.backupId = handle.id;
-      await this.prisma.backupJob.create({
-        data: {
-          id: handle.id,
-          vmContextId: data.vmContextId,
-          vmName,
-          runId: data.runId,
-          diskId: pl.disk.diskIndex,
-          backupType: pl.type,
-          requestedType: data.requestedType,
-          fallbackReason: pl.fallbackReason,
-          status: 'running',
-          repositoryId,
-          repositoryType: 'local',
-          repositoryPath: repo.imageKey(handle.record),
-          parentBackupId: pl.parentId,
-          previousChangeId: pl.previousChangeId,
-          totalBytes: BigInt(pl.prepared.bytesToCopy),
-          virtualSizeBytes: BigInt(pl.prepared.capacityBytes),
-          compressionEnabled: false,
-          storageNode: this.nodeName,
-          queueJobId: data.runId,
-          startedAt: new Date(),
-        },
+      await this.jobs.create({
+        id: handle.id,
+        vmContextId: data.vmContextId,
+        vmName,
+        runId: data.runId,
+        diskId: pl.disk.diskIndex,
+        backupType: pl.type,
+        requestedType: data.requestedType,
+        fallbackReason: pl.fallbackReason,
+        repositoryId,
+        repositoryType: 'local',
+        repositoryPath: repo.imageKey(handle.record),
+        parentBackupId: pl.parentId,
+        previousChangeId: pl.previousChangeId,
+        totalBytes: pl.prepared.bytesToCopy,
+        virtualSizeBytes: pl.prepared.capacityBytes,
+        storageNode: this.nodeName,
+        queueJobId: data.runId,
       });
       if (pl.fallbackReason) {
         await this.events.log(data.runId, handle.id, 'warn', 'preparing', `disk ${pl.disk.diskIndex}: running as a full backup because ${pl.fallbackReason}`, {});
@@ -556,42 +563,27 @@ export class BackupService {
     const audit = auditFindings(r, `disk ${pl.disk.diskIndex}`);
     const rp = await repo.commit(id, { changeId: r.changeId, metadata: { bytesTransferred: r.bytesRead, ...audit.metadata } });
     const chain = await repo.chain(id);
-    await inTurn(() => this.prisma.$transaction(async (tx) => {
-      await tx.backupJob.update({
-        where: { id },
-        data: {
-          status: 'completed',
-          completedAt: new Date(),
-          changeId: r.changeId,
-          bytesTransferred: BigInt(r.bytesRead),
-          allocatedBytes: BigInt(rp.allocatedBytes),
-          virtualSizeBytes: BigInt(rp.virtualSize),
-          checksum: rp.checksum,
-          suspectReason: audit.suspectReason,
-          ...(r.audit ? { cbtAudit: { ...r.audit } } : {}),
-          progress: { phase: 'done', bytesDone: r.bytesRead, bytesTotal: pl.prepared.bytesToCopy, bytesSkippedZero: r.bytesZeroed },
-        },
-      });
-      await tx.vmDisk.update({
-        where: { id: pl.disk.id },
-        data: {
-          lastChangeId: r.changeId,
-          lastBackupId: id,
-          capacityBytes: BigInt(pl.prepared.capacityBytes),
-          label: pl.prepared.label,
-          backingFile: pl.prepared.fileName,
-        },
-      });
-      // The chain row is derived from the repository's chain of this point (the
-      // same derivation as after maintenance), so it cannot drift; upsert because
-      // retention may have removed the row while this ran.
-      const row = chainRow(chain.restorePoints);
-      await tx.backupChain.upsert({
-        where: { vmContextId_diskId: { vmContextId: data.vmContextId, diskId: pl.disk.diskIndex } },
-        create: { id: `chain-${row.fullBackupId}`.slice(0, 64), vmContextId: data.vmContextId, diskId: pl.disk.diskIndex, ...row },
-        update: row,
-      });
-    }));
+    await inTurn(() =>
+      this.chains.recordCommit({
+        backupId: id,
+        vmContextId: data.vmContextId,
+        diskIndex: pl.disk.diskIndex,
+        vmDiskId: pl.disk.id,
+        changeId: r.changeId,
+        bytesTransferred: r.bytesRead,
+        bytesSkippedZero: r.bytesZeroed,
+        bytesTotal: pl.prepared.bytesToCopy,
+        allocatedBytes: rp.allocatedBytes,
+        virtualSize: rp.virtualSize,
+        checksum: rp.checksum,
+        suspectReason: audit.suspectReason,
+        ...(r.audit ? { cbtAudit: { ...r.audit } } : {}),
+        disk: { capacityBytes: pl.prepared.capacityBytes, label: pl.prepared.label, fileName: pl.prepared.fileName },
+        // The chain row is derived from the repository's chain of this point (the
+        // same derivation as after maintenance), so it cannot drift.
+        chain: chain.restorePoints,
+      }),
+    );
     // Only now does the database point at it: a failure above leaves the
     // restore point for cleanUp to remove, so the two never disagree.
     pl.committed = rp;
@@ -622,12 +614,7 @@ export class BackupService {
       await repo.abort(id, message).catch(async () => {
         if (await repo.find(id)) await repo.delete(id).catch((e: unknown) => warn(id, `could not remove restore point ${id}`, e));
       });
-      await this.prisma.backupJob
-        .update({
-          where: { id: pl.backupId },
-          data: { status: cancelled ? 'cancelled' : 'failed', errorMessage: message.slice(0, 60_000), completedAt: new Date() },
-        })
-        .catch(() => undefined);
+      await this.jobs.markEnded(id, cancelled ? 'cancelled' : 'failed', message).catch(() => undefined);
     }
     await this.events.log(data.runId, null, cancelled ? 'warn' : 'error', 'cleanup', `backup of ${vm} ${cancelled ? 'cancelled' : `failed: ${message}`}`, {});
   }
@@ -654,9 +641,7 @@ export class BackupService {
     for (const pl of plans) {
       if (!pl.backupId) continue;
       const d = p.disks.find((x) => x.diskId === pl.disk.diskIndex);
-      await this.prisma.backupJob
-        .update({ where: { id: pl.backupId }, data: { progress: { phase: p.phase, bytesDone: d?.bytesDone ?? 0, bytesTotal: d?.bytesTotal ?? 0 } } })
-        .catch(() => undefined);
+      await this.jobs.saveProgress(pl.backupId, { phase: p.phase, bytesDone: d?.bytesDone ?? 0, bytesTotal: d?.bytesTotal ?? 0 }).catch(() => undefined);
     }
   }
 }

@@ -1,4 +1,4 @@
-import type { PrismaClient } from '@sendense/db';
+import type { BackupJobRepository } from '@sendense/db';
 import type { NbdExporterPort } from '../common/ports';
 import type { RepositoryRegistry } from '../repositories/repository-registry';
 import type { JobEventLog } from './job-event-log';
@@ -7,7 +7,7 @@ import type { VmLocks } from './vm-lock';
 type Exporter = NbdExporterPort & { listExports(q: { backupJobId?: string }): Promise<{ name: string }[]> };
 
 export interface InterruptedRunDeps {
-  prisma: PrismaClient;
+  jobs: BackupJobRepository;
   repositories: RepositoryRegistry;
   exporter: Exporter;
   events: JobEventLog;
@@ -21,8 +21,8 @@ export interface InterruptedRunDeps {
  * attempt of the same run, which is certainly dead since this attempt runs).
  */
 export async function cleanUpInterrupted(deps: InterruptedRunDeps, where: { runId?: string; storageNode?: string }, skip: (row: { runId: string; vmContextId: string }) => Promise<boolean>): Promise<number> {
-  const { prisma, repositories, exporter, events } = deps;
-  const rows = await prisma.backupJob.findMany({ where: { status: 'running', ...where }, include: { repository: true } });
+  const { jobs, repositories, exporter, events } = deps;
+  const rows = await jobs.running(where);
   let cleaned = 0;
   for (const row of rows) {
     if (await skip(row)) continue;
@@ -35,10 +35,7 @@ export async function cleanUpInterrupted(deps: InterruptedRunDeps, where: { runI
       const points = repo ? await repo.list({ vmContextId: row.vmContextId, diskIndex: row.diskId, includeWriting: true }).catch(() => []) : [];
       if (repo && points.some((p) => p.id === row.id && p.state === 'writing')) await repo.abort(row.id, 'interrupted').catch(() => undefined);
     }
-    await prisma.backupJob.update({
-      where: { id: row.id },
-      data: { status: 'failed', errorMessage: 'the worker stopped during this backup; its partial restore point was removed', completedAt: new Date() },
-    });
+    await jobs.markEnded(row.id, 'failed', 'the worker stopped during this backup; its partial restore point was removed');
     await events.log(row.runId, row.id, 'warn', 'cleanup', `disk ${row.diskId}: interrupted by a worker stop, cleaned up`, {});
   }
   return cleaned;

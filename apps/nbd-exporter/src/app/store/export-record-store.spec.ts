@@ -2,11 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // A fresh, migrated database for the suite, dropped afterwards.
+import { NbdExportRepository } from '@sendense/db';
 import { createTestDatabase, type TestDatabase } from '@sendense/db/testing';
 import type { ExportRecord, ExportRecordStore } from './export-record';
 import { FileExportRecordStore } from './file-export-record-store';
 import { MemoryExportRecordStore } from './memory-export-record-store';
-import { PrismaExportRecordStore } from './prisma-export-record-store';
 
 jest.setTimeout(60_000);
 
@@ -77,7 +77,7 @@ contract('FileExportRecordStore (survives a restart)', async () => {
   return { store: new FileExportRecordStore(file), reopen: () => new FileExportRecordStore(file), close: () => rm(dir, { recursive: true, force: true }) };
 });
 
-contract('PrismaExportRecordStore (MariaDB, table nbd_exports)', async () => {
+contract('NbdExportRepository of libs/db (MariaDB, table nbd_exports)', async () => {
   const db: TestDatabase = await createTestDatabase();
-  return { store: new PrismaExportRecordStore(db.prisma), reopen: () => new PrismaExportRecordStore(db.prisma), close: () => db.drop() };
+  return { store: new NbdExportRepository(db.prisma), reopen: () => new NbdExportRepository(db.prisma), close: () => db.drop() };
 });

@@ -1,9 +1,8 @@
 import { join } from 'node:path';
-import { createPrismaClient } from '@sendense/db';
+import { createPrismaClient, NbdExportRepository } from '@sendense/db';
 import type { ExporterConfig } from '../config/exporter-config';
 import type { ExportRecordStore } from './export-record';
 import { FileExportRecordStore } from './file-export-record-store';
-import { PrismaExportRecordStore } from './prisma-export-record-store';
 
 export interface OpenedRecordStore {
   store: ExportRecordStore;
@@ -16,5 +15,5 @@ export function openRecordStore(config: ExporterConfig): OpenedRecordStore {
     return { store: new FileExportRecordStore(join(config.stateDir, 'exports.json')), close: async () => undefined };
   }
   const prisma = createPrismaClient(config.databaseUrl);
-  return { store: new PrismaExportRecordStore(prisma), close: () => prisma.$disconnect() };
+  return { store: new NbdExportRepository(prisma), close: () => prisma.$disconnect() };
 }
