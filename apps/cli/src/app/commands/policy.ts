@@ -1,17 +1,12 @@
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import { unwrap, type Schemas } from '@sendense/api-client';
-import type { Ctx } from './context';
-import { details, humanBytes, localTime, table } from './format';
+import type { Io } from '../context';
+import { details, humanBytes, localTime, table } from '../format';
+import { actions, example, int, type Act } from './kit';
 
 type Policy = Schemas['PolicyDto'];
 type Run = Schemas['PolicyRunDto'];
-type Act = <A extends unknown[]>(fn: (ctx: Ctx, ...args: A) => Promise<void>) => (...args: unknown[]) => Promise<void>;
 
-const example = (...lines: string[]) => `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
-const count = (what: string, min = 0) => (v: string) => {
-  if (!/^\d+$/.test(v) || Number(v) < min) throw new InvalidArgumentError(`${what} must be a whole number${min ? ` of at least ${min}` : ''}`);
-  return Number(v);
-};
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 function duration(ms: number | null | undefined): string {
@@ -65,8 +60,20 @@ function historyTable(runs: Run[], width: number): string {
 }
 
 /** sendense-ctl policy create|list|show|pause|resume|run|delete|history */
-export function addPolicyCommands(program: Command, act: Act): void {
+export function addPolicyCommands(program: Command, io: Io): void {
+  const act = actions(io);
   const policy = program.command('policy').description('backup policies: schedules that run backups, with their history');
+  create(policy, act);
+  list(policy, act);
+  show(policy, act);
+  pauseResume(policy, act);
+  run(policy, act);
+  remove(policy, act);
+  history(policy, act);
+}
+
+/** policy create */
+function create(policy: Command, act: Act): void {
   policy
     .command('create')
     .description('create a policy (scheduled at once unless --paused)')
@@ -76,16 +83,16 @@ export function addPolicyCommands(program: Command, act: Act): void {
     .requiredOption('--repository <name|id>', 'repository the backups go to')
     .option('--vm <name>', 'a VM (name or context id); repeat for more', collect)
     .option('--vm-pattern <glob>', 'VMs whose name matches (* and ?), resolved at every run')
-    .option('--full-every-days <n>', 'a full when the last full is N days old', count('--full-every-days', 1))
-    .option('--full-after <n>', 'a full after N incrementals', count('--full-after', 1))
+    .option('--full-every-days <n>', 'a full when the last full is N days old', int('--full-every-days', 1))
+    .option('--full-after <n>', 'a full after N incrementals', int('--full-after', 1))
     .option('--synthetic-full', 'make a due full by consolidating the chain instead of reading the whole VM')
-    .option('--keep-last <n>', 'retention after each run: keep the newest N', count('--keep-last'))
-    .option('--daily <n>', 'retention: one a day for N days', count('--daily'))
-    .option('--weekly <n>', 'retention: one a week for N weeks', count('--weekly'))
-    .option('--monthly <n>', 'retention: one a month for N months', count('--monthly'))
+    .option('--keep-last <n>', 'retention after each run: keep the newest N', int('--keep-last'))
+    .option('--daily <n>', 'retention: one a day for N days', int('--daily'))
+    .option('--weekly <n>', 'retention: one a week for N weeks', int('--weekly'))
+    .option('--monthly <n>', 'retention: one a month for N months', int('--monthly'))
     .option('--window-end <HH:MM>', 'no VM backup starts after this time (running ones go on)')
-    .option('--concurrency <n>', 'VM backups of one run at a time', count('--concurrency', 1))
-    .option('--max-age-hours <n>', 'webhook vm.stale when a VM\'s last good backup is older', count('--max-age-hours', 1))
+    .option('--concurrency <n>', 'VM backups of one run at a time', int('--concurrency', 1))
+    .option('--max-age-hours <n>', 'webhook vm.stale when a VM\'s last good backup is older', int('--max-age-hours', 1))
     .option('--paused', 'create it paused')
     .addHelpText('after', example('sendense-ctl policy create --name nightly --cron "0 22 * * *" --timezone Europe/Berlin --repository local --vm-pattern "web-*" --full-every-days 7 --keep-last 14 --window-end 06:00'))
     .action(
@@ -115,6 +122,10 @@ export function addPolicyCommands(program: Command, act: Act): void {
         ctx.result(p, () => showPolicy(p));
       }),
     );
+}
+
+/** policy list */
+function list(policy: Command, act: Act): void {
   policy
     .command('list')
     .description('policies with their next run and last result')
@@ -133,6 +144,10 @@ export function addPolicyCommands(program: Command, act: Act): void {
         );
       }),
     );
+}
+
+/** policy show */
+function show(policy: Command, act: Act): void {
   policy
     .command('show')
     .description('one policy')
@@ -144,6 +159,10 @@ export function addPolicyCommands(program: Command, act: Act): void {
         ctx.result(p, () => showPolicy(p));
       }),
     );
+}
+
+/** policy pause, policy resume */
+function pauseResume(policy: Command, act: Act): void {
   for (const [verb, what] of [
     ['pause', 'no new runs (a run already going finishes)'],
     ['resume', 'scheduled again from now'],
@@ -160,6 +179,10 @@ export function addPolicyCommands(program: Command, act: Act): void {
         }),
       );
   }
+}
+
+/** policy run */
+function run(policy: Command, act: Act): void {
   policy
     .command('run')
     .description('run the policy now')
@@ -171,6 +194,10 @@ export function addPolicyCommands(program: Command, act: Act): void {
         ctx.result(r, () => `run queued (job ${r.job_id}); follow it with: sendense-ctl policy history ${id} --limit 1`);
       }),
     );
+}
+
+/** policy delete */
+function remove(policy: Command, act: Act): void {
   policy
     .command('delete')
     .description('delete a policy and its history (restore points stay)')
@@ -182,12 +209,16 @@ export function addPolicyCommands(program: Command, act: Act): void {
         ctx.result(r, () => `policy ${id} deleted`);
       }),
     );
+}
+
+/** policy history */
+function history(policy: Command, act: Act): void {
   policy
     .command('history')
     .description('runs of a policy, newest first: VMs, result, bytes, duration')
     .argument('<name|id>')
-    .option('--limit <n>', 'at most N runs', count('--limit', 1), 20)
-    .option('--offset <n>', 'skip the newest N', count('--offset'), 0)
+    .option('--limit <n>', 'at most N runs', int('--limit', 1), 20)
+    .option('--offset <n>', 'skip the newest N', int('--offset'), 0)
     .addHelpText('after', example('sendense-ctl policy history nightly', 'sendense-ctl policy history nightly --json | jq ".items[0].vms"'))
     .action(
       act(async (ctx, id: string, o: { limit: number; offset: number }) => {
