@@ -30,8 +30,16 @@ const EXT: Record<ImageFormat, string> = {
   vmdk: 'vmdk',
 };
 
-export function DiskRestorePage({ backupId }: { backupId: string | null }) {
-  const may = useCan();
+type Loaded<T> = {
+  data: T | undefined;
+  error: Error | undefined;
+  reload: () => void;
+};
+type ChainsOf = Awaited<ReturnType<typeof api.chains>>;
+type RestorePoint = ChainsOf['chains'][number]['restore_points'][number];
+
+/** The page's state: the VMs, the chosen VM's chains, the chosen restore point, the exports. */
+function useDiskRestore(backupId: string | null) {
   const vms = useAsync(() => api.vms(), []);
   const preset = useAsync(
     () => (backupId ? api.backup(backupId) : Promise.resolve(null)),
@@ -54,68 +62,19 @@ export function DiskRestorePage({ backupId }: { backupId: string | null }) {
     chains.data?.chains
       .flatMap((c) => c.restore_points)
       .find((p) => p.id === point) ?? null;
+  return { vms, preset, vm, setVm, point, setPoint, chains, exports, chosen };
+}
 
+export function DiskRestorePage({ backupId }: { backupId: string | null }) {
+  const may = useCan();
+  const s = useDiskRestore(backupId);
+  const { vms, chains, preset, exports, chosen } = s;
   return (
     <>
       <h1>Disk restore</h1>
       <Section title="Restore point" id="disk-point">
-        <div className="toolbar">
-          <label htmlFor="disk-vm">VM</label>
-          <select
-            id="disk-vm"
-            value={vm}
-            onChange={(e) => {
-              setVm(e.target.value);
-              setPoint('');
-            }}
-          >
-            <option value="">choose…</option>
-            {(vms.data ?? []).map((v) => (
-              <option key={v.context_id} value={v.context_id}>
-                {v.vm_name}
-              </option>
-            ))}
-          </select>
-          <label htmlFor="disk-point-select">Restore point</label>
-          <select
-            id="disk-point-select"
-            value={point}
-            onChange={(e) => setPoint(e.target.value)}
-            disabled={!chains.data}
-          >
-            <option value="">choose…</option>
-            {(chains.data?.chains ?? []).map((c) => (
-              <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
-                {[...c.restore_points].reverse().map((p) => (
-                  <option key={p.id} value={p.id}>
-                    disk {c.disk_id} · {p.backup_type} ·{' '}
-                    {when(p.completed_at ?? p.created_at)} ·{' '}
-                    {bytes(p.virtual_size_bytes)}
-                  </option>
-                ))}
-              </optgroup>
-            ))}
-          </select>
-        </div>
-        {chosen ? (
-          <p className="muted small" data-testid="disk-point-chosen">
-            {chosen.vm_name} · disk {chosen.disk_id} · {chosen.backup_type} of{' '}
-            {when(chosen.completed_at ?? chosen.created_at)} · disk size{' '}
-            {bytes(chosen.virtual_size_bytes)} ·{' '}
-            <span className="mono">{chosen.id}</span>
-            {chosen.suspect_reason ? (
-              <>
-                {' '}
-                · <Badge kind="bad">suspect</Badge> {chosen.suspect_reason}
-              </>
-            ) : null}
-          </p>
-        ) : (
-          <p className="muted small">
-            Choose a VM and one of its restore points; any point of a chain
-            stands for the whole chain up to it.
-          </p>
-        )}
+        <PointChooser s={s} />
+        <ChosenPoint chosen={chosen} />
         <ErrorBox error={vms.error ?? chains.error ?? preset.error} />
       </Section>
       {!may.exportDisk ? (
@@ -136,6 +95,72 @@ export function DiskRestorePage({ backupId }: { backupId: string | null }) {
         <WriteBack point={chosen} vms={vms.data ?? []} />
       ) : null}
     </>
+  );
+}
+
+function PointChooser({ s }: { s: ReturnType<typeof useDiskRestore> }) {
+  const { vms, vm, setVm, point, setPoint, chains } = s;
+  return (
+    <div className="toolbar">
+      <label htmlFor="disk-vm">VM</label>
+      <select
+        id="disk-vm"
+        value={vm}
+        onChange={(e) => {
+          setVm(e.target.value);
+          setPoint('');
+        }}
+      >
+        <option value="">choose…</option>
+        {(vms.data ?? []).map((v) => (
+          <option key={v.context_id} value={v.context_id}>
+            {v.vm_name}
+          </option>
+        ))}
+      </select>
+      <label htmlFor="disk-point-select">Restore point</label>
+      <select
+        id="disk-point-select"
+        value={point}
+        onChange={(e) => setPoint(e.target.value)}
+        disabled={!chains.data}
+      >
+        <option value="">choose…</option>
+        {(chains.data?.chains ?? []).map((c) => (
+          <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
+            {[...c.restore_points].reverse().map((p) => (
+              <option key={p.id} value={p.id}>
+                disk {c.disk_id} · {p.backup_type} ·{' '}
+                {when(p.completed_at ?? p.created_at)} ·{' '}
+                {bytes(p.virtual_size_bytes)}
+              </option>
+            ))}
+          </optgroup>
+        ))}
+      </select>
+    </div>
+  );
+}
+
+function ChosenPoint({ chosen }: { chosen: RestorePoint | null }) {
+  return chosen ? (
+    <p className="muted small" data-testid="disk-point-chosen">
+      {chosen.vm_name} · disk {chosen.disk_id} · {chosen.backup_type} of{' '}
+      {when(chosen.completed_at ?? chosen.created_at)} · disk size{' '}
+      {bytes(chosen.virtual_size_bytes)} ·{' '}
+      <span className="mono">{chosen.id}</span>
+      {chosen.suspect_reason ? (
+        <>
+          {' '}
+          · <Badge kind="bad">suspect</Badge> {chosen.suspect_reason}
+        </>
+      ) : null}
+    </p>
+  ) : (
+    <p className="muted small">
+      Choose a VM and one of its restore points; any point of a chain stands for
+      the whole chain up to it.
+    </p>
   );
 }
 
@@ -161,110 +186,142 @@ function StartExport({
   });
   return (
     <Section title="Instant access (NBD)" id="instant">
-      <form
-        className="toolbar"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void start.run();
-        }}
-      >
-        <label>
-          <input
-            type="checkbox"
-            checked={writable}
-            onChange={(e) => setWritable(e.target.checked)}
-            data-testid="export-writable"
-          />{' '}
-          writable (writes go to a temporary overlay, discarded when the export
-          ends)
-        </label>
-        <label htmlFor="export-idle">ends after</label>
-        <input
-          id="export-idle"
-          type="number"
-          min={1}
-          max={10080}
-          value={idleMin}
-          onChange={(e) => setIdleMin(Number(e.target.value) || 60)}
-          style={{ width: '6em' }}
-        />
-        <span>min without a client</span>
-        <button
-          type="submit"
-          className="primary"
-          disabled={!backupId || start.busy}
-          data-testid="start-export"
-        >
-          {start.busy ? 'Starting…' : 'Start export'}
-        </button>
-      </form>
+      <ExportForm
+        writable={writable}
+        setWritable={setWritable}
+        idleMin={idleMin}
+        setIdleMin={setIdleMin}
+        busy={start.busy}
+        disabled={!backupId || start.busy}
+        onSubmit={() => void start.run()}
+      />
       <p className="muted small">
         Any NBD client reads the export (nbdcopy, qemu-img, nbdinfo, or a
         hypervisor's NBD disk). The restore point cannot be deleted or merged
         while the export lives.
       </p>
       <ErrorBox error={start.error} title="Cannot export" />
-      {made ? (
-        <div data-testid="export-created" data-name={made.name}>
-          <Notice kind="ok">Export started.</Notice>
-          <dl className="facts">
-            <dt>URI</dt>
-            <dd className="mono" data-testid="export-uri">
-              {made.uri}
-            </dd>
-            <dt>Size</dt>
-            <dd data-testid="export-size" data-bytes={made.size_bytes}>
-              {bytes(made.size_bytes)}
-            </dd>
-            <dt>Access</dt>
-            <dd>
-              {made.writable ? 'writable (temporary overlay)' : 'read-only'}
-            </dd>
-            <dt>Ends</dt>
-            <dd>
-              {made.expires_at
-                ? `${when(made.expires_at)} unless a client connects`
-                : 'when ended'}
-              {made.idle_timeout_seconds
-                ? `; after ${Math.round(made.idle_timeout_seconds / 60)} min idle`
-                : ''}
-            </dd>
-            <dt>TLS</dt>
-            <dd>
-              {made.tls
-                ? `required (${made.tls_mode ?? 'tls'})`
-                : 'none: plain NBD, anyone who can reach the port reads it'}
-            </dd>
-            {made.tls_psk ? (
-              <>
-                <dt>TLS-PSK identity</dt>
-                <dd className="mono">{made.tls_psk.identity}</dd>
-                <dt>TLS-PSK key</dt>
-                <dd className="mono" data-testid="export-psk">
-                  {made.tls_psk.key}
-                </dd>
-              </>
-            ) : null}
-          </dl>
-          {made.tls_psk ? (
-            <Notice kind="warn">
-              The key is shown only now. Give clients a file holding{' '}
-              <code>
-                {made.tls_psk.identity}:{'<key>'}
-              </code>{' '}
-              and add <code>?tls-psk-file=FILE</code> to the URI.
-            </Notice>
-          ) : null}
-          <p className="small">
-            Read it, e.g.:{' '}
-            <code>
-              nbdcopy &apos;{made.uri}
-              {made.tls_psk ? '?tls-psk-file=psk.txt' : ''}&apos; disk.img
-            </code>
-          </p>
-        </div>
-      ) : null}
+      {made ? <ExportCreated made={made} /> : null}
     </Section>
+  );
+}
+
+function ExportForm({
+  writable,
+  setWritable,
+  idleMin,
+  setIdleMin,
+  busy,
+  disabled,
+  onSubmit,
+}: {
+  writable: boolean;
+  setWritable: (v: boolean) => void;
+  idleMin: number;
+  setIdleMin: (v: number) => void;
+  busy: boolean;
+  disabled: boolean;
+  onSubmit: () => void;
+}) {
+  return (
+    <form
+      className="toolbar"
+      onSubmit={(e) => {
+        e.preventDefault();
+        onSubmit();
+      }}
+    >
+      <label>
+        <input
+          type="checkbox"
+          checked={writable}
+          onChange={(e) => setWritable(e.target.checked)}
+          data-testid="export-writable"
+        />{' '}
+        writable (writes go to a temporary overlay, discarded when the export
+        ends)
+      </label>
+      <label htmlFor="export-idle">ends after</label>
+      <input
+        id="export-idle"
+        type="number"
+        min={1}
+        max={10080}
+        value={idleMin}
+        onChange={(e) => setIdleMin(Number(e.target.value) || 60)}
+        style={{ width: '6em' }}
+      />
+      <span>min without a client</span>
+      <button
+        type="submit"
+        className="primary"
+        disabled={disabled}
+        data-testid="start-export"
+      >
+        {busy ? 'Starting…' : 'Start export'}
+      </button>
+    </form>
+  );
+}
+
+function ExportCreated({ made }: { made: DiskExport }) {
+  return (
+    <div data-testid="export-created" data-name={made.name}>
+      <Notice kind="ok">Export started.</Notice>
+      <dl className="facts">
+        <dt>URI</dt>
+        <dd className="mono" data-testid="export-uri">
+          {made.uri}
+        </dd>
+        <dt>Size</dt>
+        <dd data-testid="export-size" data-bytes={made.size_bytes}>
+          {bytes(made.size_bytes)}
+        </dd>
+        <dt>Access</dt>
+        <dd>{made.writable ? 'writable (temporary overlay)' : 'read-only'}</dd>
+        <dt>Ends</dt>
+        <dd>
+          {made.expires_at
+            ? `${when(made.expires_at)} unless a client connects`
+            : 'when ended'}
+          {made.idle_timeout_seconds
+            ? `; after ${Math.round(made.idle_timeout_seconds / 60)} min idle`
+            : ''}
+        </dd>
+        <dt>TLS</dt>
+        <dd>
+          {made.tls
+            ? `required (${made.tls_mode ?? 'tls'})`
+            : 'none: plain NBD, anyone who can reach the port reads it'}
+        </dd>
+        {made.tls_psk ? (
+          <>
+            <dt>TLS-PSK identity</dt>
+            <dd className="mono">{made.tls_psk.identity}</dd>
+            <dt>TLS-PSK key</dt>
+            <dd className="mono" data-testid="export-psk">
+              {made.tls_psk.key}
+            </dd>
+          </>
+        ) : null}
+      </dl>
+      {made.tls_psk ? (
+        <Notice kind="warn">
+          The key is shown only now. Give clients a file holding{' '}
+          <code>
+            {made.tls_psk.identity}:{'<key>'}
+          </code>{' '}
+          and add <code>?tls-psk-file=FILE</code> to the URI.
+        </Notice>
+      ) : null}
+      <p className="small">
+        Read it, e.g.:{' '}
+        <code>
+          nbdcopy &apos;{made.uri}
+          {made.tls_psk ? '?tls-psk-file=psk.txt' : ''}&apos; disk.img
+        </code>
+      </p>
+    </div>
   );
 }
 
@@ -272,11 +329,7 @@ function ExportList({
   exports,
   canEnd,
 }: {
-  exports: {
-    data: DiskExport[] | undefined;
-    error: Error | undefined;
-    reload: () => void;
-  };
+  exports: Loaded<DiskExport[]>;
   canEnd: boolean;
 }) {
   const end = useAction(async (name: string) => {
@@ -317,37 +370,59 @@ function ExportList({
             </thead>
             <tbody>
               {exports.data.map((e) => (
-                <tr key={e.name} data-name={e.name}>
-                  <td className="mono small">{e.uri}</td>
-                  <td className="mono">{short(e.backup_id)}</td>
-                  <td className="num">{bytes(e.size_bytes)}</td>
-                  <td>
-                    {e.writable ? 'writable' : 'read-only'}
-                    {e.tls ? ` · ${e.tls_mode ?? 'tls'}` : ''}
-                  </td>
-                  <td>{when(e.created_at)}</td>
-                  <td>{ago(e.last_active_at)}</td>
-                  <td>{e.expires_at ? when(e.expires_at) : '–'}</td>
-                  <td>
-                    {canEnd ? (
-                      <button
-                        type="button"
-                        className="danger"
-                        onClick={() => void end.run(e.name)}
-                        disabled={end.busy}
-                        aria-label={`End export ${e.name}`}
-                      >
-                        End
-                      </button>
-                    ) : null}
-                  </td>
-                </tr>
+                <ExportRow
+                  key={e.name}
+                  e={e}
+                  canEnd={canEnd}
+                  busy={end.busy}
+                  onEnd={() => void end.run(e.name)}
+                />
               ))}
             </tbody>
           </table>
         </div>
       )}
     </Section>
+  );
+}
+
+function ExportRow({
+  e,
+  canEnd,
+  busy,
+  onEnd,
+}: {
+  e: DiskExport;
+  canEnd: boolean;
+  busy: boolean;
+  onEnd: () => void;
+}) {
+  return (
+    <tr data-name={e.name}>
+      <td className="mono small">{e.uri}</td>
+      <td className="mono">{short(e.backup_id)}</td>
+      <td className="num">{bytes(e.size_bytes)}</td>
+      <td>
+        {e.writable ? 'writable' : 'read-only'}
+        {e.tls ? ` · ${e.tls_mode ?? 'tls'}` : ''}
+      </td>
+      <td>{when(e.created_at)}</td>
+      <td>{ago(e.last_active_at)}</td>
+      <td>{e.expires_at ? when(e.expires_at) : '–'}</td>
+      <td>
+        {canEnd ? (
+          <button
+            type="button"
+            className="danger"
+            onClick={onEnd}
+            disabled={busy}
+            aria-label={`End export ${e.name}`}
+          >
+            End
+          </button>
+        ) : null}
+      </td>
+    </tr>
   );
 }
 
@@ -411,27 +486,24 @@ function ImageDownload({ backupId }: { backupId: string | null }) {
   );
 }
 
-function WriteBack({
-  point,
-  vms,
-}: {
-  point: {
-    id: string;
-    vm_context_id: string;
-    vm_name: string;
+type WritePoint = {
+  id: string;
+  vm_context_id: string;
+  vm_name: string;
+  disk_id: number;
+};
+type WriteVm = {
+  context_id: string;
+  vm_name: string;
+  disks: {
     disk_id: number;
-  };
-  vms: {
-    context_id: string;
-    vm_name: string;
-    disks: {
-      disk_id: number;
-      device_key: number;
-      label: string | null;
-      capacity_bytes: number;
-    }[];
+    device_key: number;
+    label: string | null;
+    capacity_bytes: number;
   }[];
-}) {
+};
+
+function WriteBack({ point, vms }: { point: WritePoint; vms: WriteVm[] }) {
   const [mode, setMode] = useState<RestoreDisk['mode']>('quick');
   const [target, setTarget] = useState(point.vm_context_id);
   const [disk, setDisk] = useState('');
@@ -458,67 +530,15 @@ function WriteBack({
           void start.run();
         }}
       >
-        <fieldset className="toolbar">
-          <legend>Mode</legend>
-          <label>
-            <input
-              type="radio"
-              name="restore-mode"
-              value="quick"
-              checked={mode === 'quick'}
-              onChange={() => setMode('quick')}
-            />{' '}
-            quick rollback: only the areas changed since the restore point (a
-            full write when vCenter no longer knows its changeId)
-          </label>
-          <label>
-            <input
-              type="radio"
-              name="restore-mode"
-              value="full"
-              checked={mode === 'full'}
-              onChange={() => setMode('full')}
-              data-testid="mode-full"
-            />{' '}
-            full: every allocated extent, the rest zeroed
-          </label>
-        </fieldset>
-        <div className="toolbar">
-          <label htmlFor="restore-target-vm">Target VM</label>
-          <select
-            id="restore-target-vm"
-            value={target}
-            onChange={(e) => {
-              setTarget(e.target.value);
-              setDisk('');
-            }}
-          >
-            {vms.map((v) => (
-              <option key={v.context_id} value={v.context_id}>
-                {v.vm_name}
-                {v.context_id === point.vm_context_id ? ' (its own VM)' : ''}
-              </option>
-            ))}
-          </select>
-          <label htmlFor="restore-target-disk">Disk</label>
-          <select
-            id="restore-target-disk"
-            value={disk}
-            onChange={(e) => setDisk(e.target.value)}
-          >
-            <option value="">
-              {target === point.vm_context_id
-                ? `disk ${point.disk_id} (the restore point's own)`
-                : 'the same disk number'}
-            </option>
-            {(targetVm?.disks ?? []).map((d) => (
-              <option key={d.device_key} value={String(d.device_key)}>
-                disk {d.disk_id} · {d.label ?? `key ${d.device_key}`} ·{' '}
-                {bytes(d.capacity_bytes)}
-              </option>
-            ))}
-          </select>
-        </div>
+        <ModeChoice mode={mode} setMode={setMode} />
+        <TargetChoice
+          point={point}
+          vms={vms}
+          target={target}
+          setTarget={setTarget}
+          disk={disk}
+          setDisk={setDisk}
+        />
         <label className="small">
           <input
             type="checkbox"
@@ -547,5 +567,97 @@ function WriteBack({
       </p>
       <ErrorBox error={start.error} title="Cannot start the restore" />
     </Section>
+  );
+}
+
+function ModeChoice({
+  mode,
+  setMode,
+}: {
+  mode: RestoreDisk['mode'];
+  setMode: (m: RestoreDisk['mode']) => void;
+}) {
+  return (
+    <fieldset className="toolbar">
+      <legend>Mode</legend>
+      <label>
+        <input
+          type="radio"
+          name="restore-mode"
+          value="quick"
+          checked={mode === 'quick'}
+          onChange={() => setMode('quick')}
+        />{' '}
+        quick rollback: only the areas changed since the restore point (a full
+        write when vCenter no longer knows its changeId)
+      </label>
+      <label>
+        <input
+          type="radio"
+          name="restore-mode"
+          value="full"
+          checked={mode === 'full'}
+          onChange={() => setMode('full')}
+          data-testid="mode-full"
+        />{' '}
+        full: every allocated extent, the rest zeroed
+      </label>
+    </fieldset>
+  );
+}
+
+function TargetChoice({
+  point,
+  vms,
+  target,
+  setTarget,
+  disk,
+  setDisk,
+}: {
+  point: WritePoint;
+  vms: WriteVm[];
+  target: string;
+  setTarget: (v: string) => void;
+  disk: string;
+  setDisk: (v: string) => void;
+}) {
+  const targetVm = vms.find((v) => v.context_id === target);
+  return (
+    <div className="toolbar">
+      <label htmlFor="restore-target-vm">Target VM</label>
+      <select
+        id="restore-target-vm"
+        value={target}
+        onChange={(e) => {
+          setTarget(e.target.value);
+          setDisk('');
+        }}
+      >
+        {vms.map((v) => (
+          <option key={v.context_id} value={v.context_id}>
+            {v.vm_name}
+            {v.context_id === point.vm_context_id ? ' (its own VM)' : ''}
+          </option>
+        ))}
+      </select>
+      <label htmlFor="restore-target-disk">Disk</label>
+      <select
+        id="restore-target-disk"
+        value={disk}
+        onChange={(e) => setDisk(e.target.value)}
+      >
+        <option value="">
+          {target === point.vm_context_id
+            ? `disk ${point.disk_id} (the restore point's own)`
+            : 'the same disk number'}
+        </option>
+        {(targetVm?.disks ?? []).map((d) => (
+          <option key={d.device_key} value={String(d.device_key)}>
+            disk {d.disk_id} · {d.label ?? `key ${d.device_key}`} ·{' '}
+            {bytes(d.capacity_bytes)}
+          </option>
+        ))}
+      </select>
+    </div>
   );
 }

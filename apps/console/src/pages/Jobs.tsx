@@ -10,6 +10,8 @@ import { useCan } from '../ui/session';
 
 const PAGE = 25;
 
+type Run = ReturnType<typeof runsOf>[number];
+
 export function JobList() {
   const [page, setPage] = useState(0);
   const [filter, setFilter] = useState<'all' | 'running' | 'failed'>('all');
@@ -52,47 +54,53 @@ export function JobList() {
         <Notice>No job {filter === 'all' ? 'yet' : `is ${filter}`}.</Notice>
       ) : (
         <>
-          <div className="scroll">
-            <table className="table" data-testid="job-table">
-              <thead>
-                <tr>
-                  <th scope="col">Run</th>
-                  <th scope="col">VM</th>
-                  <th scope="col">Type</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Started</th>
-                  <th scope="col">Took</th>
-                  <th scope="col">Disks</th>
-                  <th scope="col">Copied</th>
-                </tr>
-              </thead>
-              <tbody>
-                {shown.slice(page * PAGE, page * PAGE + PAGE).map((r) => (
-                  <tr key={r.runId}>
-                    <td>
-                      <Link to={`/jobs/${r.runId}`}>{short(r.runId)}</Link>
-                    </td>
-                    <td>
-                      <Link to={`/vms/${encodeURIComponent(r.vmContextId)}`}>{r.vmName}</Link>
-                    </td>
-                    <td>{r.types.join('/')}</td>
-                    <td>
-                      <StatusBadge status={r.status} />
-                      {r.status === 'running' ? <LiveProgress runId={r.runId} compact onEnd={() => data.reload()} /> : null}
-                    </td>
-                    <td>{when(r.createdAt)}</td>
-                    <td>{r.completedAt ? duration((new Date(r.completedAt).getTime() - new Date(r.createdAt).getTime()) / 1000) : '–'}</td>
-                    <td>{r.disks}</td>
-                    <td>{bytes(r.bytes)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <JobTable runs={shown.slice(page * PAGE, page * PAGE + PAGE)} onEnd={() => data.reload()} />
           <Pager page={page} pages={pages} onPage={setPage} />
         </>
       )}
     </>
+  );
+}
+
+function JobTable({ runs, onEnd }: { runs: Run[]; onEnd: () => void }) {
+  return (
+    <div className="scroll">
+      <table className="table" data-testid="job-table">
+        <thead>
+          <tr>
+            <th scope="col">Run</th>
+            <th scope="col">VM</th>
+            <th scope="col">Type</th>
+            <th scope="col">Status</th>
+            <th scope="col">Started</th>
+            <th scope="col">Took</th>
+            <th scope="col">Disks</th>
+            <th scope="col">Copied</th>
+          </tr>
+        </thead>
+        <tbody>
+          {runs.map((r) => (
+            <tr key={r.runId}>
+              <td>
+                <Link to={`/jobs/${r.runId}`}>{short(r.runId)}</Link>
+              </td>
+              <td>
+                <Link to={`/vms/${encodeURIComponent(r.vmContextId)}`}>{r.vmName}</Link>
+              </td>
+              <td>{r.types.join('/')}</td>
+              <td>
+                <StatusBadge status={r.status} />
+                {r.status === 'running' ? <LiveProgress runId={r.runId} compact onEnd={onEnd} /> : null}
+              </td>
+              <td>{when(r.createdAt)}</td>
+              <td>{r.completedAt ? duration((new Date(r.completedAt).getTime() - new Date(r.createdAt).getTime()) / 1000) : '–'}</td>
+              <td>{r.disks}</td>
+              <td>{bytes(r.bytes)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
@@ -119,9 +127,7 @@ export function Pager({ page, pages, onPage }: { page: number; pages: number; on
   );
 }
 
-/** A backup run, or (restore: opened from the disk-restore page) a disk write-back run, which makes no restore points. */
-export function JobPage({ runId, restore = false }: { runId: string; restore?: boolean }) {
-  const may = useCan();
+function useJobPage(runId: string, restore: boolean) {
   const job = useAsync(() => api.job(runId), [runId]);
   // A disk restore makes no restore points, so its VM's name comes from the VM list.
   const vms = useAsync(() => (restore ? api.vms() : Promise.resolve([])), [restore]);
@@ -133,6 +139,14 @@ export function JobPage({ runId, restore = false }: { runId: string; restore?: b
   const [cancelled, setCancelled] = useState<string | null>(null);
   const s = job.data;
   const live = s && !ENDED.includes(s.status) && s.status !== 'unknown';
+  return { job, vms, cancel, cancelled, setCancelled, s, live };
+}
+type JobPageState = ReturnType<typeof useJobPage>;
+
+/** A backup run, or (restore: opened from the disk-restore page) a disk write-back run, which makes no restore points. */
+export function JobPage({ runId, restore = false }: { runId: string; restore?: boolean }) {
+  const page = useJobPage(runId, restore);
+  const { job, s, live } = page;
   return (
     <>
       <p className="crumbs">
@@ -146,66 +160,87 @@ export function JobPage({ runId, restore = false }: { runId: string; restore?: b
         <Loading what="the job" />
       ) : (
         <>
-          <dl className="facts">
-            <dt>Status</dt>
-            <dd>
-              <StatusBadge status={s.status} />
-            </dd>
-            <dt>VM</dt>
-            <dd>
-              <Link to={`/vms/${encodeURIComponent(s.vm_context_id)}`}>{s.backups[0]?.vm_name ?? vms.data?.find((v) => v.context_id === s.vm_context_id)?.vm_name ?? s.vm_context_id}</Link>
-            </dd>
-            <dt>Queued</dt>
-            <dd>{when(s.queued_at)}</dd>
-            <dt>Started</dt>
-            <dd>{when(s.started_at)}</dd>
-            <dt>Finished</dt>
-            <dd>{when(s.finished_at)}</dd>
-            <dt>Attempts</dt>
-            <dd>{s.attempts_made ?? '–'}</dd>
-            <dt>Run id</dt>
-            <dd className="mono">{s.run_id}</dd>
-          </dl>
+          <JobFacts s={s} vms={page.vms.data} />
           {s.error ? <p className="error" data-testid="job-error">{s.error}</p> : null}
           {live ? (
-            <Section
-              title="Progress"
-              id="progress"
-              actions={
-                may.cancel ? (
-                  <button
-                    type="button"
-                    className="danger"
-                    disabled={cancel.busy}
-                    onClick={() => void cancel.run().then((r) => r && setCancelled(r.status))}
-                  >
-                    {cancel.busy ? 'Cancelling…' : 'Cancel job'}
-                  </button>
-                ) : null
-              }
-            >
-              <LiveProgress runId={runId} onEnd={() => job.reload()} />
-              <ErrorBox error={cancel.error} title="Cancel refused" />
-              {cancelled ? <Notice>{cancelled === 'cancelling' ? 'Cancelling: the worker stops the copy and removes the snapshot and half-written restore points.' : 'Cancelled before it started.'}</Notice> : null}
-            </Section>
+            <JobProgress runId={runId} page={page} />
           ) : null}
           {restore ? null : <RunPoints backups={s.backups} />}
-          <Section title="Event log" id="events" actions={<button type="button" onClick={() => job.reload()}>Refresh</button>}>
-            {s.events.length === 0 ? (
-              <p className="muted">No events recorded.</p>
-            ) : (
-              <ol className="log" data-testid="event-log">
-                {s.events.map((e, i) => (
-                  <li key={i} className={`log-${e.level}`}>
-                    <time dateTime={e.at}>{when(e.at)}</time> <span className="badge badge-muted">{e.phase}</span> <span className="log-level">{e.level}</span> {e.message}
-                  </li>
-                ))}
-              </ol>
-            )}
-          </Section>
+          <EventLog s={s} onRefresh={() => job.reload()} />
         </>
       )}
     </>
+  );
+}
+
+type Job = Awaited<ReturnType<typeof api.job>>;
+
+function JobFacts({ s, vms }: { s: Job; vms: { context_id: string; vm_name: string }[] | undefined }) {
+  return (
+    <dl className="facts">
+      <dt>Status</dt>
+      <dd>
+        <StatusBadge status={s.status} />
+      </dd>
+      <dt>VM</dt>
+      <dd>
+        <Link to={`/vms/${encodeURIComponent(s.vm_context_id)}`}>{s.backups[0]?.vm_name ?? vms?.find((v) => v.context_id === s.vm_context_id)?.vm_name ?? s.vm_context_id}</Link>
+      </dd>
+      <dt>Queued</dt>
+      <dd>{when(s.queued_at)}</dd>
+      <dt>Started</dt>
+      <dd>{when(s.started_at)}</dd>
+      <dt>Finished</dt>
+      <dd>{when(s.finished_at)}</dd>
+      <dt>Attempts</dt>
+      <dd>{s.attempts_made ?? '–'}</dd>
+      <dt>Run id</dt>
+      <dd className="mono">{s.run_id}</dd>
+    </dl>
+  );
+}
+
+function JobProgress({ runId, page: { job, cancel, cancelled, setCancelled } }: { runId: string; page: JobPageState }) {
+  const may = useCan();
+  return (
+    <Section
+      title="Progress"
+      id="progress"
+      actions={
+        may.cancel ? (
+          <button
+            type="button"
+            className="danger"
+            disabled={cancel.busy}
+            onClick={() => void cancel.run().then((r) => r && setCancelled(r.status))}
+          >
+            {cancel.busy ? 'Cancelling…' : 'Cancel job'}
+          </button>
+        ) : null
+      }
+    >
+      <LiveProgress runId={runId} onEnd={() => job.reload()} />
+      <ErrorBox error={cancel.error} title="Cancel refused" />
+      {cancelled ? <Notice>{cancelled === 'cancelling' ? 'Cancelling: the worker stops the copy and removes the snapshot and half-written restore points.' : 'Cancelled before it started.'}</Notice> : null}
+    </Section>
+  );
+}
+
+function EventLog({ s, onRefresh }: { s: Job; onRefresh: () => void }) {
+  return (
+    <Section title="Event log" id="events" actions={<button type="button" onClick={onRefresh}>Refresh</button>}>
+      {s.events.length === 0 ? (
+        <p className="muted">No events recorded.</p>
+      ) : (
+        <ol className="log" data-testid="event-log">
+          {s.events.map((e, i) => (
+            <li key={i} className={`log-${e.level}`}>
+              <time dateTime={e.at}>{when(e.at)}</time> <span className="badge badge-muted">{e.phase}</span> <span className="log-level">{e.level}</span> {e.message}
+            </li>
+          ))}
+        </ol>
+      )}
+    </Section>
   );
 }
 

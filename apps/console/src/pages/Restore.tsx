@@ -8,8 +8,8 @@ import { saveBlob } from '../ui/save';
 import { useCan } from '../ui/session';
 import { Pager } from './Jobs';
 
-export function RestorePage({ backupId }: { backupId: string | null }) {
-  const may = useCan();
+/** The file-restore page's state: VMs and their chains to choose from, the mounts, mount and unmount. */
+function useRestorePage(backupId: string | null) {
   const mounts = useAsync(() => api.mounts(), []);
   const vms = useAsync(() => api.vms(), []);
   const preset = useAsync(() => (backupId ? api.backup(backupId) : Promise.resolve(null)), [backupId]);
@@ -30,97 +30,116 @@ export function RestorePage({ backupId }: { backupId: string | null }) {
     await api.unmount(id);
     mounts.reload();
   });
+  return { mounts, vms, preset, vm, setVm, point, setPoint, chains, mount, unmount };
+}
+type RestorePageState = ReturnType<typeof useRestorePage>;
+
+export function RestorePage({ backupId }: { backupId: string | null }) {
+  const may = useCan();
+  const s = useRestorePage(backupId);
   return (
     <>
       <h1>File restore</h1>
       {may.mount ? (
-        <Section title="Mount a restore point" id="mount">
-          <form
-            className="toolbar"
-            onSubmit={(e) => {
-              e.preventDefault();
-              void mount.run();
-            }}
-          >
-            <label htmlFor="restore-vm">VM</label>
-            <select id="restore-vm" value={vm} onChange={(e) => { setVm(e.target.value); setPoint(''); }}>
-              <option value="">choose…</option>
-              {(vms.data ?? []).map((v) => (
-                <option key={v.context_id} value={v.context_id}>
-                  {v.vm_name}
-                </option>
-              ))}
-            </select>
-            <label htmlFor="restore-point">Restore point</label>
-            <select id="restore-point" value={point} onChange={(e) => setPoint(e.target.value)} disabled={!chains.data}>
-              <option value="">choose…</option>
-              {(chains.data?.chains ?? []).map((c) => (
-                <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
-                  {[...c.restore_points].reverse().map((p) => (
-                    <option key={p.id} value={p.id}>
-                      disk {c.disk_id} · {p.backup_type} · {when(p.completed_at ?? p.created_at)} · {bytes(p.allocated_bytes)}
-                    </option>
-                  ))}
-                </optgroup>
-              ))}
-            </select>
-            <button type="submit" className="primary" disabled={!point || mount.busy} data-testid="mount">
-              {mount.busy ? 'Mounting…' : 'Mount'}
-            </button>
-          </form>
-          <p className="muted small">Mounted read-only, the whole chain; mounts that nobody uses are unmounted after a while.</p>
-          <ErrorBox error={mount.error ?? chains.error ?? preset.error} title="Cannot mount" />
-        </Section>
+        <MountForm s={s} />
       ) : (
         <Notice>Your key may browse mounted restore points; mounting needs an operator or admin key.</Notice>
       )}
-      <Section title="Mounted restore points" id="mounts" actions={<button type="button" onClick={() => mounts.reload()}>Refresh</button>}>
-        <ErrorBox error={mounts.error ?? unmount.error} />
-        {!mounts.data ? (
-          <Loading what="mounts" />
-        ) : mounts.data.length === 0 ? (
-          <p className="muted">Nothing is mounted.</p>
-        ) : (
-          <div className="scroll">
-            <table className="table">
-              <thead>
-                <tr>
-                  <th scope="col">Mount</th>
-                  <th scope="col">Restore point</th>
-                  <th scope="col">Partitions</th>
-                  <th scope="col">Mounted</th>
-                  <th scope="col">Last used</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {mounts.data.map((m) => (
-                  <tr key={m.mount_id}>
-                    <td>
-                      <Link to={`/restore/${m.mount_id}`}>{short(m.mount_id)}</Link>
-                    </td>
-                    <td className="mono">{short(m.backup_id)}</td>
-                    <td>{m.partitions.map((p) => `${p.name}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') || '–'}</td>
-                    <td>{when(m.created_at)}</td>
-                    <td>{ago(m.last_access_at)}</td>
-                    <td>
-                      <Link to={`/restore/${m.mount_id}`} className="button">
-                        Browse
-                      </Link>{' '}
-                      {may.mount ? (
-                        <button type="button" onClick={() => void unmount.run(m.mount_id)} disabled={unmount.busy}>
-                          Unmount
-                        </button>
-                      ) : null}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
-      </Section>
+      <MountList s={s} canUnmount={may.mount} />
     </>
+  );
+}
+
+function MountForm({ s: { vms, vm, setVm, point, setPoint, chains, mount, preset } }: { s: RestorePageState }) {
+  return (
+    <Section title="Mount a restore point" id="mount">
+      <form
+        className="toolbar"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void mount.run();
+        }}
+      >
+        <label htmlFor="restore-vm">VM</label>
+        <select id="restore-vm" value={vm} onChange={(e) => { setVm(e.target.value); setPoint(''); }}>
+          <option value="">choose…</option>
+          {(vms.data ?? []).map((v) => (
+            <option key={v.context_id} value={v.context_id}>
+              {v.vm_name}
+            </option>
+          ))}
+        </select>
+        <label htmlFor="restore-point">Restore point</label>
+        <select id="restore-point" value={point} onChange={(e) => setPoint(e.target.value)} disabled={!chains.data}>
+          <option value="">choose…</option>
+          {(chains.data?.chains ?? []).map((c) => (
+            <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
+              {[...c.restore_points].reverse().map((p) => (
+                <option key={p.id} value={p.id}>
+                  disk {c.disk_id} · {p.backup_type} · {when(p.completed_at ?? p.created_at)} · {bytes(p.allocated_bytes)}
+                </option>
+              ))}
+            </optgroup>
+          ))}
+        </select>
+        <button type="submit" className="primary" disabled={!point || mount.busy} data-testid="mount">
+          {mount.busy ? 'Mounting…' : 'Mount'}
+        </button>
+      </form>
+      <p className="muted small">Mounted read-only, the whole chain; mounts that nobody uses are unmounted after a while.</p>
+      <ErrorBox error={mount.error ?? chains.error ?? preset.error} title="Cannot mount" />
+    </Section>
+  );
+}
+
+function MountList({ s: { mounts, unmount }, canUnmount }: { s: RestorePageState; canUnmount: boolean }) {
+  return (
+    <Section title="Mounted restore points" id="mounts" actions={<button type="button" onClick={() => mounts.reload()}>Refresh</button>}>
+      <ErrorBox error={mounts.error ?? unmount.error} />
+      {!mounts.data ? (
+        <Loading what="mounts" />
+      ) : mounts.data.length === 0 ? (
+        <p className="muted">Nothing is mounted.</p>
+      ) : (
+        <div className="scroll">
+          <table className="table">
+            <thead>
+              <tr>
+                <th scope="col">Mount</th>
+                <th scope="col">Restore point</th>
+                <th scope="col">Partitions</th>
+                <th scope="col">Mounted</th>
+                <th scope="col">Last used</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {mounts.data.map((m) => (
+                <tr key={m.mount_id}>
+                  <td>
+                    <Link to={`/restore/${m.mount_id}`}>{short(m.mount_id)}</Link>
+                  </td>
+                  <td className="mono">{short(m.backup_id)}</td>
+                  <td>{m.partitions.map((p) => `${p.name}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') || '–'}</td>
+                  <td>{when(m.created_at)}</td>
+                  <td>{ago(m.last_access_at)}</td>
+                  <td>
+                    <Link to={`/restore/${m.mount_id}`} className="button">
+                      Browse
+                    </Link>{' '}
+                    {canUnmount ? (
+                      <button type="button" onClick={() => void unmount.run(m.mount_id)} disabled={unmount.busy}>
+                        Unmount
+                      </button>
+                    ) : null}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Section>
   );
 }
 
@@ -148,8 +167,10 @@ function join(dir: string, name: string): string {
   return dir ? `${dir}/${name}` : name;
 }
 
-export function RestoreBrowser({ mountId, path }: { mountId: string; path: string }) {
-  const may = useCan();
+type Sort = { key: SortKey; desc: boolean };
+
+/** The browser's state: the mount, the directory (whole or a server page), its sort and page, download and unmount. */
+function useBrowser(mountId: string, path: string) {
   const mounts = useAsync(() => api.mounts(), [mountId]);
   const [serverPage, setServerPage] = useState(0);
   const [page, setPage] = useState(0);
@@ -193,7 +214,12 @@ export function RestoreBrowser({ mountId, path }: { mountId: string; path: strin
   const shown = whole ? sorted.slice(page * PAGE, page * PAGE + PAGE) : sorted;
   const parts = path ? path.split('/') : [];
   const go = (p: string) => navigate(`/restore/${mountId}${p ? `?path=${encodeURIComponent(p)}` : ''}`);
-  const header = (k: SortKey, label: string) => (
+  return { mounts, serverPage, setServerPage, page, setPage, sort, setSort, dir, note, download, unmount, m, whole, pages, shown, parts, go };
+}
+type BrowserState = ReturnType<typeof useBrowser>;
+
+function SortHeader({ k, label, sort, setSort, whole }: { k: SortKey; label: string; sort: Sort; setSort: BrowserState['setSort']; whole: boolean }) {
+  return (
     <th scope="col" aria-sort={sort.key === k ? (sort.desc ? 'descending' : 'ascending') : 'none'}>
       <button type="button" className="link" onClick={() => setSort((s) => ({ key: k, desc: s.key === k ? !s.desc : false }))} disabled={!whole} title={whole ? `Sort by ${label}` : 'This directory is too large to sort here; it is listed by name'}>
         {label}
@@ -201,7 +227,12 @@ export function RestoreBrowser({ mountId, path }: { mountId: string; path: strin
       </button>
     </th>
   );
+}
 
+export function RestoreBrowser({ mountId, path }: { mountId: string; path: string }) {
+  const may = useCan();
+  const b = useBrowser(mountId, path);
+  const { mounts, m, dir, download, unmount, note } = b;
   return (
     <>
       <p className="crumbs">
@@ -216,103 +247,120 @@ export function RestoreBrowser({ mountId, path }: { mountId: string; path: strin
           {m.partitions.map((p) => `${p.name}: ${p.fsType ?? 'unknown'}${p.mounted ? '' : ` (not mounted${p.error ? `: ${p.error}` : ''})`}`).join(', ')}
         </p>
       ) : null}
-      <div className="toolbar">
-        <nav aria-label="Path" className="path">
-          <button type="button" className="link" onClick={() => go('')}>
-            /
-          </button>
-          {parts.map((seg, i) => (
-            <span key={i}>
-              <button type="button" className="link" onClick={() => go(parts.slice(0, i + 1).join('/'))} aria-current={i === parts.length - 1 ? 'location' : undefined}>
-                {seg}
-              </button>
-              {i < parts.length - 1 ? ' / ' : ''}
-            </span>
-          ))}
-        </nav>
-        {path ? (
-          <button type="button" onClick={() => void download.run(null)} disabled={download.busy}>
-            Download this directory (.tar)
-          </button>
-        ) : null}
-        {may.mount ? (
-          <button type="button" className="danger" onClick={() => void unmount.run()} disabled={unmount.busy} data-testid="unmount">
-            {unmount.busy ? 'Unmounting…' : 'Unmount'}
-          </button>
-        ) : null}
-      </div>
+      <BrowserToolbar b={b} path={path} canUnmount={may.mount} />
       <ErrorBox error={dir.error ?? download.error ?? unmount.error} />
       {note && !download.error ? <Notice kind="ok">{note}</Notice> : null}
       {!dir.data ? (
         <Loading what="the directory" />
       ) : (
-        <>
-          <p className="muted small" aria-live="polite">
-            {dir.data.total} entries{!whole ? ' (large directory: listed by name, page by page)' : ''}
-          </p>
-          <div className="scroll">
-            <table className="table files" data-testid="file-table">
-              <thead>
-                <tr>
-                  {header('name', 'Name')}
-                  {header('type', 'Type')}
-                  {header('size', 'Size')}
-                  {header('mtime', 'Modified')}
-                  <th scope="col">Mode</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {path ? (
-                  <tr>
-                    <td colSpan={6}>
-                      <button type="button" className="link" onClick={() => go(parts.slice(0, -1).join('/'))}>
-                        ⬑ up
-                      </button>
-                    </td>
-                  </tr>
-                ) : null}
-                {shown.map((e) => {
-                  const p = e.path || join(path, e.name);
-                  return (
-                    <tr key={e.name} data-name={e.name} data-type={e.type}>
-                      <td>
-                        {e.type === 'dir' ? (
-                          <button type="button" className="link" onClick={() => go(p)}>
-                            📁 {e.name}
-                          </button>
-                        ) : (
-                          <span>
-                            {e.type === 'symlink' ? '↪ ' : ''}
-                            {e.name}
-                            {e.symlinkTarget ? <span className="muted"> → {e.symlinkTarget}</span> : null}
-                          </span>
-                        )}
-                      </td>
-                      <td>{e.type}</td>
-                      <td className="num">{e.type === 'dir' ? '' : bytes(e.size)}</td>
-                      <td>{when(e.mtime)}</td>
-                      <td className="mono small">{mode(e.mode, e.type)}</td>
-                      <td>
-                        {e.type === 'file' ? (
-                          <button type="button" onClick={() => void download.run(e)} disabled={download.busy} aria-label={`Download ${e.name}`}>
-                            Download
-                          </button>
-                        ) : e.type === 'dir' ? (
-                          <button type="button" onClick={() => void download.run(e)} disabled={download.busy} aria-label={`Download ${e.name} as a tar archive`}>
-                            Archive
-                          </button>
-                        ) : null}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
-          </div>
-          <Pager page={whole ? page : serverPage} pages={pages} onPage={whole ? setPage : setServerPage} />
-        </>
+        <FileListing b={b} path={path} total={dir.data.total} />
       )}
     </>
+  );
+}
+
+function BrowserToolbar({ b: { parts, go, download, unmount }, path, canUnmount }: { b: BrowserState; path: string; canUnmount: boolean }) {
+  return (
+    <div className="toolbar">
+      <nav aria-label="Path" className="path">
+        <button type="button" className="link" onClick={() => go('')}>
+          /
+        </button>
+        {parts.map((seg, i) => (
+          <span key={i}>
+            <button type="button" className="link" onClick={() => go(parts.slice(0, i + 1).join('/'))} aria-current={i === parts.length - 1 ? 'location' : undefined}>
+              {seg}
+            </button>
+            {i < parts.length - 1 ? ' / ' : ''}
+          </span>
+        ))}
+      </nav>
+      {path ? (
+        <button type="button" onClick={() => void download.run(null)} disabled={download.busy}>
+          Download this directory (.tar)
+        </button>
+      ) : null}
+      {canUnmount ? (
+        <button type="button" className="danger" onClick={() => void unmount.run()} disabled={unmount.busy} data-testid="unmount">
+          {unmount.busy ? 'Unmounting…' : 'Unmount'}
+        </button>
+      ) : null}
+    </div>
+  );
+}
+
+function FileListing({ b, path, total }: { b: BrowserState; path: string; total: number }) {
+  const { whole, sort, setSort, shown, parts, go, download, page, serverPage, pages, setPage, setServerPage } = b;
+  const header = (k: SortKey, label: string) => <SortHeader k={k} label={label} sort={sort} setSort={setSort} whole={whole} />;
+  return (
+    <>
+      <p className="muted small" aria-live="polite">
+        {total} entries{!whole ? ' (large directory: listed by name, page by page)' : ''}
+      </p>
+      <div className="scroll">
+        <table className="table files" data-testid="file-table">
+          <thead>
+            <tr>
+              {header('name', 'Name')}
+              {header('type', 'Type')}
+              {header('size', 'Size')}
+              {header('mtime', 'Modified')}
+              <th scope="col">Mode</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {path ? (
+              <tr>
+                <td colSpan={6}>
+                  <button type="button" className="link" onClick={() => go(parts.slice(0, -1).join('/'))}>
+                    ⬑ up
+                  </button>
+                </td>
+              </tr>
+            ) : null}
+            {shown.map((e) => (
+              <FileRow key={e.name} e={e} p={e.path || join(path, e.name)} go={go} download={download} />
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <Pager page={whole ? page : serverPage} pages={pages} onPage={whole ? setPage : setServerPage} />
+    </>
+  );
+}
+
+function FileRow({ e, p, go, download }: { e: FileEntry; p: string; go: (p: string) => void; download: BrowserState['download'] }) {
+  return (
+    <tr key={e.name} data-name={e.name} data-type={e.type}>
+      <td>
+        {e.type === 'dir' ? (
+          <button type="button" className="link" onClick={() => go(p)}>
+            📁 {e.name}
+          </button>
+        ) : (
+          <span>
+            {e.type === 'symlink' ? '↪ ' : ''}
+            {e.name}
+            {e.symlinkTarget ? <span className="muted"> → {e.symlinkTarget}</span> : null}
+          </span>
+        )}
+      </td>
+      <td>{e.type}</td>
+      <td className="num">{e.type === 'dir' ? '' : bytes(e.size)}</td>
+      <td>{when(e.mtime)}</td>
+      <td className="mono small">{mode(e.mode, e.type)}</td>
+      <td>
+        {e.type === 'file' ? (
+          <button type="button" onClick={() => void download.run(e)} disabled={download.busy} aria-label={`Download ${e.name}`}>
+            Download
+          </button>
+        ) : e.type === 'dir' ? (
+          <button type="button" onClick={() => void download.run(e)} disabled={download.busy} aria-label={`Download ${e.name} as a tar archive`}>
+            Archive
+          </button>
+        ) : null}
+      </td>
+    </tr>
   );
 }

@@ -79,28 +79,9 @@ export function VmPage({ contextId }: { contextId: string }) {
   const vms = useAsync(() => api.vms(), []);
   const chains = useAsync(() => api.chains(contextId), [contextId]);
   const repos = useAsync(() => api.repositories(), []);
-  const [type, setType] = useState<BackupType>('incremental');
-  const [repo, setRepo] = useState('');
-  const [runId, setRunId] = useState<string | null>(null);
-  const [conflictRun, setConflictRun] = useState<string | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [result, setResult] = useState<string | null>(null);
   const vm = vms.data?.find((v) => v.context_id === contextId);
-
-  const start = useAction(async () => {
-    setConflictRun(null);
-    setRunId(null);
-    try {
-      const s = await api.startBackup({ vm_context_id: contextId, backup_type: type, ...(repo ? { repository: repo } : {}) });
-      rememberRun(s.run_id, s.vm_name);
-      setRunId(s.run_id);
-      return s;
-    } catch (err) {
-      const other = err instanceof ApiError && err.status === 409 ? (err.body as { run_id?: string } | null)?.run_id : undefined;
-      if (other) setConflictRun(other);
-      throw err;
-    }
-  });
 
   const points = (chains.data?.chains ?? []).flatMap((c) => c.restore_points);
   const sel = points.find((p) => p.id === selected) ?? null;
@@ -118,56 +99,7 @@ export function VmPage({ contextId }: { contextId: string }) {
           {vm.context_id} · {vm.moref} · {vm.disks.length} disks ({vm.disks.map((d) => `disk ${d.disk_id} ${bytes(d.capacity_bytes)}`).join(', ')}) · CBT {vm.cbt_enabled ? (vm.cbt_state ?? 'on') : 'off'}
         </p>
       ) : null}
-
-      {may.backup ? (
-        <Section title="Back up now" id="backup-now">
-          <form
-            className="toolbar"
-            onSubmit={(e) => {
-              e.preventDefault();
-              void start.run();
-            }}
-          >
-            <label htmlFor="backup-type">Type</label>
-            <select id="backup-type" value={type} onChange={(e) => setType(e.target.value as BackupType)}>
-              <option value="full">full</option>
-              <option value="incremental">incremental</option>
-              <option value="differential">differential</option>
-            </select>
-            {(repos.data?.length ?? 0) > 1 ? (
-              <>
-                <label htmlFor="backup-repo">Repository</label>
-                <select id="backup-repo" value={repo} onChange={(e) => setRepo(e.target.value)} required>
-                  <option value="">choose…</option>
-                  {(repos.data ?? []).map((r) => (
-                    <option key={r.id} value={r.name}>
-                      {r.name}
-                    </option>
-                  ))}
-                </select>
-              </>
-            ) : null}
-            <button type="submit" className="primary" disabled={start.busy} data-testid="backup-now">
-              {start.busy ? 'Starting…' : 'Back up now'}
-            </button>
-          </form>
-          <p className="muted small">An incremental becomes a full when the disk has no chain yet or its change tracking was reset; the job says why.</p>
-          <ErrorBox error={start.error} title="Not started" />
-          {conflictRun ? (
-            <p>
-              <Link to={`/jobs/${conflictRun}`}>Follow the run already going</Link>
-            </p>
-          ) : null}
-          {runId ? (
-            <div>
-              <p>
-                Run <Link to={`/jobs/${runId}`}>{short(runId)}</Link>
-              </p>
-              <LiveProgress key={runId} runId={runId} onEnd={() => chains.reload()} />
-            </div>
-          ) : null}
-        </Section>
-      ) : null}
+      {may.backup ? <BackupNow contextId={contextId} repos={repos.data} onEnd={() => chains.reload()} /> : null}
 
       <Section title="Restore points" id="chains">
         {!chains.data ? (
@@ -194,6 +126,76 @@ export function VmPage({ contextId }: { contextId: string }) {
         />
       ) : null}
     </>
+  );
+}
+
+function BackupNow({ contextId, repos, onEnd }: { contextId: string; repos: { id: string; name: string }[] | undefined; onEnd: () => void }) {
+  const [type, setType] = useState<BackupType>('incremental');
+  const [repo, setRepo] = useState('');
+  const [runId, setRunId] = useState<string | null>(null);
+  const [conflictRun, setConflictRun] = useState<string | null>(null);
+  const start = useAction(async () => {
+    setConflictRun(null);
+    setRunId(null);
+    try {
+      const s = await api.startBackup({ vm_context_id: contextId, backup_type: type, ...(repo ? { repository: repo } : {}) });
+      rememberRun(s.run_id, s.vm_name);
+      setRunId(s.run_id);
+      return s;
+    } catch (err) {
+      const other = err instanceof ApiError && err.status === 409 ? (err.body as { run_id?: string } | null)?.run_id : undefined;
+      if (other) setConflictRun(other);
+      throw err;
+    }
+  });
+  return (
+    <Section title="Back up now" id="backup-now">
+      <form
+        className="toolbar"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void start.run();
+        }}
+      >
+        <label htmlFor="backup-type">Type</label>
+        <select id="backup-type" value={type} onChange={(e) => setType(e.target.value as BackupType)}>
+          <option value="full">full</option>
+          <option value="incremental">incremental</option>
+          <option value="differential">differential</option>
+        </select>
+        {(repos?.length ?? 0) > 1 ? (
+          <>
+            <label htmlFor="backup-repo">Repository</label>
+            <select id="backup-repo" value={repo} onChange={(e) => setRepo(e.target.value)} required>
+              <option value="">choose…</option>
+              {(repos ?? []).map((r) => (
+                <option key={r.id} value={r.name}>
+                  {r.name}
+                </option>
+              ))}
+            </select>
+          </>
+        ) : null}
+        <button type="submit" className="primary" disabled={start.busy} data-testid="backup-now">
+          {start.busy ? 'Starting…' : 'Back up now'}
+        </button>
+      </form>
+      <p className="muted small">An incremental becomes a full when the disk has no chain yet or its change tracking was reset; the job says why.</p>
+      <ErrorBox error={start.error} title="Not started" />
+      {conflictRun ? (
+        <p>
+          <Link to={`/jobs/${conflictRun}`}>Follow the run already going</Link>
+        </p>
+      ) : null}
+      {runId ? (
+        <div>
+          <p>
+            Run <Link to={`/jobs/${runId}`}>{short(runId)}</Link>
+          </p>
+          <LiveProgress key={runId} runId={runId} onEnd={onEnd} />
+        </div>
+      ) : null}
+    </Section>
   );
 }
 
@@ -243,24 +245,8 @@ function Timeline({ chain, selected, onSelect }: { chain: Chain; selected: strin
   );
 }
 
-function PointPanel({
-  point,
-  chain,
-  contextId,
-  result,
-  setResult,
-  onChanged,
-  onGone,
-}: {
-  point: Backup;
-  chain: Chain;
-  contextId: string;
-  result: string | null;
-  setResult: (s: string | null) => void;
-  onChanged: () => void;
-  onGone: () => void;
-}) {
-  const may = useCan();
+/** Verify, delete (after a confirmation) and consolidate one restore point. */
+function usePointActions({ point, chain, contextId, setResult, onChanged, onGone }: PointProps) {
   const verify = useAction(async () => {
     const r = await api.verify(point.id);
     setResult(r.ok ? 'Verified: the image checks clean and its content matches the checksum taken at backup time.' : `Verification found problems: ${JSON.stringify(r)}`);
@@ -281,68 +267,97 @@ function PointPanel({
   });
   const [confirmDelete, setConfirmDelete] = useState(false);
   const err = verify.error ?? del.error ?? consolidate.error;
+  return { verify, del, consolidate, isLatest, confirmDelete, setConfirmDelete, err };
+}
+
+type PointProps = {
+  point: Backup;
+  chain: Chain;
+  contextId: string;
+  result: string | null;
+  setResult: (s: string | null) => void;
+  onChanged: () => void;
+  onGone: () => void;
+};
+
+function PointPanel(props: PointProps) {
+  const { point, result } = props;
+  const a = usePointActions(props);
   return (
     <Section title={`Restore point ${short(point.id)} (disk ${point.disk_id})`} id="point">
-      <dl className="facts">
-        <dt>Type</dt>
-        <dd>
-          {point.backup_type}
-          {point.requested_type && point.requested_type !== point.backup_type ? ` (asked for ${point.requested_type}: ${point.fallback_reason ?? 'no reason given'})` : ''}
-        </dd>
-        <dt>Taken</dt>
-        <dd>{when(point.completed_at ?? point.created_at)}</dd>
-        <dt>Stored</dt>
-        <dd>{bytes(point.allocated_bytes)}</dd>
-        <dt>Copied</dt>
-        <dd>{bytes(point.bytes_transferred)}</dd>
-        <dt>Verified</dt>
-        <dd>{point.verified_at ? `${point.verify_status ?? 'yes'} at ${when(point.verified_at)}` : 'not yet'}</dd>
-        <dt>Suspect</dt>
-        <dd>{isSuspect(point) ? (point.suspect_reason ?? point.verify_status ?? 'yes') : 'no'}</dd>
-        <dt>Id</dt>
-        <dd className="mono">{point.id}</dd>
-      </dl>
-      <div className="toolbar">
-        <Link to={`/restore?backup=${encodeURIComponent(point.id)}`} className="button">
-          Restore files…
-        </Link>
-        <Link to={`/disk-restore?backup=${encodeURIComponent(point.id)}`} className="button">
-          Restore the disk…
-        </Link>
-        {may.verify ? (
-          <button type="button" onClick={() => void verify.run()} disabled={verify.busy}>
-            {verify.busy ? 'Verifying…' : 'Verify'}
-          </button>
-        ) : null}
-        {may.consolidate ? (
-          <button
-            type="button"
-            onClick={() => void consolidate.run()}
-            disabled={consolidate.busy}
-            title={isLatest ? 'Merge all but the newest restore point of this disk' : 'Merge the full and everything up to this restore point'}
-          >
-            {consolidate.busy ? 'Consolidating…' : isLatest ? 'Consolidate chain' : 'Consolidate up to here'}
-          </button>
-        ) : null}
-        {may.delete ? (
-          confirmDelete ? (
-            <>
-              <button type="button" className="danger" onClick={() => void del.run().then(() => setConfirmDelete(false))} disabled={del.busy}>
-                {del.busy ? 'Deleting…' : 'Really delete'}
-              </button>
-              <button type="button" onClick={() => setConfirmDelete(false)}>
-                Keep it
-              </button>
-            </>
-          ) : (
-            <button type="button" className="danger" onClick={() => setConfirmDelete(true)}>
-              Delete…
-            </button>
-          )
-        ) : null}
-      </div>
-      <ErrorBox error={err} title="Refused" />
+      <PointFacts point={point} />
+      <PointActions point={point} a={a} />
+      <ErrorBox error={a.err} title="Refused" />
       {result ? <Notice kind="ok">{result}</Notice> : null}
     </Section>
+  );
+}
+
+function PointFacts({ point }: { point: Backup }) {
+  return (
+    <dl className="facts">
+      <dt>Type</dt>
+      <dd>
+        {point.backup_type}
+        {point.requested_type && point.requested_type !== point.backup_type ? ` (asked for ${point.requested_type}: ${point.fallback_reason ?? 'no reason given'})` : ''}
+      </dd>
+      <dt>Taken</dt>
+      <dd>{when(point.completed_at ?? point.created_at)}</dd>
+      <dt>Stored</dt>
+      <dd>{bytes(point.allocated_bytes)}</dd>
+      <dt>Copied</dt>
+      <dd>{bytes(point.bytes_transferred)}</dd>
+      <dt>Verified</dt>
+      <dd>{point.verified_at ? `${point.verify_status ?? 'yes'} at ${when(point.verified_at)}` : 'not yet'}</dd>
+      <dt>Suspect</dt>
+      <dd>{isSuspect(point) ? (point.suspect_reason ?? point.verify_status ?? 'yes') : 'no'}</dd>
+      <dt>Id</dt>
+      <dd className="mono">{point.id}</dd>
+    </dl>
+  );
+}
+
+function PointActions({ point, a: { verify, del, consolidate, isLatest, confirmDelete, setConfirmDelete } }: { point: Backup; a: ReturnType<typeof usePointActions> }) {
+  const may = useCan();
+  return (
+    <div className="toolbar">
+      <Link to={`/restore?backup=${encodeURIComponent(point.id)}`} className="button">
+        Restore files…
+      </Link>
+      <Link to={`/disk-restore?backup=${encodeURIComponent(point.id)}`} className="button">
+        Restore the disk…
+      </Link>
+      {may.verify ? (
+        <button type="button" onClick={() => void verify.run()} disabled={verify.busy}>
+          {verify.busy ? 'Verifying…' : 'Verify'}
+        </button>
+      ) : null}
+      {may.consolidate ? (
+        <button
+          type="button"
+          onClick={() => void consolidate.run()}
+          disabled={consolidate.busy}
+          title={isLatest ? 'Merge all but the newest restore point of this disk' : 'Merge the full and everything up to this restore point'}
+        >
+          {consolidate.busy ? 'Consolidating…' : isLatest ? 'Consolidate chain' : 'Consolidate up to here'}
+        </button>
+      ) : null}
+      {may.delete ? (
+        confirmDelete ? (
+          <>
+            <button type="button" className="danger" onClick={() => void del.run().then(() => setConfirmDelete(false))} disabled={del.busy}>
+              {del.busy ? 'Deleting…' : 'Really delete'}
+            </button>
+            <button type="button" onClick={() => setConfirmDelete(false)}>
+              Keep it
+            </button>
+          </>
+        ) : (
+          <button type="button" className="danger" onClick={() => setConfirmDelete(true)}>
+            Delete…
+          </button>
+        )
+      ) : null}
+    </div>
   );
 }

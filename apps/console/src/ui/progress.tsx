@@ -11,12 +11,8 @@ interface DiskRate {
   rate: number;
 }
 
-/**
- * Live progress of a run from the gateway's server-sent events: phase,
- * bytes, rate and ETA per disk. The per-disk rate is measured here from
- * successive events (the job reports one overall rate).
- */
-export function LiveProgress({ runId, onEnd, compact = false }: { runId: string; onEnd?: (status: JobState) => void; compact?: boolean }) {
+/** Follows a run's server-sent events; measures each disk's rate from successive events. */
+function useJobStream(runId: string, onEnd: ((status: JobState) => void) | undefined) {
   const [ev, setEv] = useState<ProgressEvent | null>(null);
   const [ended, setEnded] = useState<JobState | null>(null);
   const [error, setError] = useState<Error | null>(null);
@@ -57,7 +53,16 @@ export function LiveProgress({ runId, onEnd, compact = false }: { runId: string;
       );
     return () => ac.abort();
   }, [runId]);
+  return { ev, ended, error, rates: rates.current };
+}
 
+/**
+ * Live progress of a run from the gateway's server-sent events: phase,
+ * bytes, rate and ETA per disk. The per-disk rate is measured here from
+ * successive events (the job reports one overall rate).
+ */
+export function LiveProgress({ runId, onEnd, compact = false }: { runId: string; onEnd?: (status: JobState) => void; compact?: boolean }) {
+  const { ev, ended, error, rates } = useJobStream(runId, onEnd);
   const status = ended ?? ev?.status ?? 'queued';
   const p: JobProgress | null = ev && typeof ev.progress === 'object' ? ev.progress : null;
   return (
@@ -80,40 +85,46 @@ export function LiveProgress({ runId, onEnd, compact = false }: { runId: string;
       ) : null}
       {p?.message ? <p className="muted small">{p.message}</p> : null}
       {!compact && p?.disks?.length ? (
-        <table className="table small">
-          <thead>
-            <tr>
-              <th scope="col">Disk</th>
-              <th scope="col">Phase</th>
-              <th scope="col">Copied</th>
-              <th scope="col">Rate</th>
-              <th scope="col">ETA</th>
-            </tr>
-          </thead>
-          <tbody>
-            {p.disks.map((d) => {
-              const r = rates.current.get(d.diskId)?.rate ?? 0;
-              const left = d.bytesTotal - d.bytesDone;
-              return (
-                <tr key={d.diskId}>
-                  <td>disk {d.diskId}</td>
-                  <td>{d.phase}</td>
-                  <td>
-                    <Bar value={d.bytesDone} total={d.bytesTotal} label={`disk ${d.diskId}`} warnAt={101} />
-                    <span className="small">
-                      {bytes(d.bytesDone)} / {bytes(d.bytesTotal)}
-                    </span>
-                  </td>
-                  <td>{rate(r)}</td>
-                  <td>{left <= 0 ? 'done' : r > 0 ? duration(left / r) : '–'}</td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <DiskTable disks={p.disks} rates={rates} />
       ) : null}
       {ev?.error ? <p className="error">{ev.error}</p> : null}
       <ErrorBox error={error} title="Progress stream" />
     </div>
+  );
+}
+
+function DiskTable({ disks, rates }: { disks: NonNullable<JobProgress['disks']>; rates: Map<number, DiskRate> }) {
+  return (
+    <table className="table small">
+      <thead>
+        <tr>
+          <th scope="col">Disk</th>
+          <th scope="col">Phase</th>
+          <th scope="col">Copied</th>
+          <th scope="col">Rate</th>
+          <th scope="col">ETA</th>
+        </tr>
+      </thead>
+      <tbody>
+        {disks.map((d) => {
+          const r = rates.get(d.diskId)?.rate ?? 0;
+          const left = d.bytesTotal - d.bytesDone;
+          return (
+            <tr key={d.diskId}>
+              <td>disk {d.diskId}</td>
+              <td>{d.phase}</td>
+              <td>
+                <Bar value={d.bytesDone} total={d.bytesTotal} label={`disk ${d.diskId}`} warnAt={101} />
+                <span className="small">
+                  {bytes(d.bytesDone)} / {bytes(d.bytesTotal)}
+                </span>
+              </td>
+              <td>{rate(r)}</td>
+              <td>{left <= 0 ? 'done' : r > 0 ? duration(left / r) : '–'}</td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
   );
 }
