@@ -63,6 +63,7 @@ export default [
       ],
     },
   },
+
   { files: ['libs/process/**'], rules: { 'no-restricted-imports': restrictedImports(prismaClient) } },
   { files: ['libs/db/**'], rules: { 'no-restricted-imports': restrictedImports(childProcess) } },
   { files: ['libs/config/**'], rules: { 'no-restricted-properties': 'off' } },
@@ -79,10 +80,11 @@ export default [
   { files: ['libs/db/**/*.spec.ts', 'libs/db/src/testing/**'], rules: { 'no-restricted-imports': 'off' } },
   {
     // Small units (issue 13): no function over 80 lines, blank lines and comments not counted.
-    // Tests are exempt (a describe block holds its cases). apps/cli and apps/console so far;
-    // the backend apps join when they are split.
-    files: ['apps/cli/**/*.ts', 'apps/console/**/*.ts', 'apps/console/**/*.tsx'],
-    ignores: tests,
+    // Tests are exempt (a describe block holds its cases). Not yet: the Capture Agent (prepare, copy,
+    // disk-restore restore: its copy path is being changed under issue 19) and the worker's
+    // policy-runner.ts execute (issue 17 is changing it).
+    files: ['apps/cli/**/*.ts', 'apps/console/**/*.ts', 'apps/console/**/*.tsx', 'apps/api-gateway/src/**/*.ts', 'apps/backup-worker/src/**/*.ts', 'apps/nbd-exporter/src/**/*.ts', 'apps/restore-service/src/**/*.ts'],
+    ignores: [...tests, 'apps/backup-worker/src/app/policies/policy-runner.ts'],
     rules: { 'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true }] },
   },
 ];

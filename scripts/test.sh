@@ -17,9 +17,6 @@ log "linting (house rules: eslint.config.mjs; zero findings)"
 # The module-boundary rule reads the project graph the build above computed.
 npx eslint . --max-warnings 0 || die "lint findings (above): fix them or, where a rule is wrong for a file, say why in eslint.config.mjs"
 log "running the tests"
-# Each test system runs five services with their own connection pools, and Jest runs several
-# systems at once: raise the server's connection limit for the run (best effort, not persisted).
-mariadb -uroot -e 'SET GLOBAL max_connections = GREATEST(@@max_connections, 500)' >/dev/null 2>&1 || true
 mkdir -p coverage
 set +e
 npx jest -c jest.config.cts --ci --coverage --json --outputFile=coverage/jest-results.json "$@"

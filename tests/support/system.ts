@@ -67,8 +67,6 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     ...process.env,
     DATABASE_URL: db.url,
     NODE_NAME: node,
-    // Its own queue keys: the global queues (policies, webhooks) of other systems on this Redis stay theirs.
-    QUEUE_PREFIX: node,
     LOG_LEVEL: 'log',
     SENDENSE_SECRET_KEY: 'test-secret',
     SENDENSE_INTERNAL_TOKEN: `internal-${randomBytes(16).toString('hex')}`,

@@ -10,7 +10,6 @@ import type { RetentionPolicy } from './retention';
  * its node's queues.
  */
 
-/** The default of the QUEUE_PREFIX setting (libs/config): services take the setting, this is for tools and tests. */
 export const QUEUE_PREFIX = 'sendense';
 
 export const QueueNames = {

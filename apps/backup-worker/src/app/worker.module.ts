@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CaptureAgentClient, NbdExporterClient, QueueNames } from '@sendense/contracts';
+import { CaptureAgentClient, NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
 import { tcpAddress, type WorkerSettings } from '@sendense/config';
 import { BackupPolicyRepository, BackupRepositoryRepository, createPrismaClient, SecretBox, WebhookRepository, type PrismaClient } from '@sendense/db';
 import { createRegistry, QUEUE_STATES, queueGauge, serveMetrics, workerMetrics, type Registry, type WorkerMetrics } from '@sendense/metrics';
@@ -67,7 +67,7 @@ export class WorkerServices {
       targetTls: settings.NBD_TARGET_TLS,
     });
     const restores = new RestoreDiskService(prisma, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, settings.NBD_TARGET_TLS);
-    this.producers = new Producers(settings.REDIS_URL, undefined, settings.QUEUE_PREFIX);
+    this.producers = new Producers(settings.REDIS_URL);
     this.registry = createRegistry('backup-worker');
     this.metrics = workerMetrics(this.registry);
     const policies = new BackupPolicyRepository(prisma);
@@ -148,12 +148,12 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
     this.lockSweep.unref();
     const connection = { url: this.settings.REDIS_URL, maxRetriesPerRequest: null };
     const node = this.settings.NODE_NAME;
-    const backup = new Worker(QueueNames.backup(node), process, { connection, prefix: this.settings.QUEUE_PREFIX, concurrency: this.settings.BACKUP_CONCURRENCY });
-    const maintenance = new Worker(QueueNames.maintenance(node), process, { connection: { ...connection }, prefix: this.settings.QUEUE_PREFIX, concurrency: 1 });
+    const backup = new Worker(QueueNames.backup(node), process, { connection, prefix: QUEUE_PREFIX, concurrency: this.settings.BACKUP_CONCURRENCY });
+    const maintenance = new Worker(QueueNames.maintenance(node), process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 1 });
     // Policy runs and webhook deliveries are system-wide queues: every worker
     // takes from them, BullMQ gives each job (each schedule slot) to one.
-    const policies = new Worker(QueueNames.policies, process, { connection: { ...connection }, prefix: this.settings.QUEUE_PREFIX, concurrency: this.settings.POLICY_RUN_CONCURRENCY });
-    const webhooks = new Worker(QueueNames.webhooks, process, { connection: { ...connection }, prefix: this.settings.QUEUE_PREFIX, concurrency: 4 });
+    const policies = new Worker(QueueNames.policies, process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: this.settings.POLICY_RUN_CONCURRENCY });
+    const webhooks = new Worker(QueueNames.webhooks, process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 4 });
     this.workers.push(backup, maintenance, policies, webhooks);
     for (const w of this.workers) w.on('error', (err) => this.log.error(`${w.name}: ${err.message}`));
     this.observe(backup, maintenance);

@@ -55,13 +55,8 @@ export class JobsService {
       started_at: sameRun ? isoOrNull(job.processedOn) : null,
       finished_at: sameRun ? isoOrNull(job.finishedOn) : null,
       progress: (sameRun ? (job.progress as JobProgress | number) : null) || null,
-      // A retry that completed clears the failed attempt's reason (the event log keeps it). A run the
-      // queue no longer holds (or ended without a reason) says why from its rows, else its last error event.
-      error:
-        status === 'completed' ? null
-        : sameRun && job.failedReason ? job.failedReason
-        : status === 'failed' || status === 'cancelled' ? failureOf(rows, events)
-        : null,
+      // A retry that completed clears the failed attempt's reason (the event log keeps it).
+      error: sameRun && job.failedReason && status !== 'completed' ? job.failedReason : null,
       backups: rows.map(toBackupDto),
       events: events.map((e) => ({ at: e.createdAt, level: e.level, phase: e.phase, message: e.message })),
     };
@@ -84,11 +79,4 @@ export class JobsService {
     await this.events.append({ runId, backupJobId: null, level: 'warn', phase: 'cancelled', message: 'cancelled while queued: it never started' });
     return { run_id: runId, status: 'cancelled' };
   }
-}
-
-/** Why a failed or cancelled run ended, from what the database kept: a disk's error, else the last error event. */
-function failureOf(rows: readonly { errorMessage: string | null }[], events: readonly { level: string; message: string }[]): string | null {
-  const fromRow = rows.find((r) => r.errorMessage)?.errorMessage;
-  if (fromRow) return fromRow;
-  return [...events].reverse().find((e) => e.level === 'error')?.message ?? null;
 }

@@ -6,6 +6,7 @@ import {
   JobNames,
   nextSlot,
   policySchedulerState,
+  QUEUE_PREFIX,
   QueueNames,
   retentionKeepsSomething,
   schedulePolicy,
@@ -64,7 +65,7 @@ export class PoliciesService implements OnModuleDestroy {
     @Inject(BackupPolicyRepository) private readonly policies: BackupPolicyRepository,
     @Inject(BackupRepositoryRepository) private readonly repositories: BackupRepositoryRepository,
   ) {
-    this.queue = new Queue(QueueNames.policies, { connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false }, prefix: settings.QUEUE_PREFIX });
+    this.queue = new Queue(QueueNames.policies, { connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false }, prefix: QUEUE_PREFIX });
     this.queue.on('error', () => undefined);
   }
 

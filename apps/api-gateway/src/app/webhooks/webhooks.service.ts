@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ConflictException, Inject, Injectable, NotFoundException, ServiceUnavailableException, type OnModuleDestroy } from '@nestjs/common';
 import { Queue } from 'bullmq';
-import { DefaultJobOptions, JobIds, JobNames, QueueNames, type WebhookEnvelope, type WebhookEvent } from '@sendense/contracts';
+import { DefaultJobOptions, JobIds, JobNames, QUEUE_PREFIX, QueueNames, type WebhookEnvelope, type WebhookEvent } from '@sendense/contracts';
 import type { GatewaySettings } from '@sendense/config';
 import { Prisma, SecretBox, WebhookRepository, type DeliveryRecord, type WebhookRecord } from '@sendense/db';
 import { SETTINGS } from '../common/tokens';
@@ -37,7 +37,7 @@ export class WebhooksService implements OnModuleDestroy {
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
     @Inject(WebhookRepository) private readonly webhooks: WebhookRepository,
   ) {
-    this.queue = new Queue(QueueNames.webhooks, { connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false }, prefix: settings.QUEUE_PREFIX });
+    this.queue = new Queue(QueueNames.webhooks, { connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false }, prefix: QUEUE_PREFIX });
     this.queue.on('error', () => undefined);
   }
 

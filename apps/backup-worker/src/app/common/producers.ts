@@ -15,13 +15,12 @@ export class Producers {
   constructor(
     private readonly redisUrl: string,
     private readonly pollMs = 5_000,
-    private readonly prefix = QUEUE_PREFIX,
   ) {}
 
   get(name: string): Queue {
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: this.prefix });
+      q = new Queue(name, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: QUEUE_PREFIX });
       q.on('error', () => undefined);
       this.queues.set(name, q);
     }
@@ -109,7 +108,7 @@ export class Producers {
     let events = this.events.get(queue);
     if (!events) {
       events = (async () => {
-        const e = new QueueEvents(queue, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: this.prefix });
+        const e = new QueueEvents(queue, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: QUEUE_PREFIX });
         e.on('error', () => undefined);
         await e.waitUntilReady();
         return e;

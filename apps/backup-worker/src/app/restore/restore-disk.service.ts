@@ -8,11 +8,12 @@ import {
   type CaptureAgentClient,
   type DiskReaderSpec,
   type DiskWriterSpec,
+  type NbdExportInfo,
   type NbdExporterClient,
   type RestoreDiskJobData,
   type RestoreDiskResult,
 } from '@sendense/contracts';
-import { BackupJobRepository, VmContextRepository, type PrismaClient, type SecretBox } from '@sendense/db';
+import { BackupJobRepository, VmContextRepository, type BackupJobWithRepository, type PrismaClient, type SecretBox, type VCenter, type VmContext } from '@sendense/db';
 import { WorkerStopping, type CancelRegistry } from '../backup/cancel-registry';
 import type { JobEventLog } from '../backup/job-event-log';
 import type { VmLocks } from '../backup/vm-lock';
@@ -25,6 +26,16 @@ export interface RestoreDiskProgress {
   bytesDone: number;
   bytesTotal: number;
   rateBytesPerSec: number;
+}
+
+/** What a disk restore reads from and writes to, checked before anything starts. */
+interface RestoreTarget {
+  row: BackupJobWithRepository;
+  /** The repository's root directory (config.path). */
+  root: string;
+  ctx: VmContext & { vcenter: VCenter | null };
+  vcenter: { url: string; username: string; password: string; insecure: boolean; thumbprint?: string };
+  writer: DiskWriterSpec;
 }
 
 /**
@@ -56,6 +67,35 @@ export class RestoreDiskService {
   async run(d: RestoreDiskJobData, signal: AbortSignal, report: (p: RestoreDiskProgress) => Promise<void>): Promise<RestoreDiskResult> {
     const log = (level: 'info' | 'warn' | 'error', phase: string, message: string, data: Record<string, unknown> = {}) =>
       this.events.log(d.restoreId, null, level, phase, message, data);
+    const t = await this.resolve(d);
+    const what = `restore of backup ${d.backupId} (VM ${t.row.vmName}, disk ${t.row.diskId}) into VM ${t.ctx.vmName} disk ${d.targetDeviceKey} (${d.mode})`;
+    await log('info', 'preparing', `${what} started on node ${this.nodeName}`, { requestedBy: d.requestedBy });
+    await report({ phase: 'preparing', bytesDone: 0, bytesTotal: 0, rateBytesPerSec: 0 });
+
+    // Backups of the target VM and this restore exclude each other.
+    const unlock = await this.locks.acquire(d.targetVmContextId, d.restoreId);
+    let exportName: string | null = null;
+    try {
+      const exp = await this.serveRestorePoint(d, t);
+      exportName = exp.name;
+      const result = await this.writeBack(d, t, exp, signal, report);
+      if (result.fallbackReason) await log('warn', 'planning', `quick rollback fell back to a full write (${result.fallbackReason}): ${result.fallbackDetail ?? ''}`, {});
+      await log('info', 'done', `${what} done: ${result.mode}, ${result.bytesWritten} bytes written, ${result.bytesZeroed} zeroed, ${result.extentCount} extent(s) in ${result.durationMs} ms`, {
+        ...result,
+      });
+      await report({ phase: 'done', bytesDone: result.bytesWritten + result.bytesZeroed, bytesTotal: result.bytesPlanned, rateBytesPerSec: 0 });
+      return result;
+    } catch (err) {
+      await log('error', 'failed', `${what} failed: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      if (exportName) await this.exporter.removeExport(exportName).catch((err: unknown) => log('warn', 'cleanup', `removing export ${exportName}: ${(err as Error).message}`));
+      await unlock();
+    }
+  }
+
+  /** The restore point, its repository and the target VM with its vCenter; a permanent error when this node cannot restore it. */
+  private async resolve(d: RestoreDiskJobData): Promise<RestoreTarget> {
     const row = await this.jobs.findWithRepository(d.backupId);
     if (!row) throw new PermanentError(`backup ${d.backupId} does not exist`);
     if (row.status !== 'completed') throw new PermanentError(`backup ${d.backupId} is ${row.status}; only completed backups can be restored`);
@@ -76,75 +116,63 @@ export class RestoreDiskService {
     };
     const reader = (ctx.vcenter.diskReader as DiskReaderSpec | null) ?? { kind: 'vddk' };
     const writer: DiskWriterSpec = reader.kind === 'standin-nbd' ? { kind: 'standin-nbd', harnessUrl: reader.harnessUrl } : { kind: 'vddk', libdir: reader.libdir, transports: reader.transports };
-    const what = `restore of backup ${d.backupId} (VM ${row.vmName}, disk ${row.diskId}) into VM ${ctx.vmName} disk ${d.targetDeviceKey} (${d.mode})`;
-    await log('info', 'preparing', `${what} started on node ${this.nodeName}`, { requestedBy: d.requestedBy });
-    await report({ phase: 'preparing', bytesDone: 0, bytesTotal: 0, rateBytesPerSec: 0 });
-
-    // Backups of the target VM and this restore exclude each other.
-    const unlock = await this.locks.acquire(d.targetVmContextId, d.restoreId);
-    let exportName: string | null = null;
-    try {
-      const exp = await this.exporter
-        .createExport({
-          vmContextId: row.vmContextId,
-          diskId: row.diskId,
-          type: 'diskrestore',
-          timestamp: new Date().toISOString().replace(/[-:]/g, '').replace('.', '').replace(/Z$/, ''),
-          kind: 'qcow2',
-          filePath: join(root, row.repositoryPath),
-          restorePointId: row.id,
-          // The Capture Agent is the only client: with psk it alone gets the key (in the token-protected call).
-          tls: this.sourceTls,
-        })
-        .catch((err: unknown) => {
-          if (err instanceof NbdExporterError && err.code !== 'INTERNAL') throw new PermanentError(`the nbd-exporter refuses to serve backup ${d.backupId}: ${err.message}`);
-          throw err;
-        });
-      exportName = exp.name;
-      let last = 0;
-      const result = await this.capture
-        .restoreDisk(
-          {
-            restoreId: d.restoreId,
-            vcenter,
-            vm: { moref: ctx.vmMoref, name: ctx.vmName },
-            deviceKey: d.targetDeviceKey,
-            sourceUri: exp.uri,
-            ...(exp.tlsPsk ? { sourceTlsPsk: exp.tlsPsk } : {}),
-            mode: d.mode,
-            changeId: row.changeId,
-            writer,
-          },
-          {
-            signal,
-            onProgress: (p) => {
-              const now = Date.now();
-              if (now - last < 500) return;
-              last = now;
-              void report({ phase: p.phase, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, rateBytesPerSec: p.rateBytesPerSec });
-            },
-          },
-        )
-        .catch((err: unknown) => {
-          if (err instanceof CaptureAgentError && ['VM_POWERED_ON', 'NOT_FOUND', 'INVALID_ARGUMENT', 'CANCELLED'].includes(err.code)) {
-            throw new PermanentError(`[${err.code}] ${err.message}`);
-          }
-          throw err;
-        });
-      if (result.fallbackReason) await log('warn', 'planning', `quick rollback fell back to a full write (${result.fallbackReason}): ${result.fallbackDetail ?? ''}`, {});
-      await log('info', 'done', `${what} done: ${result.mode}, ${result.bytesWritten} bytes written, ${result.bytesZeroed} zeroed, ${result.extentCount} extent(s) in ${result.durationMs} ms`, {
-        ...result,
-      });
-      await report({ phase: 'done', bytesDone: result.bytesWritten + result.bytesZeroed, bytesTotal: result.bytesPlanned, rateBytesPerSec: 0 });
-      return result;
-    } catch (err) {
-      await log('error', 'failed', `${what} failed: ${(err as Error).message}`);
-      throw err;
-    } finally {
-      if (exportName) await this.exporter.removeExport(exportName).catch((err: unknown) => log('warn', 'cleanup', `removing export ${exportName}: ${(err as Error).message}`));
-      await unlock();
-    }
+    return { row, root, ctx, vcenter, writer };
   }
+
+  /** The restore point as a read-only instant-access export (recorded with it, so maintenance holds its chain). */
+  private serveRestorePoint(d: RestoreDiskJobData, t: RestoreTarget): Promise<NbdExportInfo> {
+    return this.exporter
+      .createExport({
+        vmContextId: t.row.vmContextId,
+        diskId: t.row.diskId,
+        type: 'diskrestore',
+        timestamp: new Date().toISOString().replace(/[-:]/g, '').replace('.', '').replace(/Z$/, ''),
+        kind: 'qcow2',
+        filePath: join(t.root, t.row.repositoryPath),
+        restorePointId: t.row.id,
+        // The Capture Agent is the only client: with psk it alone gets the key (in the token-protected call).
+        tls: this.sourceTls,
+      })
+      .catch((err: unknown) => {
+        if (err instanceof NbdExporterError && err.code !== 'INTERNAL') throw new PermanentError(`the nbd-exporter refuses to serve backup ${d.backupId}: ${err.message}`);
+        throw err;
+      });
+  }
+
+  /** The Capture Agent writes the export into the powered-off VM's disk (full, or quick rollback); progress at most every 500 ms. */
+  private writeBack(d: RestoreDiskJobData, t: RestoreTarget, exp: NbdExportInfo, signal: AbortSignal, report: (p: RestoreDiskProgress) => Promise<void>): Promise<RestoreDiskResult> {
+    let last = 0;
+    return this.capture
+      .restoreDisk(
+        {
+          restoreId: d.restoreId,
+          vcenter: t.vcenter,
+          vm: { moref: t.ctx.vmMoref, name: t.ctx.vmName },
+          deviceKey: d.targetDeviceKey,
+          sourceUri: exp.uri,
+          ...(exp.tlsPsk ? { sourceTlsPsk: exp.tlsPsk } : {}),
+          mode: d.mode,
+          changeId: t.row.changeId,
+          writer: t.writer,
+        },
+        {
+          signal,
+          onProgress: (p) => {
+            const now = Date.now();
+            if (now - last < 500) return;
+            last = now;
+            void report({ phase: p.phase, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, rateBytesPerSec: p.rateBytesPerSec });
+          },
+        },
+      )
+      .catch((err: unknown) => {
+        if (err instanceof CaptureAgentError && ['VM_POWERED_ON', 'NOT_FOUND', 'INVALID_ARGUMENT', 'CANCELLED'].includes(err.code)) {
+          throw new PermanentError(`[${err.code}] ${err.message}`);
+        }
+        throw err;
+      });
+  }
+
 }
 
 export class RestoreDiskHandler implements JobHandler {

@@ -92,8 +92,8 @@ export class NbdExportManager {
     return this.reconcile();
   }
 
-  async create(request: CreateNbdExportRequest): Promise<NbdExportInfo> {
-    if (this.stopping) throw conflict('the exporter is shutting down');
+  /** The request's fields, each checked (a refusal names the field and what it must be). */
+  private checkRequest(request: CreateNbdExportRequest) {
     if (typeof request !== 'object' || request === null) throw invalid('request is missing');
     const kind = request.kind;
     if (!KINDS.includes(kind)) throw invalid(`kind ${JSON.stringify(kind)} is not one of ${KINDS.join(', ')}`);
@@ -120,7 +120,13 @@ export class NbdExportManager {
     const tlsWanted = request.tls ?? (restorePointId !== null ? this.config.restoreTls : 'none');
     if (tlsWanted !== 'psk' && tlsWanted !== 'none') throw invalid(`tls ${JSON.stringify(tlsWanted)} is not one of psk, none`);
     if (tlsWanted === 'psk' && kind !== 'qcow2') throw invalid('TLS-PSK is served by qemu-nbd: only for kind qcow2');
-    const tlsMode = tlsWanted === 'psk' ? 'psk' : null;
+    const tlsMode: 'psk' | null = tlsWanted === 'psk' ? 'psk' : null;
+    return { kind, writable, backupJobId, restorePointId, overlay, idle, tlsMode };
+  }
+
+  async create(request: CreateNbdExportRequest): Promise<NbdExportInfo> {
+    if (this.stopping) throw conflict('the exporter is shutting down');
+    const { kind, writable, backupJobId, restorePointId, overlay, idle, tlsMode } = this.checkRequest(request);
 
     const name = buildExportName(request);
     const roots = await this.roots();
