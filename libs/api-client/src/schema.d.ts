@@ -574,7 +574,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Mount a restore point read-only (the whole chain) and its file systems */
+        /**
+         * Mount a restore point read-only (the whole chain) and its file systems
+         * @description A restore point that is mounted already (or being mounted) on its node is shared: the answer is that mount. One API key holds at most RESTORE_MAX_MOUNTS_PER_KEY mounts (429 beyond it; unmount one or let the idle unmount end it).
+         */
         post: operations["RestoreController_mount"];
         delete?: never;
         options?: never;

@@ -40,6 +40,7 @@ export const gatewayEnv = {
   GATEWAY_AUTH_FAILURES_PER_MINUTE: int('Failed authentications one client address may make per minute before it is refused (429) for a minute', 10, 1, 100_000),
   REPOSITORY_ALLOWED_ROOTS: str('Colon-separated directories local repositories may be created in (symlinks resolved; keep equal to NBD_ALLOWED_ROOTS and RESTORE_ALLOWED_ROOTS)', '/var/lib/sendense'),
   GATEWAY_EXPENSIVE_CALLS_PER_MINUTE: int('Backups and mounts one API key may start per minute', 30, 1, 100_000),
+  RESTORE_MAX_MOUNTS_PER_KEY: int('Mounts one API key may hold at once (a mount of a restore point already mounted is shared and does not count again); 0: no limit', 8, 0, 10_000),
   RESTORE_SERVICE_URL: url('Internal URL of the restore-service', ['http:', 'https:'], 'http://127.0.0.1:8092'),
   NBD_EXPORTER_URL: url('Internal address of the nbd-exporter (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8091'),
   CAPTURE_AGENT_URL: url('Internal address of the Capture Agent (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8093'),

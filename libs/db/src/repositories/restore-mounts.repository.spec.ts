@@ -43,4 +43,23 @@ describe('RestoreMountRepository', () => {
     expect(await mounts.remove('m2', 'm3', 'gone')).toBe(2);
     expect(await mounts.remove()).toBe(0);
   });
+
+  it('caps the mounts one API key holds, counting parallel requests one after the other; a reuse is let through', async () => {
+    const key = await db.prisma.apiKey.create({ data: { id: 'key-cap', name: 'cap', prefix: 'sdk_cap1', keyHash: 'x', role: 'operator' } });
+    const other = await seedBackup(db.prisma, await seedVm(db.prisma, 'vm-cap'), { runId: 'r-cap' });
+    const third = await seedBackup(db.prisma, await seedVm(db.prisma, 'vm-cap3'), { runId: 'r-cap3' });
+    // Ten at once for ten different mounts, cap 3: exactly three get a row.
+    const ids = Array.from({ length: 10 }, (_, i) => `cap-${i}`);
+    const results = await Promise.all(ids.map((id, i) => mounts.createPendingWithinCap({ id, backupId: [backupId, other, third][i % 3]!, nodeName: `n-cap-${i}`, apiKeyId: key.id, cap: 3 })));
+    expect(results.filter((r) => r.created)).toHaveLength(3);
+    expect(results.filter((r) => !r.created)).toEqual(Array.from({ length: 7 }, () => ({ created: false, held: 3 })));
+    expect(await db.prisma.restoreMount.count({ where: { apiKeyId: key.id } })).toBe(3);
+    // At the cap, a restore point already mounted on that node is let through (the restore-service reuses it).
+    const held = await db.prisma.restoreMount.findFirstOrThrow({ where: { apiKeyId: key.id } });
+    expect(await mounts.createPendingWithinCap({ id: 'cap-reuse', backupId: held.backupId, nodeName: held.nodeName, apiKeyId: key.id, cap: 3 })).toEqual({ created: true });
+    // Another key is not held back by this one's mounts; cap 0 is no cap.
+    expect(await mounts.createPendingWithinCap({ id: 'cap-other-key', backupId, nodeName: 'n-other', apiKeyId: 'another-key', cap: 1 })).toEqual({ created: true });
+    expect(await mounts.createPendingWithinCap({ id: 'cap-none', backupId, nodeName: 'n-none', apiKeyId: key.id, cap: 0 })).toEqual({ created: true });
+    await mounts.remove(...ids, 'cap-reuse', 'cap-other-key', 'cap-none');
+  });
 });

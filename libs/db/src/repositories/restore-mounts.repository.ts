@@ -17,6 +17,29 @@ export class RestoreMountRepository {
     await this.prisma.restoreMount.create({ data: { ...m, mountPath: '', state: 'mounting' } });
   }
 
+  /**
+   * Recorded before mounting, for an API key holding at most `cap` mounts
+   * (0: no cap). One transaction that locks the key's api_keys row, so
+   * parallel requests of one key (on any gateway) are counted one after the
+   * other. A request for a restore point already mounted (or being mounted)
+   * on this node is let through: the restore-service reuses that mount, so
+   * it makes nothing new. Returns the mounts the key held when refused.
+   */
+  async createPendingWithinCap(m: { id: string; backupId: string; nodeName: string; apiKeyId: string; cap: number }): Promise<{ created: true } | { created: false; held: number }> {
+    return this.prisma.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT id FROM api_keys WHERE id = ${m.apiKeyId} FOR UPDATE`;
+      if (m.cap > 0) {
+        const reused = await tx.restoreMount.count({ where: { backupId: m.backupId, nodeName: m.nodeName, state: { in: ['mounting', 'mounted'] } } });
+        if (reused === 0) {
+          const held = await tx.restoreMount.count({ where: { apiKeyId: m.apiKeyId, state: { in: [...MOUNT_HOLDING_STATES] } } });
+          if (held >= m.cap) return { created: false as const, held };
+        }
+      }
+      await tx.restoreMount.create({ data: { id: m.id, backupId: m.backupId, nodeName: m.nodeName, apiKeyId: m.apiKeyId, mountPath: '', state: 'mounting' } });
+      return { created: true as const };
+    });
+  }
+
   async markMounted(id: string, mountPath: string, partitions: unknown): Promise<void> {
     await this.prisma.restoreMount.update({ where: { id }, data: { mountPath, state: 'mounted', partitions: partitions as Prisma.InputJsonValue } });
   }

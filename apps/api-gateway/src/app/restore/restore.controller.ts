@@ -16,6 +16,7 @@ import type { Request, Response } from 'express';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
 import { Expensive, READ_ROLES, RESTORE_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
+import type { AuthedRequest } from '../auth/api-key.guard';
 import { FileListingDto, MountDto, MountInfoDto } from './dto/restore.dto';
 import { RestoreProxyService } from './restore.service';
 
@@ -27,13 +28,17 @@ export class RestoreController {
   @Post('mount')
   @Roles(...RESTORE_ROLES)
   @Expensive('mounting a restore point')
-  @ApiOperation({ summary: 'Mount a restore point read-only (the whole chain) and its file systems' })
+  @ApiOperation({
+    summary: 'Mount a restore point read-only (the whole chain) and its file systems',
+    description:
+      'A restore point that is mounted already (or being mounted) on its node is shared: the answer is that mount. One API key holds at most RESTORE_MAX_MOUNTS_PER_KEY mounts (429 beyond it; unmount one or let the idle unmount end it).',
+  })
   @ApiCreatedResponse({ type: MountInfoDto, description: 'mount_id, mount_path and the partitions found' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body, or the backup is on another node' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such backup' })
   @ApiConflictResponse({ type: ErrorResponseDto, description: 'The backup is not completed' })
-  mount(@Body() b: MountDto): Promise<MountInfoDto> {
-    return this.restore.mount(b.backup_id);
+  mount(@Body() b: MountDto, @Req() req: AuthedRequest): Promise<MountInfoDto> {
+    return this.restore.mount(b.backup_id, req.principal);
   }
 
   @Get('mounts')

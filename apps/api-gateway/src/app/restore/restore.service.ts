@@ -1,4 +1,4 @@
-import { ConflictException, HttpException, Inject, Injectable, ServiceUnavailableException } from '@nestjs/common';
+import { ConflictException, HttpException, HttpStatus, Inject, Injectable, ServiceUnavailableException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +10,7 @@ import { RestoreMountRepository, type BackupJob } from '@sendense/db';
 import { RestorePointLocator } from '../common/restore-points';
 import { SETTINGS } from '../common/tokens';
 import type { MountInfoDto } from './dto/restore.dto';
+import type { Principal } from '../auth/api-key.service';
 
 const PASS_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'content-disposition', 'last-modified'];
 
@@ -75,12 +76,27 @@ export class RestoreProxyService {
     };
   }
 
-  async mount(backupId: string): Promise<MountInfoDto> {
+  async mount(backupId: string, principal?: Principal): Promise<MountInfoDto> {
     const { imagePath } = await this.imagePathOf(backupId);
     // Recorded before mounting, so maintenance never sees the chain as free while it is being mounted.
     const pendingId = randomUUID();
     const nodeName = this.settings.NODE_NAME;
-    await this.mounts.createPending({ id: pendingId, backupId, nodeName });
+    if (principal) {
+      const cap = this.settings.RESTORE_MAX_MOUNTS_PER_KEY;
+      const r = await this.mounts.createPendingWithinCap({ id: pendingId, backupId, nodeName, apiKeyId: principal.id, cap });
+      if (!r.created) {
+        throw new HttpException(
+          {
+            statusCode: HttpStatus.TOO_MANY_REQUESTS,
+            error: 'Too Many Requests',
+            message: `API key ${principal.name} holds ${r.held} mounts, the most one key may (RESTORE_MAX_MOUNTS_PER_KEY=${cap}); backup ${backupId} was not mounted: unmount one (DELETE /api/v1/restore/{mount_id}, see GET /api/v1/restore/mounts) or wait for the idle unmount`,
+          },
+          HttpStatus.TOO_MANY_REQUESTS,
+        );
+      }
+    } else {
+      await this.mounts.createPending({ id: pendingId, backupId, nodeName });
+    }
     try {
       // Mounting the same restore point twice reuses the existing mount.
       const m = await this.call((rs) => rs.mount({ imagePath, reuse: true, mountId: pendingId }));
