@@ -1,4 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
 import type { GatewaySettings } from '@sendense/config';
 import { AuthModule } from './auth/auth.module';
 import { DbModule } from './core/db.module';
@@ -20,6 +21,7 @@ import { PoliciesModule } from './policies/policies.module';
 import { WebhooksModule } from './webhooks/webhooks.module';
 import { AuditModule } from './audit/audit.module';
 import { MetricsModule } from './metrics/metrics.module';
+import { ServerErrorFilter } from './common/server-error.filter';
 
 /**
  * The gateway: shared providers (settings, database repositories, Redis and
@@ -30,6 +32,8 @@ export class AppModule {
   static forRoot(settings: GatewaySettings): DynamicModule {
     return {
       module: AppModule,
+      // Every 5xx answer is logged with its request and cause (common/server-error.filter.ts).
+      providers: [{ provide: APP_FILTER, useClass: ServerErrorFilter }],
       imports: [
         SettingsModule.forRoot(settings),
         DbModule.forRoot(settings.DATABASE_URL),

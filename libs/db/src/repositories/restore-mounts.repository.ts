@@ -1,6 +1,9 @@
 import type { PrismaClient } from '../prisma-client';
 import type { MountState, Prisma, RestoreMount } from '../generated/client';
 
+/** How long the mount-cap transaction may wait for a connection (and, twice that, run): the pool's acquire timeout and then some. */
+const TX_WAIT_MS = 10_000;
+
 /** States in which a mount holds its restore point's chain (maintenance must not merge or delete it). */
 export const MOUNT_HOLDING_STATES: readonly MountState[] = ['mounting', 'mounted', 'unmounting'];
 
@@ -24,20 +27,35 @@ export class RestoreMountRepository {
    * other. A request for a restore point already mounted (or being mounted)
    * on this node is let through: the restore-service reuses that mount, so
    * it makes nothing new. Returns the mounts the key held when refused.
+   *
+   * Prisma's interactive-transaction defaults (2 s to get a connection and
+   * BEGIN, 5 s for the whole) are shorter than the pool's own acquire timeout
+   * and than a lock wait behind nine parallel requests on a loaded host, so
+   * they are set here from TX_WAIT_MS; a failure says which mount and key.
    */
   async createPendingWithinCap(m: { id: string; backupId: string; nodeName: string; apiKeyId: string; cap: number }): Promise<{ created: true } | { created: false; held: number }> {
-    return this.prisma.$transaction(async (tx) => {
-      await tx.$queryRaw`SELECT id FROM api_keys WHERE id = ${m.apiKeyId} FOR UPDATE`;
-      if (m.cap > 0) {
-        const reused = await tx.restoreMount.count({ where: { backupId: m.backupId, nodeName: m.nodeName, state: { in: ['mounting', 'mounted'] } } });
-        if (reused === 0) {
-          const held = await tx.restoreMount.count({ where: { apiKeyId: m.apiKeyId, state: { in: [...MOUNT_HOLDING_STATES] } } });
-          if (held >= m.cap) return { created: false as const, held };
-        }
-      }
-      await tx.restoreMount.create({ data: { id: m.id, backupId: m.backupId, nodeName: m.nodeName, apiKeyId: m.apiKeyId, mountPath: '', state: 'mounting' } });
-      return { created: true as const };
-    });
+    try {
+      return await this.prisma.$transaction(
+        async (tx) => {
+          await tx.$queryRaw`SELECT id FROM api_keys WHERE id = ${m.apiKeyId} FOR UPDATE`;
+          if (m.cap > 0) {
+            const reused = await tx.restoreMount.count({ where: { backupId: m.backupId, nodeName: m.nodeName, state: { in: ['mounting', 'mounted'] } } });
+            if (reused === 0) {
+              const held = await tx.restoreMount.count({ where: { apiKeyId: m.apiKeyId, state: { in: [...MOUNT_HOLDING_STATES] } } });
+              if (held >= m.cap) return { created: false as const, held };
+            }
+          }
+          await tx.restoreMount.create({ data: { id: m.id, backupId: m.backupId, nodeName: m.nodeName, apiKeyId: m.apiKeyId, mountPath: '', state: 'mounting' } });
+          return { created: true as const };
+        },
+        { maxWait: TX_WAIT_MS, timeout: TX_WAIT_MS * 2 },
+      );
+    } catch (err) {
+      throw new Error(
+        `recording the mount of backup ${m.backupId} on node ${m.nodeName} for API key ${m.apiKeyId} (mount cap ${m.cap}) failed: ${(err as Error).message}; nothing was mounted, try again (the database may be overloaded or unreachable: GET /api/v1/health)`,
+        { cause: err },
+      );
+    }
   }
 
   async markMounted(id: string, mountPath: string, partitions: unknown): Promise<void> {

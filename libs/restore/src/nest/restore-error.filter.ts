@@ -1,5 +1,5 @@
-import { ArgumentsHost, Catch, HttpStatus, type ExceptionFilter } from '@nestjs/common';
-import type { Response } from 'express';
+import { ArgumentsHost, Catch, HttpStatus, Logger, type ExceptionFilter } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import { RangeNotSatisfiable, RestoreError } from '../lib/errors';
 
 /** The lib's typed errors as HTTP statuses (PathRejected -> 400 and so on). */
@@ -21,14 +21,21 @@ export const STATUS_BY_CODE: Record<string, number> = {
 
 @Catch(RestoreError)
 export class RestoreErrorFilter implements ExceptionFilter {
+  private readonly log = new Logger('RestoreError');
+
   catch(error: RestoreError, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
+    const status = STATUS_BY_CODE[error.code] ?? HttpStatus.INTERNAL_SERVER_ERROR;
+    // A 5xx is ours, not the caller's: the log says which request and why (the gateway passes the answer on).
+    if (status >= 500) {
+      const req = host.switchToHttp().getRequest<Request>();
+      this.log.error(`${req.method} ${req.originalUrl ?? req.url} answered ${status}: ${error.code}: ${error.message}`, error.stack);
+    }
     // Mid-stream failure: the status line is gone, only aborting is honest.
     if (res.headersSent) {
       res.destroy(error);
       return;
     }
-    const status = STATUS_BY_CODE[error.code] ?? HttpStatus.INTERNAL_SERVER_ERROR;
     if (error instanceof RangeNotSatisfiable) res.setHeader('Content-Range', `bytes */${error.size}`);
     res.status(status).json({ statusCode: status, error: error.code, message: error.message });
   }
