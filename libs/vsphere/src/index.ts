@@ -1,10 +1,12 @@
 export * from './lib/client';
 export * from './lib/errors';
+export { FolderNotFoundError, InvalidFolderPathError, MAX_FOLDER_PATH, parseFolderPath } from './lib/folders';
 export * from './lib/types';
 export type { SessionOptions } from './lib/session';
 export { VSphereSession } from './lib/session';
 export type { TlsOptions } from './lib/tls';
 export type { VmSelector } from './lib/inventory';
+export { inventoryRecord } from './lib/inventory';
 export type { CreateSnapshotOptions, RemoveSnapshotOptions } from './lib/snapshots';
 export type { TaskResult, WaitOptions } from './lib/tasks';
 export * from './testing/stand-in';

@@ -1,4 +1,5 @@
 import { queryChangedDiskAreas, queryChangedDiskAreasPage } from './cbt';
+import { listVmsInFolder } from './folders';
 import { findVm, getSnapshotDisks, getVm, listSnapshots, listVms, vmRef, type VmSelector } from './inventory';
 import { VSphereSession, type SessionOptions } from './session';
 import { createSnapshot, enableChangeTracking, removeSnapshot, setPower, type CreateSnapshotOptions, type RemoveSnapshotOptions } from './snapshots';
@@ -50,6 +51,15 @@ export class VSphereClient {
 
   listVms(): Promise<VmInfo[]> {
     return listVms(this.session, this.pageSize);
+  }
+
+  /**
+   * The VMs in an inventory folder and its sub-folders: `prod/web` below the
+   * datacenter's VM folder, `<datacenter>/prod/web` when there are several
+   * (see `parseFolderPath`). FolderNotFoundError names what exists where the path stopped.
+   */
+  listVmsInFolder(path: string): Promise<VmInfo[]> {
+    return listVmsInFolder(this.session, path, this.pageSize);
   }
 
   /** By name, managed object id or instance UUID; NotFoundError if none (or several). */

@@ -52,13 +52,29 @@ function toVmInfo(ref: MoRef, props: Record<string, unknown>): VmInfo {
   };
 }
 
+/** What a VM import stores of a listed VM (the shape of libs/db `InventoryVm`). */
+export function inventoryRecord(vm: VmInfo) {
+  return {
+    name: vm.name,
+    moref: vm.ref.value,
+    instanceUuid: vm.instanceUuid ?? null,
+    cbtEnabled: vm.changeTrackingEnabled,
+    disks: vm.disks.map((d) => ({ deviceKey: d.key, label: d.label ?? null, capacityBytes: d.capacityBytes, fileName: d.fileName ?? null })),
+  };
+}
+
 export function vmRef(value: string): MoRef {
   return { type: 'VirtualMachine', value };
 }
 
 /** Every VM in the inventory with its disks (paged RetrievePropertiesEx). */
 export async function listVms(session: VSphereSession, pageSize?: number): Promise<VmInfo[]> {
-  const objs = await withContainerView(session, 'VirtualMachine', (view) =>
+  return listVmsIn(session, undefined, pageSize);
+}
+
+/** Every VM below a container (folder, recursive; default: the root folder) with its disks. */
+export async function listVmsIn(session: VSphereSession, container: MoRef | undefined, pageSize?: number): Promise<VmInfo[]> {
+  const objs = await withContainerView(session, 'VirtualMachine', container, (view) =>
     retrieveProperties(session, { type: 'VirtualMachine', pathSet: VM_PATHS, objects: [view], viaContainerView: true }, pageSize),
   );
   return objs.map((o) => toVmInfo(o.obj, o.props));
@@ -76,7 +92,7 @@ export async function findVm(session: VSphereSession, selector: VmSelector, page
   if ('moref' in selector) return getVm(session, vmRef(selector.moref));
   // Match on two small properties first; a vCenter may hold thousands of
   // VMs, and only the match needs its devices.
-  const all = await withContainerView(session, 'VirtualMachine', (view) =>
+  const all = await withContainerView(session, 'VirtualMachine', undefined, (view) =>
     retrieveProperties(
       session,
       { type: 'VirtualMachine', pathSet: ['name', 'config.instanceUuid'], objects: [view], viaContainerView: true },

@@ -84,16 +84,17 @@ export async function retrieveOne(
   return res[0]?.props ?? {};
 }
 
-/** A ContainerView of all objects of `type` under the root folder. */
+/** A ContainerView of all objects of `type` under `container` (recursive; default: the root folder). */
 export async function withContainerView<T>(
   session: VSphereSession,
   type: string,
+  container: MoRef | undefined,
   use: (view: MoRef) => Promise<T>,
 ): Promise<T> {
   const sc = session.serviceContent;
   const rv = await session.call(
     'CreateContainerView',
-    moRefEl('_this', sc.viewManager) + moRefEl('container', sc.rootFolder) + el('type', type) + el('recursive', true),
+    moRefEl('_this', sc.viewManager) + moRefEl('container', container ?? sc.rootFolder) + el('type', type) + el('recursive', true),
   );
   const view = toMoRef(rv);
   if (!view) throw new Error('CreateContainerView returned no view');

@@ -110,6 +110,11 @@ export class HarnessClient {
   }
 
   /** A CBT bug on purpose: while on, incremental QueryChangedDiskAreas answers for the disk leave out their largest changed area. */
+  /** Moves the VM into an inventory folder below the datacenter's vm folder (`prod/web`; made when missing), by MoveIntoFolder_Task. */
+  moveToFolder(vm: string, path: string): Promise<{ moref: string; folder: string }> {
+    return this.request('POST', `/vms/${encodeURIComponent(vm)}/folder`, { path });
+  }
+
   cbtFault(vm: string, deviceKey: number, forgetOneArea: boolean): Promise<HarnessDisk> {
     return this.request('POST', this.disk(vm, deviceKey, 'cbt-fault'), { forgetOneArea });
   }

@@ -28,6 +28,8 @@ export interface StandInVmConfig {
   guestId?: string;
   changeTrackingEnabled?: boolean;
   disks: StandInDiskConfig[];
+  /** Inventory folder below the datacenter's vm folder, e.g. `prod/web` (made when missing); none: the vm folder itself. */
+  folder?: string;
 }
 
 export interface StandInOptions {

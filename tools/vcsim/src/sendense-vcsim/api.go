@@ -101,6 +101,24 @@ func (h *harness) route(r *http.Request) (interface{}, error) {
 	switch {
 	case len(rest) == 0 && get:
 		return vm.status(), nil
+	// POST /harness/vms/{vm}/folder {"path": "prod/web"}
+	case len(rest) == 1 && rest[0] == "folder" && post:
+		var req struct {
+			Path *string `json:"path"`
+		}
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		if req.Path == nil {
+			return nil, httpErr(http.StatusBadRequest, "path is required")
+		}
+		if _, err := folderPath(*req.Path); err != nil {
+			return nil, httpErr(http.StatusBadRequest, "%v", err)
+		}
+		if err := h.moveToFolder(r.Context(), vm, *req.Path); err != nil {
+			return nil, err
+		}
+		return map[string]string{"moref": vm.ref.Value, "folder": *req.Path}, nil
 	// GET /harness/vms/{vm}/snapshots/{snap}/disks/{key}/nbd
 	case len(rest) == 5 && rest[0] == "snapshots" && rest[2] == "disks" && rest[4] == "nbd" && get:
 		d, err := disk(rest[3])

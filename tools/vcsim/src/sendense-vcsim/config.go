@@ -23,6 +23,23 @@ type vmConfig struct {
 	// (default false, as on a freshly created VM).
 	ChangeTrackingEnabled bool         `json:"changeTrackingEnabled"`
 	Disks                 []diskConfig `json:"disks"`
+	// Folder is the VM's inventory folder below the datacenter's vm folder,
+	// e.g. "prod/web" (made when missing); empty: the vm folder itself.
+	Folder string `json:"folder"`
+}
+
+// folderPath splits "prod/web" into its names; every name must be non-empty.
+func folderPath(path string) ([]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	for _, p := range parts {
+		if p == "" || strings.ContainsAny(p, "\x00") {
+			return nil, fmt.Errorf("folder %q: empty or invalid folder name", path)
+		}
+	}
+	return parts, nil
 }
 
 type diskConfig struct {
@@ -74,6 +91,9 @@ func (c *harnessConfig) validate() error {
 		seen[vm.Name] = true
 		if vm.GuestID == "" {
 			vm.GuestID = "otherLinux64Guest"
+		}
+		if _, err := folderPath(vm.Folder); err != nil {
+			return fmt.Errorf("vm %s: %w", vm.Name, err)
 		}
 		for j := range vm.Disks {
 			d := &vm.Disks[j]

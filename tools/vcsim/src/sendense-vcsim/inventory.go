@@ -45,7 +45,8 @@ type harness struct {
 	window   int64
 	vms      map[string]*harnessVM // by moref value
 	hookRef  types.ManagedObjectReference
-	runDir   string // short socket directory, only for deep state dirs
+	runDir   string   // short socket directory, only for deep state dirs
+	sdk      *url.URL // the simulator's SDK URL with the login, for harness calls
 }
 
 func newHarness(stateDir string, window int64) *harness {
@@ -71,6 +72,7 @@ func (h *harness) vm(ref string) *harnessVM {
 
 // createVMs adds the configured VMs to the simulator through its SOAP API.
 func (h *harness) createVMs(ctx context.Context, sdk *url.URL, cfg *harnessConfig) error {
+	h.sdk = sdk
 	c, err := govmomi.NewClient(ctx, sdk, true)
 	if err != nil {
 		return err
@@ -98,7 +100,15 @@ func (h *harness) createVMs(ctx context.Context, sdk *url.URL, cfg *harnessConfi
 		return err
 	}
 	for _, vc := range cfg.VMs {
-		if err := h.createVM(ctx, folders.VmFolder, pool, ds, vc); err != nil {
+		parts, err := folderPath(vc.Folder)
+		if err != nil {
+			return fmt.Errorf("vm %s: %w", vc.Name, err)
+		}
+		folder, err := ensureFolder(ctx, folders.VmFolder, parts)
+		if err != nil {
+			return fmt.Errorf("vm %s: folder %s: %w", vc.Name, vc.Folder, err)
+		}
+		if err := h.createVM(ctx, folder, pool, ds, vc); err != nil {
 			return fmt.Errorf("vm %s: %w", vc.Name, err)
 		}
 	}
@@ -197,6 +207,71 @@ func (h *harness) createVM(ctx context.Context, folder *object.Folder, pool *obj
 	h.vms[ref.Value] = hv
 	h.mu.Unlock()
 	return nil
+}
+
+// ensureFolder walks the child folders of root by name, creating the
+// missing ones through the simulator's CreateFolder.
+func ensureFolder(ctx context.Context, root *object.Folder, parts []string) (*object.Folder, error) {
+	f := root
+	for _, name := range parts {
+		kids, err := f.Children(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var next *object.Folder
+		for _, k := range kids {
+			kf, ok := k.(*object.Folder)
+			if !ok {
+				continue
+			}
+			var m mo.Folder
+			if err := kf.Properties(ctx, kf.Reference(), []string{"name"}, &m); err != nil {
+				return nil, err
+			}
+			if m.Name == name {
+				next = kf
+				break
+			}
+		}
+		if next == nil {
+			if next, err = f.CreateFolder(ctx, name); err != nil {
+				return nil, err
+			}
+		}
+		f = next
+	}
+	return f, nil
+}
+
+// moveToFolder moves a VM into the folder path below the datacenter's vm
+// folder (made when missing) with MoveIntoFolder_Task, as an administrator would.
+func (h *harness) moveToFolder(ctx context.Context, vm *harnessVM, path string) error {
+	parts, err := folderPath(path)
+	if err != nil {
+		return err
+	}
+	c, err := govmomi.NewClient(ctx, h.sdk, true)
+	if err != nil {
+		return err
+	}
+	defer c.Logout(ctx)
+	dc, err := find.NewFinder(c.Client, false).DefaultDatacenter(ctx)
+	if err != nil {
+		return err
+	}
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		return err
+	}
+	folder, err := ensureFolder(ctx, folders.VmFolder, parts)
+	if err != nil {
+		return err
+	}
+	task, err := folder.MoveInto(ctx, []types.ManagedObjectReference{vm.ref})
+	if err != nil {
+		return err
+	}
+	return task.Wait(ctx)
 }
 
 // shortDir returns a directory under a per-run temporary directory, for
