@@ -58,13 +58,19 @@ export interface FaultBed {
   stop(): Promise<void>;
 }
 
-export async function startFaultBed(opts: { vms: NonNullable<StandInOptions['vms']>; repositories?: { name: string; cbt_audit_samples?: number }[]; env?: Record<string, string> }): Promise<FaultBed> {
+export async function startFaultBed(opts: {
+  vms: NonNullable<StandInOptions['vms']>;
+  repositories?: { name: string; cbt_audit_samples?: number }[];
+  env?: Record<string, string>;
+  /** The VMs `vcenter import` imports (default: all of `vms`). */
+  importVms?: string[];
+}): Promise<FaultBed> {
   const work = await mkdtemp(join(tmpdir(), 'sendense-fault-'));
   const standIn = await startStandIn({ stateDir: join(work, 'vcsim'), vms: opts.vms });
   let sys: System | undefined;
   try {
     sys = await startSystem({ env: opts.env ?? {} });
-    await registerStandIn(sys, standIn, opts.vms.map((v) => v.name));
+    await registerStandIn(sys, standIn, opts.importVms ?? opts.vms.map((v) => v.name));
     for (const r of opts.repositories ?? [{ name: 'local' }]) {
       const res = await sys.call('POST', '/api/v1/repositories', { type: 'local', path: join(sys.repoDir, r.name), ...r });
       if (res.status !== 201) throw new Error(`repository ${r.name} answered ${res.status}: ${JSON.stringify(res.body)}`);

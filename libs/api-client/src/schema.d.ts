@@ -1036,7 +1036,7 @@ export interface components {
              * @example Europe/Berlin
              */
             timezone?: string;
-            /** @description Which VMs: names and/or a name pattern (at least one) */
+            /** @description Which VMs: names, a name pattern and/or a folder (at least one) */
             vms: components["schemas"]["PolicyVmsDto"];
             /**
              * @description No VM backup starts after this HH:MM (policy time zone); running ones are not stopped
@@ -1384,6 +1384,11 @@ export interface components {
             vm_name: string;
         };
         PolicyVmsDto: {
+            /**
+             * @description vCenter inventory folder below the datacenter's VM folder, VMs in sub-folders too, resolved on every registered vCenter at every run (VMs not imported yet are imported). Names match exactly; with several datacenters the first name is the datacenter (dc1/prod/web); a / in a folder name is written %2f as vCenter stores it
+             * @example prod/web
+             */
+            folder?: string;
             /**
              * @description Glob over VM names (`*` any characters, `?` one), resolved at every run
              * @example web-*

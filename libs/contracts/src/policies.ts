@@ -11,7 +11,11 @@ export interface PolicySelector {
   vmNames?: string[];
   /** Glob over VM names: `*` any run of characters, `?` one character; case-sensitive. */
   namePattern?: string;
-  /** vCenter inventory folder path below the datacenter's vm folder, e.g. `prod/web` (VMs in sub-folders too). */
+  /**
+   * vCenter inventory folder path below the datacenter's vm folder, e.g. `prod/web` (VMs in sub-folders too),
+   * resolved on every registered vCenter at each run; with several datacenters the first name is the
+   * datacenter (`dc1/prod/web`). Names match exactly (libs/vsphere `parseFolderPath`).
+   */
   folder?: string;
 }
 

@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicat
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CaptureAgentClient, NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
 import { tcpAddress, type WorkerSettings } from '@sendense/config';
-import { BackupPolicyRepository, BackupRepositoryRepository, createPrismaClient, SecretBox, WebhookRepository, type PrismaClient } from '@sendense/db';
+import { BackupPolicyRepository, BackupRepositoryRepository, createPrismaClient, SecretBox, VCenterRepository, VmContextRepository, WebhookRepository, type PrismaClient } from '@sendense/db';
 import { createRegistry, QUEUE_STATES, queueGauge, serveMetrics, workerMetrics, type Registry, type WorkerMetrics } from '@sendense/metrics';
 import { attemptsEnded, DefaultJobOptions, JobIds, JobNames, type BackupVmJobData, type VerifyRestorePointJobData } from '@sendense/contracts';
 import { Producers } from './common/producers';
@@ -10,6 +10,7 @@ import { WebhookNotifier } from './webhooks/webhook-notifier';
 import { WebhookDeliveryHandler } from './webhooks/webhook-delivery';
 import { suspectEvents } from './webhooks/chain-events';
 import { PolicyRunner } from './policies/policy-runner';
+import { FolderResolver } from './policies/folder-resolver';
 import { CheckAlertsHandler, RunPolicyHandler } from './policies/policy.handlers';
 import { AlertsService } from './alerts/alerts.service';
 import type { BackupRunResult } from './backup/backup.service';
@@ -74,7 +75,8 @@ export class WorkerServices {
     const repositoryRows = new BackupRepositoryRepository(prisma);
     this.repositoryRows = repositoryRows;
     this.notifier = new WebhookNotifier(new WebhookRepository(prisma), this.producers);
-    const runner = new PolicyRunner(policies, repositoryRows, this.producers, this.redis, this.notifier, this.metrics);
+    const folders = new FolderResolver(new VCenterRepository(prisma), new VmContextRepository(prisma), secrets);
+    const runner = new PolicyRunner(policies, repositoryRows, this.producers, this.redis, this.notifier, this.metrics, folders);
     const alerts = new AlertsService({
       repositories: repositoryRows,
       registry: this.repositories,

@@ -56,4 +56,20 @@ describe('VmContextRepository', () => {
     await vms.recordBackedUp(vm!.contextId, { vmName: 'web-after-backup', instanceUuid: 'uuid-9' });
     expect(await vms.find(vm!.contextId)).toMatchObject({ vmName: 'web-after-backup', instanceUuid: 'uuid-9', cbtEnabled: true, cbtState: 'enabled' });
   });
+
+  it('imports an inventory VM (context and disks) as vcenter import does; again: same context, disks synced', async () => {
+    const vc = { id: seen.vcenterId, url: 'https://vc:443/sdk' };
+    const disk = { deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 1 << 20, fileName: '[ds] imp/imp.vmdk' };
+    const a = await vms.importSeen(vc, { name: 'imp', moref: 'vm-77', instanceUuid: null, cbtEnabled: false, disks: [disk] });
+    expect(a).toMatchObject({ vmName: 'imp', vcenterHost: 'vc', vmMoref: 'vm-77', cbtState: 'disabled' });
+    const b = await vms.importSeen(vc, { name: 'imp', moref: 'vm-77', instanceUuid: null, cbtEnabled: false, disks: [disk, { ...disk, deviceKey: 2001 }] });
+    expect(b.contextId).toBe(a.contextId);
+    const withDisks = (await vms.findWithDisks(a.contextId))!;
+    expect(withDisks.disks.map((d) => [d.diskIndex, d.deviceKey])).toEqual([
+      [0, 2000],
+      [1, 2001],
+    ]);
+    expect((await vms.findByVCenter(seen.vcenterId)).map((v) => v.vmMoref)).toContain('vm-77');
+    expect(await vms.findByVCenter('no-such-vcenter')).toEqual([]);
+  });
 });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { PrismaClient } from '../prisma-client';
 import type { VCenter, VmContext, VmDisk } from '../generated/client';
+import { VmDiskRepository, type DiskSeen } from './vm-disks.repository';
 
 export type VmContextWithDisks = VmContext & { disks: VmDisk[] };
 export type VmContextForBackup = VmContext & { vcenter: VCenter | null; disks: VmDisk[] };
@@ -14,6 +15,15 @@ export interface VmSeen {
   vmMoref: string;
   instanceUuid: string | null;
   cbtEnabled: boolean;
+}
+
+/** A VM as an inventory read returns it (libs/vsphere VmInfo, reduced to what is stored). */
+export interface InventoryVm {
+  name: string;
+  moref: string;
+  instanceUuid: string | null;
+  cbtEnabled: boolean;
+  disks: DiskSeen[];
 }
 
 /** A context id people can read: ctx-<name>-<8 hex>. */
@@ -32,6 +42,11 @@ export class VmContextRepository {
   /** Every VM of that name (two vCenters may each have one). */
   findByName(vmName: string): Promise<VmContext[]> {
     return this.prisma.vmContext.findMany({ where: { vmName }, orderBy: { contextId: 'asc' } });
+  }
+
+  /** The VMs imported from one vCenter. */
+  findByVCenter(vcenterId: string): Promise<VmContext[]> {
+    return this.prisma.vmContext.findMany({ where: { vcenterId }, orderBy: { vmName: 'asc' } });
   }
 
   /** One VM with the vCenter it was imported from (null when that vCenter was removed), or null. */
@@ -72,5 +87,23 @@ export class VmContextRepository {
       create: { contextId, ...vm, cbtState: vm.cbtEnabled ? 'enabled' : 'disabled' },
       update: { vmName: vm.vmName, vcenterId: vm.vcenterId, instanceUuid: vm.instanceUuid, cbtEnabled: vm.cbtEnabled },
     });
+  }
+
+  /**
+   * A VM import (`vcenter import`, and a policy run that finds a VM in its
+   * folder not imported yet): the context registered or refreshed by vCenter
+   * host and moref, its disk rows synced.
+   */
+  async importSeen(vcenter: Pick<VCenter, 'id' | 'url'>, vm: InventoryVm): Promise<VmContext> {
+    const ctx = await this.registerSeen({
+      vmName: vm.name,
+      vcenterId: vcenter.id,
+      vcenterHost: new URL(vcenter.url).host,
+      vmMoref: vm.moref,
+      instanceUuid: vm.instanceUuid,
+      cbtEnabled: vm.cbtEnabled,
+    });
+    await new VmDiskRepository(this.prisma).syncSeen(ctx.contextId, vm.disks);
+    return ctx;
   }
 }

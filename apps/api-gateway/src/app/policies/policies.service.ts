@@ -17,6 +17,7 @@ import {
 } from '@sendense/contracts';
 import type { GatewaySettings } from '@sendense/config';
 import { BackupPolicyRepository, BackupRepositoryRepository, Prisma, type BackupPolicyRecord, type PolicyRunRecord } from '@sendense/db';
+import { parseFolderPath } from '@sendense/vsphere';
 import { SETTINGS } from '../common/tokens';
 import type { CreatePolicyDto, PolicyDto, PolicyRetentionDto, PolicyRunDto, PolicyRunPageDto, PolicyRunStartedDto } from './dto/policy.dto';
 
@@ -87,7 +88,7 @@ export class PoliciesService implements OnModuleDestroy {
       timezone: p.timezone,
       repository_id: p.repositoryId,
       repository: repo?.name ?? p.repositoryId,
-      vms: { names: p.selector.vmNames ?? [], ...(p.selector.namePattern ? { name_pattern: p.selector.namePattern } : {}) },
+      vms: { names: p.selector.vmNames ?? [], ...(p.selector.namePattern ? { name_pattern: p.selector.namePattern } : {}), ...(p.selector.folder ? { folder: p.selector.folder } : {}) },
       full_every_days: p.fullEveryDays,
       full_after_incrementals: p.fullAfterIncrementals,
       synthetic_full: p.syntheticFull,
@@ -113,7 +114,15 @@ export class PoliciesService implements OnModuleDestroy {
     const timezone = b.timezone ?? 'UTC';
     const next = nextSlot({ cron: b.cron, timezone });
     if (next instanceof Error) throw new BadRequestException(next.message);
-    if (!b.vms.names?.length && !b.vms.name_pattern) throw new BadRequestException('vms needs names or a name_pattern');
+    if (!b.vms.names?.length && !b.vms.name_pattern && !b.vms.folder) throw new BadRequestException('vms needs names, a name_pattern or a folder');
+    let folder: string | undefined;
+    if (b.vms.folder !== undefined) {
+      try {
+        folder = parseFolderPath(b.vms.folder).join('/');
+      } catch (err) {
+        throw new BadRequestException((err as Error).message);
+      }
+    }
     const repo = await this.repositories.findByIdOrName(b.repository);
     if (!repo) throw new NotFoundException(`no repository with id or name ${b.repository}`);
     const retention = retentionOfApi(b.retention);
@@ -123,7 +132,7 @@ export class PoliciesService implements OnModuleDestroy {
       cron: b.cron,
       timezone,
       repositoryId: repo.id,
-      selector: { ...(b.vms.names?.length ? { vmNames: b.vms.names } : {}), ...(b.vms.name_pattern ? { namePattern: b.vms.name_pattern } : {}) },
+      selector: { ...(b.vms.names?.length ? { vmNames: b.vms.names } : {}), ...(b.vms.name_pattern ? { namePattern: b.vms.name_pattern } : {}), ...(folder ? { folder } : {}) },
       fullEveryDays: b.full_every_days ?? null,
       fullAfterIncrementals: b.full_after_incrementals ?? null,
       syntheticFull: b.synthetic_full ?? false,

@@ -1,7 +1,7 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
-import { InvalidLoginError, SoapFaultError, TransportError, VSphereClient, type VmInfo } from '@sendense/vsphere';
+import { inventoryRecord, InvalidLoginError, SoapFaultError, TransportError, VSphereClient, type VmInfo } from '@sendense/vsphere';
 import type { GatewaySettings } from '@sendense/config';
-import { SecretBox, VCenterRepository, VmContextRepository, VmDiskRepository, type VCenter } from '@sendense/db';
+import { SecretBox, VCenterRepository, VmContextRepository, type VCenter } from '@sendense/db';
 import type { DiskReaderSpec } from '@sendense/contracts';
 import { SETTINGS } from '../common/tokens';
 import type { ImportedVmDto, VCenterDto } from './dto/vcenter.dto';
@@ -45,7 +45,6 @@ export function loginFailure(err: unknown): string {
 export class VCentersService {
   constructor(
     private readonly vcenters: VCenterRepository,
-    private readonly disks: VmDiskRepository,
     private readonly vms: VmContextRepository,
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
   ) {}
@@ -113,22 +112,9 @@ export class VCentersService {
       if (missing.length) throw new NotFoundException(`vCenter ${v.name} has no VM named ${missing.join(', ')}`);
       vms = vms.filter((vm) => names.includes(vm.name));
     }
-    const host = new URL(v.url).host;
     const out: ImportedVmDto[] = [];
     for (const vm of vms) {
-      const ctx = await this.vms.registerSeen({
-        vmName: vm.name,
-        vcenterId: v.id,
-        vcenterHost: host,
-        vmMoref: vm.ref.value,
-        instanceUuid: vm.instanceUuid ?? null,
-        cbtEnabled: vm.changeTrackingEnabled,
-      });
-      const contextId = ctx.contextId;
-      await this.disks.syncSeen(
-        contextId,
-        vm.disks.map((d) => ({ deviceKey: d.key, label: d.label ?? null, capacityBytes: d.capacityBytes, fileName: d.fileName ?? null })),
-      );
+      const ctx = await this.vms.importSeen(v, inventoryRecord(vm));
       out.push({ context_id: ctx.contextId, vm_name: ctx.vmName, moref: ctx.vmMoref, disks: vm.disks.length, cbt_enabled: ctx.cbtEnabled });
     }
     return out;

@@ -10,6 +10,7 @@ import type { Producers } from '../common/producers';
 import type { WebhookNotifier } from '../webhooks/webhook-notifier';
 import type { BackupRunResult } from '../backup/backup.service';
 import { chooseType, selectVms, unmatchedNames, windowDeadline } from './policy-rules';
+import type { FolderResolver } from './folder-resolver';
 
 const DAY_MS = 86_400_000;
 
@@ -40,6 +41,7 @@ export class PolicyRunner {
     private readonly redis: Redis,
     private readonly notifier: WebhookNotifier,
     private readonly metrics: WorkerMetrics,
+    private readonly folders: Pick<FolderResolver, 'resolve'>,
   ) {}
 
   async run(job: Job<RunPolicyJobData>): Promise<PolicyRunRecord | { skipped: string }> {
@@ -70,12 +72,19 @@ export class PolicyRunner {
     const repo = await this.repositories.find(policy.repositoryId);
     if (!repo) throw new Error(`repository ${policy.repositoryId} of policy ${policy.name} does not exist`);
     if (!repo.enabled) throw new Error(`repository ${repo.name} of policy ${policy.name} is disabled`);
-    const registered = await this.policies.vms();
-    const selected = selectVms(registered, policy.selector);
     const notes: string[] = [];
+    // The folder first: VMs in it that were never imported are imported now, so the selection sees them.
+    let members: Set<string> | undefined;
+    if (policy.selector.folder) {
+      const f = await this.folders.resolve(policy.selector.folder);
+      members = f.contextIds;
+      if (f.imported.length) notes.push(`imported from folder ${policy.selector.folder}: ${f.imported.join(', ')}`);
+      notes.push(...f.unreachable);
+    }
+    const registered = await this.policies.vms();
+    const selected = selectVms(registered, policy.selector, members);
     const missing = unmatchedNames(registered, policy.selector);
     if (missing.length) notes.push(`no registered VM named ${missing.join(', ')}`);
-    if (policy.selector.folder) notes.push(`folder selection (${policy.selector.folder}) is not resolved by this version; only names and patterns are`);
     const deadline = windowDeadline(slot, policy.windowEnd, policy.timezone);
     const now = new Date();
     const vms: PolicyRunVm[] = [];

@@ -16,7 +16,7 @@ function duration(ms: number | null | undefined): string {
 }
 
 function vmsOf(p: Policy): string {
-  const parts = [...(p.vms.names ?? []), ...(p.vms.name_pattern ? [`pattern ${p.vms.name_pattern}`] : [])];
+  const parts = [...(p.vms.names ?? []), ...(p.vms.name_pattern ? [`pattern ${p.vms.name_pattern}`] : []), ...(p.vms.folder ? [`folder ${p.vms.folder}`] : [])];
   return parts.join(', ') || '-';
 }
 
@@ -83,6 +83,7 @@ function create(policy: Command, act: Act): void {
     .requiredOption('--repository <name|id>', 'repository the backups go to')
     .option('--vm <name>', 'a VM (name or context id); repeat for more', collect)
     .option('--vm-pattern <glob>', 'VMs whose name matches (* and ?), resolved at every run')
+    .option('--folder <path>', "VMs in this vCenter folder and its sub-folders (below the datacenter's VM folder, e.g. prod/web; dc1/prod/web with several datacenters), resolved at every run")
     .option('--full-every-days <n>', 'a full when the last full is N days old', int('--full-every-days', 1))
     .option('--full-after <n>', 'a full after N incrementals', int('--full-after', 1))
     .option('--synthetic-full', 'make a due full by consolidating the chain instead of reading the whole VM')
@@ -96,7 +97,7 @@ function create(policy: Command, act: Act): void {
     .option('--paused', 'create it paused')
     .addHelpText('after', example('sendense-ctl policy create --name nightly --cron "0 22 * * *" --timezone Europe/Berlin --repository local --vm-pattern "web-*" --full-every-days 7 --keep-last 14 --window-end 06:00'))
     .action(
-      act(async (ctx, o: { name: string; cron: string; timezone: string; repository: string; vm?: string[]; vmPattern?: string; fullEveryDays?: number; fullAfter?: number; syntheticFull?: boolean; keepLast?: number; daily?: number; weekly?: number; monthly?: number; windowEnd?: string; concurrency?: number; maxAgeHours?: number; paused?: boolean }) => {
+      act(async (ctx, o: { name: string; cron: string; timezone: string; repository: string; vm?: string[]; vmPattern?: string; folder?: string; fullEveryDays?: number; fullAfter?: number; syntheticFull?: boolean; keepLast?: number; daily?: number; weekly?: number; monthly?: number; windowEnd?: string; concurrency?: number; maxAgeHours?: number; paused?: boolean }) => {
         const retention = [o.keepLast, o.daily, o.weekly, o.monthly].some((x) => x !== undefined)
           ? { keep_last: o.keepLast ?? 0, daily: o.daily ?? 0, weekly: o.weekly ?? 0, monthly: o.monthly ?? 0 }
           : undefined;
@@ -107,7 +108,7 @@ function create(policy: Command, act: Act): void {
               cron: o.cron,
               timezone: o.timezone,
               repository: o.repository,
-              vms: { ...(o.vm ? { names: o.vm } : {}), ...(o.vmPattern ? { name_pattern: o.vmPattern } : {}) },
+              vms: { ...(o.vm ? { names: o.vm } : {}), ...(o.vmPattern ? { name_pattern: o.vmPattern } : {}), ...(o.folder ? { folder: o.folder } : {}) },
               ...(o.fullEveryDays ? { full_every_days: o.fullEveryDays } : {}),
               ...(o.fullAfter ? { full_after_incrementals: o.fullAfter } : {}),
               ...(o.syntheticFull ? { synthetic_full: true } : {}),

@@ -22,6 +22,16 @@ export class PolicyVmsDto {
   @IsOptional()
   @SafeName(255)
   name_pattern?: string;
+  @ApiPropertyOptional({
+    description:
+      "vCenter inventory folder below the datacenter's VM folder, VMs in sub-folders too, resolved on every registered vCenter at every run (VMs not imported yet are imported). " +
+      'Names match exactly; with several datacenters the first name is the datacenter (dc1/prod/web); a / in a folder name is written %2f as vCenter stores it',
+    example: 'prod/web',
+    maxLength: 512,
+  })
+  @IsOptional()
+  @SafeName(512)
+  folder?: string;
 }
 
 export class CreatePolicyDto {
@@ -37,7 +47,7 @@ export class CreatePolicyDto {
   @Matches(/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/, { message: 'timezone must be an IANA zone name such as Europe/Berlin' })
   timezone?: string;
   @ApiProperty({ description: 'Repository id or name' }) @SafeName(255) repository!: string;
-  @ApiProperty({ type: PolicyVmsDto, description: 'Which VMs: names and/or a name pattern (at least one)' })
+  @ApiProperty({ type: PolicyVmsDto, description: 'Which VMs: names, a name pattern and/or a folder (at least one)' })
   @ValidateNested()
   @Type(() => PolicyVmsDto)
   vms!: PolicyVmsDto;
