@@ -1,4 +1,4 @@
-import { absPath, bool, ConfigError, duration, int, loadEnv, oneOf, port, str, url } from './env-schema';
+import { absPath, bool, ConfigError, duration, int, loadEnv, oneOf, port, shownValue, str, url } from './env-schema';
 import { allEnvGroups, loadGatewaySettings, loadRestoreSettings, tcpAddress } from './settings';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,6 +54,22 @@ describe('loadEnv', () => {
 });
 
 describe('settings', () => {
+  it('takes Redis and database URLs with a user and password, and never shows the password or a secret in an error', () => {
+    const s = loadGatewaySettings({ DATABASE_URL: 'mysql://sendense:dbPw1@127.0.0.1:3306/sendense', REDIS_URL: 'redis://sendense:redisPw1@127.0.0.1:6379' });
+    expect(s.REDIS_URL).toBe('redis://sendense:redisPw1@127.0.0.1:6379');
+    expect(s.DATABASE_URL).toBe('mysql://sendense:dbPw1@127.0.0.1:3306/sendense');
+    let text = '';
+    try {
+      loadGatewaySettings({ DATABASE_URL: 'http://sendense:dbPw1@127.0.0.1/x', REDIS_URL: 'http://sendense:redisPw1@127.0.0.1:6379' });
+    } catch (e) {
+      text = (e as Error).message;
+    }
+    expect(text).toContain('REDIS_URL="http://sendense:***@127.0.0.1:6379" is invalid: expected a redis: or rediss: URL');
+    expect(text).toContain('DATABASE_URL="http://sendense:***@127.0.0.1/x" is invalid');
+    expect(text).not.toMatch(/redisPw1|dbPw1/);
+    expect(shownValue('SENDENSE_SECRET_KEY', 'abc')).toBe('(hidden)');
+  });
+
   it('loads the gateway defaults', () => {
     const s = loadGatewaySettings({});
     expect(s.GATEWAY_PORT).toBe(8080);

@@ -26,6 +26,15 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * A setting's value as an error message may show it: secrets not at all, and
+ * a URL's password (REDIS_URL=redis://sendense:...@host, DATABASE_URL) as ***.
+ */
+export function shownValue(name: string, raw: string): string {
+  if (/SECRET|TOKEN|PASSWORD/.test(name)) return '(hidden)';
+  return JSON.stringify(raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*:)[^@/?#]*@/i, '$1***@'));
+}
+
 export function loadEnv<S extends EnvSchema>(schema: S, env: NodeJS.ProcessEnv = process.env): EnvValues<S> {
   const out: Record<string, unknown> = {};
   const problems: string[] = [];
@@ -38,7 +47,7 @@ export function loadEnv<S extends EnvSchema>(schema: S, env: NodeJS.ProcessEnv =
     try {
       out[name] = spec.parse(raw);
     } catch (err) {
-      problems.push(`${name}=${JSON.stringify(raw)} is invalid: ${(err as Error).message}`);
+      problems.push(`${name}=${shownValue(name, raw)} is invalid: ${(err as Error).message}`);
     }
   }
   if (problems.length) throw new ConfigError(problems);
