@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createConnection, createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, fetch } from 'undici';
 import { run } from '@sendense/process';
 import { startStandIn, type StandIn, type StandInOptions } from '@sendense/vsphere';
 import { registerStandIn, startSystem, waitForJob, type System } from './system';
@@ -48,9 +51,152 @@ export interface JobDoc {
   events: { level: string; phase: string; message: string }[];
 }
 
+/**
+ * A cuttable TCP proxy in front of one of the stand-in's snapshot NBD
+ * sockets: `cut()` drops every connection through it at once (the Capture
+ * Agent sees its NBD connection to the snapshot reset), `refuse(true)` drops
+ * each new one at once (reconnects fail) until `refuse(false)`. Counts the
+ * bytes the server sent through it (what the agent read, protocol included).
+ */
+export class NbdProxy {
+  bytesFromServer = 0;
+  connections = 0;
+  cuts = 0;
+  private refusing = false;
+  private readonly live = new Set<Socket>();
+  private readonly server: TcpServer;
+  port = 0;
+
+  private constructor(socketPath: string) {
+    this.server = createTcpServer((client) => {
+      if (this.refusing) {
+        client.destroy();
+        return;
+      }
+      this.connections++;
+      const upstream = createConnection(socketPath);
+      this.live.add(client);
+      this.live.add(upstream);
+      upstream.on('data', (b: Buffer) => {
+        this.bytesFromServer += b.length;
+      });
+      client.pipe(upstream);
+      upstream.pipe(client);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+        this.live.delete(client);
+        this.live.delete(upstream);
+      };
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+    });
+  }
+
+  static async start(socketPath: string): Promise<NbdProxy> {
+    const proxy = new NbdProxy(socketPath);
+    await new Promise<void>((r) => proxy.server.listen(0, '127.0.0.1', r));
+    proxy.port = (proxy.server.address() as { port: number }).port;
+    return proxy;
+  }
+
+  /** Every connection through the proxy dropped (reset) now. */
+  cut(): void {
+    this.cuts++;
+    for (const s of this.live) {
+      // A TCP reset towards the agent; the Unix socket side cannot be reset, only closed.
+      if (s.remoteAddress) s.resetAndDestroy();
+      else s.destroy();
+    }
+    this.live.clear();
+  }
+
+  /** While true, a new connection is dropped as soon as it arrives. */
+  refuse(on: boolean): void {
+    this.refusing = on;
+  }
+
+  get open(): number {
+    return this.live.size / 2;
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/**
+ * The stand-in's harness API as the Capture Agent sees it when a fault
+ * spec registers the stand-in with `harnessUrl` of this (startFaultBed's
+ * `nbdProxy`): every request is passed through, except that the answer to
+ * "where is this snapshot disk served over NBD" names an NbdProxy in front
+ * of the real socket (one per socket, kept for the bed's life), so the spec
+ * can cut the agent's connection to the snapshot mid-copy. Nothing in the
+ * product changes for it: the agent reads where the harness says.
+ */
+export class HarnessNbdProxy {
+  readonly proxies = new Map<string, NbdProxy>();
+  /** The proxy the last snapshot NBD answer named. */
+  last: NbdProxy | undefined;
+  private readonly dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+  private readonly server: HttpServer;
+  url = '';
+
+  private constructor(upstream: string) {
+    this.server = createHttpServer((req, res) => {
+      void this.pass(upstream, req, res).catch((err: unknown) => {
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: `harness proxy: ${String(err)}` }));
+      });
+    });
+  }
+
+  static async start(upstream: string): Promise<HarnessNbdProxy> {
+    const h = new HarnessNbdProxy(upstream);
+    await new Promise<void>((r) => h.server.listen(0, '127.0.0.1', r));
+    h.url = `http://127.0.0.1:${(h.server.address() as { port: number }).port}/harness`;
+    return h;
+  }
+
+  private async pass(upstream: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const path = (req.url ?? '/').replace(/^\/harness/, '');
+    const up = await fetch(`${upstream}${path}`, {
+      method: req.method,
+      dispatcher: this.dispatcher,
+      headers: req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : undefined,
+      body: chunks.length ? Buffer.concat(chunks) : undefined,
+    });
+    let body = Buffer.from(await up.arrayBuffer());
+    if (up.ok && req.method === 'GET' && /\/snapshots\/[^/]+\/disks\/\d+\/nbd$/.test(path)) {
+      const where = JSON.parse(body.toString('utf8')) as { uri: string; socket: string; exportName: string };
+      let proxy = this.proxies.get(where.socket);
+      if (!proxy) {
+        proxy = await NbdProxy.start(where.socket);
+        this.proxies.set(where.socket, proxy);
+      }
+      this.last = proxy;
+      body = Buffer.from(JSON.stringify({ ...where, uri: `nbd://127.0.0.1:${proxy.port}/${encodeURIComponent(where.exportName)}` }));
+    }
+    res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/json' });
+    res.end(body);
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.proxies.values()) await p.stop();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+    await this.dispatcher.close();
+  }
+}
+
 export interface FaultBed {
   sys: System;
   standIn: StandIn;
+  /** With `nbdProxy`: the harness proxy whose NbdProxy instances sit between the agent and the snapshots. */
+  harnessProxy?: HarnessNbdProxy;
   work: string;
   /** Device keys of each VM's disks, by VM name. */
   keys: Map<string, number[]>;
@@ -64,13 +210,17 @@ export async function startFaultBed(opts: {
   env?: Record<string, string>;
   /** The VMs `vcenter import` imports (default: all of `vms`). */
   importVms?: string[];
+  /** The agent reads the snapshots through cuttable TCP proxies (HarnessNbdProxy). */
+  nbdProxy?: boolean;
 }): Promise<FaultBed> {
   const work = await mkdtemp(join(tmpdir(), 'sendense-fault-'));
   const standIn = await startStandIn({ stateDir: join(work, 'vcsim'), vms: opts.vms });
   let sys: System | undefined;
+  let harnessProxy: HarnessNbdProxy | undefined;
   try {
+    harnessProxy = opts.nbdProxy ? await HarnessNbdProxy.start(standIn.harnessUrl!) : undefined;
     sys = await startSystem({ env: opts.env ?? {} });
-    await registerStandIn(sys, standIn, opts.importVms ?? opts.vms.map((v) => v.name));
+    await registerStandIn(sys, standIn, opts.importVms ?? opts.vms.map((v) => v.name), harnessProxy ? { harnessUrl: harnessProxy.url } : {});
     for (const r of opts.repositories ?? [{ name: 'local' }]) {
       const res = await sys.call('POST', '/api/v1/repositories', { type: 'local', path: join(sys.repoDir, r.name), ...r });
       if (res.status !== 201) throw new Error(`repository ${r.name} answered ${res.status}: ${JSON.stringify(res.body)}`);
@@ -79,20 +229,24 @@ export async function startFaultBed(opts: {
     const keys = new Map(vms.body.map((v) => [v.vm_name, v.disks.map((d) => d.device_key)]));
     const sizes = new Map(opts.vms.map((v) => [v.name, (v.disks ?? []).map((d) => d.sizeMiB * MiB)]));
     const s = sys;
+    const hp = harnessProxy;
     return {
       sys: s,
       standIn,
+      harnessProxy: hp,
       work,
       keys,
       sizes,
       async stop() {
         await s.stop();
+        await hp?.stop();
         await standIn.stop();
         await rm(work, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await sys?.stop();
+    await harnessProxy?.stop();
     await standIn.stop();
     throw err;
   }

@@ -235,17 +235,18 @@ export async function startExtraNode(sys: System, node: string): Promise<ExtraNo
 /** Poll a backup job until it ends; returns its final status document. */
 /**
  * Registers the VMware stand-in as the vCenter `standin` (its disks read
- * through the harness's NBD exports) and imports `vmNames`; throws with the
+ * through the harness's NBD exports; `harnessUrl` puts a harness of the test's
+ * in between, e.g. faults.ts HarnessNbdProxy) and imports `vmNames`; throws with the
  * gateway's answer when either is refused. Returns the vCenter id.
  */
-export async function registerStandIn(sys: System, standIn: StandIn, vmNames: string[]): Promise<string> {
+export async function registerStandIn(sys: System, standIn: StandIn, vmNames: string[], opts: { harnessUrl?: string } = {}): Promise<string> {
   const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
     name: 'standin',
     url: standIn.url,
     username: standIn.username,
     password: standIn.password,
     insecure: true,
-    disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
+    disk_reader: { kind: 'standin-nbd', harnessUrl: opts.harnessUrl ?? standIn.harnessUrl },
   });
   if (vc.status !== 201) throw new Error(`vCenter registration answered ${vc.status}: ${JSON.stringify(vc.body)}`);
   const imp = await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: vmNames });

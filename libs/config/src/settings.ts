@@ -85,6 +85,7 @@ export const captureAgentEnv = {
   CAPTURE_DISK_PARALLELISM: int('Disks of one VM copied at once', 2, 1, 16),
   CAPTURE_AGENT_METRICS_PORT: metricsPort('Capture Agent', 9466),
   CAPTURE_ALLOW_ENABLE_CBT: bool('Enable CBT on a VM that has it off (the first backup after that is full)', true),
+  CAPTURE_SOURCE_RETRIES: int('Reconnects one disk copy may make when its NBD connection to the snapshot (or to the target) drops, 200 ms apart doubling up to 5 s; the copy resumes where it was (at most the requests in flight, 16 MiB, are read again); when they run out the copy fails naming the NBD source and the cause (0: fail at the first drop)', 5, 0, 100),
   CAPTURE_SESSION_LEASE: int('Lease of a backup session, seconds: the worker renews it every quarter of this; when nobody does (worker killed) the agent stops the copy and removes the snapshot', 20, 2, 3600),
 };
 

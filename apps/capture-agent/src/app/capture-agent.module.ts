@@ -218,6 +218,7 @@ export class CaptureAgentModule {
       diskParallelism: settings.CAPTURE_DISK_PARALLELISM,
       allowEnableCbt: settings.CAPTURE_ALLOW_ENABLE_CBT,
       defaultLeaseMs: settings.CAPTURE_SESSION_LEASE * 1000,
+      sourceRetries: settings.CAPTURE_SOURCE_RETRIES,
       ...overrides,
     });
     return {

@@ -31,6 +31,8 @@ export interface CaptureServiceOptions {
   allowEnableCbt: boolean;
   /** A session's lease unless the prepare request asks for another (CAPTURE_SESSION_LEASE; default 20 s). */
   defaultLeaseMs?: number;
+  /** Reconnects a disk copy may make after a dropped NBD connection (CAPTURE_SOURCE_RETRIES; default 5). */
+  sourceRetries?: number;
   /** Progress events at most this often during a copy (default 250 ms). */
   progressIntervalMs?: number;
   /** Reader factory (tests replace it). */
@@ -425,6 +427,7 @@ export class CaptureService {
             queueDepth: req.tuning?.queueDepth,
             connections: req.tuning?.connections,
             signal: abort.signal,
+            retry: { attempts: this.options.sourceRetries ?? 5 },
             progressIntervalMs: 100,
             onProgress: (p) => {
               st.bytesDone = p.bytesWritten + p.bytesZeroed;
@@ -437,6 +440,9 @@ export class CaptureService {
         }
         st.bytesDone = result.bytesWritten + result.bytesZeroed;
         st.bytesZeroed = result.bytesZeroed;
+        if (result.retries) {
+          this.logger.warn(`${where}: the copy from ${opened.describe} reconnected ${result.retries} time(s) after a dropped NBD connection and resumed where it was; ${result.bytesRead} bytes read`);
+        }
         const audit = req.audit?.samples && plan.mode === 'incremental'
           ? await runCbtAudit({ sourceUri: opened.uri, target, changed: plan.extents, capacityBytes: plan.capacityBytes, request: req.audit, signal: abort.signal, where })
           : undefined;

@@ -306,6 +306,11 @@ class Copier {
     if (this.source.healthy && this.target.healthy && cause instanceof NbdConnectionError) return Promise.resolve();
     this.recovering ??= (async () => {
       let last: unknown = cause;
+      // Which connection dropped, for the error if it never comes back.
+      const lost = [
+        ...(this.source.healthy ? [] : [`source ${this.source.server}`]),
+        ...(this.target.healthy ? [] : [`target ${this.target.server}`]),
+      ];
       while (this.p.retries < this.retry.attempts) {
         const delay = Math.min(this.retry.maxDelayMs, this.retry.delayMs * 2 ** this.p.retries);
         this.p.retries++;
@@ -324,7 +329,8 @@ class Copier {
         }
       }
       const msg = last instanceof Error ? last.message : String(last);
-      throw new NbdError(`copy failed after ${this.p.retries} reconnect attempt(s): ${msg}`, {
+      const to = lost.length ? ` to the NBD ${lost.join(' and ')}` : '';
+      throw new NbdError(`copy failed after ${this.p.retries} reconnect attempt(s)${to}: ${msg}`, {
         server: `${this.source.server} -> ${this.target.server}`,
         exportName: `${this.source.exportName} -> ${this.target.exportName}`,
         offset: cause instanceof NbdError ? cause.offset : undefined,
