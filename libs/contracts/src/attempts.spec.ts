@@ -30,9 +30,10 @@ describe('attemptsEnded', () => {
   const finished = async (id: string, timeoutMs = 20_000): Promise<Job> => {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const job = await queue.getJob(id);
-      if (job && (await job.getState()) === 'completed') return job;
-      if (Date.now() > until) throw new Error(`job ${id} did not complete within ${timeoutMs} ms (state ${job ? await job.getState() : 'gone'})`);
+      // The state first, then the record: a record read while the job was still active holds its counters from then.
+      const state = await queue.getJobState(id);
+      if (state === 'completed') return (await queue.getJob(id))!;
+      if (Date.now() > until) throw new Error(`job ${id} did not complete within ${timeoutMs} ms (state ${state})`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
