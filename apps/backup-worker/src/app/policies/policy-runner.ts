@@ -3,7 +3,7 @@ import { Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { JobIds, JobNames, QueueNames, RUN_REF_TTL_S, runRefKey, type PolicyRunVm, type RunPolicyJobData, type RunRef } from '@sendense/contracts';
-import type { BackupPolicyRecord, BackupPolicyRepository, BackupRepositoryRepository, PolicyRunRecord } from '@sendense/db';
+import type { BackupPolicyRecord, BackupPolicyRepository, BackupRepository, BackupRepositoryRepository, PolicyRunRecord } from '@sendense/db';
 import type { WorkerMetrics } from '@sendense/metrics';
 import type { RetentionResult } from '@sendense/storage';
 import type { Producers } from '../common/producers';
@@ -73,7 +73,29 @@ export class PolicyRunner {
     if (!repo) throw new Error(`repository ${policy.repositoryId} of policy ${policy.name} does not exist`);
     if (!repo.enabled) throw new Error(`repository ${repo.name} of policy ${policy.name} is disabled`);
     const notes: string[] = [];
-    // The folder first: VMs in it that were never imported are imported now, so the selection sees them.
+    const { vms, synthesize } = await this.planVms(policy, repo.id, notes);
+    await this.policies.updateRun(run.id, { vms, message: notes.join('; ') || null });
+    // Each VM's outcome is written as it comes, one write at a time.
+    let chain = Promise.resolve();
+    const save = () => {
+      chain = chain.then(async () => {
+        await this.policies.updateRun(run.id, { vms });
+      });
+      return chain;
+    };
+    const deadline = windowDeadline(slot, policy.windowEnd, policy.timezone);
+    const queue = [...vms];
+    const lanes = Array.from({ length: Math.max(1, Math.min(policy.concurrency, queue.length)) }, async () => {
+      for (let v = queue.shift(); v; v = queue.shift()) await this.backUpVm(policy, repo, v, { deadline, synthesize: synthesize.get(v.vmContextId) ?? false, save });
+    });
+    await Promise.all(lanes);
+    await chain;
+    if (policy.retention) await this.applyRetention(policy, policy.retention, repo, vms, notes);
+    return this.finish(run.id, vms, notes);
+  }
+
+  /** The VMs of this run (the folder resolved first: VMs in it never imported are imported now), each with its type and why. */
+  private async planVms(policy: BackupPolicyRecord, repositoryId: string, notes: string[]): Promise<{ vms: PolicyRunVm[]; synthesize: Map<string, boolean> }> {
     let members: Set<string> | undefined;
     if (policy.selector.folder) {
       const f = await this.folders.resolve(policy.selector.folder);
@@ -85,81 +107,72 @@ export class PolicyRunner {
     const selected = selectVms(registered, policy.selector, members);
     const missing = unmatchedNames(registered, policy.selector);
     if (missing.length) notes.push(`no registered VM named ${missing.join(', ')}`);
-    const deadline = windowDeadline(slot, policy.windowEnd, policy.timezone);
     const now = new Date();
     const vms: PolicyRunVm[] = [];
-    const plans = new Map<string, boolean>();
+    const synthesize = new Map<string, boolean>();
     for (const vm of selected) {
-      const state = await this.policies.vmBackupState(vm.contextId, repo.id);
+      const state = await this.policies.vmBackupState(vm.contextId, repositoryId);
       const d = chooseType(policy, state, now);
-      plans.set(vm.contextId, d.synthesize);
+      synthesize.set(vm.contextId, d.synthesize);
       vms.push({ vmContextId: vm.contextId, vmName: vm.vmName, runId: null, type: d.type, reason: d.reason, status: 'pending', bytes: 0, durationMs: null, error: null });
     }
-    let saved = await this.policies.updateRun(run.id, { vms, message: notes.join('; ') || null });
-    let chain = Promise.resolve();
-    const save = () => {
-      chain = chain.then(async () => {
-        saved = await this.policies.updateRun(run.id, { vms });
-      });
-      return chain;
-    };
+    return { vms, synthesize };
+  }
 
+  /** One VM: skipped after the window, else its backup queued (or the one already queued followed), waited for, consolidated when a synthetic full is due. */
+  private async backUpVm(policy: BackupPolicyRecord, repo: BackupRepository, v: PolicyRunVm, o: { deadline: Date | null; synthesize: boolean; save: () => Promise<void> }): Promise<void> {
+    if (o.deadline && Date.now() > o.deadline.getTime()) {
+      Object.assign(v, { status: 'skipped', error: `the start window ended at ${policy.windowEnd} (${policy.timezone})` });
+      return o.save();
+    }
+    const started = Date.now();
     const backupQueue = QueueNames.backup(repo.storageNode);
-    const one = async (v: PolicyRunVm) => {
-      if (deadline && Date.now() > deadline.getTime()) {
-        Object.assign(v, { status: 'skipped', error: `the start window ended at ${policy.windowEnd} (${policy.timezone})` });
-        return save();
-      }
-      const started = Date.now();
-      const runId = randomUUID();
-      const jobId = JobIds.backupVm(v.vmContextId);
-      const job = await this.producers.addFresh(backupQueue, JobNames.BackupVm, { runId, vmContextId: v.vmContextId, requestedType: v.type, repositoryId: repo.id, requestedBy: `policy:${policy.name}` }, jobId);
-      // A backup of this VM already queued or running (by hand, or another policy): this run follows that one.
-      v.runId = (job.data as { runId: string }).runId;
-      const ref: RunRef = { queue: backupQueue, jobId, vmContextId: v.vmContextId, repositoryId: repo.id };
-      await this.redis.set(runRefKey(v.runId), JSON.stringify(ref), 'EX', RUN_REF_TTL_S).catch(() => undefined);
-      v.status = 'running';
-      await save();
-      try {
-        const result = (await this.producers.waitFor(job, DAY_MS)) as BackupRunResult | undefined;
-        const disks = result?.disks ?? [];
-        v.bytes = disks.reduce((s, d) => s + d.bytesTransferred, 0);
-        if (disks.length) v.type = disks.some((d) => d.type === 'full') ? 'full' : disks[0].type;
-        if (plans.get(v.vmContextId) && v.type === 'incremental') {
-          const maintenance = QueueNames.maintenance(repo.storageNode);
-          for (const d of disks) {
-            const cj = await this.producers.addFresh(maintenance, JobNames.ConsolidateChain, { vmContextId: v.vmContextId, diskId: d.diskId, repositoryId: repo.id, requestedBy: `policy:${policy.name}` }, JobIds.consolidate(v.vmContextId, d.diskId));
-            await this.producers.waitFor(cj, DAY_MS);
-          }
-          v.reason += '; chain consolidated';
+    const jobId = JobIds.backupVm(v.vmContextId);
+    const job = await this.producers.addFresh(backupQueue, JobNames.BackupVm, { runId: randomUUID(), vmContextId: v.vmContextId, requestedType: v.type, repositoryId: repo.id, requestedBy: `policy:${policy.name}` }, jobId);
+    // A backup of this VM already queued or running (by hand, or another policy): this run follows that one.
+    v.runId = (job.data as { runId: string }).runId;
+    const ref: RunRef = { queue: backupQueue, jobId, vmContextId: v.vmContextId, repositoryId: repo.id };
+    await this.redis.set(runRefKey(v.runId), JSON.stringify(ref), 'EX', RUN_REF_TTL_S).catch(() => undefined);
+    v.status = 'running';
+    await o.save();
+    try {
+      const result = (await this.producers.waitFor(job, DAY_MS)) as BackupRunResult | undefined;
+      const disks = result?.disks ?? [];
+      v.bytes = disks.reduce((s, d) => s + d.bytesTransferred, 0);
+      if (disks.length) v.type = disks.some((d) => d.type === 'full') ? 'full' : disks[0].type;
+      if (o.synthesize && v.type === 'incremental') {
+        const maintenance = QueueNames.maintenance(repo.storageNode);
+        for (const d of disks) {
+          const cj = await this.producers.addFresh(maintenance, JobNames.ConsolidateChain, { vmContextId: v.vmContextId, diskId: d.diskId, repositoryId: repo.id, requestedBy: `policy:${policy.name}` }, JobIds.consolidate(v.vmContextId, d.diskId));
+          await this.producers.waitFor(cj, DAY_MS);
         }
-        v.status = 'completed';
-      } catch (err) {
-        Object.assign(v, { status: 'failed', error: message(err) });
+        v.reason += '; chain consolidated';
       }
-      v.durationMs = Date.now() - started;
-      return save();
-    };
-    const queue = [...vms];
-    const lanes = Array.from({ length: Math.max(1, Math.min(policy.concurrency, queue.length)) }, async () => {
-      for (let v = queue.shift(); v; v = queue.shift()) await one(v);
-    });
-    await Promise.all(lanes);
-    await chain;
+      v.status = 'completed';
+    } catch (err) {
+      Object.assign(v, { status: 'failed', error: message(err) });
+    }
+    v.durationMs = Date.now() - started;
+    return o.save();
+  }
 
-    if (policy.retention) {
-      const maintenance = QueueNames.maintenance(repo.storageNode);
-      for (const v of vms.filter((x) => x.status === 'completed')) {
-        try {
-          const rj = await this.producers.addFresh(maintenance, JobNames.ApplyRetention, { repositoryId: repo.id, vmContextId: v.vmContextId, dryRun: false, policy: policy.retention, requestedBy: `policy:${policy.name}` }, JobIds.retention(repo.id, v.vmContextId));
-          const r = (await this.producers.waitFor(rj, DAY_MS)) as Partial<RetentionResult> | undefined;
-          const removed = (r?.delete?.length ?? 0) + (r?.merge ?? []).reduce((n, m) => n + m.removedIds.length, 0);
-          v.reason += `; retention applied (${removed} restore point(s) removed, ${r?.keep?.length ?? 0} kept)`;
-        } catch (err) {
-          notes.push(`retention of ${v.vmName}: ${message(err)}`);
-        }
+  /** The policy's retention, applied to each VM it backed up (a failure is a note of the run, not a failed VM). */
+  private async applyRetention(policy: BackupPolicyRecord, retention: NonNullable<BackupPolicyRecord['retention']>, repo: BackupRepository, vms: PolicyRunVm[], notes: string[]): Promise<void> {
+    const maintenance = QueueNames.maintenance(repo.storageNode);
+    for (const v of vms.filter((x) => x.status === 'completed')) {
+      try {
+        const rj = await this.producers.addFresh(maintenance, JobNames.ApplyRetention, { repositoryId: repo.id, vmContextId: v.vmContextId, dryRun: false, policy: retention, requestedBy: `policy:${policy.name}` }, JobIds.retention(repo.id, v.vmContextId));
+        const r = (await this.producers.waitFor(rj, DAY_MS)) as Partial<RetentionResult> | undefined;
+        const removed = (r?.delete?.length ?? 0) + (r?.merge ?? []).reduce((n, m) => n + m.removedIds.length, 0);
+        v.reason += `; retention applied (${removed} restore point(s) removed, ${r?.keep?.length ?? 0} kept)`;
+      } catch (err) {
+        notes.push(`retention of ${v.vmName}: ${message(err)}`);
       }
     }
+  }
+
+  /** The run's status from its VMs' outcomes, and its summary first among the notes. */
+  private finish(runId: string, vms: PolicyRunVm[], notes: string[]): Promise<PolicyRunRecord> {
     const count = (s: PolicyRunVm['status']) => vms.filter((v) => v.status === s).length;
     const failed = count('failed');
     const skipped = count('skipped');
@@ -167,7 +180,6 @@ export class PolicyRunner {
     const status = vms.length === 0 ? 'completed' : failed === vms.length ? 'failed' : skipped === vms.length ? 'skipped' : failed || skipped ? 'partial' : 'completed';
     if (vms.length === 0) notes.push('no VM matched the policy');
     notes.unshift(`${completed} of ${vms.length} VM(s) backed up${failed ? `, ${failed} failed` : ''}${skipped ? `, ${skipped} not started (window)` : ''}`);
-    saved = await this.policies.updateRun(run.id, { vms, status, message: notes.join('; '), finished: true });
-    return saved;
+    return this.policies.updateRun(runId, { vms, status, message: notes.join('; '), finished: true });
   }
 }
