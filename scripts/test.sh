@@ -10,7 +10,10 @@ bash scripts/setup.sh --no-migrate
 . "$(dirname "$0")/lib.sh"
 log "building the VMware stand-in (tools/vcsim) and the services"
 sh tools/vcsim/build.sh
-npx nx run-many -t build --output-style=static --parallel=2 >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
+# Never from Nx's cache: the Prisma client the bundles embed is generated (gitignored), so Nx cannot
+# see it change; a cached bundle of an older schema answered every mount with a Prisma validation
+# error (500) in fresh-clone CI runs. nx.json also hashes prisma/schema.prisma into every build.
+npx nx run-many -t build --output-style=static --parallel=2 --skip-nx-cache >/tmp/sendense-build.log 2>&1 || { tail -50 /tmp/sendense-build.log; die "build failed"; }
 log "type-checking every project (the test runner only transpiles)"
 bash scripts/typecheck.sh || die "type errors (above)"
 log "linting (house rules: eslint.config.mjs; zero findings)"
