@@ -1,4 +1,5 @@
 import { Agent, fetch } from 'undici';
+import type { StandInDiskConfig } from './stand-in';
 
 /**
  * Client of the stand-in's harness HTTP API (tools/vcsim/README.md): where
@@ -128,6 +129,20 @@ export class HarnessClient {
   async assertGuestFsClean(vm: string, deviceKey: number): Promise<void> {
     const r = await this.fsck(vm, deviceKey);
     if (!r.clean) throw new Error(`the guest file system of ${vm} disk ${deviceKey} is damaged (e2fsck -fn):\n${r.output}`);
+  }
+
+  /**
+   * Extend a disk to `sizeMiB` (grow only; refused while it has snapshots), as an administrator would:
+   * qemu grows the image online, the simulator's VirtualDisk capacity follows (ReconfigVM_Task edit),
+   * and change tracking of the disk starts a new epoch: changeIds from before the resize get the FileFault.
+   */
+  resizeDisk(vm: string, deviceKey: number, sizeMiB: number): Promise<HarnessDisk> {
+    return this.request('POST', this.disk(vm, deviceKey, 'resize'), { sizeMiB });
+  }
+
+  /** Hot-add a disk (ReconfigVM_Task add on the VM's SCSI controller, key 2000 + n; image made as at start). */
+  addDisk(vm: string, disk: StandInDiskConfig): Promise<HarnessDisk> {
+    return this.request('POST', `/vms/${encodeURIComponent(vm)}/disks`, disk);
   }
 
   /** kill -9 the disk's qemu-storage-daemon (an unclean stop) and wait for its restart. */

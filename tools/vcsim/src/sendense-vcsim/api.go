@@ -139,6 +139,33 @@ func (h *harness) route(r *http.Request) (interface{}, error) {
 			return nil, err
 		}
 		return d.Status(), nil
+	// POST /harness/vms/{vm}/disks {"sizeMiB": 16, "content": {...}}: hot-add a disk
+	case len(rest) == 1 && rest[0] == "disks" && post:
+		var req diskConfig
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		d, err := h.addDisk(r.Context(), vm, req)
+		if err != nil {
+			return nil, err
+		}
+		return d.Status(), nil
+	// POST /harness/vms/{vm}/disks/{key}/resize {"sizeMiB": 64}: extend a disk
+	case len(rest) == 3 && rest[0] == "disks" && rest[2] == "resize" && post:
+		d, err := disk(rest[1])
+		if err != nil {
+			return nil, err
+		}
+		var req struct {
+			SizeMiB int64 `json:"sizeMiB"`
+		}
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		if err := h.resizeDisk(r.Context(), vm, d, req.SizeMiB); err != nil {
+			return nil, err
+		}
+		return d.Status(), nil
 	case len(rest) == 3 && rest[0] == "disks":
 		d, err := disk(rest[1])
 		if err != nil {

@@ -96,55 +96,62 @@ func (c *harnessConfig) validate() error {
 			return fmt.Errorf("vm %s: %w", vm.Name, err)
 		}
 		for j := range vm.Disks {
-			d := &vm.Disks[j]
-			where := fmt.Sprintf("vm %s disk %d", vm.Name, j)
-			if d.SizeMiB <= 0 {
-				return fmt.Errorf("%s: sizeMiB must be positive", where)
-			}
-			switch d.Content.Type {
-			case "", "empty":
-				d.Content.Type = "empty"
-			case "random":
-				if d.Content.Percent == 0 {
-					d.Content.Percent = 50
-				}
-				if d.Content.Percent < 0 || d.Content.Percent > 100 {
-					return fmt.Errorf("%s: percent must be 0..100", where)
-				}
-			case "filesystem":
-				if d.Content.PartitionTable == "" {
-					d.Content.PartitionTable = "gpt"
-				}
-				if d.Content.PartitionTable != "gpt" && d.Content.PartitionTable != "mbr" {
-					return fmt.Errorf("%s: partitionTable must be gpt or mbr", where)
-				}
-				switch d.Content.Filesystem {
-				case "ext4":
-				case "xfs":
-					// mkfs.xfs 6.x refuses filesystems under 300 MB.
-					if d.SizeMiB < 320 {
-						return fmt.Errorf("%s: xfs needs sizeMiB >= 320", where)
-					}
-				default:
-					return fmt.Errorf("%s: filesystem must be ext4 or xfs", where)
-				}
-				for p := range d.Content.Files {
-					if err := checkStagedGuestPath(p); err != nil {
-						return fmt.Errorf("%s: %w", where, err)
-					}
-				}
-				for p := range d.Content.RandomFiles {
-					if err := checkGuestPath(p); err != nil {
-						return fmt.Errorf("%s: %w", where, err)
-					}
-				}
-			default:
-				return fmt.Errorf("%s: content type must be empty, random or filesystem", where)
-			}
-			if d.Content.Seed == 0 {
-				d.Content.Seed = 1
+			if err := vm.Disks[j].validate(fmt.Sprintf("vm %s disk %d", vm.Name, j)); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// validate checks one disk's config and fills in defaults (also for a disk
+// added at run time, harness `POST /vms/{vm}/disks`).
+func (d *diskConfig) validate(where string) error {
+	if d.SizeMiB <= 0 {
+		return fmt.Errorf("%s: sizeMiB must be positive", where)
+	}
+	switch d.Content.Type {
+	case "", "empty":
+		d.Content.Type = "empty"
+	case "random":
+		if d.Content.Percent == 0 {
+			d.Content.Percent = 50
+		}
+		if d.Content.Percent < 0 || d.Content.Percent > 100 {
+			return fmt.Errorf("%s: percent must be 0..100", where)
+		}
+	case "filesystem":
+		if d.Content.PartitionTable == "" {
+			d.Content.PartitionTable = "gpt"
+		}
+		if d.Content.PartitionTable != "gpt" && d.Content.PartitionTable != "mbr" {
+			return fmt.Errorf("%s: partitionTable must be gpt or mbr", where)
+		}
+		switch d.Content.Filesystem {
+		case "ext4":
+		case "xfs":
+			// mkfs.xfs 6.x refuses filesystems under 300 MB.
+			if d.SizeMiB < 320 {
+				return fmt.Errorf("%s: xfs needs sizeMiB >= 320", where)
+			}
+		default:
+			return fmt.Errorf("%s: filesystem must be ext4 or xfs", where)
+		}
+		for p := range d.Content.Files {
+			if err := checkStagedGuestPath(p); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+		}
+		for p := range d.Content.RandomFiles {
+			if err := checkGuestPath(p); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+		}
+	default:
+		return fmt.Errorf("%s: content type must be empty, random or filesystem", where)
+	}
+	if d.Content.Seed == 0 {
+		d.Content.Seed = 1
 	}
 	return nil
 }

@@ -254,6 +254,19 @@ func (d *harnessDisk) checkBitmaps() error {
 	if intact {
 		return nil
 	}
+	if err := d.removeCbtBitmapsLocked(have); err != nil {
+		return err
+	}
+	if err := d.newCbtEpochLocked(); err != nil {
+		return err
+	}
+	d.resets++
+	log.Printf("disk %s/%d: CBT reset (bitmaps lost or in-use), new epoch starts at %s", d.vmName, d.key, bitmapName(d.active))
+	return nil
+}
+
+// removeCbtBitmapsLocked drops every cbt-* bitmap of the disk node.
+func (d *harnessDisk) removeCbtBitmapsLocked(have map[string]bool) error {
 	for name := range have {
 		if strings.HasPrefix(name, "cbt-") {
 			if _, err := d.qmp.Execute("block-dirty-bitmap-remove", map[string]interface{}{"node": "disk", "name": name}); err != nil {
@@ -261,6 +274,12 @@ func (d *harnessDisk) checkBitmaps() error {
 			}
 		}
 	}
+	return nil
+}
+
+// newCbtEpochLocked starts a new change tracking epoch with a fresh bitmap:
+// every earlier changeId of the disk yields the FileFault from then on.
+func (d *harnessDisk) newCbtEpochLocked() error {
 	next := d.active + 1
 	if _, err := d.qmp.Execute("block-dirty-bitmap-add", map[string]interface{}{
 		"node": "disk", "name": bitmapName(next), "persistent": true, "granularity": bitmapGranularity,
@@ -268,8 +287,63 @@ func (d *harnessDisk) checkBitmaps() error {
 		return err
 	}
 	d.epoch, d.epochBase, d.active = newEpoch(), next, next
-	d.resets++
-	log.Printf("disk %s/%d: CBT reset (bitmaps lost or in-use), new epoch starts at %s", d.vmName, d.key, bitmapName(next))
+	return nil
+}
+
+// Grow extends the disk to capacity bytes while its daemon runs (qemu's
+// block_resize of the image, as a guest disk grown online), re-exports
+// `live` at the new size and starts a new change tracking epoch: a changeId
+// from before the resize is refused (FileFault), so no incremental against
+// the old size can be trusted. Like vSphere, a disk with snapshots cannot
+// be extended, and a disk cannot shrink.
+func (d *harnessDisk) Grow(capacity int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.qmp == nil {
+		return errors.New("daemon not running")
+	}
+	if len(d.snaps) > 0 {
+		return httpErr(409, "disk %s/%d has snapshots (%d): remove them before extending the disk", d.vmName, d.key, len(d.snaps))
+	}
+	if capacity <= d.capacity {
+		return httpErr(400, "disk %s/%d is %d bytes: it can only grow (asked for %d)", d.vmName, d.key, d.capacity, capacity)
+	}
+	if capacity%clusterSize != 0 {
+		return httpErr(400, "the new size of disk %s/%d must be a multiple of 64 KiB", d.vmName, d.key)
+	}
+	// The export does not share the resize permission, and qemu's NBD export
+	// keeps the size it had when it was added: take it down around the resize.
+	if _, err := d.qmp.Execute("block-export-del", map[string]interface{}{"id": "live", "mode": "hard"}); err != nil {
+		return err
+	}
+	_, resizeErr := d.qmp.Execute("block_resize", map[string]interface{}{"node-name": "disk", "size": capacity})
+	for i := 0; ; i++ {
+		_, err := d.qmp.Execute("block-export-add", map[string]interface{}{
+			"type": "nbd", "id": "live", "node-name": "disk", "name": "live", "writable": true,
+		})
+		if err == nil {
+			break
+		}
+		if i >= 200 { // the deleted export may take a moment to go away
+			return fmt.Errorf("re-exporting disk %s/%d after the resize: %w", d.vmName, d.key, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if resizeErr != nil {
+		return fmt.Errorf("block_resize of disk %s/%d to %d bytes: %w", d.vmName, d.key, capacity, resizeErr)
+	}
+	have, err := d.bitmaps()
+	if err != nil {
+		return err
+	}
+	if err := d.removeCbtBitmapsLocked(have); err != nil {
+		return err
+	}
+	if err := d.newCbtEpochLocked(); err != nil {
+		return err
+	}
+	log.Printf("disk %s/%d: grown from %d to %d bytes; CBT epoch restarts at %s", d.vmName, d.key, d.capacity, capacity, bitmapName(d.active))
+	d.capacity = capacity
 	return nil
 }
 
