@@ -114,3 +114,16 @@ export const FULL_REASON_TEXT = {
   'invalid-change-id': 'vCenter no longer accepts the changeId of the previous backup',
 } as const;
 export const fullReasonText = (reason: string): string | undefined => (FULL_REASON_TEXT as Record<string, string>)[reason];
+
+const sizeText = (bytes: number): string => (bytes % 2 ** 20 === 0 ? `${bytes / 2 ** 20} MiB` : `${bytes} bytes`);
+
+/**
+ * Why a known disk must be a full: its capacity differs from the one of its last backup (vSphere
+ * does not trust CBT across a resize, and the chain's images have the old size). Null when it did not change.
+ */
+export function resizedReason(known: Pick<VmDisk, 'capacityBytes'> | undefined, p: Pick<PreparedDisk, 'capacityBytes'>): string | null {
+  if (!known || known.capacityBytes === null || known.capacityBytes === undefined) return null;
+  const was = Number(known.capacityBytes);
+  if (was === p.capacityBytes) return null;
+  return `the disk was resized since the last backup (${sizeText(was)} -> ${sizeText(p.capacityBytes)})`;
+}

@@ -94,6 +94,16 @@ describe('backup phases: bases and plan', () => {
     expect((await d.disks.listForVm(vmContextId)).map((x) => x.deviceKey)).toEqual([2000, 2001, 2002]);
   });
 
+  it("a resized disk is a full that names the resize, also when vCenter refused its old changeId; an incremental of it is refused", async () => {
+    const run = await runOf('incremental');
+    await chooseBases(d, run);
+    await planDisks(d, run, [prepared(2000, { capacityBytes: 2 * MiB, mode: 'full', fullReason: 'cbt-reset' })]);
+    expect(run.plans[0]).toMatchObject({ type: 'full', parentId: null, previousChangeId: null, fallbackReason: 'the disk was resized since the last backup (1 MiB -> 2 MiB)' });
+    const again = await runOf('incremental');
+    await chooseBases(d, again);
+    await expect(planDisks(d, again, [prepared(2000, { capacityBytes: 2 * MiB })])).rejects.toThrow(/disk 0 of VM vm-plan was resized but the Capture Agent prepared it as an incremental/);
+  });
+
   it('a requested full has no base and no fallback reason', async () => {
     const run = await runOf('full');
     await chooseBases(d, run);

@@ -3,7 +3,7 @@ import type { VmDisk } from '@sendense/db';
 import type { LocalFileRepository } from '@sendense/storage';
 import { PermanentError } from '../../common/errors';
 import { suspectChainReason } from '../cbt-audit';
-import { FULL_REASON_TEXT, logRun, type BackupDeps, type BackupRun, type BaseChoice, type PreparedSnapshot } from '../run-context';
+import { FULL_REASON_TEXT, logRun, resizedReason, type BackupDeps, type BackupRun, type BaseChoice, type PreparedSnapshot } from '../run-context';
 
 /** Phase 1a: the base of each known disk (the restore point its incremental or differential builds on), by device key. */
 export async function chooseBases(d: BackupDeps, run: BackupRun): Promise<void> {
@@ -52,16 +52,17 @@ export class SnapshotSession {
     const { d, run } = this;
     const started = Date.now();
     let prepared = await this.prepare(new Set());
-    // A resized disk cannot take an incremental: prepare again with that disk full.
-    const resized = prepared.disks.filter((p) => {
-      const known = run.ctx.disks.find((k) => k.deviceKey === p.deviceKey);
-      return p.mode === 'incremental' && known && Number(known.capacityBytes) !== p.capacityBytes;
-    });
+    // A resized disk cannot take an incremental (the plan phase names the resize as the reason, also when
+    // vCenter refused its old changeId): prepare again with that disk full if the agent planned an incremental.
+    const resized = prepared.disks.filter((p) => p.mode === 'incremental' && resizedReason(run.ctx.disks.find((k) => k.deviceKey === p.deviceKey), p));
     if (resized.length) {
       this.prepared = undefined;
       this.lease?.stop();
       await d.capture.release(prepared.sessionId);
-      for (const r of resized) run.bases.set(r.deviceKey, { parentId: null, previousChangeId: null, reason: 'the disk was resized since the last backup' });
+      for (const r of resized) {
+        const reason = resizedReason(run.ctx.disks.find((k) => k.deviceKey === r.deviceKey), r);
+        run.bases.set(r.deviceKey, { parentId: null, previousChangeId: null, reason });
+      }
       prepared = await this.prepare(new Set(resized.map((r) => r.deviceKey)));
     }
     await logRun(d, run, 'info', 'snapshot', `snapshot ${prepared.snapshotMoref} of ${run.vm} created, changed areas read (${((Date.now() - started) / 1000).toFixed(2)} s)`, {
