@@ -1,9 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Daemon, run, waitFor } from '@sendense/process';
+import { run, waitFor } from '@sendense/process';
 import { startFaultBed, type FaultBed } from './support/faults';
-import { freePort, ROOT } from './support/system';
+import { ROOT } from './support/system';
 
 /**
  * Policies by vCenter folder (issue 17), on the built apps with MariaDB,
@@ -12,9 +10,8 @@ import { freePort, ROOT } from './support/system';
  * folder (imported at run time: it was never imported) and not the one
  * outside; a VM moved into a sub-folder afterwards is picked up by the next
  * run; an unknown folder fails the run naming the vCenter, the folder and
- * what exists. The 'policies' queue is one per install: on the Redis other
- * tests share, their workers would take these runs, so this system has a
- * private redis-server.
+ * what exists. The 'policies' queue is one per install; the system's own
+ * QUEUE_PREFIX keeps other tests' workers on this Redis from taking its runs.
  */
 
 const IN = 'fold-web-vm';
@@ -34,8 +31,6 @@ jest.setTimeout(10 * MINUTE);
 
 describe('policy by vCenter folder', () => {
   let bed: FaultBed;
-  let redis: Daemon | undefined;
-  let redisDir = '';
 
   const cli = async (args: string[]) => {
     const r = await run('node', [CLI, ...args], {
@@ -68,15 +63,6 @@ describe('policy by vCenter folder', () => {
   };
 
   beforeAll(async () => {
-    redisDir = await mkdtemp(join(tmpdir(), 'sendense-folder-redis-'));
-    const redisPort = await freePort();
-    redis = await Daemon.start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--save', '', '--appendonly', 'no']);
-    await waitFor(async () => !redis!.running || (await run('redis-cli', ['-p', String(redisPort), 'ping'], { timeoutMs: 5000 }).then((r) => r.stdout.trim() === 'PONG', () => false)), {
-      timeoutMs: 20_000,
-      intervalMs: 100,
-      message: 'redis-server to answer PING',
-    });
-    if (!redis.running) throw redis.exitError('redis-server exited during start');
     const disks = [{ sizeMiB: 16, content: { type: 'random' as const, percent: 20, seed: 7 } }];
     bed = await startFaultBed({
       vms: [
@@ -86,14 +72,11 @@ describe('policy by vCenter folder', () => {
       ],
       // Only the VM outside the folder is imported: the folder's VMs must be found (and imported) by the policy run.
       importVms: [OUT],
-      env: { REDIS_URL: `redis://127.0.0.1:${redisPort}` },
     });
   }, 5 * MINUTE);
 
   afterAll(async () => {
     await bed?.stop();
-    await redis?.stop(5000);
-    if (redisDir) await rm(redisDir, { recursive: true, force: true });
   }, MINUTE);
 
   it('refuses a folder path with control characters, "..", or over 512 characters', async () => {

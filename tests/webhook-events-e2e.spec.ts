@@ -1,9 +1,8 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { mkdtemp, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Daemon, run, waitFor } from '@sendense/process';
+import { run, waitFor } from '@sendense/process';
 import { backupOk, startFaultBed, type FaultBed } from './support/faults';
 import { freePort } from './support/system';
 
@@ -17,9 +16,8 @@ import { freePort } from './support/system';
  * whose bytes were changed on disk, chain.suspect when the CBT audit of an
  * incremental finds blocks CBT reported unchanged that differ (the
  * stand-in's cbt-fault switch makes QueryChangedDiskAreas forget an area). The queue 'webhooks' is one per
- * install: on the Redis other tests share, their workers would take these
- * deliveries (and drop them, not knowing the delivery), so this system has a
- * private redis-server.
+ * install; the system's own QUEUE_PREFIX keeps other tests' workers on this
+ * Redis from taking (and dropping) its deliveries.
  */
 
 const DAMAGED_VM = 'hook-damaged-vm';
@@ -38,8 +36,6 @@ jest.setTimeout(10 * MINUTE);
 describe('webhook events: repository.space, vm.stale, chain.damaged, chain.suspect', () => {
   let bed: FaultBed;
   let receiver: Server;
-  let redis: Daemon | undefined;
-  let redisDir = '';
   const received: Received[] = [];
   const secret = 'events-secret-0123456789';
 
@@ -55,15 +51,6 @@ describe('webhook events: repository.space, vm.stale, chain.damaged, chain.suspe
   };
 
   beforeAll(async () => {
-    redisDir = await mkdtemp(join(tmpdir(), 'sendense-hook-redis-'));
-    const redisPort = await freePort();
-    redis = await Daemon.start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--save', '', '--appendonly', 'no']);
-    await waitFor(async () => !redis!.running || (await run('redis-cli', ['-p', String(redisPort), 'ping'], { timeoutMs: 5000 }).then((r) => r.stdout.trim() === 'PONG', () => false)), {
-      timeoutMs: 20_000,
-      intervalMs: 100,
-      message: 'redis-server to answer PING',
-    });
-    if (!redis.running) throw redis.exitError('redis-server exited during start');
     receiver = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -84,7 +71,7 @@ describe('webhook events: repository.space, vm.stale, chain.damaged, chain.suspe
         { name: SUSPECT_VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 64, content: { type: 'random', percent: 50, seed: 43 } }] },
       ],
       repositories: [],
-      env: { ALERT_REPOSITORY_USED_PERCENT: '1', ALERT_CHECK_EVERY: '2s', REDIS_URL: `redis://127.0.0.1:${redisPort}` },
+      env: { ALERT_REPOSITORY_USED_PERCENT: '1', ALERT_CHECK_EVERY: '2s' },
     });
     const hook = await bed.sys.call('POST', '/api/v1/webhooks', { name: 'events', url: `http://127.0.0.1:${port}/hook`, secret, events: ['chain.damaged', 'chain.suspect', 'repository.space', 'vm.stale'] });
     expect(hook.status).toBe(201);
@@ -94,8 +81,6 @@ describe('webhook events: repository.space, vm.stale, chain.damaged, chain.suspe
   afterAll(async () => {
     receiver?.close();
     await bed?.stop();
-    await redis?.stop(5000);
-    if (redisDir) await rm(redisDir, { recursive: true, force: true });
   }, MINUTE);
 
   it('repository.space: the repository file system is above the threshold', async () => {
