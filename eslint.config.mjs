@@ -21,14 +21,38 @@ const prismaClient = {
   ],
 };
 const restrictedImports = (...parts) => ['error', { paths: parts.flatMap((p) => p.paths ?? []), patterns: parts.flatMap((p) => p.patterns ?? []) }];
-const tests = ['**/*.spec.ts', '**/*.test.ts', 'tests/**', 'bench/**', 'scripts/**', 'tools/**', 'prisma/**', '**/testing/**', '**/test/**', '*.ts', '*.cts', '*.mjs'];
+const tests = [
+  '**/*.spec.ts',
+  '**/*.test.ts',
+  'tests/**',
+  'bench/**',
+  'scripts/**',
+  'tools/**',
+  'prisma/**',
+  '**/testing/**',
+  '**/test/**',
+  '*.ts',
+  '*.cts',
+  '*.mjs',
+];
 
 export default [
   ...nx.configs['flat/base'],
   ...nx.configs['flat/typescript'],
   ...nx.configs['flat/javascript'],
   {
-    ignores: ['**/dist', '**/out-tsc', '**/node_modules', 'libs/db/src/generated/**', 'coverage/**', 'tools/vcsim/bin/**', 'tools/vcsim/gopath/**', '.nx/**', '.sendense/**', 'tests/artifacts/**'],
+    ignores: [
+      '**/dist',
+      '**/out-tsc',
+      '**/node_modules',
+      'libs/db/src/generated/**',
+      'coverage/**',
+      'tools/vcsim/bin/**',
+      'tools/vcsim/gopath/**',
+      '.nx/**',
+      '.sendense/**',
+      'tests/artifacts/**',
+    ],
   },
   {
     files: ['**/*.ts', '**/*.tsx', '**/*.js', '**/*.jsx'],
@@ -45,7 +69,10 @@ export default [
         },
       ],
       'no-restricted-imports': restrictedImports(childProcess, prismaClient),
-      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Settings come from @sendense/config (validated once at start, injected).' }],
+      'no-restricted-properties': [
+        'error',
+        { object: 'process', property: 'env', message: 'Settings come from @sendense/config (validated once at start, injected).' },
+      ],
     },
   },
   // Each app's webpack.config.js requires the shared setup in tools/webpack by path.
@@ -58,8 +85,14 @@ export default [
     rules: {
       'no-restricted-syntax': [
         'error',
-        { selector: "MemberExpression[object.name='prisma'][property.name=/^[a-z]/]", message: 'Use a repository from @sendense/db (libs/db/src/repositories), not prisma.<model>.' },
-        { selector: "MemberExpression[object.property.name='prisma'][property.name=/^[a-z]/]", message: 'Use a repository from @sendense/db (libs/db/src/repositories), not prisma.<model>.' },
+        {
+          selector: "MemberExpression[object.name='prisma'][property.name=/^[a-z]/]",
+          message: 'Use a repository from @sendense/db (libs/db/src/repositories), not prisma.<model>.',
+        },
+        {
+          selector: "MemberExpression[object.property.name='prisma'][property.name=/^[a-z]/]",
+          message: 'Use a repository from @sendense/db (libs/db/src/repositories), not prisma.<model>.',
+        },
       ],
     },
   },
@@ -82,7 +115,15 @@ export default [
     // Small units (issue 13): no function over 80 lines, blank lines and comments not counted.
     // Tests are exempt (a describe block holds its cases). Not yet: the Capture Agent (prepare, copy,
     // disk-restore restore: its copy path is being changed under issue 19).
-    files: ['apps/cli/**/*.ts', 'apps/console/**/*.ts', 'apps/console/**/*.tsx', 'apps/api-gateway/src/**/*.ts', 'apps/backup-worker/src/**/*.ts', 'apps/nbd-exporter/src/**/*.ts', 'apps/restore-service/src/**/*.ts'],
+    files: [
+      'apps/cli/**/*.ts',
+      'apps/console/**/*.ts',
+      'apps/console/**/*.tsx',
+      'apps/api-gateway/src/**/*.ts',
+      'apps/backup-worker/src/**/*.ts',
+      'apps/nbd-exporter/src/**/*.ts',
+      'apps/restore-service/src/**/*.ts',
+    ],
     ignores: tests,
     rules: { 'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true }] },
   },

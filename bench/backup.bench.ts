@@ -57,7 +57,13 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
     // nbdcopy: the same snapshot path (vCenter snapshot → stand-in NBD export)
     // into the same kind of target: a fresh QCOW2 exported writable by the
     // system's own nbd-exporter (same qemu-nbd options), flushed at the end.
-    const client = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
+    const client = await VSphereClient.connect({
+      url: standIn.url,
+      username: standIn.username,
+      password: standIn.password,
+      tls: { insecure: true },
+      keepAliveMs: 0,
+    });
     const exporter = NbdExporterClient.connect({ url: sys.env['NBD_EXPORTER_URL'], token: sys.env['SENDENSE_INTERNAL_TOKEN'] });
     const nbdcopyOnce = async (label: string) => {
       const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${label}` });
@@ -74,7 +80,11 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
       await client.removeSnapshot(snap);
       await run('rm', ['-f', target]);
       log(`nbdcopy ${label}: ${seconds.toFixed(2)} s`);
-      const groups = { nbdcopy: use.groups['children-of-bench']!, 'qemu-nbd (target)': use.groups['qemu-nbd (target)']!, 'stand-in (source)': use.groups['stand-in (source)']! };
+      const groups = {
+        nbdcopy: use.groups['children-of-bench']!,
+        'qemu-nbd (target)': use.groups['qemu-nbd (target)']!,
+        'stand-in (source)': use.groups['stand-in (source)']!,
+      };
       return { seconds, groups };
     };
     // The system: full backups through the API. Only the latest full is

@@ -53,7 +53,9 @@ export async function main(args: string[]): Promise<void> {
     { vm: 'bench-small', gib: smallGiB },
     { vm: 'bench-big', gib: bigGiB },
   ];
-  log(`${disks.map((d) => `${d.gib} GiB`).join(' vs ')}; ${writtenMiB} MiB written, ${changedMiB} MiB changed per incremental, ${runs} runs, CBT window ${windowGiB} GiB`);
+  log(
+    `${disks.map((d) => `${d.gib} GiB`).join(' vs ')}; ${writtenMiB} MiB written, ${changedMiB} MiB changed per incremental, ${runs} runs, CBT window ${windowGiB} GiB`,
+  );
   const b = await startBenchSystem(
     'bigdisk',
     disks.map((d) => ({ name: d.vm, disks: [{ sizeMiB: d.gib * 1024, content: { type: 'empty' as const } }] })),
@@ -135,7 +137,13 @@ export async function main(args: string[]): Promise<void> {
         read_back: `${written.size} pieces ok`,
         runs,
       };
-      byDisk.push({ full_s: full.seconds, incr_s: row.incremental_seconds, rss: rssMed, transferred: row.incremental_transferred_bytes, phases: row.incremental_phases_s });
+      byDisk.push({
+        full_s: full.seconds,
+        incr_s: row.incremental_seconds,
+        rss: rssMed,
+        transferred: row.incremental_transferred_bytes,
+        phases: row.incremental_phases_s,
+      });
       out.push(row);
     }
     for (const row of out) emit('big-disk', row);

@@ -44,7 +44,10 @@ export async function main(args: string[]): Promise<void> {
   log(`${max} VMs x ${disks} disk(s) of ${diskMiB} MiB dense; rounds of ${counts.join(', ')} VMs, ${runs} runs each`);
   const b = await startBenchSystem(
     'concurrent',
-    names.map((name, i) => ({ name, disks: Array.from({ length: disks }, (_, d) => ({ sizeMiB: diskMiB, content: { type: 'random' as const, percent: 100, seed: 10 * i + d + 1 } })) })),
+    names.map((name, i) => ({
+      name,
+      disks: Array.from({ length: disks }, (_, d) => ({ sizeMiB: diskMiB, content: { type: 'random' as const, percent: 100, seed: 10 * i + d + 1 } })),
+    })),
   );
   const { sys } = b;
   try {

@@ -8,7 +8,21 @@
  * time, image size and transferred bytes as fractions of the full's, phases.
  * Median of runs.
  */
-import { MiB, emit, listFlag, logger, median, medianPhases, numFlag, phaseBreakdown, round, settle, startBenchSystem, timedBackup, type BackupRow } from './support';
+import {
+  MiB,
+  emit,
+  listFlag,
+  logger,
+  median,
+  medianPhases,
+  numFlag,
+  phaseBreakdown,
+  round,
+  settle,
+  startBenchSystem,
+  timedBackup,
+  type BackupRow,
+} from './support';
 
 const log = logger('incremental-scaling');
 const VM = 'bench-incr';

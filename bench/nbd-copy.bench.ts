@@ -29,16 +29,7 @@ import { randomBytes, randomFillSync } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, ftruncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, run, waitFor } from '@sendense/process';
-import {
-  DEFAULT_CONNECTIONS,
-  DEFAULT_QUEUE_DEPTH,
-  DEFAULT_REQUEST_SIZE,
-  Extent,
-  NbdClient,
-  allocatedExtents,
-  copyExtents,
-  totalBytes,
-} from '@sendense/nbd';
+import { DEFAULT_CONNECTIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_REQUEST_SIZE, Extent, NbdClient, allocatedExtents, copyExtents, totalBytes } from '@sendense/nbd';
 import { existsSync } from 'node:fs';
 import { piped } from './support';
 
@@ -81,26 +72,53 @@ function parseArgs(argv: string[]): Args {
   for (let i = 0; i < argv.length; i++) {
     const v = () => argv[++i];
     switch (argv[i]) {
-      case '--json': a.json = true; break;
-      case '--runs': a.runs = Number(v()); break;
-      case '--size-gib': a.sizeGiB = Number(v()); break;
-      case '--cases': a.cases = v().split(','); break;
-      case '--request-size': a.requestSize = Number(v()); break;
-      case '--queue-depth': a.queueDepth = Number(v()); break;
-      case '--connections': a.connections = Number(v()); break;
-      case '--dir': a.dir = v(); break;
-      case '--checkpoint-bytes': a.checkpointBytes = Number(v()); break;
-      case '--shared': a.shared = Number(v()); break;
-      case '--qcow2-opts': a.qcow2Opts = v(); break;
-      case '--target-cache': a.targetCache = v(); break;
-      case '--target-aio': a.targetAio = v(); break;
+      case '--json':
+        a.json = true;
+        break;
+      case '--runs':
+        a.runs = Number(v());
+        break;
+      case '--size-gib':
+        a.sizeGiB = Number(v());
+        break;
+      case '--cases':
+        a.cases = v().split(',');
+        break;
+      case '--request-size':
+        a.requestSize = Number(v());
+        break;
+      case '--queue-depth':
+        a.queueDepth = Number(v());
+        break;
+      case '--connections':
+        a.connections = Number(v());
+        break;
+      case '--dir':
+        a.dir = v();
+        break;
+      case '--checkpoint-bytes':
+        a.checkpointBytes = Number(v());
+        break;
+      case '--shared':
+        a.shared = Number(v());
+        break;
+      case '--qcow2-opts':
+        a.qcow2Opts = v();
+        break;
+      case '--target-cache':
+        a.targetCache = v();
+        break;
+      case '--target-aio':
+        a.targetAio = v();
+        break;
       case '--target-tls': {
         const t = v();
         if (t !== 'none' && t !== 'psk') throw new Error(`--target-tls ${t}: none or psk`);
         a.targetTls = t;
         break;
       }
-      default: throw new Error(`unknown argument ${argv[i]}`);
+      default:
+        throw new Error(`unknown argument ${argv[i]}`);
     }
   }
   return a;
@@ -129,7 +147,7 @@ function makeRaw(path: string, size: number, extents: readonly Extent[]): void {
 /** CBT-like list: extents of 4 KiB-1 MiB (log-uniform, 4 KiB aligned) covering `fraction` of size. */
 function cbtExtents(size: number, fraction: number, seed = 42): Extent[] {
   let s = seed;
-  const rnd = () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = () => (s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const want = size * fraction;
   const out: Extent[] = [];
   let total = 0;
@@ -149,10 +167,13 @@ function cbtExtents(size: number, fraction: number, seed = 42): Extent[] {
 async function startQemuNbd(args: string[], sock: string): Promise<Daemon> {
   rmSync(sock, { force: true });
   const d = await Daemon.start('qemu-nbd', [...args, '--persistent', '-k', sock]);
-  await waitFor(() => {
-    if (!d.running) throw d.exitError('qemu-nbd did not start');
-    return existsSync(sock);
-  }, { timeoutMs: 10000, message: sock });
+  await waitFor(
+    () => {
+      if (!d.running) throw d.exitError('qemu-nbd did not start');
+      return existsSync(sock);
+    },
+    { timeoutMs: 10000, message: sock },
+  );
   return d;
 }
 

@@ -135,7 +135,14 @@ export async function main(args: string[]): Promise<void> {
     const fullS = median(full);
     const quickS = median(quick.map((q) => q.s));
     const docs: Record<string, unknown>[] = [
-      { mode: 'full', ...common, seconds: round(fullS, 3), mib_per_s: round(sizeMiB / fullS), ratio_to_nbdcopy: round(refS / fullS, 2), bytes_written: median(fullBytes) },
+      {
+        mode: 'full',
+        ...common,
+        seconds: round(fullS, 3),
+        mib_per_s: round(sizeMiB / fullS),
+        ratio_to_nbdcopy: round(refS / fullS, 2),
+        bytes_written: median(fullBytes),
+      },
       {
         mode: 'quick',
         ...common,

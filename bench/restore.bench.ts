@@ -114,7 +114,8 @@ export async function main(args: string[]): Promise<void> {
       api_runs_MiBps: (rates['api'] ?? []).map((x) => round(x)),
       cat_runs_MiBps: (rates['cat'] ?? []).map((x) => round(x)),
       runs,
-      measures: 'GET /api/v1/restore/{mount}/download through the gateway (read by this process with fetch; and by curl into a pipe) vs cat of the file on the mount into a pipe, fresh mount each',
+      measures:
+        'GET /api/v1/restore/{mount}/download through the gateway (read by this process with fetch; and by curl into a pipe) vs cat of the file on the mount into a pipe, fresh mount each',
     });
     emit('restore', {
       case: 'archive-directory',

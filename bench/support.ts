@@ -32,8 +32,7 @@ export function flag(args: readonly string[], name: string): string | undefined 
   return undefined;
 }
 export const numFlag = (args: readonly string[], name: string, dflt: number) => Number(flag(args, name) ?? dflt);
-export const listFlag = (args: readonly string[], name: string, dflt: number[]) =>
-  flag(args, name)?.split(',').map(Number) ?? dflt;
+export const listFlag = (args: readonly string[], name: string, dflt: number[]) => flag(args, name)?.split(',').map(Number) ?? dflt;
 
 export const logger = (bench: string) => (s: string) => process.stderr.write(`[bench ${bench}] ${s}\n`);
 
@@ -175,7 +174,8 @@ export function productCpuGroups(sys: System, standIn: StandIn): Record<string, 
   };
   let cache: { at: number; procs: { pid: number; argv: string[] }[] } = { at: 0, procs: [] };
   const procs = async () => {
-    if (Date.now() - cache.at > 900) cache = { at: Date.now(), procs: await findProcesses((argv) => argv.some((a) => a.includes(sys.dir) || a.includes('vcsim'))) };
+    if (Date.now() - cache.at > 900)
+      cache = { at: Date.now(), procs: await findProcesses((argv) => argv.some((a) => a.includes(sys.dir) || a.includes('vcsim'))) };
     return cache.procs;
   };
   const byArgv = (test: (argv: string[]) => boolean) => async () => (await procs()).filter((p) => test(p.argv)).map((p) => p.pid);
@@ -349,7 +349,10 @@ export async function piped(argv: string[]): Promise<number> {
 export class RssMeter {
   private peak = new Map<number, number>();
   private timer: NodeJS.Timeout | undefined;
-  constructor(private readonly pids: () => number[], private readonly intervalMs = 100) {}
+  constructor(
+    private readonly pids: () => number[],
+    private readonly intervalMs = 100,
+  ) {}
   start(): void {
     this.peak.clear();
     this.timer = setInterval(() => {

@@ -22,9 +22,7 @@ async function main(): Promise<void> {
     return;
   }
   const result = await migrate(url, join(__dirname, 'migrations'), (l) => process.stdout.write(`${l}\n`));
-  process.stdout.write(
-    `database up to date: ${result.applied.length} applied, ${result.alreadyApplied.length} already applied\n`,
-  );
+  process.stdout.write(`database up to date: ${result.applied.length} applied, ${result.alreadyApplied.length} already applied\n`);
 }
 
 main().catch((err: unknown) => {

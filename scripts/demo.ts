@@ -51,8 +51,10 @@ async function backup(key: string, type: 'full' | 'incremental') {
       if (s.status !== 'completed') throw new Error(`the ${type} backup ${s.status}: ${s.error}`);
       say(`  ${type} backup done in ${((Date.now() - started) / 1000).toFixed(1)} s (run ${run.run_id})`);
       for (const b of s.backups) {
-        say(`    disk ${b.disk_id}: ${b.backup_type} restore point ${b.id}, ${b.bytes_transferred} bytes copied, ${b.allocated_bytes} bytes stored` +
-          (b.fallback_reason ? `\n      (ran as full: ${b.fallback_reason})` : ''));
+        say(
+          `    disk ${b.disk_id}: ${b.backup_type} restore point ${b.id}, ${b.bytes_transferred} bytes copied, ${b.allocated_bytes} bytes stored` +
+            (b.fallback_reason ? `\n      (ran as full: ${b.fallback_reason})` : ''),
+        );
       }
       return s.backups;
     }
@@ -101,13 +103,24 @@ async function main(): Promise<void> {
   say('4. Mount both restore points of disk 0 and read /var/www/index.html from each');
   const out = join(STATE, 'demo');
   await mkdir(out, { recursive: true });
-  for (const [label, points] of [['before', first], ['after', second]] as const) {
+  for (const [label, points] of [
+    ['before', first],
+    ['after', second],
+  ] as const) {
     const point = points.find((b) => b.disk_id === 0)!;
-    const m = await api<{ mount_id: string; partitions: { name: string; fsType: string | null; mounted: boolean }[] }>(key, 'POST', '/api/v1/restore/mount', { backup_id: point.id });
+    const m = await api<{ mount_id: string; partitions: { name: string; fsType: string | null; mounted: boolean }[] }>(key, 'POST', '/api/v1/restore/mount', {
+      backup_id: point.id,
+    });
     const part = m.partitions.find((p) => p.mounted);
     if (!part) throw new Error(`restore point ${point.id} has no mountable filesystem: ${JSON.stringify(m.partitions)}`);
-    const listing = await api<{ entries: { name: string; type: string; size: number }[] }>(key, 'GET', `/api/v1/restore/${m.mount_id}/files?path=${encodeURIComponent(`${part.name}/var/www`)}`);
-    const res = await fetch(`${API}/api/v1/restore/${m.mount_id}/download?path=${encodeURIComponent(`${part.name}/var/www/index.html`)}`, { headers: { authorization: `Bearer ${key}` } });
+    const listing = await api<{ entries: { name: string; type: string; size: number }[] }>(
+      key,
+      'GET',
+      `/api/v1/restore/${m.mount_id}/files?path=${encodeURIComponent(`${part.name}/var/www`)}`,
+    );
+    const res = await fetch(`${API}/api/v1/restore/${m.mount_id}/download?path=${encodeURIComponent(`${part.name}/var/www/index.html`)}`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
     if (!res.ok) throw new Error(`download of /var/www/index.html answered ${res.status}: ${await res.text()}`);
     const content = Buffer.from(await res.arrayBuffer());
     const file = join(out, `index.html.${label}`);

@@ -19,6 +19,8 @@ bash scripts/typecheck.sh || die "type errors (above)"
 log "linting (house rules: eslint.config.mjs; zero findings)"
 # The module-boundary rule reads the project graph the build above computed.
 npx eslint . --max-warnings 0 || die "lint findings (above): fix them or, where a rule is wrong for a file, say why in eslint.config.mjs"
+log "checking the format (Prettier: .prettierrc, .prettierignore)"
+npx prettier --check . --log-level warn || die "files not in Prettier's format (above): run npx prettier --write on them"
 log "running the tests"
 mkdir -p coverage
 set +e

@@ -53,7 +53,17 @@ describe('VMware backups end to end', () => {
         {
           name: VM,
           disks: [
-            { sizeMiB: 96, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'gpt', files: { '/etc/hostname': 'e2e\n' }, randomFiles: { '/data/big.bin': 32 * MiB }, seed: 7 } },
+            {
+              sizeMiB: 96,
+              content: {
+                type: 'filesystem',
+                filesystem: 'ext4',
+                partitionTable: 'gpt',
+                files: { '/etc/hostname': 'e2e\n' },
+                randomFiles: { '/data/big.bin': 32 * MiB },
+                seed: 7,
+              },
+            },
             { sizeMiB: 320, content: { type: 'filesystem', filesystem: 'xfs', partitionTable: 'mbr', files: { '/readme.txt': 'hello xfs\n' }, seed: 8 } },
             { sizeMiB: 64, content: { type: 'random', percent: 100, seed: 9 } },
           ],
@@ -72,7 +82,9 @@ describe('VMware backups end to end', () => {
       disk_reader: { kind: 'standin-nbd', harnessUrl: standIn.harnessUrl },
     });
     expect(vc.status).toBe(201);
-    const imp = await sys.call<{ vm_name: string; context_id: string; disks: number }[]>('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: [VM, SLOW_VM] });
+    const imp = await sys.call<{ vm_name: string; context_id: string; disks: number }[]>('POST', `/api/v1/vcenters/${vc.body.id}/import`, {
+      vm_names: [VM, SLOW_VM],
+    });
     expect(imp.status).toBe(200);
     expect(imp.body.find((v) => v.vm_name === VM)!.disks).toBe(3);
     const repo = await sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: sys.repoDir });
@@ -91,7 +103,8 @@ describe('VMware backups end to end', () => {
     const start = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: type, repository: 'local' });
     expect(start.status).toBe(202);
     const doc = await waitForJob<JobDoc>(sys, start.body.run_id);
-    if (doc.status !== 'completed') throw new Error(`backup ${type} ended ${doc.status}: ${doc.error}\n${sys.logs.get('backup-worker')?.slice(-20).join('\n')}`);
+    if (doc.status !== 'completed')
+      throw new Error(`backup ${type} ended ${doc.status}: ${doc.error}\n${sys.logs.get('backup-worker')?.slice(-20).join('\n')}`);
     return doc;
   }
 
@@ -181,7 +194,13 @@ describe('VMware backups end to end', () => {
     await writeGuestFile('/notes/diff.txt', 'differential\n');
     const expected = await guestDigest(0);
     // As if a Capture Agent had died mid-backup: its snapshot is still on the VM.
-    const vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { insecure: true }, keepAliveMs: 0 });
+    const vc = await VSphereClient.connect({
+      url: standIn.url,
+      username: standIn.username,
+      password: standIn.password,
+      tls: { insecure: true },
+      keepAliveMs: 0,
+    });
     const vmRef = (await vc.findVm({ name: VM })).ref;
     const stale = await vc.createSnapshot(vmRef, { name: 'sendense-run-killed-mid-copy' });
     const doc = await backup('differential');
@@ -316,13 +335,17 @@ describe('VMware backups end to end', () => {
   });
 
   it('cancelling a running backup leaves no export, no snapshot and no half restore point', async () => {
-    const start = await sys.call<{ run_id: string; vm_context_id: string }>('POST', '/api/v1/backup/start', { vm_name: SLOW_VM, backup_type: 'full', repository: 'local' });
+    const start = await sys.call<{ run_id: string; vm_context_id: string }>('POST', '/api/v1/backup/start', {
+      vm_name: SLOW_VM,
+      backup_type: 'full',
+      repository: 'local',
+    });
     expect(start.status).toBe(202);
     const runId = start.body.run_id;
     await waitFor(
       async () => {
         const s = await sys.call<{ progress: { phase: string; bytesDone: number } | null; status: string }>('GET', `/api/v1/jobs/${runId}`);
-        return s.body.status !== 'queued' && s.body.status !== 'running' ? true : (s.body.progress?.phase === 'copying' && s.body.progress.bytesDone > 0);
+        return s.body.status !== 'queued' && s.body.status !== 'running' ? true : s.body.progress?.phase === 'copying' && s.body.progress.bytesDone > 0;
       },
       { timeoutMs: 120_000, intervalMs: 100, message: 'the copy to start' },
     );
@@ -345,7 +368,11 @@ describe('VMware backups end to end', () => {
 
   it('a second start for the same VM while one is queued or running is refused', async () => {
     const a = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: 'incremental', repository: 'local' });
-    const b = await sys.call<{ message: string; run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: 'incremental', repository: 'local' });
+    const b = await sys.call<{ message: string; run_id: string }>('POST', '/api/v1/backup/start', {
+      vm_name: VM,
+      backup_type: 'incremental',
+      repository: 'local',
+    });
     expect(a.status).toBe(202);
     expect(b.status).toBe(409);
     expect(b.body.run_id).toBe(a.body.run_id);

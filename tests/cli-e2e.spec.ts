@@ -54,7 +54,12 @@ describe('sendense-ctl end to end', () => {
 
   /** Run the built CLI with the test's settings (SENDENSE_API_URL/KEY, a private config dir). */
   async function cli(args: string[], extra: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Result> {
-    const r = await run('node', [CLI, ...args], { env: { ...env, ...(extra.env ?? {}) }, input: extra.input, okExitCodes: [0, 1, 2, 3, 4, 5, 6], timeoutMs: 300_000 });
+    const r = await run('node', [CLI, ...args], {
+      env: { ...env, ...(extra.env ?? {}) },
+      input: extra.input,
+      okExitCodes: [0, 1, 2, 3, 4, 5, 6],
+      timeoutMs: 300_000,
+    });
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
   const ok = (r: Result) => {
@@ -91,9 +96,26 @@ describe('sendense-ctl end to end', () => {
     env = { ...sys.env, SENDENSE_API_URL: sys.api, SENDENSE_API_KEY: sys.adminKey, XDG_CONFIG_HOME: join(work, 'config'), HOME: work };
     // Set up through the CLI itself: vCenter, its VMs, a repository.
     const vc = json<{ id: string }>(
-      await cli(['vcenter', 'add', '--name', 'standin', '--url', standIn.url, '--username', standIn.username, '--password-stdin', '--insecure', '--standin-harness', standIn.harnessUrl!, '--json'], {
-        input: `${standIn.password}\n`,
-      }),
+      await cli(
+        [
+          'vcenter',
+          'add',
+          '--name',
+          'standin',
+          '--url',
+          standIn.url,
+          '--username',
+          standIn.username,
+          '--password-stdin',
+          '--insecure',
+          '--standin-harness',
+          standIn.harnessUrl!,
+          '--json',
+        ],
+        {
+          input: `${standIn.password}\n`,
+        },
+      ),
     );
     const imported = json<{ vm_name: string }[]>(await cli(['vcenter', 'import', vc.id, '--vm', VM, BAR_VM, '--json']));
     expect(imported.map((v) => v.vm_name).sort()).toEqual([BAR_VM, VM]);
@@ -114,7 +136,9 @@ describe('sendense-ctl end to end', () => {
   }, 60_000);
 
   it('a full backup with --wait --json: one JSON document of the completed job', async () => {
-    const doc = json<{ status: string; backups: { id: string; backup_type: string; status: string }[] }>(await cli(['backup', 'start', '--vm', VM, '--type', 'full', '--wait', '--json']));
+    const doc = json<{ status: string; backups: { id: string; backup_type: string; status: string }[] }>(
+      await cli(['backup', 'start', '--vm', VM, '--type', 'full', '--wait', '--json']),
+    );
     expect(doc.status).toBe('completed');
     expect(doc.backups).toHaveLength(1);
     expect(doc.backups[0]).toMatchObject({ backup_type: 'full', status: 'completed' });
@@ -128,7 +152,9 @@ describe('sendense-ctl end to end', () => {
     expect(r.stdout + r.stderr).not.toMatch(CONTROL);
     expect(r.stderr).toMatch(/started incremental backup of cli-vm/);
     expect(r.stdout).toMatch(/status:\s+completed/);
-    const list = json<{ total: number; items: { id: string; backup_type: string; parent_backup_id: string | null }[] }>(await cli(['backup', 'list', '--vm', VM, '--json']));
+    const list = json<{ total: number; items: { id: string; backup_type: string; parent_backup_id: string | null }[] }>(
+      await cli(['backup', 'list', '--vm', VM, '--json']),
+    );
     expect(list.total).toBe(2);
     const incr = list.items.find((b) => b.backup_type === 'incremental')!;
     expect(incr.parent_backup_id).toBe(fullId);
@@ -176,7 +202,9 @@ describe('sendense-ctl end to end', () => {
     it('extracts a file over 64 MiB and a unicode name byte for byte, through the existing mount', async () => {
       const out = join(work, 'out');
       await mkdir(out, { recursive: true });
-      const r = json<{ output: string; size: number; partition: string }>(await cli(['backup', 'extract', '--backup-id', incrId, '--file', '/data/big.bin', '--output', out, '--json']));
+      const r = json<{ output: string; size: number; partition: string }>(
+        await cli(['backup', 'extract', '--backup-id', incrId, '--file', '/data/big.bin', '--output', out, '--json']),
+      );
       expect(r).toMatchObject({ output: join(out, 'big.bin'), size: big.length, partition: part });
       expect(sha(await readFile(join(out, 'big.bin')))).toBe(sha(big));
       expect(await readdir(out)).toEqual(['big.bin']); // no temp file left
@@ -194,7 +222,9 @@ describe('sendense-ctl end to end', () => {
       await mkdir(out, { recursive: true });
       const have = 40 * MiB + 17;
       await writeFile(join(out, 'big.bin.sendense-part'), big.subarray(0, have));
-      const r = json<{ resumed_from: number; bytes: number }>(await cli(['backup', 'extract', '--backup-id', incrId, '--file', '/data/big.bin', '--output', out, '--resume', '--json']));
+      const r = json<{ resumed_from: number; bytes: number }>(
+        await cli(['backup', 'extract', '--backup-id', incrId, '--file', '/data/big.bin', '--output', out, '--resume', '--json']),
+      );
       expect(r).toEqual(expect.objectContaining({ resumed_from: have, bytes: big.length - have }));
       expect(sha(await readFile(join(out, 'big.bin')))).toBe(sha(big));
       expect(await readdir(out)).toEqual(['big.bin']);
@@ -273,7 +303,12 @@ describe('sendense-ctl end to end', () => {
     expect(vcs.map((v) => ({ name: v.name, url: v.url }))).toEqual([{ name: 'standin', url: standIn.url }]);
     const vcTable = ok(await cli(['vcenter', 'list'], { env: { COLUMNS: '80' } })).stdout;
     expect(vcTable).toContain(vcs[0]!.id);
-    expect(vcTable.trimEnd().split('\n').every((l) => l.length <= 80)).toBe(true);
+    expect(
+      vcTable
+        .trimEnd()
+        .split('\n')
+        .every((l) => l.length <= 80),
+    ).toBe(true);
 
     const repos = json<{ name: string; type: string; total_size_bytes: number; available_size_bytes: number }[]>(await cli(['repo', 'list', '--json']));
     expect(repos).toEqual([expect.objectContaining({ name: 'local', type: 'local' })]);
@@ -282,7 +317,9 @@ describe('sendense-ctl end to end', () => {
     expect(repoTable).toMatch(/^local\s+local\s/m);
     expect(repoTable).toMatch(/\d+(\.\d)? (KiB|MiB|GiB|TiB)/);
 
-    const operator = ok(await cli(['apikey', 'create', '--role', 'operator', '--name', 'cli e2e revoke me'], { env: { DATABASE_URL: sys.db.url } })).stdout.trim();
+    const operator = ok(
+      await cli(['apikey', 'create', '--role', 'operator', '--name', 'cli e2e revoke me'], { env: { DATABASE_URL: sys.db.url } }),
+    ).stdout.trim();
     ok(await cli(['vm', 'list'], { env: { SENDENSE_API_KEY: operator } }));
     const keys = json<{ id: string; name: string; role: string; revokedAt: string | null }[]>(await cli(['apikey', 'list', '--json']));
     const mine = keys.find((k) => k.name === 'cli e2e revoke me');
@@ -301,7 +338,11 @@ describe('sendense-ctl end to end', () => {
 
   it('backup start --wait in a pseudo-terminal shows a moving bar; piped, plain lines; --json parses', async () => {
     const cmd = `node ${CLI} backup start --vm ${BAR_VM} --type full --wait`;
-    const tty = await run('script', ['-q', '-e', '-c', cmd, '/dev/null'], { env: { ...env, COLUMNS: '100', LINES: '40' }, okExitCodes: [0, 1, 2, 3, 4, 5, 6], timeoutMs: 300_000 });
+    const tty = await run('script', ['-q', '-e', '-c', cmd, '/dev/null'], {
+      env: { ...env, COLUMNS: '100', LINES: '40' },
+      okExitCodes: [0, 1, 2, 3, 4, 5, 6],
+      timeoutMs: 300_000,
+    });
     expect({ code: tty.exitCode, out: tty.exitCode ? tty.stdout.slice(-2000) : '' }).toEqual({ code: 0, out: '' });
     // The bar: redrawn with cursor control, and its percentage moves.
     // eslint-disable-next-line no-control-regex
@@ -317,7 +358,10 @@ describe('sendense-ctl end to end', () => {
     const doc = json<{ status: string; run_id: string }>(await cli(['backup', 'start', '--vm', BAR_VM, '--type', 'incremental', '--wait', '--json']));
     expect(doc.status).toBe('completed');
     const watch = ok(await cli(['job', 'watch', doc.run_id, '--json']));
-    const lines = watch.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; status: string });
+    const lines = watch.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; status: string });
     expect(lines.at(-1)).toMatchObject({ event: 'end', status: 'completed' });
     const show = ok(await cli(['job', 'show', doc.run_id]));
     expect(show.stdout).toMatch(/status:\s+completed/);

@@ -57,7 +57,12 @@ describe('sendense-ctl maintenance end to end', () => {
   const runs: string[] = [];
 
   async function cli(args: string[], extra: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Result> {
-    const r = await run('node', [CLI, ...args], { env: { ...env, ...(extra.env ?? {}) }, input: extra.input, okExitCodes: [0, 1, 2, 3, 4, 5, 6], timeoutMs: 300_000 });
+    const r = await run('node', [CLI, ...args], {
+      env: { ...env, ...(extra.env ?? {}) },
+      input: extra.input,
+      okExitCodes: [0, 1, 2, 3, 4, 5, 6],
+      timeoutMs: 300_000,
+    });
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
   const ok = (r: Result) => {
@@ -88,9 +93,26 @@ describe('sendense-ctl maintenance end to end', () => {
     sys = await startSystem();
     env = { ...sys.env, SENDENSE_API_URL: sys.api, SENDENSE_API_KEY: sys.adminKey, XDG_CONFIG_HOME: join(work, 'config'), HOME: work };
     const vc = json<{ id: string }>(
-      await cli(['vcenter', 'add', '--name', 'standin', '--url', standIn.url, '--username', standIn.username, '--password-stdin', '--insecure', '--standin-harness', standIn.harnessUrl!, '--json'], {
-        input: `${standIn.password}\n`,
-      }),
+      await cli(
+        [
+          'vcenter',
+          'add',
+          '--name',
+          'standin',
+          '--url',
+          standIn.url,
+          '--username',
+          standIn.username,
+          '--password-stdin',
+          '--insecure',
+          '--standin-harness',
+          standIn.harnessUrl!,
+          '--json',
+        ],
+        {
+          input: `${standIn.password}\n`,
+        },
+      ),
     );
     json(await cli(['vcenter', 'import', vc.id, '--vm', VM, SLOW_VM, '--json']));
     json(await cli(['repo', 'add', '--name', 'local', '--path', sys.repoDir, '--json']));
@@ -169,7 +191,9 @@ describe('sendense-ctl maintenance end to end', () => {
   }, 300_000);
 
   it('retention set, show, apply --dry-run (nothing changes), apply (the chain keeps the last 2, they still read back)', async () => {
-    const p = json<{ id: string; keep_last: number; vm_context_id: string | null }>(await cli(['retention', 'set', '--repository', 'local', '--vm', ctxId, '--keep-last', '2', '--json']));
+    const p = json<{ id: string; keep_last: number; vm_context_id: string | null }>(
+      await cli(['retention', 'set', '--repository', 'local', '--vm', ctxId, '--keep-last', '2', '--json']),
+    );
     expect(p).toMatchObject({ keep_last: 2, vm_context_id: ctxId });
     const shown = json<{ id: string; keep_last: number }[]>(await cli(['retention', 'show', '--json']));
     expect(shown).toEqual([expect.objectContaining({ id: p.id, keep_last: 2 })]);
@@ -235,7 +259,9 @@ describe('sendense-ctl maintenance end to end', () => {
   }, 300_000);
 
   it('repo space: total, free and what the backups use', async () => {
-    const s = json<{ name: string; total_size_bytes: number; available_size_bytes: number; used_by_backups_bytes: number }>(await cli(['repo', 'space', 'local', '--json']));
+    const s = json<{ name: string; total_size_bytes: number; available_size_bytes: number; used_by_backups_bytes: number }>(
+      await cli(['repo', 'space', 'local', '--json']),
+    );
     expect(s.name).toBe('local');
     expect(s.total_size_bytes).toBeGreaterThan(s.available_size_bytes);
     expect(s.available_size_bytes).toBeGreaterThan(0);

@@ -63,7 +63,11 @@ describe('five VMs x two disks at once', () => {
     expect(vc.status).toBe(201);
     expect((await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: VMS })).status).toBe(200);
     expect((await sys.call('POST', '/api/v1/repositories', { name: 'local', type: 'local', path: sys.repoDir })).status).toBe(201);
-    for (const vm of VMS) keys.set(vm, (await standIn.harness!.vm(vm)).disks.map((d) => d.key));
+    for (const vm of VMS)
+      keys.set(
+        vm,
+        (await standIn.harness!.vm(vm)).disks.map((d) => d.key),
+      );
   }, 300_000);
 
   afterAll(async () => {
@@ -83,7 +87,9 @@ describe('five VMs x two disks at once', () => {
     const raw = join(work, `${r.id}.raw`);
     await run('qemu-img', ['convert', '-U', '-O', 'raw', join(sys.repoDir, r.repository_path), raw]);
     try {
-      return createHash('sha256').update(await readFile(raw)).digest('hex');
+      return createHash('sha256')
+        .update(await readFile(raw))
+        .digest('hex');
     } finally {
       await rm(raw, { force: true });
     }
@@ -92,7 +98,9 @@ describe('five VMs x two disks at once', () => {
   async function allAtOnce(type: 'full' | 'incremental'): Promise<Map<string, Doc>> {
     const expected = new Map<string, string[]>();
     for (const vm of VMS) expected.set(vm, [await guestDigest(vm, 0), await guestDigest(vm, 1)]);
-    const starts = await Promise.all(VMS.map((vm) => sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: vm, backup_type: type, repository: 'local' })));
+    const starts = await Promise.all(
+      VMS.map((vm) => sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: vm, backup_type: type, repository: 'local' })),
+    );
     for (const s of starts) expect(s.status).toBe(202);
     const docs = await Promise.all(starts.map((s) => waitForJob<Doc>(sys, s.body.run_id, 300_000, 500)));
     const out = new Map<string, Doc>();

@@ -48,7 +48,8 @@ describe('web console in a browser', () => {
   const outside: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(join(ROOT, 'dist/apps/console/index.html'))) throw new Error('dist/apps/console is missing: run "npx nx build console" (npm test builds it)');
+    if (!existsSync(join(ROOT, 'dist/apps/console/index.html')))
+      throw new Error('dist/apps/console is missing: run "npx nx build console" (npm test builds it)');
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (scripts/setup.sh does)`);
     work = await mkdtemp(join(tmpdir(), 'sendense-console-e2e-'));
     await mkdir(ARTIFACTS, { recursive: true });
@@ -57,7 +58,19 @@ describe('web console in a browser', () => {
       vms: [
         {
           name: VM,
-          disks: [{ sizeMiB: 64, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'gpt', files: { '/etc/hostname': 'console\n' }, randomFiles: { '/data/fill.bin': 4 * 1024 * 1024 }, seed: 21 } }],
+          disks: [
+            {
+              sizeMiB: 64,
+              content: {
+                type: 'filesystem',
+                filesystem: 'ext4',
+                partitionTable: 'gpt',
+                files: { '/etc/hostname': 'console\n' },
+                randomFiles: { '/data/fill.bin': 4 * 1024 * 1024 },
+                seed: 21,
+              },
+            },
+          ],
         },
       ],
     });
@@ -111,7 +124,10 @@ describe('web console in a browser', () => {
 
   it('logs in with an API key kept in session storage (never in the URL); a bad key says why', async () => {
     await login(page, 'sdk_not_a_key');
-    await page.getByRole('alert').filter({ hasText: /invalid or revoked/ }).waitFor();
+    await page
+      .getByRole('alert')
+      .filter({ hasText: /invalid or revoked/ })
+      .waitFor();
     await page.fill('#apikey', sys.adminKey);
     await page.click('button[type=submit]');
     await page.getByTestId('role').filter({ hasText: 'admin' }).waitFor();
@@ -148,8 +164,13 @@ describe('web console in a browser', () => {
     expect(await live.getByRole('progressbar', { name: 'Overall progress' }).getAttribute('aria-valuenow')).toBe('100');
     const job = await sys.call<{ status: string; backups: { backup_type: string }[] }>('GET', `/api/v1/jobs/${runId}`);
     expect(job.body.status).toBe('completed');
-    await page.locator('[data-testid=chain-disk-0] [data-testid=restore-point]').nth(points - 1).waitFor();
-    const types = await page.locator('[data-testid=chain-disk-0] [data-testid=restore-point]').evaluateAll((els) => els.map((e) => e.getAttribute('data-type')));
+    await page
+      .locator('[data-testid=chain-disk-0] [data-testid=restore-point]')
+      .nth(points - 1)
+      .waitFor();
+    const types = await page
+      .locator('[data-testid=chain-disk-0] [data-testid=restore-point]')
+      .evaluateAll((els) => els.map((e) => e.getAttribute('data-type')));
     expect(types).toHaveLength(points);
     expect(types[points - 1]).toBe(type);
   }
@@ -238,7 +259,10 @@ describe('web console in a browser', () => {
     // Writable: the box reaches the API, and a client's writes land in the overlay, not in the restore point.
     await page.getByTestId('export-writable').check();
     await page.getByTestId('start-export').click();
-    await page.getByTestId('export-created').and(page.locator(`:not([data-name="${name}"])`)).waitFor({ timeout: 120_000 });
+    await page
+      .getByTestId('export-created')
+      .and(page.locator(`:not([data-name="${name}"])`))
+      .waitFor({ timeout: 120_000 });
     const wUri = (await page.getByTestId('export-uri').innerText()).trim();
     const listed = await sys.call<{ uri: string; writable: boolean }[]>('GET', '/api/v1/restore/export');
     expect(listed.body.map((e) => [e.uri, e.writable])).toEqual([[wUri, true]]);
@@ -294,7 +318,12 @@ describe('web console in a browser', () => {
     expect(said).toMatch(/poweredOn; power it off/);
     await page.screenshot({ path: join(ARTIFACTS, 'console-disk-restore-refused.png'), fullPage: true });
 
-    const vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { thumbprint: standIn.thumbprint } });
+    const vc = await VSphereClient.connect({
+      url: standIn.url,
+      username: standIn.username,
+      password: standIn.password,
+      tls: { thumbprint: standIn.thumbprint },
+    });
     try {
       await vc.powerOff((await vc.findVm({ name: VM })).ref);
     } finally {
@@ -307,15 +336,22 @@ describe('web console in a browser', () => {
       await log.filter({ hasText: /done: quick/ }).waitFor({ timeout: 240_000 });
     } catch (err) {
       const job = await sys.call('GET', `/api/v1/jobs/${runId}`);
-      throw new Error(`${(err as Error).message}\njob: ${JSON.stringify(job.body).slice(0, 2000)}\nworker: ${sys.logs.get('backup-worker')?.slice(-15).join('\n')}`);
+      throw new Error(
+        `${(err as Error).message}\njob: ${JSON.stringify(job.body).slice(0, 2000)}\nworker: ${sys.logs.get('backup-worker')?.slice(-15).join('\n')}`,
+      );
     }
     expect(await page.getByTestId('job-error').count()).toBe(0);
     expect(await liveEqualsPoint()).toBe(true);
-    process.stdout.write(`console e2e: write-back refused with "${said}"; quick rollback: ${await log.locator('li', { hasText: 'done: quick' }).innerText()}\n`);
+    process.stdout.write(
+      `console e2e: write-back refused with "${said}"; quick rollback: ${await log.locator('li', { hasText: 'done: quick' }).innerText()}\n`,
+    );
     await page.screenshot({ path: join(ARTIFACTS, 'console-disk-restore-done.png'), fullPage: true });
     // The Jobs page keeps the restore runs started from this tab (they make no restore points) and opens them as disk restores.
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Jobs' }).click();
-    await page.locator('#queued').getByRole('link', { name: new RegExp(`${VM} \\(disk restore\\) · ${runId.slice(0, 8)}`) }).click();
+    await page
+      .locator('#queued')
+      .getByRole('link', { name: new RegExp(`${VM} \\(disk restore\\) · ${runId.slice(0, 8)}`) })
+      .click();
     await page.getByRole('heading', { name: `Disk restore ${runId.slice(0, 8)}` }).waitFor();
     await page.getByRole('link', { name: VM, exact: true }).waitFor();
   }, 600_000);

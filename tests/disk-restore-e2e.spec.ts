@@ -155,7 +155,9 @@ describe('whole-disk restores end to end', () => {
     const merge = await sys.call<{ message: string }>('POST', '/api/v1/backup/chain/consolidate', { vm_name: VM, disk_id: 0, up_to_backup_id: incr.id });
     expect({ status: merge.status, body: merge.status === 409 ? '' : merge.body }).toEqual({ status: 409, body: '' });
     expect(await Promise.all(chainFiles.map(sha256))).toEqual(sums);
-    expect((await sys.call<{ chains: { restore_points: unknown[] }[] }>('GET', `/api/v1/backup/chain?vm_name=${VM}&disk_id=0`)).body.chains[0]!.restore_points).toHaveLength(2);
+    expect(
+      (await sys.call<{ chains: { restore_points: unknown[] }[] }>('GET', `/api/v1/backup/chain?vm_name=${VM}&disk_id=0`)).body.chains[0]!.restore_points,
+    ).toHaveLength(2);
     // Still served as it was.
     await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', pointRaw, exp.uri]);
 
@@ -227,7 +229,10 @@ describe('whole-disk restores end to end', () => {
     expect(listed.map((e) => e.name)).toEqual([exp.name]);
     expect(JSON.parse((await cli(['restore', 'export', '--end', exp.name])).stdout)).toEqual({ ended: exp.name });
     const out = join(work, 'cli.qcow2');
-    const img = JSON.parse((await cli(['restore', 'image', '--backup-id', incr.id, '--format', 'qcow2', '--output', out])).stdout) as { output: string; bytes: number };
+    const img = JSON.parse((await cli(['restore', 'image', '--backup-id', incr.id, '--format', 'qcow2', '--output', out])).stdout) as {
+      output: string;
+      bytes: number;
+    };
     expect(img.output).toBe(out);
     await run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', pointRaw, out]);
     await expect(cli(['restore', 'export', '--list', '--end', 'x'])).rejects.toThrow(/exactly one of/);
@@ -311,7 +316,9 @@ describe('whole-disk restores end to end', () => {
       if (doc.status !== 'completed') throw new Error(`restore ${doc.status}: ${doc.error}`);
       expect(doc.events.find((e) => e.phase === 'done')!.message).toMatch(/done: full/);
       expect(await liveEqualsPoint(BLANK_VM, blank.disks[0]!.device_key)).toBe(true);
-      expect((await sys.call('POST', '/api/v1/restore/disk', { backup_id: incr.id, target_vm_context_id: blank.context_id, target_device_key: 4242 })).status).toBe(400);
+      expect(
+        (await sys.call('POST', '/api/v1/restore/disk', { backup_id: incr.id, target_vm_context_id: blank.context_id, target_device_key: 4242 })).status,
+      ).toBe(400);
       // From the command line, quick: the blank VM was never tracked (CBT off), so it falls back to full and says why.
       const r = await run(
         'node',

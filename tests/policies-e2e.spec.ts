@@ -60,13 +60,20 @@ describe('policies, webhooks, metrics and audit end to end', () => {
   const workerMetrics = () => scrape(`http://127.0.0.1:${sys.metricsPorts['backup-worker']}/metrics`);
   const gatewayMetrics = () => scrape(`${sys.api}/metrics`, sys.adminKey);
   const cli = async (args: string[]) => {
-    const r = await run('node', [CLI, ...args], { env: { ...sys.env, SENDENSE_API_URL: sys.api, SENDENSE_API_KEY: sys.adminKey, HOME: work }, okExitCodes: [0, 1, 2, 3, 4, 5, 6], timeoutMs: 60_000 });
+    const r = await run('node', [CLI, ...args], {
+      env: { ...sys.env, SENDENSE_API_URL: sys.api, SENDENSE_API_KEY: sys.adminKey, HOME: work },
+      okExitCodes: [0, 1, 2, 3, 4, 5, 6],
+      timeoutMs: 60_000,
+    });
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   };
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'sendense-policies-e2e-'));
-    standIn = await startStandIn({ stateDir: join(work, 'vcsim'), vms: [{ name: VM, disks: [{ sizeMiB: 32, content: { type: 'random', percent: 40, seed: 5 } }] }] });
+    standIn = await startStandIn({
+      stateDir: join(work, 'vcsim'),
+      vms: [{ name: VM, disks: [{ sizeMiB: 32, content: { type: 'random', percent: 40, seed: 5 } }] }],
+    });
     sys = await startSystem();
     const vc = await sys.call<{ id: string }>('POST', '/api/v1/vcenters', {
       name: 'standin',
@@ -108,7 +115,12 @@ describe('policies, webhooks, metrics and audit end to end', () => {
   }, MINUTE);
 
   it('sends a signed job.failed event with the error, retried after 500s, and a test event on request', async () => {
-    const hook = await sys.call<{ id: string; secret?: string }>('POST', '/api/v1/webhooks', { name: 'receiver', url: hookUrl, secret, events: ['job.failed', 'test'] });
+    const hook = await sys.call<{ id: string; secret?: string }>('POST', '/api/v1/webhooks', {
+      name: 'receiver',
+      url: hookUrl,
+      secret,
+      events: ['job.failed', 'test'],
+    });
     expect(hook.status).toBe(201);
     expect(hook.body.secret).toBeUndefined();
     // A VM registered without a vCenter: its backup fails for good at once.
@@ -117,20 +129,31 @@ describe('policies, webhooks, metrics and audit end to end', () => {
     expect(start.status).toBe(202);
     const doc = await waitForJob<{ status: string; error: string | null }>(sys, start.body.run_id, 60_000);
     expect(doc.status).toBe('failed');
-    await waitFor(() => received.some((r) => r.body.event === 'job.failed' && r.answered === 200), { timeoutMs: 60_000, intervalMs: 200, message: 'the job.failed event to be delivered' });
+    await waitFor(() => received.some((r) => r.body.event === 'job.failed' && r.answered === 200), {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      message: 'the job.failed event to be delivered',
+    });
     const failed = received.filter((r) => r.body.event === 'job.failed');
     // Two 500s, then delivered: one event, three attempts, the same body each time.
     expect(failed.map((r) => r.answered)).toEqual([500, 500, 200]);
     expect(new Set(failed.map((r) => r.raw)).size).toBe(1);
     const ev = failed[0]!;
-    expect(ev.body.data).toMatchObject({ job: { runId: start.body.run_id }, vm: { contextId: 'ctx-ghost' }, error: expect.stringContaining('has no vCenter registered') });
+    expect(ev.body.data).toMatchObject({
+      job: { runId: start.body.run_id },
+      vm: { contextId: 'ctx-ghost' },
+      error: expect.stringContaining('has no vCenter registered'),
+    });
     expect(ev.body.data['error']).toBe(doc.error);
     expect(ev.headers['x-sendense-event']).toBe('job.failed');
     const expected = `sha256=${createHmac('sha256', secret).update(ev.raw).digest('hex')}`;
     for (const r of failed) expect(r.headers['x-sendense-signature']).toBe(expected);
     expect(createHmac('sha256', 'another secret').update(ev.raw).digest('hex')).not.toBe(expected.slice(7));
     // Backoff: the retries are apart (2 s, then 4 s).
-    const deliveries = await sys.call<{ event: string; status: string; attempts: number; last_status_code: number }[]>('GET', `/api/v1/webhooks/${hook.body.id}/deliveries`);
+    const deliveries = await sys.call<{ event: string; status: string; attempts: number; last_status_code: number }[]>(
+      'GET',
+      `/api/v1/webhooks/${hook.body.id}/deliveries`,
+    );
     expect(deliveries.body.find((d) => d.event === 'job.failed')).toMatchObject({ status: 'delivered', attempts: 3, last_status_code: 200 });
 
     const test = await sys.call<{ id: string }>('POST', `/api/v1/webhooks/${hook.body.id}/test`);
@@ -151,15 +174,24 @@ describe('policies, webhooks, metrics and audit end to end', () => {
     expect(start.status).toBe(202);
     expect((await waitForJob<{ status: string }>(sys, start.body.run_id)).status).toBe('completed');
     // The worker counts on the job's completed event: let it land.
-    await waitFor(async () => (sampleValue(await workerMetrics(), 'sendense_backup_jobs_total', { type: 'full', result: 'completed' }) ?? 0) === 1, { timeoutMs: 10_000, message: 'the completed counter' });
+    await waitFor(async () => (sampleValue(await workerMetrics(), 'sendense_backup_jobs_total', { type: 'full', result: 'completed' }) ?? 0) === 1, {
+      timeoutMs: 10_000,
+      message: 'the completed counter',
+    });
     const w1 = await workerMetrics();
-    expect(sampleValue(w1, 'sendense_backup_bytes_transferred_total')! - (sampleValue(w0, 'sendense_backup_bytes_transferred_total') ?? 0)).toBeGreaterThan(1024 * 1024);
+    expect(sampleValue(w1, 'sendense_backup_bytes_transferred_total')! - (sampleValue(w0, 'sendense_backup_bytes_transferred_total') ?? 0)).toBeGreaterThan(
+      1024 * 1024,
+    );
     expect(sampleValue(w1, 'sendense_backup_duration_seconds_count', { type: 'full' })).toBe(1);
     expect(sampleValue(w1, 'sendense_backup_commit_duration_seconds_count')).toBe(1);
     expect(sampleSum(w1, 'sendense_queue_jobs', { queue: `backup.${sys.node}` })).toBeGreaterThanOrEqual(1);
     const g1 = await gatewayMetrics();
-    expect(sampleValue(g1, 'sendense_backup_jobs', { status: 'completed', type: 'full' })).toBe((sampleValue(g0, 'sendense_backup_jobs', { status: 'completed', type: 'full' }) ?? 0) + 1);
-    expect(sampleSum(g1, 'sendense_http_requests_total', { route: '/api/v1/backup/start' })).toBeGreaterThan(sampleSum(g0, 'sendense_http_requests_total', { route: '/api/v1/backup/start' }));
+    expect(sampleValue(g1, 'sendense_backup_jobs', { status: 'completed', type: 'full' })).toBe(
+      (sampleValue(g0, 'sendense_backup_jobs', { status: 'completed', type: 'full' }) ?? 0) + 1,
+    );
+    expect(sampleSum(g1, 'sendense_http_requests_total', { route: '/api/v1/backup/start' })).toBeGreaterThan(
+      sampleSum(g0, 'sendense_http_requests_total', { route: '/api/v1/backup/start' }),
+    );
     // Secured like the API: no key, no metrics.
     expect((await fetch(`${sys.api}/metrics`)).status).toBe(401);
   });
@@ -172,22 +204,39 @@ describe('policies, webhooks, metrics and audit end to end', () => {
     const create = await fetch(`${api2}/api/v1/policies`, {
       method: 'POST',
       headers: { authorization: `Bearer ${sys.adminKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'every-minute', cron: '* * * * *', timezone: 'Europe/Berlin', repository: 'local', vms: { names: [VM] }, full_after_incrementals: 5, retention: { keep_last: 2 }, concurrency: 1 }),
+      body: JSON.stringify({
+        name: 'every-minute',
+        cron: '* * * * *',
+        timezone: 'Europe/Berlin',
+        repository: 'local',
+        vms: { names: [VM] },
+        full_after_incrementals: 5,
+        retention: { keep_last: 2 },
+        concurrency: 1,
+      }),
     });
     const policy = (await create.json()) as { id: string; scheduled: boolean; next_run_at: string };
     expect(create.status).toBe(201);
     expect(policy.scheduled).toBe(true);
     expect(new Date(policy.next_run_at).getUTCSeconds()).toBe(0);
     // The same name again is refused, and the audit log has both answers.
-    expect((await sys.call('POST', '/api/v1/policies', { name: 'every-minute', cron: '* * * * *', repository: 'local', vms: { names: [VM] } })).status).toBe(409);
+    expect((await sys.call('POST', '/api/v1/policies', { name: 'every-minute', cron: '* * * * *', repository: 'local', vms: { names: [VM] } })).status).toBe(
+      409,
+    );
     expect((await sys.call('POST', '/api/v1/policies', { name: 'bad-cron', cron: '61 * * * *', repository: 'local', vms: { names: [VM] } })).status).toBe(400);
 
     const runs = async () => (await sys.call<{ total: number; items: Run[] }>('GET', `/api/v1/policies/${policy.id}/runs?limit=50`)).body.items;
-    await waitFor(async () => (await runs()).filter((r) => r.status !== 'running').length >= 2, { timeoutMs: 4 * MINUTE, intervalMs: 2000, message: 'two scheduled runs' });
+    await waitFor(async () => (await runs()).filter((r) => r.status !== 'running').length >= 2, {
+      timeoutMs: 4 * MINUTE,
+      intervalMs: 2000,
+      message: 'two scheduled runs',
+    });
     const two = (await runs()).slice(0, 2).reverse();
     for (const r of two) {
       expect(r).toMatchObject({ trigger: 'schedule', status: 'completed' });
-      expect(r.vms).toEqual([expect.objectContaining({ vm_name: VM, type: 'incremental', status: 'completed', reason: expect.stringMatching(/retention applied/) })]);
+      expect(r.vms).toEqual([
+        expect.objectContaining({ vm_name: VM, type: 'incremental', status: 'completed', reason: expect.stringMatching(/retention applied/) }),
+      ]);
       expect(new Date(r.scheduled_for!).getUTCSeconds()).toBe(0);
       expect(r.duration_ms).toBeGreaterThan(0);
     }
@@ -195,9 +244,15 @@ describe('policies, webhooks, metrics and audit end to end', () => {
     // Once per slot: one run row per slot, one VM backup per run, and one worker took each slot.
     const slots = (await runs()).map((r) => r.scheduled_for);
     expect(new Set(slots).size).toBe(slots.length);
-    const backupRuns = await sys.db.prisma.backupJob.findMany({ where: { vmName: VM, requestedType: 'incremental' }, distinct: ['runId'], select: { runId: true } });
+    const backupRuns = await sys.db.prisma.backupJob.findMany({
+      where: { vmName: VM, requestedType: 'incremental' },
+      distinct: ['runId'],
+      select: { runId: true },
+    });
     expect(backupRuns.map((b) => b.runId).sort()).toEqual((await runs()).map((r) => r.vms[0]!.run_id).sort());
-    const started = [...(sys.logs.get('backup-worker') ?? []), ...(sys.logs.get('backup-worker-2') ?? [])].filter((l) => l.includes('policy every-minute: run') && !l.includes('resumed'));
+    const started = [...(sys.logs.get('backup-worker') ?? []), ...(sys.logs.get('backup-worker-2') ?? [])].filter(
+      (l) => l.includes('policy every-minute: run') && !l.includes('resumed'),
+    );
     expect(started.length).toBe((await runs()).length);
     // Retention keep_last 2: of the manual full and the incrementals, two restore points are left.
     const points = await sys.call<{ total: number }>('GET', `/api/v1/backup/list?vm_name=${VM}&status=completed`);
@@ -213,7 +268,10 @@ describe('policies, webhooks, metrics and audit end to end', () => {
     expect((await cli(['policy', 'list'])).stdout).toMatch(/every-minute\s+\* \* \* \* \* Europe\/Berlin\s+active/);
     expect((await cli(['policy', 'show', 'every-minute'])).stdout).toMatch(/retention:\s+keep last 2/);
 
-    const audit = await sys.call<{ items: { action: string; key_name: string; target: string; result: string; status: number }[] }>('GET', '/api/v1/audit?action=policies.create');
+    const audit = await sys.call<{ items: { action: string; key_name: string; target: string; result: string; status: number }[] }>(
+      'GET',
+      '/api/v1/audit?action=policies.create',
+    );
     expect(audit.body.items.map((a) => [a.target, a.result, a.status, a.key_name])).toEqual([
       ['bad-cron', 'error', 400, 'system test'],
       ['every-minute', 'error', 409, 'system test'],
@@ -235,7 +293,11 @@ describe('policies, webhooks, metrics and audit end to end', () => {
     const upAt = Date.now();
     await sys.startApp('backup-worker');
     await sys.startApp('api-gateway');
-    await waitFor(async () => (await runs()).some((r) => new Date(r.scheduled_for!).getTime() === firstMissed && r.status !== 'running'), { timeoutMs: 2 * MINUTE, intervalMs: 1000, message: 'the catch-up run' });
+    await waitFor(async () => (await runs()).some((r) => new Date(r.scheduled_for!).getTime() === firstMissed && r.status !== 'running'), {
+      timeoutMs: 2 * MINUTE,
+      intervalMs: 1000,
+      message: 'the catch-up run',
+    });
     await new Promise((r) => setTimeout(r, 5000));
     const caught = (await runs()).filter((r) => new Date(r.scheduled_for!).getTime() >= downAt && new Date(r.scheduled_for!).getTime() < upAt);
     expect(caught.map((r) => [new Date(r.scheduled_for!).getTime(), r.status])).toEqual([[firstMissed, 'completed']]);

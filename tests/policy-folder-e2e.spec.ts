@@ -81,7 +81,12 @@ describe('policy by vCenter folder', () => {
 
   it('refuses a folder path with control characters, "..", or over 512 characters', async () => {
     for (const folder of ['prod/\u0007web', 'prod/../db', 'x'.repeat(513), 'prod//web']) {
-      const r = await bed.sys.call<{ message: unknown }>('POST', '/api/v1/policies', { name: 'bad-folder', cron: '0 3 * * *', repository: 'local', vms: { folder } });
+      const r = await bed.sys.call<{ message: unknown }>('POST', '/api/v1/policies', {
+        name: 'bad-folder',
+        cron: '0 3 * * *',
+        repository: 'local',
+        vms: { folder },
+      });
       expect([r.status, folder]).toEqual([400, folder]);
     }
   });
@@ -115,11 +120,19 @@ describe('policy by vCenter folder', () => {
   });
 
   it('an unknown folder fails the run, naming the vCenter, the folder and what exists there', async () => {
-    const p = await bed.sys.call<{ id: string }>('POST', '/api/v1/policies', { name: 'no-such-folder', cron: '0 3 * * *', repository: 'local', vms: { folder: 'prod/app' }, paused: true });
+    const p = await bed.sys.call<{ id: string }>('POST', '/api/v1/policies', {
+      name: 'no-such-folder',
+      cron: '0 3 * * *',
+      repository: 'local',
+      vms: { folder: 'prod/app' },
+      paused: true,
+    });
     expect(p.status).toBe(201);
     const r = await runNow(p.body.id);
     expect(r.status).toBe('failed');
     expect(r.vms).toEqual([]);
-    expect(r.message).toMatch(/folder prod\/app was not found on any registered vCenter \(vCenter standin: folder path prod\/app: no folder app in prod; there are: db, web\)/);
+    expect(r.message).toMatch(
+      /folder prod\/app was not found on any registered vCenter \(vCenter standin: folder path prod\/app: no folder app in prod; there are: db, web\)/,
+    );
   });
 });

@@ -60,7 +60,11 @@ const rssMiB = (pid: number | undefined) => {
     expect((await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: VMS })).status).toBe(200);
     expect((await sys.call('POST', '/api/v1/repositories', { name: 'soak', type: 'local', path: sys.repoDir })).status).toBe(201);
     expect((await sys.call('PUT', '/api/v1/retention/policy', { repository: 'soak', keep_last: 4 })).status).toBe(200);
-    for (const vm of VMS) keys.set(vm, (await standIn.harness!.vm(vm)).disks.map((d) => d.key));
+    for (const vm of VMS)
+      keys.set(
+        vm,
+        (await standIn.harness!.vm(vm)).disks.map((d) => d.key),
+      );
   }, 300_000);
 
   afterAll(async () => {
@@ -93,7 +97,9 @@ const rssMiB = (pid: number | undefined) => {
       if (i === Math.ceil(RUNS / 10) - 1) warm = rss();
     }
     const end = rss();
-    process.stderr.write(`soak: ${RUNS} runs (${JSON.stringify(kinds)}); RSS MiB at start ${JSON.stringify(start)}, after ${Math.ceil(RUNS / 10)} runs ${JSON.stringify(warm)}, at end ${JSON.stringify(end)}\n`);
+    process.stderr.write(
+      `soak: ${RUNS} runs (${JSON.stringify(kinds)}); RSS MiB at start ${JSON.stringify(start)}, after ${Math.ceil(RUNS / 10)} runs ${JSON.stringify(warm)}, at end ${JSON.stringify(end)}\n`,
+    );
     expect(kinds['incremental']).toBeGreaterThan(RUNS);
 
     // Files, sidecars and database agree.

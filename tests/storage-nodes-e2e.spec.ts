@@ -62,7 +62,12 @@ describe('two storage nodes on one database and Redis', () => {
     expect(vc.status).toBe(201);
     expect((await sys.call('POST', `/api/v1/vcenters/${vc.body.id}/import`, { vm_names: Object.keys(SIZE) })).status).toBe(200);
     expect((await sys.call('POST', '/api/v1/repositories', { name: 'repo-a', type: 'local', path: sys.repoDir })).status).toBe(201);
-    const rb = await sys.call<{ storage_node: string }>('POST', '/api/v1/repositories', { name: 'repo-b', type: 'local', path: nodeB.repoDir, storage_node: B });
+    const rb = await sys.call<{ storage_node: string }>('POST', '/api/v1/repositories', {
+      name: 'repo-b',
+      type: 'local',
+      path: nodeB.repoDir,
+      storage_node: B,
+    });
     expect(rb.status).toBe(201);
     expect(rb.body.storage_node).toBe(B);
   }, 300_000);
@@ -95,7 +100,9 @@ describe('two storage nodes on one database and Redis', () => {
     const raw = join(work, `${r.id}.raw`);
     await run('qemu-img', ['convert', '-U', '-O', 'raw', join(repoDir, r.repository_path), raw]);
     try {
-      return createHash('sha256').update(await readFile(raw)).digest('hex');
+      return createHash('sha256')
+        .update(await readFile(raw))
+        .digest('hex');
     } finally {
       await rm(raw, { force: true });
     }
@@ -134,7 +141,11 @@ describe('two storage nodes on one database and Redis', () => {
     const expectedB = await guestDigest(VM_B);
     const expectedB2 = await guestDigest(VM_B2);
     const onB = await start(VM_B, 'repo-b');
-    await waitFor(async () => (await status(onB)).progress?.phase === 'copying', { timeoutMs: 120_000, intervalMs: 100, message: 'the backup on node B to copy' });
+    await waitFor(async () => (await status(onB)).progress?.phase === 'copying', {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      message: 'the backup on node B to copy',
+    });
     const onA = await start(VM_A, 'repo-a');
     await nodeB.kill('backup-worker');
     // Queued while B is down: nobody else may take it.

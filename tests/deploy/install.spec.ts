@@ -35,13 +35,19 @@ function makeBuiltTree(dir: string): void {
 }
 
 function passwdEntry(name: string): string[] {
-  const entry = readFileSync(join(dest, 'etc/passwd'), 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[0] === name);
+  const entry = readFileSync(join(dest, 'etc/passwd'), 'utf8')
+    .split('\n')
+    .map((l) => l.split(':'))
+    .find((f) => f[0] === name);
   if (!entry) throw new Error(`no user ${name} in ${dest}/etc/passwd`);
   return entry;
 }
 
 const mode = (p: string) => statSync(join(dest, p)).mode & 0o7777;
-const owner = (p: string) => { const s = statSync(join(dest, p)); return [s.uid, s.gid]; };
+const owner = (p: string) => {
+  const s = statSync(join(dest, p));
+  return [s.uid, s.gid];
+};
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'sendense-install-'));
@@ -112,7 +118,14 @@ describe('scripts/install.sh --root', () => {
       const unit = readFileSync(join(dir, `sendense-${app}.service`), 'utf8');
       const user = /^User=(.*)$/m.exec(unit)?.[1];
       expect([app, user]).toEqual([app, ['nbd-exporter', 'restore-service'].includes(app) ? 'root' : 'sendense']);
-      for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'Restart=on-failure', 'EnvironmentFile=/etc/sendense/sendense.env']) {
+      for (const line of [
+        'NoNewPrivileges=yes',
+        'ProtectSystem=strict',
+        'ProtectHome=yes',
+        'PrivateTmp=yes',
+        'Restart=on-failure',
+        'EnvironmentFile=/etc/sendense/sendense.env',
+      ]) {
         expect([app, unit.includes(`\n${line}\n`)]).toEqual([app, true]);
       }
       expect(unit).toContain(`ExecStart=/usr/bin/node /opt/sendense/dist/apps/${app}/main.js`);

@@ -1,5 +1,16 @@
 import { waitFor } from '@sendense/process';
-import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import {
+  allocatedQcow2Bytes,
+  backupOk,
+  backupRun,
+  guestDigest,
+  leftovers,
+  MiB,
+  restorePointDigest,
+  startFaultBed,
+  type FaultBed,
+  type JobDoc,
+} from '../support/faults';
 
 /**
  * Scenario 3: the Capture Agent is killed (SIGKILL) mid-copy and restarted.
@@ -46,7 +57,12 @@ describe('fault: the Capture Agent is killed mid-backup', () => {
 
   for (const type of ['full', 'incremental'] as const) {
     it(`killed during a ${type} and restarted: the job ends in words, nothing is left behind, the next backup works`, async () => {
-      const before = type === 'incremental' ? (await bed.sys.call<{ chains: { restore_points: { id: string; repository_path: string }[] }[] }>('GET', `/api/v1/backup/chain?vm_name=${VM}`)).body.chains[0]!.restore_points.at(-1)! : null;
+      const before =
+        type === 'incremental'
+          ? (
+              await bed.sys.call<{ chains: { restore_points: { id: string; repository_path: string }[] }[] }>('GET', `/api/v1/backup/chain?vm_name=${VM}`)
+            ).body.chains[0]!.restore_points.at(-1)!
+          : null;
       const beforeDigest = before ? await restorePointDigest(bed, before) : null;
       if (type === 'incremental') await bed.standIn.harness!.fill(VM, bed.keys.get(VM)![0]!, 50, 8);
       const t0 = Date.now();
@@ -55,7 +71,9 @@ describe('fault: the Capture Agent is killed mid-backup', () => {
       });
       const seconds = (Date.now() - doc.killedAt) / 1000;
       const notes = doc.events.filter((e) => e.level !== 'info').map((e) => e.message);
-      console.log(`scenario 3 (Capture Agent killed, ${type}): job ${doc.status} ${seconds.toFixed(1)} s after the kill (${((Date.now() - t0) / 1000).toFixed(1)} s in all); error: ${doc.error}; warnings: ${notes.join(' | ')}`);
+      console.log(
+        `scenario 3 (Capture Agent killed, ${type}): job ${doc.status} ${seconds.toFixed(1)} s after the kill (${((Date.now() - t0) / 1000).toFixed(1)} s in all); error: ${doc.error}; warnings: ${notes.join(' | ')}`,
+      );
       if (doc.status === 'completed') {
         const point = doc.backups.find((b) => b.status === 'completed')!;
         expect(await restorePointDigest(bed, point)).toBe(await guestDigest(bed, VM, 0));

@@ -57,7 +57,10 @@ describe('CBT audit', () => {
     expect(b.suspect_reason).toMatch(/CBT audit: \d+ of 256 blocks .*differ/);
     const err = incr.events.find((e) => e.level === 'error' && /CBT audit/.test(e.message));
     expect(err?.message).toMatch(/suspect.*next backup of this disk will be full/);
-    const chain = await bed.sys.call<{ chains: { suspect: boolean; suspect_reason: string | null }[] }>('GET', `/api/v1/backup/chain?vm_name=${FAULTY}&disk_id=0`);
+    const chain = await bed.sys.call<{ chains: { suspect: boolean; suspect_reason: string | null }[] }>(
+      'GET',
+      `/api/v1/backup/chain?vm_name=${FAULTY}&disk_id=0`,
+    );
     expect(chain.body.chains[0]).toMatchObject({ suspect: true, suspect_reason: b.suspect_reason });
     // The sidecar carries the mark too (a rebuilt database keeps it).
     const sidecar = JSON.parse(await readFile(join(bed.sys.repoDir, 'audit', b.repository_path.replace(/\.qcow2$/, '.json')), 'utf8')) as {
@@ -99,7 +102,9 @@ describe('CBT audit', () => {
     const audit = costs.reduce((s, c) => s + c.auditMs, 0);
     const job = costs.reduce((s, c) => s + c.jobMs, 0);
     // The measured figure (reported by the suite): audit time against the incrementals' whole time.
-    console.log(`CBT audit cost over 5 incrementals: ${JSON.stringify(costs)}; audit ${audit} ms of ${job.toFixed(0)} ms = ${((100 * audit) / job).toFixed(2)}%`);
+    console.log(
+      `CBT audit cost over 5 incrementals: ${JSON.stringify(costs)}; audit ${audit} ms of ${job.toFixed(0)} ms = ${((100 * audit) / job).toFixed(2)}%`,
+    );
     expect(audit / job).toBeLessThan(0.05);
     expect(await leftovers(bed)).toEqual([]);
   }, 400_000);

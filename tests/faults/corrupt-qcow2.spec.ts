@@ -13,7 +13,10 @@ import { backupOk, guestDigest, leftovers, restorePointDigest, startFaultBed, ty
 
 const DATA_VM = 'fault-corrupt-data-vm';
 const META_VM = 'fault-corrupt-meta-vm';
-const disk = (seed: number) => ({ sizeMiB: 48, content: { type: 'filesystem' as const, filesystem: 'ext4' as const, partitionTable: 'gpt' as const, files: { '/etc/hostname': 'c\n' }, seed } });
+const disk = (seed: number) => ({
+  sizeMiB: 48,
+  content: { type: 'filesystem' as const, filesystem: 'ext4' as const, partitionTable: 'gpt' as const, files: { '/etc/hostname': 'c\n' }, seed },
+});
 
 interface Verification {
   restorePointId: string;
@@ -86,7 +89,12 @@ describe('fault: a corrupt QCOW2 image in the chain', () => {
 
   it('bytes flipped in a data cluster: the checksum no longer matches', async () => {
     const { full, incr, fullDigest } = await chainOfTwo(DATA_VM);
-    const map = JSON.parse((await run('qemu-img', ['map', '-U', '--output=json', file(incr)])).stdout) as { depth: number; data: boolean; offset?: number; length: number }[];
+    const map = JSON.parse((await run('qemu-img', ['map', '-U', '--output=json', file(incr)])).stdout) as {
+      depth: number;
+      data: boolean;
+      offset?: number;
+      length: number;
+    }[];
     const own = map.find((e) => e.depth === 0 && e.data && e.offset !== undefined && e.length >= 4096)!;
     expect(own).toBeDefined();
     await flip(file(incr), own.offset! + 100, randomBytes(64));

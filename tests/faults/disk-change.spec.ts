@@ -92,7 +92,13 @@ describe('fault: disk resized, disk added between backups', () => {
     const a0 = afterAdd.backups.find((b) => b.disk_id === 0)!;
     const a1 = afterAdd.backups.find((b) => b.disk_id === 1)!;
     expect(a0).toMatchObject({ backup_type: 'incremental', parent_backup_id: r0.id, fallback_reason: null, status: 'completed' });
-    expect(a1).toMatchObject({ backup_type: 'full', requested_type: 'incremental', parent_backup_id: null, fallback_reason: 'the disk is new', status: 'completed' });
+    expect(a1).toMatchObject({
+      backup_type: 'full',
+      requested_type: 'incremental',
+      parent_backup_id: null,
+      fallback_reason: 'the disk is new',
+      status: 'completed',
+    });
     // The incremental copied the changed blocks only, not the disk.
     expect(a0.bytes_transferred).toBeLessThan(4 * MiB);
     expect(await restorePointDigest(bed, a0)).toBe(await guestDigest(bed, VM, 0));

@@ -57,7 +57,12 @@ describe('fault: a cancel while the worker is dead is not lost', () => {
     expect((await lockFiles()).filter((f) => deadLocks.includes(f))).toEqual([]);
     expect(bed.sys.logs.get('backup-worker')?.some((l) => /removed \d+ lock file\(s\) of dead processes/.test(l))).toBe(true);
     const doc = await waitForJob<JobDoc & { attempts_made: number | null }>(bed.sys, runId, 240_000);
-    console.log(`durable cancel: job ${doc.status} ${((Date.now() - t0) / 1000).toFixed(1)} s after the worker came back; events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`);
+    console.log(
+      `durable cancel: job ${doc.status} ${((Date.now() - t0) / 1000).toFixed(1)} s after the worker came back; events: ${doc.events
+        .filter((e) => e.level !== 'info')
+        .map((e) => e.message)
+        .join(' | ')}`,
+    );
     expect(doc.status).toBe('cancelled');
     expect(doc.backups.filter((b) => b.status === 'completed')).toEqual([]);
     expect(doc.events.some((e) => /cancelled while no worker was running it/.test(e.message))).toBe(true);

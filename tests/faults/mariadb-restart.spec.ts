@@ -3,7 +3,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, run, waitFor } from '@sendense/process';
 import { freePort } from '../support/system';
-import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import {
+  allocatedQcow2Bytes,
+  backupOk,
+  backupRun,
+  guestDigest,
+  leftovers,
+  MiB,
+  restorePointDigest,
+  startFaultBed,
+  type FaultBed,
+  type JobDoc,
+} from '../support/faults';
 
 /**
  * Scenario 7 (MariaDB): MariaDB restarts mid-backup. MariaDB on this machine
@@ -25,7 +36,14 @@ describe('fault: MariaDB restarts mid-backup', () => {
 
   const startDb = async () => {
     mariadb = await Daemon.start('mariadbd', [
-      '--no-defaults', `--datadir=${dbDir}/data`, `--port=${dbPort}`, '--bind-address=127.0.0.1', `--socket=${dbDir}/sock`, '--user=root', '--skip-log-bin', `--pid-file=${dbDir}/pid`,
+      '--no-defaults',
+      `--datadir=${dbDir}/data`,
+      `--port=${dbPort}`,
+      '--bind-address=127.0.0.1',
+      `--socket=${dbDir}/sock`,
+      '--user=root',
+      '--skip-log-bin',
+      `--pid-file=${dbDir}/pid`,
     ]);
     await waitFor(() => !mariadb!.running || /ready for connections/.test(mariadb!.stderr), { timeoutMs: 60_000, message: 'mariadbd to start' });
     if (!mariadb.running) throw mariadb.exitError('mariadbd exited during start');
@@ -34,7 +52,9 @@ describe('fault: MariaDB restarts mid-backup', () => {
   beforeAll(async () => {
     dbDir = await mkdtemp(join(tmpdir(), 'sendense-mariadb-'));
     dbPort = await freePort();
-    await run('mariadb-install-db', ['--no-defaults', `--datadir=${dbDir}/data`, '--auth-root-authentication-method=normal', '--skip-test-db', '--user=root'], { timeoutMs: 120_000 });
+    await run('mariadb-install-db', ['--no-defaults', `--datadir=${dbDir}/data`, '--auth-root-authentication-method=normal', '--skip-test-db', '--user=root'], {
+      timeoutMs: 120_000,
+    });
     await startDb();
     // createTestDatabase (tests/support/system.ts) makes the suite's database on this server.
     process.env['TEST_DATABASE_URL'] = `mysql://root@127.0.0.1:${dbPort}/sendense_test`;
@@ -78,12 +98,22 @@ describe('fault: MariaDB restarts mid-backup', () => {
       await startDb();
     });
     const recovered = (Date.now() - doc.killedAt) / 1000;
-    console.log(`scenario 7 (MariaDB restart): health while down: ${sawDown}; job ${doc.status} ${recovered.toFixed(1)} s after the stop; error: ${doc.error}; warnings: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`);
+    console.log(
+      `scenario 7 (MariaDB restart): health while down: ${sawDown}; job ${doc.status} ${recovered.toFixed(1)} s after the stop; error: ${doc.error}; warnings: ${doc.events
+        .filter((e) => e.level !== 'info')
+        .map((e) => e.message)
+        .join(' | ')}`,
+    );
     expect(['completed', 'failed']).toContain(doc.status);
-    if (doc.status === 'completed') expect(await restorePointDigest(bed, doc.backups.find((b) => b.status === 'completed')!)).toBe(await guestDigest(bed, VM, 0));
+    if (doc.status === 'completed')
+      expect(await restorePointDigest(bed, doc.backups.find((b) => b.status === 'completed')!)).toBe(await guestDigest(bed, VM, 0));
     else expect(doc.error).toBeTruthy();
     for (const b of doc.backups) expect(b.status).not.toBe('running');
-    await waitFor(async () => (await bed.sys.call<{ status: string }>('GET', '/api/v1/health')).status === 200, { timeoutMs: 60_000, intervalMs: 500, message: 'health to recover' });
+    await waitFor(async () => (await bed.sys.call<{ status: string }>('GET', '/api/v1/health')).status === 200, {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      message: 'health to recover',
+    });
     const next = await backupOk(bed, VM, 'incremental');
     expect(await restorePointDigest(bed, next.backups[0]!)).toBe(await guestDigest(bed, VM, 0));
     expect(await leftovers(bed)).toEqual([]);

@@ -23,7 +23,13 @@ describe('fault: a mount vanishes under the restore-service', () => {
 
   beforeAll(async () => {
     bed = await startFaultBed({
-      vms: [{ name: VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 48, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'gpt', files: { '/etc/hostname': 'mnt\n' } } }] }],
+      vms: [
+        {
+          name: VM,
+          changeTrackingEnabled: true,
+          disks: [{ sizeMiB: 48, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'gpt', files: { '/etc/hostname': 'mnt\n' } } }],
+        },
+      ],
     });
     backupId = (await backupOk(bed, VM, 'full')).backups[0]!.id;
   }, 240_000);
@@ -48,7 +54,10 @@ describe('fault: a mount vanishes under the restore-service', () => {
     expect(files.body.message).toMatch(/gone|no active mount|not found/i);
     expect(files.body.message).not.toMatch(/no such file or directory: \//);
     // The API stops listing it, and the leftovers are cleaned up.
-    await waitFor(async () => (await bed.sys.call<Mount[]>('GET', '/api/v1/restore/mounts')).body.every((x) => x.mount_id !== m.mount_id), { timeoutMs: 20_000, message: 'the mount to leave the list' });
+    await waitFor(async () => (await bed.sys.call<Mount[]>('GET', '/api/v1/restore/mounts')).body.every((x) => x.mount_id !== m.mount_id), {
+      timeoutMs: 20_000,
+      message: 'the mount to leave the list',
+    });
     await waitFor(async () => (await leftovers(bed)).length === 0, { timeoutMs: 20_000, intervalMs: 250, message: 'the mount leftovers to be cleaned up' });
     const rows = await bed.sys.db.prisma.restoreMount.count({ where: { id: m.mount_id } });
     expect(rows).toBe(0);
@@ -80,7 +89,11 @@ describe('fault: a mount vanishes under the restore-service', () => {
     const pid = Number(qsd!.trim().split(/\s+/)[0]);
     process.kill(pid, 'SIGKILL');
     // Dead, not dying: a SIGKILLed FUSE daemon takes a moment to leave (zombie or reaped).
-    await waitFor(async () => !/^\S+ \([^)]*\) [^Z]/.test(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')), { timeoutMs: 10_000, intervalMs: 20, message: 'the FUSE daemon to die' });
+    await waitFor(async () => !/^\S+ \([^)]*\) [^Z]/.test(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      message: 'the FUSE daemon to die',
+    });
     const ms = await expectGone(m, part, t0);
     console.log(`scenario 9 (FUSE daemon killed): gone and cleaned up after ${ms} ms`);
   }, 120_000);

@@ -49,7 +49,11 @@ describe('fault: the NBD connection to the snapshot drops mid-copy', () => {
     const before = bed.harnessProxy!.last?.bytesFromServer ?? 0;
     const start = await bed.sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: VM, backup_type: type, repository: 'local' });
     expect(start.status).toBe(202);
-    await waitFor(() => (bed.harnessProxy!.last?.bytesFromServer ?? 0) - before >= afterBytes, { timeoutMs: 120_000, intervalMs: 5, message: `the agent to read ${afterBytes} bytes of the snapshot` });
+    await waitFor(() => (bed.harnessProxy!.last?.bytesFromServer ?? 0) - before >= afterBytes, {
+      timeoutMs: 120_000,
+      intervalMs: 5,
+      message: `the agent to read ${afterBytes} bytes of the snapshot`,
+    });
     const p = proxy();
     drop(p);
     return { runId: start.body.run_id, droppedAt: Date.now(), before };
@@ -100,7 +104,10 @@ describe('fault: the NBD connection to the snapshot drops mid-copy', () => {
     const failedS = (Date.now() - droppedAt) / 1000;
     console.log(
       `nbd drop (for good): job ${doc.status} ${failedS.toFixed(1)} s after the drop, attempts_made ${doc.attempts_made}; error: ${doc.error}; ` +
-        `events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`,
+        `events: ${doc.events
+          .filter((e) => e.level !== 'info')
+          .map((e) => e.message)
+          .join(' | ')}`,
     );
     expect(doc.status).toBe('failed');
     expect(doc.backups.filter((b) => b.status === 'completed')).toEqual([]);

@@ -1,5 +1,16 @@
 import { waitFor } from '@sendense/process';
-import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import {
+  allocatedQcow2Bytes,
+  backupOk,
+  backupRun,
+  guestDigest,
+  leftovers,
+  MiB,
+  restorePointDigest,
+  startFaultBed,
+  type FaultBed,
+  type JobDoc,
+} from '../support/faults';
 
 /**
  * Scenario 5: the nbd-exporter is killed (SIGKILL) mid-backup. Its qemu-nbd
@@ -55,7 +66,12 @@ describe('fault: the nbd-exporter is killed mid-backup', () => {
     const reconciled = bed.sys.logs.get('nbd-exporter')!.find((l) => /reconciled: /.test(l));
     expect(reconciled).toBeDefined();
     expect(await leftovers(bed)).toEqual([]);
-    console.log(`scenario 5 (exporter restarted at once): job ${doc.status} in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${reconciled}; events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`);
+    console.log(
+      `scenario 5 (exporter restarted at once): job ${doc.status} in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${reconciled}; events: ${doc.events
+        .filter((e) => e.level !== 'info')
+        .map((e) => e.message)
+        .join(' | ')}`,
+    );
   }, 300_000);
 
   it('down until the job has ended: the job says why; the restarted exporter closes servers of deleted files; the next backup works', async () => {

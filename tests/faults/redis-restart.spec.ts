@@ -3,7 +3,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, run, waitFor } from '@sendense/process';
 import { freePort } from '../support/system';
-import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import {
+  allocatedQcow2Bytes,
+  backupOk,
+  backupRun,
+  guestDigest,
+  leftovers,
+  MiB,
+  restorePointDigest,
+  startFaultBed,
+  type FaultBed,
+  type JobDoc,
+} from '../support/faults';
 
 /**
  * Scenario 7 (Redis): Redis restarts mid-backup. Redis on this machine is
@@ -24,13 +35,34 @@ describe('fault: Redis restarts mid-backup', () => {
   let redis: Daemon | undefined;
 
   const startRedis = async () => {
-    redis = await Daemon.start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']);
+    redis = await Daemon.start('redis-server', [
+      '--port',
+      String(redisPort),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      redisDir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--save',
+      '',
+    ]);
     // redis-server logs to stdout: ask it instead.
-    await waitFor(async () => !redis!.running || (await run('redis-cli', ['-p', String(redisPort), 'ping'], { timeoutMs: 5000 }).then((r) => r.stdout.trim() === 'PONG', () => false)), {
-      timeoutMs: 20_000,
-      intervalMs: 100,
-      message: 'redis-server to answer PING',
-    });
+    await waitFor(
+      async () =>
+        !redis!.running ||
+        (await run('redis-cli', ['-p', String(redisPort), 'ping'], { timeoutMs: 5000 }).then(
+          (r) => r.stdout.trim() === 'PONG',
+          () => false,
+        )),
+      {
+        timeoutMs: 20_000,
+        intervalMs: 100,
+        message: 'redis-server to answer PING',
+      },
+    );
     if (!redis.running) throw redis.exitError('redis-server exited during start');
   };
 
@@ -77,12 +109,22 @@ describe('fault: Redis restarts mid-backup', () => {
       await startRedis();
     });
     const recovered = (Date.now() - doc.killedAt) / 1000;
-    console.log(`scenario 7 (Redis restart): health while down: ${sawDown}; job ${doc.status} ${recovered.toFixed(1)} s after the stop; error: ${doc.error}; warnings: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`);
+    console.log(
+      `scenario 7 (Redis restart): health while down: ${sawDown}; job ${doc.status} ${recovered.toFixed(1)} s after the stop; error: ${doc.error}; warnings: ${doc.events
+        .filter((e) => e.level !== 'info')
+        .map((e) => e.message)
+        .join(' | ')}`,
+    );
     expect(['completed', 'failed']).toContain(doc.status);
-    if (doc.status === 'completed') expect(await restorePointDigest(bed, doc.backups.find((b) => b.status === 'completed')!)).toBe(await guestDigest(bed, VM, 0));
+    if (doc.status === 'completed')
+      expect(await restorePointDigest(bed, doc.backups.find((b) => b.status === 'completed')!)).toBe(await guestDigest(bed, VM, 0));
     else expect(doc.error).toBeTruthy();
     for (const b of doc.backups) expect(b.status).not.toBe('running');
-    await waitFor(async () => (await bed.sys.call<{ status: string }>('GET', '/api/v1/health')).status === 200, { timeoutMs: 60_000, intervalMs: 500, message: 'health to recover' });
+    await waitFor(async () => (await bed.sys.call<{ status: string }>('GET', '/api/v1/health')).status === 200, {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      message: 'health to recover',
+    });
     const next = await backupOk(bed, VM, 'incremental');
     expect(await restorePointDigest(bed, next.backups[0]!)).toBe(await guestDigest(bed, VM, 0));
     expect(await leftovers(bed)).toEqual([]);

@@ -1,7 +1,18 @@
 import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, waitFor } from '@sendense/process';
-import { allocatedQcow2Bytes, backupOk, backupRun, guestDigest, leftovers, MiB, restorePointDigest, startFaultBed, type FaultBed, type JobDoc } from '../support/faults';
+import {
+  allocatedQcow2Bytes,
+  backupOk,
+  backupRun,
+  guestDigest,
+  leftovers,
+  MiB,
+  restorePointDigest,
+  startFaultBed,
+  type FaultBed,
+  type JobDoc,
+} from '../support/faults';
 
 /**
  * Scenario 1: the repository fills up during a full and during an
@@ -44,14 +55,20 @@ describe('fault: the repository fills up mid-copy', () => {
     return s.bavail * s.bsize;
   };
 
-
   /** Runs a backup and, once its image under `small` has grown by `trigger` bytes, fills the file system. */
-  async function backupIntoFillingRepository(type: 'full' | 'incremental', trigger: number): Promise<JobDoc & { runId: string; seconds: number; filledAt: number }> {
+  async function backupIntoFillingRepository(
+    type: 'full' | 'incremental',
+    trigger: number,
+  ): Promise<JobDoc & { runId: string; seconds: number; filledAt: number }> {
     const base = await allocatedQcow2Bytes(small);
     let filledAt = 0;
     let stop = false;
     const filling = (async () => {
-      await waitFor(async () => stop || (await allocatedQcow2Bytes(small)) - base >= trigger, { timeoutMs: 180_000, intervalMs: 5, message: 'the restore point to grow' });
+      await waitFor(async () => stop || (await allocatedQcow2Bytes(small)) - base >= trigger, {
+        timeoutMs: 180_000,
+        intervalMs: 5,
+        message: 'the restore point to grow',
+      });
       if (stop) return;
       // Everything that is left: qemu-nbd's next cluster allocations fail with ENOSPC.
       const fh = await open(filler, 'a');

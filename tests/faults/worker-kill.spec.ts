@@ -36,7 +36,7 @@ describe('fault: the backup-worker is killed mid-copy', () => {
     await bed?.stop();
   }, 60_000);
 
-  it('the agent stops the dead run\'s copy and removes its snapshot within the lease; the stalled job is retried once the worker is back and completes; the next backup works', async () => {
+  it("the agent stops the dead run's copy and removes its snapshot within the lease; the stalled job is retried once the worker is back and completes; the next backup works", async () => {
     // A committed point before the fault (the retry's full copy, many leases long, also shows a renewed lease holds).
     const first = await backupOk(bed, VM, 'full');
     const firstDigest = await guestDigest(bed, VM, 0);
@@ -66,13 +66,25 @@ describe('fault: the backup-worker is killed mid-copy', () => {
     try {
       const { runId, killedAt } = await killMidCopy(bed, VM, 'full', 16 * MiB);
       const agentLog = () => bed.sys.logs.get('capture-agent') ?? [];
-      await waitFor(() => agentLog().some((l) => l.includes('nobody renewed its')), { timeoutMs: 30_000, intervalMs: 20, message: 'the agent to see the lease run out' });
+      await waitFor(() => agentLog().some((l) => l.includes('nobody renewed its')), {
+        timeoutMs: 30_000,
+        intervalMs: 20,
+        message: 'the agent to see the lease run out',
+      });
       const copyStoppedS = (Date.now() - killedAt) / 1000;
       const stopLine = agentLog().find((l) => l.includes('nobody renewed its'))!;
       // The copy is stopped when it is still running at expiry; on a fast, idle machine the 435 MiB copy can end
       // inside the lease (seen in a fresh-clone CI run), and then there is no copy to stop, only the snapshot.
-      expect(stopLine).toMatch(new RegExp(`nobody renewed its ${LEASE_S} s lease, the caller is gone: (stopping the copy \\(at (\\d+ of \\d+ bytes|its start)\\), )?removing snapshot`));
-      await waitFor(async () => (await bed.standIn.harness!.vms()).every((v) => v.disks.every((d) => d.snapshots.length === 0)), { timeoutMs: 30_000, intervalMs: 50, message: 'the dead run\'s snapshot to be removed' });
+      expect(stopLine).toMatch(
+        new RegExp(
+          `nobody renewed its ${LEASE_S} s lease, the caller is gone: (stopping the copy \\(at (\\d+ of \\d+ bytes|its start)\\), )?removing snapshot`,
+        ),
+      );
+      await waitFor(async () => (await bed.standIn.harness!.vms()).every((v) => v.disks.every((d) => d.snapshots.length === 0)), {
+        timeoutMs: 30_000,
+        intervalMs: 50,
+        message: "the dead run's snapshot to be removed",
+      });
       const snapshotGoneS = (Date.now() - killedAt) / 1000;
       await waitFor(async () => (await agent.health()).sessions === 0, { timeoutMs: 10_000, intervalMs: 50, message: 'the agent to drop the session' });
       expect(snapshotGoneS).toBeLessThan(LEASE_S + 10);
@@ -84,7 +96,10 @@ describe('fault: the backup-worker is killed mid-copy', () => {
       console.log(
         `worker kill: copy stopped ${copyStoppedS.toFixed(1)} s after the kill (${stopLine.replace(/.*stopping the copy /, '').replace(/\), .*/, ')')}), snapshot gone ${snapshotGoneS.toFixed(1)} s after it; ` +
           `job ${doc.status} ${completedS.toFixed(1)} s after the worker came back (attempts_made ${doc.attempts_made}); at most ${maxSessions} agent session(s), ${maxSnapshots} snapshot(s), ${maxRunning} run(s) shown running at once; ` +
-          `events: ${doc.events.filter((e) => e.level !== 'info').map((e) => e.message).join(' | ')}`,
+          `events: ${doc.events
+            .filter((e) => e.level !== 'info')
+            .map((e) => e.message)
+            .join(' | ')}`,
       );
       expect(doc.status).toBe('completed');
       expect(doc.error).toBeNull();

@@ -71,17 +71,21 @@ describe('authorization matrix over the OpenAPI document', () => {
     expect(wrong).toEqual([]);
   }, 120_000);
 
-  it.each(ROLES)('%s key: 403 exactly where the role is not listed', async (role) => {
-    const wrong: string[] = [];
-    for (const op of ops) {
-      const r = await send(gw, op.method, concrete(op.path), {
-        key: gw.keys[role],
-        ...(op.method === 'GET' || op.method === 'DELETE' ? {} : { body: {} }),
-      });
-      const allowed = op.roles?.includes('public') || op.roles?.includes(role);
-      const ok = allowed ? r.status !== 401 && r.status !== 403 && r.status !== 500 : r.status === 403;
-      if (!ok) wrong.push(`${op.method} ${op.path} → ${r.status} ${r.text.slice(0, 160)}`);
-    }
-    expect(wrong).toEqual([]);
-  }, 180_000);
+  it.each(ROLES)(
+    '%s key: 403 exactly where the role is not listed',
+    async (role) => {
+      const wrong: string[] = [];
+      for (const op of ops) {
+        const r = await send(gw, op.method, concrete(op.path), {
+          key: gw.keys[role],
+          ...(op.method === 'GET' || op.method === 'DELETE' ? {} : { body: {} }),
+        });
+        const allowed = op.roles?.includes('public') || op.roles?.includes(role);
+        const ok = allowed ? r.status !== 401 && r.status !== 403 && r.status !== 500 : r.status === 403;
+        if (!ok) wrong.push(`${op.method} ${op.path} → ${r.status} ${r.text.slice(0, 160)}`);
+      }
+      expect(wrong).toEqual([]);
+    },
+    180_000,
+  );
 });

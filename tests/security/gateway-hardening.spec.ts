@@ -144,7 +144,11 @@ describe('gateway hardening (issue 14, findings 2, 4, 5, 6)', () => {
 
     it.each([['1e308'], ['99999999999999999999999'], ['true'], ['""'], ['-1'], ['1.5'], ['"0x10"']])('disk_id %s gives 400', async (v) => {
       const body = `{"vm_name":"nope","disk_id":${v}}`;
-      const post = await send(gw, 'POST', '/api/v1/backup/chain/consolidate', { key: gw.keys.admin, raw: body, headers: { 'content-type': 'application/json' } });
+      const post = await send(gw, 'POST', '/api/v1/backup/chain/consolidate', {
+        key: gw.keys.admin,
+        raw: body,
+        headers: { 'content-type': 'application/json' },
+      });
       expect(post.status).toBe(400);
       const q = v.startsWith('"') ? JSON.parse(v) : v;
       const get = await send(gw, 'GET', `/api/v1/backup/chain?vm_name=nope&disk_id=${encodeURIComponent(q)}`, { key: gw.keys.admin });
@@ -243,7 +247,10 @@ describe('gateway hardening (issue 14, findings 2, 4, 5, 6)', () => {
       expect(r.status).toBe(400);
       expect(existsSync(`/etc/${name}`)).toBe(false);
       symlinkSync('/tmp', join(gw.dir, 'out'));
-      const viaLink = await send(gw, 'POST', '/api/v1/repositories', { key: gw.keys.admin, body: { name: 'link', type: 'local', path: join(gw.dir, 'out', name) } });
+      const viaLink = await send(gw, 'POST', '/api/v1/repositories', {
+        key: gw.keys.admin,
+        body: { name: 'link', type: 'local', path: join(gw.dir, 'out', name) },
+      });
       expect(viaLink.status).toBe(400);
       expect(existsSync(join('/tmp', name))).toBe(false);
       const ok = await send(gw, 'POST', '/api/v1/repositories', { key: gw.keys.admin, body: { name: 'first', type: 'local', path: join(gw.dir, 'r1') } });
@@ -270,7 +277,9 @@ describe('gateway over TLS', () => {
     const dir = execFileSync('mktemp', ['-d']).toString().trim();
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], {
+      stdio: 'ignore',
+    });
     gw = await startTestGateway({ GATEWAY_TLS_CERT: cert, GATEWAY_TLS_KEY: key });
     const port = new URL(gw.url).port;
     const res = await new Promise<{ status: number; hsts?: string }>((resolve, reject) => {

@@ -22,7 +22,11 @@ describe('internal services need the internal token (issue 14, finding 1)', () =
       expect((await fetch(`${base}${path}`)).status).toBe(401);
       expect((await fetch(`${base}${path}`, { headers: { [INTERNAL_TOKEN_HEADER]: `${token()}x` } })).status).toBe(401);
     }
-    const mount = await fetch(`${base}/restore/mount`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"imagePath":"/etc/passwd"}' });
+    const mount = await fetch(`${base}/restore/mount`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"imagePath":"/etc/passwd"}',
+    });
     expect(mount.status).toBe(401);
     const ok = await fetch(`${base}/restore`, { headers: { [INTERNAL_TOKEN_HEADER]: token() } });
     expect(ok.status).not.toBe(401);
@@ -37,9 +41,9 @@ describe('internal services need the internal token (issue 14, finding 1)', () =
     const right = NbdExporterClient.connect({ url, timeoutMs: 10_000, token: token() });
     try {
       await expect(anon.listExports()).rejects.toThrow(/SENDENSE_INTERNAL_TOKEN/);
-      await expect(wrong.createExport({ vmContextId: 'x', diskId: 0, type: 'full', kind: 'qcow2', filePath: '/etc/passwd', writable: true, backupJobId: 'x' })).rejects.toThrow(
-        /SENDENSE_INTERNAL_TOKEN/,
-      );
+      await expect(
+        wrong.createExport({ vmContextId: 'x', diskId: 0, type: 'full', kind: 'qcow2', filePath: '/etc/passwd', writable: true, backupJobId: 'x' }),
+      ).rejects.toThrow(/SENDENSE_INTERNAL_TOKEN/);
       await expect(right.listExports()).resolves.toBeDefined();
     } finally {
       await Promise.all([anon.close(), wrong.close(), right.close()]);

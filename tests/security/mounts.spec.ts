@@ -36,13 +36,21 @@ describe('mounts: shared per restore point, capped per API key (issue 14)', () =
   const machinery = async () => {
     const ps = await run('ps', ['-eo', 'args='], { timeoutMs: 10_000 });
     const daemons = ps.stdout.split('\n').filter((l) => l.includes('qemu-storage-daemon') && l.includes(bed.sys.dir)).length;
-    const loops = JSON.parse((await run('losetup', ['-J', '-l'], { timeoutMs: 10_000 })).stdout || '{"loopdevices":[]}') as { loopdevices: { 'back-file': string | null }[] };
+    const loops = JSON.parse((await run('losetup', ['-J', '-l'], { timeoutMs: 10_000 })).stdout || '{"loopdevices":[]}') as {
+      loopdevices: { 'back-file': string | null }[];
+    };
     return { daemons, loops: loops.loopdevices.filter((l) => l['back-file']?.includes(bed.sys.dir)).length };
   };
 
   beforeAll(async () => {
     bed = await startFaultBed({
-      vms: [{ name: VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 48, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'gpt', files: { '/etc/hostname': 'sec\n' } } }] }],
+      vms: [
+        {
+          name: VM,
+          changeTrackingEnabled: true,
+          disks: [{ sizeMiB: 48, content: { type: 'filesystem', filesystem: 'ext4', partitionTable: 'gpt', files: { '/etc/hostname': 'sec\n' } } }],
+        },
+      ],
       env: { RESTORE_MAX_MOUNTS_PER_KEY: '2' },
     });
     const key = bed.keys.get(VM)![0]!;

@@ -25,10 +25,12 @@ interface Health {
   dependencies: { name: string; ok: boolean; detail?: string }[];
 }
 
-describe('Redis as setup starts it: only the services\' user gets in (issue 14)', () => {
+describe("Redis as setup starts it: only the services' user gets in (issue 14)", () => {
   let dir: string;
   let port: number;
-  const password = randomBytes(18).toString('base64').replace(/[^A-Za-z0-9]/g, '');
+  const password = randomBytes(18)
+    .toString('base64')
+    .replace(/[^A-Za-z0-9]/g, '');
   const url = () => `redis://sendense:${password}@127.0.0.1:${port}`;
   const clients: Redis[] = [];
   const client = (u: string) => {
@@ -108,7 +110,7 @@ describe('Redis as setup starts it: only the services\' user gets in (issue 14)'
     expect(ps.stdout).not.toContain(password);
   });
 
-  it('the services\' REDIS_URL gets in: settings take it, BullMQ runs a job through it as the worker does', async () => {
+  it("the services' REDIS_URL gets in: settings take it, BullMQ runs a job through it as the worker does", async () => {
     expect(loadGatewaySettings({ REDIS_URL: url() }).REDIS_URL).toBe(url());
     const ours = client(url());
     await ours.connect();
@@ -138,7 +140,7 @@ describe('Redis as setup starts it: only the services\' user gets in (issue 14)'
       gw = undefined;
     });
 
-    it('with the services\' URL: health shows Redis up', async () => {
+    it("with the services' URL: health shows Redis up", async () => {
       gw = await startTestGateway({ REDIS_URL: url() });
       const r = await send(gw, 'GET', '/api/v1/health', { key: gw.keys.admin });
       const redis = (r.body as Health).dependencies.find((d) => d.name === 'redis');

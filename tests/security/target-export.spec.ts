@@ -27,7 +27,9 @@ describe('backup-target NBD exports take only the job holding their key (issue 1
   let bed: FaultBed;
 
   beforeAll(async () => {
-    bed = await startFaultBed({ vms: [{ name: VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 256, content: { type: 'random', percent: 80, seed: 141 } }] }] });
+    bed = await startFaultBed({
+      vms: [{ name: VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 256, content: { type: 'random', percent: 80, seed: 141 } }] }],
+    });
   }, 240_000);
 
   afterAll(async () => {
@@ -77,7 +79,9 @@ describe('backup-target NBD exports take only the job holding their key (issue 1
       expect(await failure('nbdcopy', ['--', junk, `${tlsUri}?tls-psk-file=${wrongFile}`])).not.toBeNull();
       // Our client: no key, a wrong key.
       await expect(NbdClient.connect(plainUri)).rejects.toThrow(/TLS_REQD/);
-      await expect(NbdClient.connect({ uri: tlsUri, tlsPsk: { identity: 'sendense', key: randomBytes(32).toString('hex') } })).rejects.toThrow(/TLS-PSK handshake failed/);
+      await expect(NbdClient.connect({ uri: tlsUri, tlsPsk: { identity: 'sendense', key: randomBytes(32).toString('hex') } })).rejects.toThrow(
+        /TLS-PSK handshake failed/,
+      );
 
       // Control: the same address with the export's key opens (so the refusals above are the key's doing).
       const rightFile = join(bed.work, 'right.psk');

@@ -253,7 +253,12 @@ export async function startFaultBed(opts: {
 }
 
 /** Start a backup and wait for its end (any end). */
-export async function backupRun(bed: FaultBed, vm: string, type: 'full' | 'incremental' | 'differential', repository = 'local'): Promise<JobDoc & { runId: string; seconds: number }> {
+export async function backupRun(
+  bed: FaultBed,
+  vm: string,
+  type: 'full' | 'incremental' | 'differential',
+  repository = 'local',
+): Promise<JobDoc & { runId: string; seconds: number }> {
   const started = Date.now();
   const start = await bed.sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: vm, backup_type: type, repository });
   if (start.status !== 202) throw new Error(`backup start answered ${start.status}: ${JSON.stringify(start.body)}`);
@@ -338,7 +343,11 @@ export async function killMidCopy(bed: FaultBed, vm: string, type: 'full' | 'inc
   const start = await bed.sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: vm, backup_type: type, repository: 'local' });
   if (start.status !== 202) throw new Error(`backup start answered ${start.status}: ${JSON.stringify(start.body)}`);
   const { waitFor } = await import('@sendense/process');
-  await waitFor(async () => (await allocatedQcow2Bytes(bed.sys.repoDir)) - before >= afterBytes, { timeoutMs: 120_000, intervalMs: 5, message: 'the restore point to grow' });
+  await waitFor(async () => (await allocatedQcow2Bytes(bed.sys.repoDir)) - before >= afterBytes, {
+    timeoutMs: 120_000,
+    intervalMs: 5,
+    message: 'the restore point to grow',
+  });
   const worker = bed.sys.daemons.get('backup-worker')!;
   process.kill(worker.pid!, 'SIGKILL');
   const killedAt = Date.now();

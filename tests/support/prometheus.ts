@@ -21,7 +21,8 @@ export interface Scrape {
 export async function scrape(url: string, apiKey?: string): Promise<Scrape> {
   const res = await fetch(url, apiKey ? { headers: { authorization: `Bearer ${apiKey}` } } : {});
   if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}: ${await res.text()}`);
-  if (!(res.headers.get('content-type') ?? '').startsWith('text/plain')) throw new Error(`GET ${url}: content-type ${res.headers.get('content-type')}, not the text format`);
+  if (!(res.headers.get('content-type') ?? '').startsWith('text/plain'))
+    throw new Error(`GET ${url}: content-type ${res.headers.get('content-type')}, not the text format`);
   const text = await res.text();
   const strict = parsePrometheusText(text);
   const families = new Map(parsePrometheusTextFormat(text).map((f) => [f.name, f]));

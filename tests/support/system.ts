@@ -60,7 +60,16 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
   const dir = await mkdtemp(join(tmpdir(), 'sendense-sys-'));
   const repoDir = join(dir, 'repo');
   const node = `sys-${process.pid}-${Date.now().toString(36)}`;
-  const [gw, exp, cap, rs, wm, cm, rsm, em] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const [gw, exp, cap, rs, wm, cm, rsm, em] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   // Below the ephemeral range (32768+) and away from the exporter's unit tests (21000-31000).
   const nbdFirst = 11000 + Math.floor(Math.random() * 40) * 200;
   const env: NodeJS.ProcessEnv = {
@@ -113,7 +122,11 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     for (const app of APPS) await start(app);
   } catch (err) {
     // Services already started must not outlive a failed start (they hold database connections).
-    for (const app of [...APPS].reverse()) await daemons.get(app)?.stop(10_000).catch(() => undefined);
+    for (const app of [...APPS].reverse())
+      await daemons
+        .get(app)
+        ?.stop(10_000)
+        .catch(() => undefined);
     await db.drop().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
     throw err;

@@ -18,5 +18,6 @@ void bootstrapService({
       options: { host: s.CAPTURE_AGENT_HOST, port: s.CAPTURE_AGENT_PORT, ...internalAuthServerOptions(s.token) },
     }),
   listen: (app) => app.listen(),
-  started: (s) => `capture-agent on tcp://${s.CAPTURE_AGENT_HOST}:${s.CAPTURE_AGENT_PORT} (CAPTURE_DISK_PARALLELISM=${s.CAPTURE_DISK_PARALLELISM} disks of a VM at once)`,
+  started: (s) =>
+    `capture-agent on tcp://${s.CAPTURE_AGENT_HOST}:${s.CAPTURE_AGENT_PORT} (CAPTURE_DISK_PARALLELISM=${s.CAPTURE_DISK_PARALLELISM} disks of a VM at once)`,
 });

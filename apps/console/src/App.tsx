@@ -27,16 +27,28 @@ export function App() {
     setUnauthorizedHandler((message) => logout(message));
     const key = storedKey();
     if (!key) return;
-    api.whoami().then(
-      (w) => setMe(w),
-      (err: Error) => {
-        logout(err.message);
-      },
-    ).finally(() => setChecking(false));
+    api
+      .whoami()
+      .then(
+        (w) => setMe(w),
+        (err: Error) => {
+          logout(err.message);
+        },
+      )
+      .finally(() => setChecking(false));
   }, [logout]);
 
   if (checking) return <p className="muted center">Checking the stored API key…</p>;
-  if (!me) return <Login onLogin={(w) => { setWhy(null); setMe(w); }} why={why} />;
+  if (!me)
+    return (
+      <Login
+        onLogin={(w) => {
+          setWhy(null);
+          setMe(w);
+        }}
+        why={why}
+      />
+    );
   return (
     <SessionContext.Provider value={{ me, logout }}>
       <Shell me={me} onLogout={() => logout()} />
@@ -70,7 +82,17 @@ function Login({ onLogin, why }: { onLogin: (w: WhoAmI) => void; why: string | n
         <p className="muted">Log in with an API key (sdk_…). It is kept in this tab only and sent in a header, never in a link.</p>
         {why ? <Notice kind="warn">{why}</Notice> : null}
         <label htmlFor="apikey">API key</label>
-        <input id="apikey" name="apikey" type="password" autoComplete="off" spellCheck={false} autoFocus value={key} onChange={(e) => setKey(e.target.value)} required />
+        <input
+          id="apikey"
+          name="apikey"
+          type="password"
+          autoComplete="off"
+          spellCheck={false}
+          autoFocus
+          value={key}
+          onChange={(e) => setKey(e.target.value)}
+          required
+        />
         <ErrorBox error={error} title="Login failed" />
         <button type="submit" className="primary" disabled={busy || !key.trim()}>
           {busy ? 'Checking…' : 'Log in'}
@@ -135,9 +157,18 @@ function Shell({ me, onLogout }: { me: WhoAmI; onLogout: () => void }) {
         </nav>
         <div className="who">
           <span title={`API key ${me.id}`}>
-            {me.name} <span className={`badge badge-role`} data-testid="role">{me.role}</span>
+            {me.name}{' '}
+            <span className={`badge badge-role`} data-testid="role">
+              {me.role}
+            </span>
           </span>
-          <button type="button" onClick={() => { onLogout(); navigate('/', { replace: true }); }}>
+          <button
+            type="button"
+            onClick={() => {
+              onLogout();
+              navigate('/', { replace: true });
+            }}
+          >
             Log out
           </button>
         </div>

@@ -85,9 +85,24 @@ it('serves requests, survives SIGKILL without orphans, and stops cleanly on SIGT
   try {
     const image = await qcow2(join(env.root, 'e2e.qcow2'), '16M');
     const disk = await rawFile(join(env.root, 'e2e.raw'), '8M');
-    const q = await client.createExport({ vmContextId: 'e2e', diskId: 0, type: 'full', timestamp: '20260102T030405', kind: 'qcow2', filePath: image, writable: true, backupJobId: 'job-1' });
+    const q = await client.createExport({
+      vmContextId: 'e2e',
+      diskId: 0,
+      type: 'full',
+      timestamp: '20260102T030405',
+      kind: 'qcow2',
+      filePath: image,
+      writable: true,
+      backupJobId: 'job-1',
+    });
     const r = await client.createExport({ vmContextId: 'e2e', diskId: 1, type: 'migrate', timestamp: '20260102T030405', kind: 'raw', filePath: disk });
-    expect(q).toMatchObject({ name: 'backup-e2e-disk0-full-20260102T030405', server: 'qemu-nbd', virtualSize: 16 * 1024 * 1024, nodeName: 'e2e-node', backupJobId: 'job-1' });
+    expect(q).toMatchObject({
+      name: 'backup-e2e-disk0-full-20260102T030405',
+      server: 'qemu-nbd',
+      virtualSize: 16 * 1024 * 1024,
+      nodeName: 'e2e-node',
+      backupJobId: 'job-1',
+    });
     expect(await client.listExports({ backupJobId: 'job-1' })).toEqual([q]);
     expect((await client.listExports()).map((e) => e.name).sort()).toEqual([q.name, r.name].sort());
     expect(await client.getExport(r.name)).toEqual(r);
@@ -96,7 +111,9 @@ it('serves requests, survives SIGKILL without orphans, and stops cleanly on SIGT
     const err = await client.createExport({ vmContextId: 'e2e', diskId: 2, type: 'full', kind: 'qcow2', filePath: '/etc/passwd' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NbdExporterError);
     expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('is not under an allowed root') });
-    const dup = await client.createExport({ vmContextId: 'e2e', diskId: 9, type: 'full', kind: 'qcow2', filePath: image, writable: true }).catch((e: unknown) => e);
+    const dup = await client
+      .createExport({ vmContextId: 'e2e', diskId: 9, type: 'full', kind: 'qcow2', filePath: image, writable: true })
+      .catch((e: unknown) => e);
     expect(dup).toMatchObject({ code: 'CONFLICT', message: `image ${image} is already exported writable as ${q.name}` });
 
     // Crash: the servers outlive the service (a copy in flight is not broken).

@@ -15,7 +15,10 @@ function streamOf(chunks: string[]): ReadableStream<Uint8Array> {
 describe('parseEventStream', () => {
   it('splits events across chunk boundaries and joins data lines', async () => {
     const got = [];
-    for await (const e of parseEventStream(streamOf(['event: progress\nda', 'ta: {"a":1}\n\n: comment\n', 'data: x\r\ndata: y\r\n\r\nevent: end\ndata: {}\n\n']))) got.push(e);
+    for await (const e of parseEventStream(
+      streamOf(['event: progress\nda', 'ta: {"a":1}\n\n: comment\n', 'data: x\r\ndata: y\r\n\r\nevent: end\ndata: {}\n\n']),
+    ))
+      got.push(e);
     expect(got).toEqual([
       { event: 'progress', data: '{"a":1}' },
       { event: 'message', data: 'x\ny' },

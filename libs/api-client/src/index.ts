@@ -131,7 +131,11 @@ export class RawApi {
   }
 
   /** fetch with the key; non-2xx answers become ApiError (unless allowed). */
-  async request(method: string, path: string, init: { query?: Record<string, string | number | undefined>; headers?: Record<string, string>; signal?: AbortSignal; allow?: number[] } = {}): Promise<Response> {
+  async request(
+    method: string,
+    path: string,
+    init: { query?: Record<string, string | number | undefined>; headers?: Record<string, string>; signal?: AbortSignal; allow?: number[] } = {},
+  ): Promise<Response> {
     const url = this.url(path, init.query);
     let res: Response;
     try {
@@ -148,7 +152,13 @@ export class RawApi {
       } catch {
         // not JSON
       }
-      throw new ApiError(res.status, errorMessage(body, `${res.status} ${res.statusText}`), typeof body === 'object' ? (body as ErrorBody) : undefined, method, url);
+      throw new ApiError(
+        res.status,
+        errorMessage(body, `${res.status} ${res.statusText}`),
+        typeof body === 'object' ? (body as ErrorBody) : undefined,
+        method,
+        url,
+      );
     }
     return res;
   }

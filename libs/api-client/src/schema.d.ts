@@ -3,4507 +3,4507 @@
  */
 
 export interface paths {
-    "/api/v1/apikeys": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List API keys (never the keys themselves) */
-        get: operations["KeysController_list"];
-        put?: never;
-        /** Create an API key; the answer holds the key once */
-        post: operations["KeysController_create"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+  '/api/v1/apikeys': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/apikeys/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** Revoke an API key */
-        delete: operations["KeysController_revoke"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List API keys (never the keys themselves) */
+    get: operations['KeysController_list'];
+    put?: never;
+    /** Create an API key; the answer holds the key once */
+    post: operations['KeysController_create'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/apikeys/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/audit": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The audit log, newest first: every request that changed something (who, what, target, when, result), filtered and paginated */
-        get: operations["AuditController_list"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Revoke an API key */
+    delete: operations['KeysController_revoke'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/audit': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/auth/whoami": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The API key making the request: its id, name and role */
-        get: operations["WhoAmIController_whoami"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** The audit log, newest first: every request that changed something (who, what, target, when, result), filtered and paginated */
+    get: operations['AuditController_list'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/whoami': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/backup/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** One backup with its chain and the restore points that depend on it */
-        get: operations["BackupsController_get"];
-        put?: never;
-        post?: never;
-        /** Delete a backup; refused while other restore points depend on it */
-        delete: operations["BackupsController_remove"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** The API key making the request: its id, name and role */
+    get: operations['WhoAmIController_whoami'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/backup/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/backup/{id}/image": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Download the restore point's whole disk as one image: raw (Range gives 206), qcow2 or streamOptimized vmdk, without a backing chain
-         * @description qcow2 and vmdk are converted by the restore-service into scratch space first (checked before it starts: 507 when short; freed afterwards), so the answer starts after the conversion; a client that goes away stops it.
-         */
-        get: operations["DiskImageController_image"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** One backup with its chain and the restore points that depend on it */
+    get: operations['BackupsController_get'];
+    put?: never;
+    post?: never;
+    /** Delete a backup; refused while other restore points depend on it */
+    delete: operations['BackupsController_remove'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/backup/{id}/image': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/backup/{id}/verify": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Verify a restore point: qemu-img check and the content checksum taken at backup time */
-        post: operations["BackupsController_verify"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /**
+     * Download the restore point's whole disk as one image: raw (Range gives 206), qcow2 or streamOptimized vmdk, without a backing chain
+     * @description qcow2 and vmdk are converted by the restore-service into scratch space first (checked before it starts: 507 when short; freed afterwards), so the answer starts after the conversion; a client that goes away stops it.
+     */
+    get: operations['DiskImageController_image'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/backup/{id}/verify': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/backup/chain": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The backup chain of each disk of a VM: full, then incrementals, with sizes */
-        get: operations["ChainsController_chain"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Verify a restore point: qemu-img check and the content checksum taken at backup time */
+    post: operations['BackupsController_verify'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/backup/chain': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/backup/chain/consolidate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Merge the oldest restore points of a disk chain into one (every remaining restore point reads as before) */
-        post: operations["ChainsController_consolidate"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** The backup chain of each disk of a VM: full, then incrementals, with sizes */
+    get: operations['ChainsController_chain'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/backup/chain/consolidate': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/backup/list": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List backups (restore points, one per disk), newest first */
-        get: operations["BackupsController_list"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Merge the oldest restore points of a disk chain into one (every remaining restore point reads as before) */
+    post: operations['ChainsController_consolidate'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/backup/list': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/backup/start": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Start a full, incremental or differential backup of a VM */
-        post: operations["BackupsController_start"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List backups (restore points, one per disk), newest first */
+    get: operations['BackupsController_list'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/backup/start': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/health": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** State of the database, Redis, the queue and the services (no key needed) */
-        get: operations["HealthController_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Start a full, incremental or differential backup of a VM */
+    post: operations['BackupsController_start'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/health': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/jobs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Backup runs, newest first, filtered by state and VM; paginated with limit and offset
-         * @description Runs the queue still holds (queued, waiting to retry, running) come first with the queue's state, then the runs their restore points record, with the state their disks say. Page with offset += limit until offset >= total. GET /api/v1/jobs/{run_id} has the full status of one run.
-         */
-        get: operations["JobsController_list"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** State of the database, Redis, the queue and the services (no key needed) */
+    get: operations['HealthController_get'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/jobs': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/jobs/{runId}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Status of a backup job with live progress and its event log */
-        get: operations["JobsController_status"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /**
+     * Backup runs, newest first, filtered by state and VM; paginated with limit and offset
+     * @description Runs the queue still holds (queued, waiting to retry, running) come first with the queue's state, then the runs their restore points record, with the state their disks say. Page with offset += limit until offset >= total. GET /api/v1/jobs/{run_id} has the full status of one run.
+     */
+    get: operations['JobsController_list'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/jobs/{runId}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/jobs/{runId}/cancel": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Cancel a queued or running backup (the snapshot, exports and half restore points are removed) */
-        post: operations["JobsController_cancel"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Status of a backup job with live progress and its event log */
+    get: operations['JobsController_status'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/jobs/{runId}/cancel': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/jobs/{runId}/progress": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Live progress as server-sent events until the job ends */
-        get: operations["JobsController_progress"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Cancel a queued or running backup (the snapshot, exports and half restore points are removed) */
+    post: operations['JobsController_cancel'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/jobs/{runId}/progress': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/policies": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List backup policies with their next slot and last run */
-        get: operations["PoliciesController_list"];
-        put?: never;
-        /** Create a backup policy (cron schedule with a time zone, VMs by name or pattern, type rules, retention, start window, concurrency); scheduled at once unless paused */
-        post: operations["PoliciesController_create"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Live progress as server-sent events until the job ends */
+    get: operations['JobsController_progress'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/policies': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/policies/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** One backup policy */
-        get: operations["PoliciesController_get"];
-        put?: never;
-        post?: never;
-        /** Delete a policy and its history (its restore points stay) */
-        delete: operations["PoliciesController_delete"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List backup policies with their next slot and last run */
+    get: operations['PoliciesController_list'];
+    put?: never;
+    /** Create a backup policy (cron schedule with a time zone, VMs by name or pattern, type rules, retention, start window, concurrency); scheduled at once unless paused */
+    post: operations['PoliciesController_create'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/policies/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/policies/{id}/pause": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Pause: no new runs (a run already going finishes) */
-        post: operations["PoliciesController_pause"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** One backup policy */
+    get: operations['PoliciesController_get'];
+    put?: never;
+    post?: never;
+    /** Delete a policy and its history (its restore points stay) */
+    delete: operations['PoliciesController_delete'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/policies/{id}/pause': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/policies/{id}/resume": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Resume: scheduled again from now */
-        post: operations["PoliciesController_resume"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Pause: no new runs (a run already going finishes) */
+    post: operations['PoliciesController_pause'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/policies/{id}/resume': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/policies/{id}/run": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Run now (as a slot would; its history entry has trigger "manual") */
-        post: operations["PoliciesController_run"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Resume: scheduled again from now */
+    post: operations['PoliciesController_resume'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/policies/{id}/run': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/policies/{id}/runs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The policy's history, newest first: each run with its VMs, result, bytes and duration */
-        get: operations["PoliciesController_runs"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Run now (as a slot would; its history entry has trigger "manual") */
+    post: operations['PoliciesController_run'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/policies/{id}/runs': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/repositories": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List repositories */
-        get: operations["RepositoriesController_list"];
-        put?: never;
-        /** Create a backup repository */
-        post: operations["RepositoriesController_create"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** The policy's history, newest first: each run with its VMs, result, bytes and duration */
+    get: operations['PoliciesController_runs'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/repositories': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/repositories/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** Delete an empty repository (id or name); its directory is left on disk */
-        delete: operations["RepositoriesController_remove"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List repositories */
+    get: operations['RepositoriesController_list'];
+    put?: never;
+    /** Create a backup repository */
+    post: operations['RepositoriesController_create'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/repositories/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/repositories/{id}/space": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Total, free and used space of a repository (id or name) */
-        get: operations["RepositoriesController_space"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Delete an empty repository (id or name); its directory is left on disk */
+    delete: operations['RepositoriesController_remove'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/repositories/{id}/space': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/{mountId}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** Unmount */
-        delete: operations["RestoreController_unmount"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Total, free and used space of a repository (id or name) */
+    get: operations['RepositoriesController_space'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/{mountId}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/{mountId}/archive": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Download a directory as a streamed tar archive */
-        get: operations["RestoreController_archive"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Unmount */
+    delete: operations['RestoreController_unmount'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/{mountId}/archive': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/{mountId}/download": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Download a file (streamed; Range requests give 206) */
-        get: operations["RestoreController_download"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Download a directory as a streamed tar archive */
+    get: operations['RestoreController_archive'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/{mountId}/download': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/{mountId}/files": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List a directory of a mount (paths are relative to the mount: "p1/etc"); paginated */
-        get: operations["RestoreController_files"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Download a file (streamed; Range requests give 206) */
+    get: operations['RestoreController_download'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/{mountId}/files': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/disk": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Write a restore point back into a disk of a powered-off VM: quick rollback (only what changed since it) or a full write
-         * @description The target defaults to the restore point's own VM and disk. The VM must be powered off (the run fails with the reason otherwise). quick asks vCenter which areas changed since the restore point's changeId and writes only those; when that changeId is no longer valid it writes the whole disk and the run's events say why. Follow the run with GET /api/v1/jobs/{run_id}; cancel it with POST /api/v1/jobs/{run_id}/cancel.
-         */
-        post: operations["DiskWritebackController_start"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List a directory of a mount (paths are relative to the mount: "p1/etc"); paginated */
+    get: operations['RestoreController_files'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/disk': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/export": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Instant-access exports of this storage node (keys are never listed) */
-        get: operations["DiskExportController_list"];
-        put?: never;
-        /**
-         * Serve a restore point (its whole chain) over NBD for instant access; read-only, or writable through a temporary overlay
-         * @description Any NBD client reads the URI. The restore point is held against delete and merge while the export lives; the export ends on DELETE or after idle_timeout_seconds without a client. Listens on the exporter's NBD_LISTEN_ADDRESS (loopback by default); with NBD_RESTORE_TLS=psk only clients holding the key in tls_psk (shown once, here) connect.
-         */
-        post: operations["DiskExportController_create"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /**
+     * Write a restore point back into a disk of a powered-off VM: quick rollback (only what changed since it) or a full write
+     * @description The target defaults to the restore point's own VM and disk. The VM must be powered off (the run fails with the reason otherwise). quick asks vCenter which areas changed since the restore point's changeId and writes only those; when that changeId is no longer valid it writes the whole disk and the run's events say why. Follow the run with GET /api/v1/jobs/{run_id}; cancel it with POST /api/v1/jobs/{run_id}/cancel.
+     */
+    post: operations['DiskWritebackController_start'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/export': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/export/{name}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** End an instant-access export (its connections close; a writable export's overlay is discarded) */
-        delete: operations["DiskExportController_remove"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Instant-access exports of this storage node (keys are never listed) */
+    get: operations['DiskExportController_list'];
+    put?: never;
+    /**
+     * Serve a restore point (its whole chain) over NBD for instant access; read-only, or writable through a temporary overlay
+     * @description Any NBD client reads the URI. The restore point is held against delete and merge while the export lives; the export ends on DELETE or after idle_timeout_seconds without a client. Listens on the exporter's NBD_LISTEN_ADDRESS (loopback by default); with NBD_RESTORE_TLS=psk only clients holding the key in tls_psk (shown once, here) connect.
+     */
+    post: operations['DiskExportController_create'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/export/{name}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/mount": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Mount a restore point read-only (the whole chain) and its file systems
-         * @description A restore point that is mounted already (or being mounted) on its node is shared: the answer is that mount. One API key holds at most RESTORE_MAX_MOUNTS_PER_KEY mounts (429 beyond it; unmount one or let the idle unmount end it).
-         */
-        post: operations["RestoreController_mount"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    post?: never;
+    /** End an instant-access export (its connections close; a writable export's overlay is discarded) */
+    delete: operations['DiskExportController_remove'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/mount': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/restore/mounts": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Active mounts */
-        get: operations["RestoreController_list"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /**
+     * Mount a restore point read-only (the whole chain) and its file systems
+     * @description A restore point that is mounted already (or being mounted) on its node is shared: the answer is that mount. One API key holds at most RESTORE_MAX_MOUNTS_PER_KEY mounts (429 beyond it; unmount one or let the idle unmount end it).
+     */
+    post: operations['RestoreController_mount'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/restore/mounts': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/retention/apply": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Apply the retention policy (dry_run lists what would go); pruning merges instead of breaking chains */
-        post: operations["RetentionController_apply"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Active mounts */
+    get: operations['RestoreController_list'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/retention/apply': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/retention/policy": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List retention policies */
-        get: operations["RetentionController_list"];
-        /** Set the retention policy of a repository, or of one VM in it (keep-last-N and GFS) */
-        put: operations["RetentionController_set"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Apply the retention policy (dry_run lists what would go); pruning merges instead of breaking chains */
+    post: operations['RetentionController_apply'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/retention/policy': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/vcenters": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List registered vCenters (never their passwords) */
-        get: operations["VCentersController_list"];
-        put?: never;
-        /** Register a vCenter (the credentials are checked by logging in) */
-        post: operations["VCentersController_register"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List retention policies */
+    get: operations['RetentionController_list'];
+    /** Set the retention policy of a repository, or of one VM in it (keep-last-N and GFS) */
+    put: operations['RetentionController_set'];
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/vcenters': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/vcenters/{id}/import": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** List the vCenter's VMs and register them for backup (idempotent) */
-        post: operations["VCentersController_import"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List registered vCenters (never their passwords) */
+    get: operations['VCentersController_list'];
+    put?: never;
+    /** Register a vCenter (the credentials are checked by logging in) */
+    post: operations['VCentersController_register'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/vcenters/{id}/import': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/vms": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** VMs registered for backup, with their disks */
-        get: operations["VmsController_list"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** List the vCenter's VMs and register them for backup (idempotent) */
+    post: operations['VCentersController_import'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/vms': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/webhooks": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List webhooks (secrets are never shown) */
-        get: operations["WebhooksController_list"];
-        put?: never;
-        /** Register a webhook: events are POSTed as JSON with X-Sendense-Signature: sha256=<hex HMAC-SHA256 of the body under the secret>, retried with backoff on 5xx or no answer */
-        post: operations["WebhooksController_create"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** VMs registered for backup, with their disks */
+    get: operations['VmsController_list'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/webhooks': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/webhooks/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** Delete a webhook and its deliveries */
-        delete: operations["WebhooksController_delete"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** List webhooks (secrets are never shown) */
+    get: operations['WebhooksController_list'];
+    put?: never;
+    /** Register a webhook: events are POSTed as JSON with X-Sendense-Signature: sha256=<hex HMAC-SHA256 of the body under the secret>, retried with backoff on 5xx or no answer */
+    post: operations['WebhooksController_create'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/webhooks/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/webhooks/{id}/deliveries": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Recent deliveries of a webhook, newest first, with their attempts and last answer */
-        get: operations["WebhooksController_deliveries"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Delete a webhook and its deliveries */
+    delete: operations['WebhooksController_delete'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/webhooks/{id}/deliveries': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/api/v1/webhooks/{id}/test": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Send a signed "test" event to the webhook (delivered and retried like any event) */
-        post: operations["WebhooksController_test"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    /** Recent deliveries of a webhook, newest first, with their attempts and last answer */
+    get: operations['WebhooksController_deliveries'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/webhooks/{id}/test': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    "/metrics": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Prometheus metrics of the gateway and of the system as it sees it (text exposition format 0.0.4); the other services serve theirs on loopback (docs/metrics.md) */
-        get: operations["MetricsController_scrape"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
+    get?: never;
+    put?: never;
+    /** Send a signed "test" event to the webhook (delivered and retried like any event) */
+    post: operations['WebhooksController_test'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/metrics': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
+    /** Prometheus metrics of the gateway and of the system as it sees it (text exposition format 0.0.4); the other services serve theirs on loopback (docs/metrics.md) */
+    get: operations['MetricsController_scrape'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
 }
 export type webhooks = Record<string, never>;
 export interface components {
-    schemas: {
-        ApiKeyDto: {
-            /** Format: date-time */
-            createdAt: string;
-            id: string;
-            /** Format: date-time */
-            lastUsedAt: string | null;
-            name: string;
-            /** @description The visible part of the key (sdk_<prefix>_...) */
-            prefix: string;
-            /** Format: date-time */
-            revokedAt: string | null;
-            /** @enum {string} */
-            role: "admin" | "operator" | "viewer";
-        };
-        ApplyRetentionDto: {
-            /**
-             * @description Only list what would go
-             * @default true
-             */
-            dry_run: boolean;
-            /** @description Repository id or name */
-            repository: string;
-            vm_context_id?: string;
-        };
-        AuditEntryDto: {
-            /** @description controller.handler, e.g. policies.pause */
-            action: string;
-            at: string;
-            error: string | null;
-            id: string;
-            ip: string | null;
-            key_id: string | null;
-            key_name: string | null;
-            method: string;
-            path: string;
-            /** @enum {string} */
-            result: "ok" | "error" | "denied";
-            role: string | null;
-            status: number;
-            target: string | null;
-        };
-        AuditPageDto: {
-            items: components["schemas"]["AuditEntryDto"][];
-            total: number;
-        };
-        BackupDetailDto: {
-            allocated_bytes: number | null;
-            /**
-             * @description What was made
-             * @enum {string}
-             */
-            backup_type: "full" | "incremental" | "differential";
-            bytes_transferred: number;
-            /** @description The CBT audit of this incremental: blocks compared, mismatches */
-            cbt_audit: {
-                [key: string]: unknown;
-            } | null;
-            /** @description Oldest first: the full, then each restore point up to this one */
-            chain: string[];
-            /** @description CBT change id the backup was taken at */
-            change_id: string | null;
-            /** @description Content checksum taken at backup time */
-            checksum: string | null;
-            /** Format: date-time */
-            completed_at: string | null;
-            /** Format: date-time */
-            created_at: string;
-            /** @description Completed restore points whose parent this is */
-            dependents: string[];
-            disk_id: number;
-            error_message: string | null;
-            /** @description Why a full was made instead of the requested type */
-            fallback_reason: string | null;
-            id: string;
-            parent_backup_id: string | null;
-            /** @description Last progress the worker recorded */
-            progress: {
-                [key: string]: unknown;
-            } | null;
-            repository_id: string | null;
-            /** @description Path of the image inside its repository */
-            repository_path: string;
-            /**
-             * @description What was asked for
-             * @enum {string}
-             */
-            requested_type: "full" | "incremental" | "differential";
-            /** @description The VM backup this disk was part of */
-            run_id: string;
-            /** Format: date-time */
-            started_at: string | null;
-            /** @enum {string} */
-            status: "pending" | "running" | "completed" | "failed" | "cancelled";
-            /** @description Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full */
-            suspect_reason: string | null;
-            total_bytes: number;
-            /** Format: date-time */
-            verified_at: string | null;
-            /** @enum {string|null} */
-            verify_status: "ok" | "failed" | null;
-            virtual_size_bytes: number | null;
-            vm_context_id: string;
-            vm_name: string;
-        };
-        BackupDto: {
-            allocated_bytes: number | null;
-            /**
-             * @description What was made
-             * @enum {string}
-             */
-            backup_type: "full" | "incremental" | "differential";
-            bytes_transferred: number;
-            /** @description The CBT audit of this incremental: blocks compared, mismatches */
-            cbt_audit: {
-                [key: string]: unknown;
-            } | null;
-            /** @description CBT change id the backup was taken at */
-            change_id: string | null;
-            /** @description Content checksum taken at backup time */
-            checksum: string | null;
-            /** Format: date-time */
-            completed_at: string | null;
-            /** Format: date-time */
-            created_at: string;
-            disk_id: number;
-            error_message: string | null;
-            /** @description Why a full was made instead of the requested type */
-            fallback_reason: string | null;
-            id: string;
-            parent_backup_id: string | null;
-            /** @description Last progress the worker recorded */
-            progress: {
-                [key: string]: unknown;
-            } | null;
-            repository_id: string | null;
-            /** @description Path of the image inside its repository */
-            repository_path: string;
-            /**
-             * @description What was asked for
-             * @enum {string}
-             */
-            requested_type: "full" | "incremental" | "differential";
-            /** @description The VM backup this disk was part of */
-            run_id: string;
-            /** Format: date-time */
-            started_at: string | null;
-            /** @enum {string} */
-            status: "pending" | "running" | "completed" | "failed" | "cancelled";
-            /** @description Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full */
-            suspect_reason: string | null;
-            total_bytes: number;
-            /** Format: date-time */
-            verified_at: string | null;
-            /** @enum {string|null} */
-            verify_status: "ok" | "failed" | null;
-            virtual_size_bytes: number | null;
-            vm_context_id: string;
-            vm_name: string;
-        };
-        BackupListDto: {
-            items: components["schemas"]["BackupDto"][];
-            /** @description Rows matching the filter (all pages) */
-            total: number;
-        };
-        CancelledJobDto: {
-            /** Format: uuid */
-            run_id: string;
-            /**
-             * @description cancelled: it was still queued; cancelling: the worker is stopping it
-             * @enum {string}
-             */
-            status: "cancelled" | "cancelling";
-        };
-        ConsolidateDto: {
-            disk_id: number;
-            /** @description Merge the full and everything up to this restore point (default: all but the newest) */
-            up_to_backup_id?: string;
-            /** @example ctx-pgtest2-1a2b3c4d */
-            vm_context_id?: string;
-            /** @example pgtest2 */
-            vm_name?: string;
-        };
-        ConsolidationDto: {
-            /** @description Restore points whose backing file was changed to the survivor */
-            rebasedIds: string[];
-            removedIds: string[];
-            /** @description The restore point that now holds the merged data */
-            survivorId: string;
-        };
-        CreateApiKeyDto: {
-            /** @example backup operator laptop */
-            name: string;
-            /** @enum {string} */
-            role: "admin" | "operator" | "viewer";
-        };
-        CreatedApiKeyDto: {
-            id: string;
-            /** @description The key. It is shown once and cannot be recovered. */
-            key: string;
-            name: string;
-            /** @enum {string} */
-            role: "admin" | "operator" | "viewer";
-        };
-        CreatedWebhookDto: {
-            created_at: string;
-            enabled: boolean;
-            /** @description Empty: every event */
-            events: ("job.failed" | "chain.damaged" | "chain.suspect" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
-            id: string;
-            name: string;
-            /** @description The secret made for it (shown once; only when the request gave none) */
-            secret?: string;
-            url: string;
-        };
-        CreateExportDto: {
-            /** @description The backup (restore point) to serve; any point of a chain (the whole chain is served) */
-            backup_id: string;
-            /**
-             * @description The export ends after this many seconds with no client connected
-             * @default 3600
-             */
-            idle_timeout_seconds: number;
-            /**
-             * @description Writable: clients write a fresh temporary QCOW2 overlay on top of the restore point (the chain is never written); discarded when the export ends
-             * @default false
-             */
-            writable: boolean;
-        };
-        CreatePolicyDto: {
-            /** @description VM backups of one run at a time (default 2) */
-            concurrency?: number;
-            /**
-             * @description Cron expression (5 fields, or 6 with seconds first)
-             * @example 0 22 * * *
-             */
-            cron: string;
-            /** @description A full after this many incrementals */
-            full_after_incrementals?: number | null;
-            /** @description A full when the last full is this many days old */
-            full_every_days?: number | null;
-            /** @description Webhook vm.stale when a VM's last successful backup is older than this many hours */
-            max_age_hours?: number;
-            /** @description Unique name */
-            name: string;
-            /** @description Create it paused (default false) */
-            paused?: boolean;
-            /** @description Repository id or name */
-            repository: string;
-            /** @description Retention applied to each VM after each run (none: keep everything) */
-            retention?: components["schemas"]["PolicyRetentionDto"];
-            /** @description A due full is made by an incremental and a consolidation of the chain (synthetic full); default false */
-            synthetic_full?: boolean;
-            /**
-             * @description IANA time zone of the schedule and the window (default UTC)
-             * @example Europe/Berlin
-             */
-            timezone?: string;
-            /** @description Which VMs: names, a name pattern and/or a folder (at least one) */
-            vms: components["schemas"]["PolicyVmsDto"];
-            /**
-             * @description No VM backup starts after this HH:MM (policy time zone); running ones are not stopped
-             * @example 06:00
-             */
-            window_end?: string;
-        };
-        CreateRepositoryDto: {
-            /** @description CBT audit: blocks CBT reported unchanged that are compared after each incremental disk (0: off; default: the worker's CBT_AUDIT_SAMPLES) */
-            cbt_audit_samples?: number;
-            /** @example local */
-            name: string;
-            /**
-             * @description local: directory of the repository
-             * @example /var/lib/sendense/backups
-             */
-            path?: string;
-            /** @description Storage node that serves it (default: the gateway's NODE_NAME) */
-            storage_node?: string;
-            /** @enum {string} */
-            type: "local" | "s3" | "azure" | "nfs";
-        };
-        CreateWebhookDto: {
-            /** @description Events it receives (none: all) */
-            events?: ("job.failed" | "chain.damaged" | "chain.suspect" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
-            /** @description Unique name */
-            name: string;
-            /** @description HMAC secret (16-256 characters); made and returned once when left out */
-            secret?: string;
-            /**
-             * @description http(s) URL the events are POSTed to
-             * @example https://alerts.example.com/sendense
-             */
-            url: string;
-        };
-        DependencyStateDto: {
-            /** @description A critical dependency down makes the answer 503 */
-            critical: boolean;
-            detail?: string;
-            latencyMs: number;
-            /** @example database */
-            name: string;
-            ok: boolean;
-        };
-        DiskChainDto: {
-            disk_id: number;
-            full_backup_id: string;
-            latest_backup_id: string;
-            /** @description Oldest first */
-            restore_points: components["schemas"]["BackupDto"][];
-            /** @description A restore point in this chain failed its CBT audit: the next backup is a full */
-            suspect: boolean;
-            suspect_reason: string | null;
-            total_backups: number;
-            total_size_bytes: number;
-            virtual_size_bytes: number;
-        };
-        DiskProgressDto: {
-            bytesDone: number;
-            bytesTotal: number;
-            diskId: number;
-            phase: string;
-        };
-        DiskReaderDto: {
-            /** @description standin-nbd: base URL of the VMware stand-in harness API */
-            harnessUrl?: string;
-            /** @enum {string} */
-            kind: "vddk" | "standin-nbd";
-            /** @description vddk: VDDK library directory (absolute path) */
-            libdir?: string;
-        };
-        ErrorResponseDto: {
-            /** @example Forbidden */
-            error: string;
-            /** @example this endpoint needs one of the roles admin, operator; your key has viewer */
-            message: string;
-            /** @example 403 */
-            statusCode: number;
-        };
-        ExportDto: {
-            backup_id: string;
-            created_at: string;
-            /** @description When it ends if no client connects before */
-            expires_at: string | null;
-            host: string;
-            idle_timeout_seconds: number | null;
-            /** @description The last time a client was seen connected */
-            last_active_at: string;
-            /**
-             * @description Export name: DELETE /api/v1/restore/export/{name} ends it
-             * @example backup-ctx-1-disk0-restore-20261202T060000123
-             */
-            name: string;
-            node_name: string;
-            port: number | null;
-            /** @description Disk size as clients see it, bytes */
-            size_bytes: number;
-            /** @description TLS is required (nbds://) */
-            tls: boolean;
-            /** @enum {string|null} */
-            tls_mode: "x509" | "psk" | null;
-            /** @description Only in the answer that created a TLS-PSK export */
-            tls_psk?: components["schemas"]["TlsPskDto"];
-            /**
-             * @description Open with any NBD client (nbdcopy, qemu-img, nbdinfo)
-             * @example nbd://127.0.0.1:10811/backup-ctx-1-disk0-restore-20261202T060000123
-             */
-            uri: string;
-            writable: boolean;
-        };
-        FileEntryDto: {
-            /**
-             * @description Permission bits (mode & 0o7777) in octal, as ls and chmod write them
-             * @example 0644
-             */
-            mode: string;
-            mtime: string;
-            name: string;
-            /** @description The on-disk name is not valid UTF-8 */
-            nameNotUtf8?: boolean;
-            /** @description Mount-relative path, the form every endpoint accepts back */
-            path: string;
-            size: number;
-            symlinkTarget?: string;
-            /** @enum {string} */
-            type: "file" | "dir" | "symlink" | "other";
-        };
-        FileListingDto: {
-            entries: components["schemas"]["FileEntryDto"][];
-            limit: number;
-            offset: number;
-            path: string;
-            total: number;
-        };
-        HealthDto: {
-            checkedAt: string;
-            dependencies: components["schemas"]["DependencyStateDto"][];
-            /** @enum {string} */
-            status: "ok" | "degraded" | "down";
-        };
-        ImportedVmDto: {
-            cbt_enabled: boolean;
-            /** @example ctx-pgtest2-1a2b3c4d */
-            context_id: string;
-            /** @description Number of virtual disks */
-            disks: number;
-            /** @example vm-42 */
-            moref: string;
-            /** @example pgtest2 */
-            vm_name: string;
-        };
-        ImportVmsDto: {
-            /** @description Only these VM names (default: all) */
-            vm_names?: string[];
-        };
-        JobEventDto: {
-            /** Format: date-time */
-            at: string;
-            /** @enum {string} */
-            level: "debug" | "info" | "warn" | "error";
-            message: string;
-            /** @example copy */
-            phase: string;
-        };
-        JobListDto: {
-            items: components["schemas"]["JobSummaryDto"][];
-            limit: number;
-            offset: number;
-            /** @description Runs matching the filter (all pages) */
-            total: number;
-        };
-        JobProgressDto: {
-            bytesDone: number;
-            bytesSkippedZero: number;
-            bytesTotal: number;
-            disks: components["schemas"]["DiskProgressDto"][];
-            message?: string;
-            /** @enum {string} */
-            phase: "queued" | "preparing" | "snapshot" | "copying" | "committing" | "cleanup" | "done";
-            rateBytesPerSec: number;
-        };
-        JobStatusDto: {
-            /** @description Attempts that have ended, by an error, by the worker running it dying (a stall) or by completing; the running attempt is not counted yet */
-            attempts_made: number | null;
-            /** @description The restore points of this run, one per disk */
-            backups: components["schemas"]["BackupDto"][];
-            error: string | null;
-            /** @description The first 200 events of the run */
-            events: components["schemas"]["JobEventDto"][];
-            /** @description When it ended (last attempt) */
-            finished_at: string | null;
-            progress: components["schemas"]["JobProgressDto"] | null;
-            /** @description When the queue took the job (ISO 8601) */
-            queued_at: string | null;
-            /** Format: uuid */
-            run_id: string;
-            /** @description When a worker started it */
-            started_at: string | null;
-            /** @enum {string} */
-            status: "queued" | "running" | "completed" | "failed" | "cancelled" | "unknown";
-            vm_context_id: string;
-        };
-        JobSummaryDto: {
-            bytes_transferred: number;
-            /** @description Disks in the run (0 while queued) */
-            disks: number;
-            /** @description An error message of a failed disk */
-            error: string | null;
-            /** @description When its last disk ended; null while running */
-            finished_at: string | null;
-            /**
-             * @description Only backup runs are listed (maintenance jobs answer their request directly)
-             * @enum {string}
-             */
-            kind: "backup";
-            /** @description When it was queued (queued runs) or its first restore point was created (ISO 8601) */
-            queued_at: string;
-            repository_id: string | null;
-            /** @description Who asked for it (queued runs only; the restore points do not record it) */
-            requested_by: string | null;
-            /** @enum {string} */
-            requested_type: "full" | "incremental" | "differential";
-            /** Format: uuid */
-            run_id: string;
-            started_at: string | null;
-            /** @enum {string} */
-            status: "queued" | "running" | "completed" | "failed" | "cancelled";
-            total_bytes: number;
-            vm_context_id: string;
-            /** @description null while queued when the VM has since been removed */
-            vm_name: string | null;
-        };
-        KeptRestorePointDto: {
-            id: string;
-            /**
-             * @example [
-             *       "last 1",
-             *       "daily 2026-12-01"
-             *     ]
-             */
-            reasons: string[];
-        };
-        MountDto: {
-            /** @description The backup (restore point) to mount; any point of a chain */
-            backup_id: string;
-        };
-        MountInfoDto: {
-            backup_id: string | null;
-            created_at: string;
-            last_access_at: string;
-            /** Format: uuid */
-            mount_id: string;
-            /** @description Root directory of the mount on the storage node */
-            mount_path: string;
-            /** @example gpt */
-            partition_table: string | null;
-            partitions: components["schemas"]["PartitionDto"][];
-        };
-        PartitionDto: {
-            /** @description Why it is not mounted */
-            error?: string;
-            /** @example ext4 */
-            fsType: string | null;
-            index: number | null;
-            mounted: boolean;
-            /**
-             * @description Directory of the partition in the mount: files paths start with it
-             * @example p1
-             */
-            name: string;
-            offsetBytes: number;
-            sizeBytes: number;
-        };
-        PolicyDto: {
-            concurrency: number;
-            created_at: string;
-            cron: string;
-            full_after_incrementals: number | null;
-            full_every_days: number | null;
-            id: string;
-            last_run: components["schemas"]["PolicyRunDto"] | null;
-            max_age_hours: number | null;
-            name: string;
-            /** @description Next slot (ISO time), null while paused */
-            next_run_at: string | null;
-            paused: boolean;
-            repository: string;
-            repository_id: string;
-            retention: components["schemas"]["PolicyRetentionDto"] | null;
-            /** @description A BullMQ job scheduler exists for it (false while paused) */
-            scheduled: boolean;
-            synthetic_full: boolean;
-            timezone: string;
-            vms: components["schemas"]["PolicyVmsDto"];
-            window_end: string | null;
-        };
-        PolicyRetentionDto: {
-            /** @description GFS: newest restore point of each of the last N days (UTC) */
-            daily?: number;
-            /** @description Keep the newest N restore points */
-            keep_last?: number;
-            monthly?: number;
-            weekly?: number;
-        };
-        PolicyRunDto: {
-            bytes_transferred: number;
-            duration_ms: number | null;
-            finished_at: string | null;
-            id: string;
-            message: string | null;
-            policy_id: string;
-            /** @description The schedule slot this run stands for (ISO time) */
-            scheduled_for: string | null;
-            started_at: string;
-            /** @enum {string} */
-            status: "running" | "completed" | "partial" | "failed" | "skipped";
-            /** @enum {string} */
-            trigger: "schedule" | "manual";
-            vms: components["schemas"]["PolicyRunVmDto"][];
-        };
-        PolicyRunPageDto: {
-            items: components["schemas"]["PolicyRunDto"][];
-            total: number;
-        };
-        PolicyRunStartedDto: {
-            /** @description The queue job of the run */
-            job_id: string;
-            policy_id: string;
-            /** @enum {string} */
-            status: "queued";
-        };
-        PolicyRunVmDto: {
-            bytes_transferred: number;
-            duration_ms: number | null;
-            error: string | null;
-            /** @description Why this type, and what followed (consolidation, retention) */
-            reason: string;
-            /** @description The VM backup run (GET /jobs/{run_id}) */
-            run_id: string | null;
-            /** @enum {string} */
-            status: "pending" | "running" | "completed" | "failed" | "skipped";
-            /** @enum {string} */
-            type: "full" | "incremental" | "differential";
-            vm_context_id: string;
-            vm_name: string;
-        };
-        PolicyVmsDto: {
-            /**
-             * @description vCenter inventory folder below the datacenter's VM folder, VMs in sub-folders too, resolved on every registered vCenter at every run (VMs not imported yet are imported). Names match exactly; with several datacenters the first name is the datacenter (dc1/prod/web); a / in a folder name is written %2f as vCenter stores it
-             * @example prod/web
-             */
-            folder?: string;
-            /**
-             * @description Glob over VM names (`*` any characters, `?` one), resolved at every run
-             * @example web-*
-             */
-            name_pattern?: string;
-            /** @description Explicit VM names or context ids */
-            names?: string[];
-        };
-        RegisterVCenterDto: {
-            disk_reader?: components["schemas"]["DiskReaderDto"];
-            /** @description Accept any certificate (lab use) */
-            insecure?: boolean;
-            /** @example vc01 */
-            name: string;
-            /** @description Stored encrypted with SENDENSE_SECRET_KEY */
-            password: string;
-            /** @description Accept exactly this certificate (SHA-1 or SHA-256 hex) */
-            thumbprint?: string;
-            /** @example https://vcenter.example.com/sdk */
-            url: string;
-            /** @example backup@vsphere.local */
-            username: string;
-        };
-        RepositoryDto: {
-            available_size_bytes: number;
-            /** @description Backend settings, e.g. {"path": "/var/lib/sendense/backups"} for local */
-            config: {
-                [key: string]: unknown;
-            };
-            enabled: boolean;
-            id: string;
-            /** @example local */
-            name: string;
-            /** @description The storage node whose worker writes it */
-            storage_node: string;
-            total_size_bytes: number;
-            /** @enum {string} */
-            type: "local" | "s3" | "azure" | "nfs";
-            /** Format: date-time */
-            updated_at: string;
-        };
-        RepositorySpaceDto: {
-            available_size_bytes: number;
-            /** @description Backend settings, e.g. {"path": "/var/lib/sendense/backups"} for local */
-            config: {
-                [key: string]: unknown;
-            };
-            enabled: boolean;
-            id: string;
-            /**
-             * @description Whether total/available were measured by this gateway now
-             * @enum {string}
-             */
-            measured: "now" | "by its storage node";
-            /** @example local */
-            name: string;
-            /** @description The storage node whose worker writes it */
-            storage_node: string;
-            total_size_bytes: number;
-            /** @enum {string} */
-            type: "local" | "s3" | "azure" | "nfs";
-            /** Format: date-time */
-            updated_at: string;
-            /** @description Sum of the allocated size of its completed restore points */
-            used_by_backups_bytes: number;
-        };
-        RestoreDiskDto: {
-            /** @description The backup (restore point) to write back */
-            backup_id: string;
-            /**
-             * @description quick: write only what changed since the restore point (falls back to full when the changeId is no longer valid); full: the whole disk
-             * @default quick
-             * @enum {string}
-             */
-            mode: "quick" | "full";
-            /** @description Device key of the disk to write (default: the restore point's disk on that VM) */
-            target_device_key?: number;
-            /** @description VM context to write into (default: the restore point's VM) */
-            target_vm_context_id?: string;
-        };
-        RetentionErrorDto: {
-            code: string;
-            id: string;
-            message: string;
-        };
-        RetentionMergeDto: {
-            fromId: string;
-            removedIds: string[];
-            toId: string;
-        };
-        RetentionPolicyDto: {
-            /**
-             * @description GFS: newest restore point of each of the last N days (UTC) that have one
-             * @default 0
-             */
-            daily: number;
-            /**
-             * @description Keep the newest N restore points
-             * @default 0
-             */
-            keep_last: number;
-            /**
-             * @description ... of each of the last N months
-             * @default 0
-             */
-            monthly: number;
-            /** @description Repository id or name */
-            repository: string;
-            /** @description Only this VM (default: the whole repository) */
-            vm_context_id?: string;
-            /**
-             * @description ... of each of the last N ISO weeks
-             * @default 0
-             */
-            weekly: number;
-        };
-        RetentionPolicyResponseDto: {
-            daily: number;
-            id: string;
-            keep_last: number;
-            monthly: number;
-            repository_id: string;
-            /** @description null: the policy of the whole repository */
-            vm_context_id: string | null;
-            weekly: number;
-        };
-        RetentionResultDto: {
-            /** @description Deleted outright, leaves first */
-            delete: string[];
-            dryRun: boolean;
-            errors: components["schemas"]["RetentionErrorDto"][];
-            keep: components["schemas"]["KeptRestorePointDto"][];
-            /** @description Merged into toId so that it keeps its exact content */
-            merge: components["schemas"]["RetentionMergeDto"][];
-        };
-        StartBackupDto: {
-            /** @enum {string} */
-            backup_type: "full" | "incremental" | "differential";
-            /**
-             * @description Repository id or name (optional when only one exists)
-             * @example local
-             */
-            repository?: string;
-            /** @example ctx-pgtest2-1a2b3c4d */
-            vm_context_id?: string;
-            /** @example pgtest2 */
-            vm_name?: string;
-        };
-        StartedBackupDto: {
-            /** @enum {string} */
-            backup_type: "full" | "incremental" | "differential";
-            /** @description Repository name */
-            repository: string;
-            /**
-             * Format: uuid
-             * @description Follow it with GET /api/v1/jobs/{run_id}
-             */
-            run_id: string;
-            /** @enum {string} */
-            status: "queued";
-            vm_context_id: string;
-            vm_name: string;
-        };
-        StartedRestoreDto: {
-            backup_id: string;
-            /** @enum {string} */
-            mode: "quick" | "full";
-            /** @description Follow it with GET /api/v1/jobs/{run_id} (progress, events); cancel with POST /api/v1/jobs/{run_id}/cancel */
-            run_id: string;
-            /** @example queued */
-            status: string;
-            target_device_key: number;
-            target_vm_context_id: string;
-            target_vm_name: string;
-        };
-        TlsPskDto: {
-            /**
-             * @description PSK identity (the user part of the nbds:// URI)
-             * @example sendense
-             */
-            identity: string;
-            /** @description The key, hex: give clients a file with "identity:key" (nbdcopy ...?tls-psk-file=FILE); shown only here */
-            key: string;
-        };
-        VCenterDto: {
-            /** Format: date-time */
-            created_at: string;
-            /** @description How the Capture Agent reads disk data */
-            disk_reader: components["schemas"]["DiskReaderDto"] | null;
-            id: string;
-            insecure: boolean;
-            /** @example vc01 */
-            name: string;
-            thumbprint: string | null;
-            /** @example https://vcenter.example.com/sdk */
-            url: string;
-            username: string;
-        };
-        VerificationDto: {
-            actualChecksum: string | null;
-            at: string;
-            /** @description qemu-img check found no errors */
-            checkClean: boolean;
-            checksumMatches: boolean;
-            expectedChecksum: string | null;
-            /** @description checkClean and checksumMatches */
-            ok: boolean;
-            problems: string[];
-            restorePointId: string;
-        };
-        VmChainsDto: {
-            chains: components["schemas"]["DiskChainDto"][];
-            vm_context_id: string;
-            vm_name: string;
-        };
-        VmDiskDto: {
-            capacity_bytes: number;
-            device_key: number;
-            /** @description Index of the disk in the VM's backups (disk-<n>); never reused */
-            disk_id: number;
-            label: string | null;
-            last_backup_id: string | null;
-            /** @description CBT change id of the last committed backup */
-            last_change_id: string | null;
-        };
-        VmDto: {
-            cbt_enabled: boolean;
-            /** @enum {string} */
-            cbt_state: "unknown" | "enabled" | "disabled" | "reset";
-            /** @example ctx-pgtest2-1a2b3c4d */
-            context_id: string;
-            disks: components["schemas"]["VmDiskDto"][];
-            instance_uuid: string | null;
-            /** @example vm-42 */
-            moref: string;
-            vcenter_id: string | null;
-            /** @example pgtest2 */
-            vm_name: string;
-        };
-        WebhookDeliveryDto: {
-            attempts: number;
-            created_at: string;
-            delivered_at: string | null;
-            event: string;
-            id: string;
-            last_error: string | null;
-            last_status_code: number | null;
-            /** @description The JSON body sent (and signed) */
-            payload: {
-                [key: string]: unknown;
-            };
-            /** @enum {string} */
-            status: "pending" | "delivered" | "failed";
-        };
-        WebhookDto: {
-            created_at: string;
-            enabled: boolean;
-            /** @description Empty: every event */
-            events: ("job.failed" | "chain.damaged" | "chain.suspect" | "repository.space" | "vm.stale" | "policy.run" | "test")[];
-            id: string;
-            name: string;
-            url: string;
-        };
-        WhoAmIDto: {
-            /** @description Id of the API key */
-            id: string;
-            /** @description Name given to the key when it was created */
-            name: string;
-            /** @enum {string} */
-            role: "admin" | "operator" | "viewer";
-        };
+  schemas: {
+    ApiKeyDto: {
+      /** Format: date-time */
+      createdAt: string;
+      id: string;
+      /** Format: date-time */
+      lastUsedAt: string | null;
+      name: string;
+      /** @description The visible part of the key (sdk_<prefix>_...) */
+      prefix: string;
+      /** Format: date-time */
+      revokedAt: string | null;
+      /** @enum {string} */
+      role: 'admin' | 'operator' | 'viewer';
     };
-    responses: never;
-    parameters: never;
-    requestBodies: never;
-    headers: never;
-    pathItems: never;
+    ApplyRetentionDto: {
+      /**
+       * @description Only list what would go
+       * @default true
+       */
+      dry_run: boolean;
+      /** @description Repository id or name */
+      repository: string;
+      vm_context_id?: string;
+    };
+    AuditEntryDto: {
+      /** @description controller.handler, e.g. policies.pause */
+      action: string;
+      at: string;
+      error: string | null;
+      id: string;
+      ip: string | null;
+      key_id: string | null;
+      key_name: string | null;
+      method: string;
+      path: string;
+      /** @enum {string} */
+      result: 'ok' | 'error' | 'denied';
+      role: string | null;
+      status: number;
+      target: string | null;
+    };
+    AuditPageDto: {
+      items: components['schemas']['AuditEntryDto'][];
+      total: number;
+    };
+    BackupDetailDto: {
+      allocated_bytes: number | null;
+      /**
+       * @description What was made
+       * @enum {string}
+       */
+      backup_type: 'full' | 'incremental' | 'differential';
+      bytes_transferred: number;
+      /** @description The CBT audit of this incremental: blocks compared, mismatches */
+      cbt_audit: {
+        [key: string]: unknown;
+      } | null;
+      /** @description Oldest first: the full, then each restore point up to this one */
+      chain: string[];
+      /** @description CBT change id the backup was taken at */
+      change_id: string | null;
+      /** @description Content checksum taken at backup time */
+      checksum: string | null;
+      /** Format: date-time */
+      completed_at: string | null;
+      /** Format: date-time */
+      created_at: string;
+      /** @description Completed restore points whose parent this is */
+      dependents: string[];
+      disk_id: number;
+      error_message: string | null;
+      /** @description Why a full was made instead of the requested type */
+      fallback_reason: string | null;
+      id: string;
+      parent_backup_id: string | null;
+      /** @description Last progress the worker recorded */
+      progress: {
+        [key: string]: unknown;
+      } | null;
+      repository_id: string | null;
+      /** @description Path of the image inside its repository */
+      repository_path: string;
+      /**
+       * @description What was asked for
+       * @enum {string}
+       */
+      requested_type: 'full' | 'incremental' | 'differential';
+      /** @description The VM backup this disk was part of */
+      run_id: string;
+      /** Format: date-time */
+      started_at: string | null;
+      /** @enum {string} */
+      status: 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+      /** @description Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full */
+      suspect_reason: string | null;
+      total_bytes: number;
+      /** Format: date-time */
+      verified_at: string | null;
+      /** @enum {string|null} */
+      verify_status: 'ok' | 'failed' | null;
+      virtual_size_bytes: number | null;
+      vm_context_id: string;
+      vm_name: string;
+    };
+    BackupDto: {
+      allocated_bytes: number | null;
+      /**
+       * @description What was made
+       * @enum {string}
+       */
+      backup_type: 'full' | 'incremental' | 'differential';
+      bytes_transferred: number;
+      /** @description The CBT audit of this incremental: blocks compared, mismatches */
+      cbt_audit: {
+        [key: string]: unknown;
+      } | null;
+      /** @description CBT change id the backup was taken at */
+      change_id: string | null;
+      /** @description Content checksum taken at backup time */
+      checksum: string | null;
+      /** Format: date-time */
+      completed_at: string | null;
+      /** Format: date-time */
+      created_at: string;
+      disk_id: number;
+      error_message: string | null;
+      /** @description Why a full was made instead of the requested type */
+      fallback_reason: string | null;
+      id: string;
+      parent_backup_id: string | null;
+      /** @description Last progress the worker recorded */
+      progress: {
+        [key: string]: unknown;
+      } | null;
+      repository_id: string | null;
+      /** @description Path of the image inside its repository */
+      repository_path: string;
+      /**
+       * @description What was asked for
+       * @enum {string}
+       */
+      requested_type: 'full' | 'incremental' | 'differential';
+      /** @description The VM backup this disk was part of */
+      run_id: string;
+      /** Format: date-time */
+      started_at: string | null;
+      /** @enum {string} */
+      status: 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+      /** @description Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full */
+      suspect_reason: string | null;
+      total_bytes: number;
+      /** Format: date-time */
+      verified_at: string | null;
+      /** @enum {string|null} */
+      verify_status: 'ok' | 'failed' | null;
+      virtual_size_bytes: number | null;
+      vm_context_id: string;
+      vm_name: string;
+    };
+    BackupListDto: {
+      items: components['schemas']['BackupDto'][];
+      /** @description Rows matching the filter (all pages) */
+      total: number;
+    };
+    CancelledJobDto: {
+      /** Format: uuid */
+      run_id: string;
+      /**
+       * @description cancelled: it was still queued; cancelling: the worker is stopping it
+       * @enum {string}
+       */
+      status: 'cancelled' | 'cancelling';
+    };
+    ConsolidateDto: {
+      disk_id: number;
+      /** @description Merge the full and everything up to this restore point (default: all but the newest) */
+      up_to_backup_id?: string;
+      /** @example ctx-pgtest2-1a2b3c4d */
+      vm_context_id?: string;
+      /** @example pgtest2 */
+      vm_name?: string;
+    };
+    ConsolidationDto: {
+      /** @description Restore points whose backing file was changed to the survivor */
+      rebasedIds: string[];
+      removedIds: string[];
+      /** @description The restore point that now holds the merged data */
+      survivorId: string;
+    };
+    CreateApiKeyDto: {
+      /** @example backup operator laptop */
+      name: string;
+      /** @enum {string} */
+      role: 'admin' | 'operator' | 'viewer';
+    };
+    CreatedApiKeyDto: {
+      id: string;
+      /** @description The key. It is shown once and cannot be recovered. */
+      key: string;
+      name: string;
+      /** @enum {string} */
+      role: 'admin' | 'operator' | 'viewer';
+    };
+    CreatedWebhookDto: {
+      created_at: string;
+      enabled: boolean;
+      /** @description Empty: every event */
+      events: ('job.failed' | 'chain.damaged' | 'chain.suspect' | 'repository.space' | 'vm.stale' | 'policy.run' | 'test')[];
+      id: string;
+      name: string;
+      /** @description The secret made for it (shown once; only when the request gave none) */
+      secret?: string;
+      url: string;
+    };
+    CreateExportDto: {
+      /** @description The backup (restore point) to serve; any point of a chain (the whole chain is served) */
+      backup_id: string;
+      /**
+       * @description The export ends after this many seconds with no client connected
+       * @default 3600
+       */
+      idle_timeout_seconds: number;
+      /**
+       * @description Writable: clients write a fresh temporary QCOW2 overlay on top of the restore point (the chain is never written); discarded when the export ends
+       * @default false
+       */
+      writable: boolean;
+    };
+    CreatePolicyDto: {
+      /** @description VM backups of one run at a time (default 2) */
+      concurrency?: number;
+      /**
+       * @description Cron expression (5 fields, or 6 with seconds first)
+       * @example 0 22 * * *
+       */
+      cron: string;
+      /** @description A full after this many incrementals */
+      full_after_incrementals?: number | null;
+      /** @description A full when the last full is this many days old */
+      full_every_days?: number | null;
+      /** @description Webhook vm.stale when a VM's last successful backup is older than this many hours */
+      max_age_hours?: number;
+      /** @description Unique name */
+      name: string;
+      /** @description Create it paused (default false) */
+      paused?: boolean;
+      /** @description Repository id or name */
+      repository: string;
+      /** @description Retention applied to each VM after each run (none: keep everything) */
+      retention?: components['schemas']['PolicyRetentionDto'];
+      /** @description A due full is made by an incremental and a consolidation of the chain (synthetic full); default false */
+      synthetic_full?: boolean;
+      /**
+       * @description IANA time zone of the schedule and the window (default UTC)
+       * @example Europe/Berlin
+       */
+      timezone?: string;
+      /** @description Which VMs: names, a name pattern and/or a folder (at least one) */
+      vms: components['schemas']['PolicyVmsDto'];
+      /**
+       * @description No VM backup starts after this HH:MM (policy time zone); running ones are not stopped
+       * @example 06:00
+       */
+      window_end?: string;
+    };
+    CreateRepositoryDto: {
+      /** @description CBT audit: blocks CBT reported unchanged that are compared after each incremental disk (0: off; default: the worker's CBT_AUDIT_SAMPLES) */
+      cbt_audit_samples?: number;
+      /** @example local */
+      name: string;
+      /**
+       * @description local: directory of the repository
+       * @example /var/lib/sendense/backups
+       */
+      path?: string;
+      /** @description Storage node that serves it (default: the gateway's NODE_NAME) */
+      storage_node?: string;
+      /** @enum {string} */
+      type: 'local' | 's3' | 'azure' | 'nfs';
+    };
+    CreateWebhookDto: {
+      /** @description Events it receives (none: all) */
+      events?: ('job.failed' | 'chain.damaged' | 'chain.suspect' | 'repository.space' | 'vm.stale' | 'policy.run' | 'test')[];
+      /** @description Unique name */
+      name: string;
+      /** @description HMAC secret (16-256 characters); made and returned once when left out */
+      secret?: string;
+      /**
+       * @description http(s) URL the events are POSTed to
+       * @example https://alerts.example.com/sendense
+       */
+      url: string;
+    };
+    DependencyStateDto: {
+      /** @description A critical dependency down makes the answer 503 */
+      critical: boolean;
+      detail?: string;
+      latencyMs: number;
+      /** @example database */
+      name: string;
+      ok: boolean;
+    };
+    DiskChainDto: {
+      disk_id: number;
+      full_backup_id: string;
+      latest_backup_id: string;
+      /** @description Oldest first */
+      restore_points: components['schemas']['BackupDto'][];
+      /** @description A restore point in this chain failed its CBT audit: the next backup is a full */
+      suspect: boolean;
+      suspect_reason: string | null;
+      total_backups: number;
+      total_size_bytes: number;
+      virtual_size_bytes: number;
+    };
+    DiskProgressDto: {
+      bytesDone: number;
+      bytesTotal: number;
+      diskId: number;
+      phase: string;
+    };
+    DiskReaderDto: {
+      /** @description standin-nbd: base URL of the VMware stand-in harness API */
+      harnessUrl?: string;
+      /** @enum {string} */
+      kind: 'vddk' | 'standin-nbd';
+      /** @description vddk: VDDK library directory (absolute path) */
+      libdir?: string;
+    };
+    ErrorResponseDto: {
+      /** @example Forbidden */
+      error: string;
+      /** @example this endpoint needs one of the roles admin, operator; your key has viewer */
+      message: string;
+      /** @example 403 */
+      statusCode: number;
+    };
+    ExportDto: {
+      backup_id: string;
+      created_at: string;
+      /** @description When it ends if no client connects before */
+      expires_at: string | null;
+      host: string;
+      idle_timeout_seconds: number | null;
+      /** @description The last time a client was seen connected */
+      last_active_at: string;
+      /**
+       * @description Export name: DELETE /api/v1/restore/export/{name} ends it
+       * @example backup-ctx-1-disk0-restore-20261202T060000123
+       */
+      name: string;
+      node_name: string;
+      port: number | null;
+      /** @description Disk size as clients see it, bytes */
+      size_bytes: number;
+      /** @description TLS is required (nbds://) */
+      tls: boolean;
+      /** @enum {string|null} */
+      tls_mode: 'x509' | 'psk' | null;
+      /** @description Only in the answer that created a TLS-PSK export */
+      tls_psk?: components['schemas']['TlsPskDto'];
+      /**
+       * @description Open with any NBD client (nbdcopy, qemu-img, nbdinfo)
+       * @example nbd://127.0.0.1:10811/backup-ctx-1-disk0-restore-20261202T060000123
+       */
+      uri: string;
+      writable: boolean;
+    };
+    FileEntryDto: {
+      /**
+       * @description Permission bits (mode & 0o7777) in octal, as ls and chmod write them
+       * @example 0644
+       */
+      mode: string;
+      mtime: string;
+      name: string;
+      /** @description The on-disk name is not valid UTF-8 */
+      nameNotUtf8?: boolean;
+      /** @description Mount-relative path, the form every endpoint accepts back */
+      path: string;
+      size: number;
+      symlinkTarget?: string;
+      /** @enum {string} */
+      type: 'file' | 'dir' | 'symlink' | 'other';
+    };
+    FileListingDto: {
+      entries: components['schemas']['FileEntryDto'][];
+      limit: number;
+      offset: number;
+      path: string;
+      total: number;
+    };
+    HealthDto: {
+      checkedAt: string;
+      dependencies: components['schemas']['DependencyStateDto'][];
+      /** @enum {string} */
+      status: 'ok' | 'degraded' | 'down';
+    };
+    ImportedVmDto: {
+      cbt_enabled: boolean;
+      /** @example ctx-pgtest2-1a2b3c4d */
+      context_id: string;
+      /** @description Number of virtual disks */
+      disks: number;
+      /** @example vm-42 */
+      moref: string;
+      /** @example pgtest2 */
+      vm_name: string;
+    };
+    ImportVmsDto: {
+      /** @description Only these VM names (default: all) */
+      vm_names?: string[];
+    };
+    JobEventDto: {
+      /** Format: date-time */
+      at: string;
+      /** @enum {string} */
+      level: 'debug' | 'info' | 'warn' | 'error';
+      message: string;
+      /** @example copy */
+      phase: string;
+    };
+    JobListDto: {
+      items: components['schemas']['JobSummaryDto'][];
+      limit: number;
+      offset: number;
+      /** @description Runs matching the filter (all pages) */
+      total: number;
+    };
+    JobProgressDto: {
+      bytesDone: number;
+      bytesSkippedZero: number;
+      bytesTotal: number;
+      disks: components['schemas']['DiskProgressDto'][];
+      message?: string;
+      /** @enum {string} */
+      phase: 'queued' | 'preparing' | 'snapshot' | 'copying' | 'committing' | 'cleanup' | 'done';
+      rateBytesPerSec: number;
+    };
+    JobStatusDto: {
+      /** @description Attempts that have ended, by an error, by the worker running it dying (a stall) or by completing; the running attempt is not counted yet */
+      attempts_made: number | null;
+      /** @description The restore points of this run, one per disk */
+      backups: components['schemas']['BackupDto'][];
+      error: string | null;
+      /** @description The first 200 events of the run */
+      events: components['schemas']['JobEventDto'][];
+      /** @description When it ended (last attempt) */
+      finished_at: string | null;
+      progress: components['schemas']['JobProgressDto'] | null;
+      /** @description When the queue took the job (ISO 8601) */
+      queued_at: string | null;
+      /** Format: uuid */
+      run_id: string;
+      /** @description When a worker started it */
+      started_at: string | null;
+      /** @enum {string} */
+      status: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'unknown';
+      vm_context_id: string;
+    };
+    JobSummaryDto: {
+      bytes_transferred: number;
+      /** @description Disks in the run (0 while queued) */
+      disks: number;
+      /** @description An error message of a failed disk */
+      error: string | null;
+      /** @description When its last disk ended; null while running */
+      finished_at: string | null;
+      /**
+       * @description Only backup runs are listed (maintenance jobs answer their request directly)
+       * @enum {string}
+       */
+      kind: 'backup';
+      /** @description When it was queued (queued runs) or its first restore point was created (ISO 8601) */
+      queued_at: string;
+      repository_id: string | null;
+      /** @description Who asked for it (queued runs only; the restore points do not record it) */
+      requested_by: string | null;
+      /** @enum {string} */
+      requested_type: 'full' | 'incremental' | 'differential';
+      /** Format: uuid */
+      run_id: string;
+      started_at: string | null;
+      /** @enum {string} */
+      status: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+      total_bytes: number;
+      vm_context_id: string;
+      /** @description null while queued when the VM has since been removed */
+      vm_name: string | null;
+    };
+    KeptRestorePointDto: {
+      id: string;
+      /**
+       * @example [
+       *       "last 1",
+       *       "daily 2026-12-01"
+       *     ]
+       */
+      reasons: string[];
+    };
+    MountDto: {
+      /** @description The backup (restore point) to mount; any point of a chain */
+      backup_id: string;
+    };
+    MountInfoDto: {
+      backup_id: string | null;
+      created_at: string;
+      last_access_at: string;
+      /** Format: uuid */
+      mount_id: string;
+      /** @description Root directory of the mount on the storage node */
+      mount_path: string;
+      /** @example gpt */
+      partition_table: string | null;
+      partitions: components['schemas']['PartitionDto'][];
+    };
+    PartitionDto: {
+      /** @description Why it is not mounted */
+      error?: string;
+      /** @example ext4 */
+      fsType: string | null;
+      index: number | null;
+      mounted: boolean;
+      /**
+       * @description Directory of the partition in the mount: files paths start with it
+       * @example p1
+       */
+      name: string;
+      offsetBytes: number;
+      sizeBytes: number;
+    };
+    PolicyDto: {
+      concurrency: number;
+      created_at: string;
+      cron: string;
+      full_after_incrementals: number | null;
+      full_every_days: number | null;
+      id: string;
+      last_run: components['schemas']['PolicyRunDto'] | null;
+      max_age_hours: number | null;
+      name: string;
+      /** @description Next slot (ISO time), null while paused */
+      next_run_at: string | null;
+      paused: boolean;
+      repository: string;
+      repository_id: string;
+      retention: components['schemas']['PolicyRetentionDto'] | null;
+      /** @description A BullMQ job scheduler exists for it (false while paused) */
+      scheduled: boolean;
+      synthetic_full: boolean;
+      timezone: string;
+      vms: components['schemas']['PolicyVmsDto'];
+      window_end: string | null;
+    };
+    PolicyRetentionDto: {
+      /** @description GFS: newest restore point of each of the last N days (UTC) */
+      daily?: number;
+      /** @description Keep the newest N restore points */
+      keep_last?: number;
+      monthly?: number;
+      weekly?: number;
+    };
+    PolicyRunDto: {
+      bytes_transferred: number;
+      duration_ms: number | null;
+      finished_at: string | null;
+      id: string;
+      message: string | null;
+      policy_id: string;
+      /** @description The schedule slot this run stands for (ISO time) */
+      scheduled_for: string | null;
+      started_at: string;
+      /** @enum {string} */
+      status: 'running' | 'completed' | 'partial' | 'failed' | 'skipped';
+      /** @enum {string} */
+      trigger: 'schedule' | 'manual';
+      vms: components['schemas']['PolicyRunVmDto'][];
+    };
+    PolicyRunPageDto: {
+      items: components['schemas']['PolicyRunDto'][];
+      total: number;
+    };
+    PolicyRunStartedDto: {
+      /** @description The queue job of the run */
+      job_id: string;
+      policy_id: string;
+      /** @enum {string} */
+      status: 'queued';
+    };
+    PolicyRunVmDto: {
+      bytes_transferred: number;
+      duration_ms: number | null;
+      error: string | null;
+      /** @description Why this type, and what followed (consolidation, retention) */
+      reason: string;
+      /** @description The VM backup run (GET /jobs/{run_id}) */
+      run_id: string | null;
+      /** @enum {string} */
+      status: 'pending' | 'running' | 'completed' | 'failed' | 'skipped';
+      /** @enum {string} */
+      type: 'full' | 'incremental' | 'differential';
+      vm_context_id: string;
+      vm_name: string;
+    };
+    PolicyVmsDto: {
+      /**
+       * @description vCenter inventory folder below the datacenter's VM folder, VMs in sub-folders too, resolved on every registered vCenter at every run (VMs not imported yet are imported). Names match exactly; with several datacenters the first name is the datacenter (dc1/prod/web); a / in a folder name is written %2f as vCenter stores it
+       * @example prod/web
+       */
+      folder?: string;
+      /**
+       * @description Glob over VM names (`*` any characters, `?` one), resolved at every run
+       * @example web-*
+       */
+      name_pattern?: string;
+      /** @description Explicit VM names or context ids */
+      names?: string[];
+    };
+    RegisterVCenterDto: {
+      disk_reader?: components['schemas']['DiskReaderDto'];
+      /** @description Accept any certificate (lab use) */
+      insecure?: boolean;
+      /** @example vc01 */
+      name: string;
+      /** @description Stored encrypted with SENDENSE_SECRET_KEY */
+      password: string;
+      /** @description Accept exactly this certificate (SHA-1 or SHA-256 hex) */
+      thumbprint?: string;
+      /** @example https://vcenter.example.com/sdk */
+      url: string;
+      /** @example backup@vsphere.local */
+      username: string;
+    };
+    RepositoryDto: {
+      available_size_bytes: number;
+      /** @description Backend settings, e.g. {"path": "/var/lib/sendense/backups"} for local */
+      config: {
+        [key: string]: unknown;
+      };
+      enabled: boolean;
+      id: string;
+      /** @example local */
+      name: string;
+      /** @description The storage node whose worker writes it */
+      storage_node: string;
+      total_size_bytes: number;
+      /** @enum {string} */
+      type: 'local' | 's3' | 'azure' | 'nfs';
+      /** Format: date-time */
+      updated_at: string;
+    };
+    RepositorySpaceDto: {
+      available_size_bytes: number;
+      /** @description Backend settings, e.g. {"path": "/var/lib/sendense/backups"} for local */
+      config: {
+        [key: string]: unknown;
+      };
+      enabled: boolean;
+      id: string;
+      /**
+       * @description Whether total/available were measured by this gateway now
+       * @enum {string}
+       */
+      measured: 'now' | 'by its storage node';
+      /** @example local */
+      name: string;
+      /** @description The storage node whose worker writes it */
+      storage_node: string;
+      total_size_bytes: number;
+      /** @enum {string} */
+      type: 'local' | 's3' | 'azure' | 'nfs';
+      /** Format: date-time */
+      updated_at: string;
+      /** @description Sum of the allocated size of its completed restore points */
+      used_by_backups_bytes: number;
+    };
+    RestoreDiskDto: {
+      /** @description The backup (restore point) to write back */
+      backup_id: string;
+      /**
+       * @description quick: write only what changed since the restore point (falls back to full when the changeId is no longer valid); full: the whole disk
+       * @default quick
+       * @enum {string}
+       */
+      mode: 'quick' | 'full';
+      /** @description Device key of the disk to write (default: the restore point's disk on that VM) */
+      target_device_key?: number;
+      /** @description VM context to write into (default: the restore point's VM) */
+      target_vm_context_id?: string;
+    };
+    RetentionErrorDto: {
+      code: string;
+      id: string;
+      message: string;
+    };
+    RetentionMergeDto: {
+      fromId: string;
+      removedIds: string[];
+      toId: string;
+    };
+    RetentionPolicyDto: {
+      /**
+       * @description GFS: newest restore point of each of the last N days (UTC) that have one
+       * @default 0
+       */
+      daily: number;
+      /**
+       * @description Keep the newest N restore points
+       * @default 0
+       */
+      keep_last: number;
+      /**
+       * @description ... of each of the last N months
+       * @default 0
+       */
+      monthly: number;
+      /** @description Repository id or name */
+      repository: string;
+      /** @description Only this VM (default: the whole repository) */
+      vm_context_id?: string;
+      /**
+       * @description ... of each of the last N ISO weeks
+       * @default 0
+       */
+      weekly: number;
+    };
+    RetentionPolicyResponseDto: {
+      daily: number;
+      id: string;
+      keep_last: number;
+      monthly: number;
+      repository_id: string;
+      /** @description null: the policy of the whole repository */
+      vm_context_id: string | null;
+      weekly: number;
+    };
+    RetentionResultDto: {
+      /** @description Deleted outright, leaves first */
+      delete: string[];
+      dryRun: boolean;
+      errors: components['schemas']['RetentionErrorDto'][];
+      keep: components['schemas']['KeptRestorePointDto'][];
+      /** @description Merged into toId so that it keeps its exact content */
+      merge: components['schemas']['RetentionMergeDto'][];
+    };
+    StartBackupDto: {
+      /** @enum {string} */
+      backup_type: 'full' | 'incremental' | 'differential';
+      /**
+       * @description Repository id or name (optional when only one exists)
+       * @example local
+       */
+      repository?: string;
+      /** @example ctx-pgtest2-1a2b3c4d */
+      vm_context_id?: string;
+      /** @example pgtest2 */
+      vm_name?: string;
+    };
+    StartedBackupDto: {
+      /** @enum {string} */
+      backup_type: 'full' | 'incremental' | 'differential';
+      /** @description Repository name */
+      repository: string;
+      /**
+       * Format: uuid
+       * @description Follow it with GET /api/v1/jobs/{run_id}
+       */
+      run_id: string;
+      /** @enum {string} */
+      status: 'queued';
+      vm_context_id: string;
+      vm_name: string;
+    };
+    StartedRestoreDto: {
+      backup_id: string;
+      /** @enum {string} */
+      mode: 'quick' | 'full';
+      /** @description Follow it with GET /api/v1/jobs/{run_id} (progress, events); cancel with POST /api/v1/jobs/{run_id}/cancel */
+      run_id: string;
+      /** @example queued */
+      status: string;
+      target_device_key: number;
+      target_vm_context_id: string;
+      target_vm_name: string;
+    };
+    TlsPskDto: {
+      /**
+       * @description PSK identity (the user part of the nbds:// URI)
+       * @example sendense
+       */
+      identity: string;
+      /** @description The key, hex: give clients a file with "identity:key" (nbdcopy ...?tls-psk-file=FILE); shown only here */
+      key: string;
+    };
+    VCenterDto: {
+      /** Format: date-time */
+      created_at: string;
+      /** @description How the Capture Agent reads disk data */
+      disk_reader: components['schemas']['DiskReaderDto'] | null;
+      id: string;
+      insecure: boolean;
+      /** @example vc01 */
+      name: string;
+      thumbprint: string | null;
+      /** @example https://vcenter.example.com/sdk */
+      url: string;
+      username: string;
+    };
+    VerificationDto: {
+      actualChecksum: string | null;
+      at: string;
+      /** @description qemu-img check found no errors */
+      checkClean: boolean;
+      checksumMatches: boolean;
+      expectedChecksum: string | null;
+      /** @description checkClean and checksumMatches */
+      ok: boolean;
+      problems: string[];
+      restorePointId: string;
+    };
+    VmChainsDto: {
+      chains: components['schemas']['DiskChainDto'][];
+      vm_context_id: string;
+      vm_name: string;
+    };
+    VmDiskDto: {
+      capacity_bytes: number;
+      device_key: number;
+      /** @description Index of the disk in the VM's backups (disk-<n>); never reused */
+      disk_id: number;
+      label: string | null;
+      last_backup_id: string | null;
+      /** @description CBT change id of the last committed backup */
+      last_change_id: string | null;
+    };
+    VmDto: {
+      cbt_enabled: boolean;
+      /** @enum {string} */
+      cbt_state: 'unknown' | 'enabled' | 'disabled' | 'reset';
+      /** @example ctx-pgtest2-1a2b3c4d */
+      context_id: string;
+      disks: components['schemas']['VmDiskDto'][];
+      instance_uuid: string | null;
+      /** @example vm-42 */
+      moref: string;
+      vcenter_id: string | null;
+      /** @example pgtest2 */
+      vm_name: string;
+    };
+    WebhookDeliveryDto: {
+      attempts: number;
+      created_at: string;
+      delivered_at: string | null;
+      event: string;
+      id: string;
+      last_error: string | null;
+      last_status_code: number | null;
+      /** @description The JSON body sent (and signed) */
+      payload: {
+        [key: string]: unknown;
+      };
+      /** @enum {string} */
+      status: 'pending' | 'delivered' | 'failed';
+    };
+    WebhookDto: {
+      created_at: string;
+      enabled: boolean;
+      /** @description Empty: every event */
+      events: ('job.failed' | 'chain.damaged' | 'chain.suspect' | 'repository.space' | 'vm.stale' | 'policy.run' | 'test')[];
+      id: string;
+      name: string;
+      url: string;
+    };
+    WhoAmIDto: {
+      /** @description Id of the API key */
+      id: string;
+      /** @description Name given to the key when it was created */
+      name: string;
+      /** @enum {string} */
+      role: 'admin' | 'operator' | 'viewer';
+    };
+  };
+  responses: never;
+  parameters: never;
+  requestBodies: never;
+  headers: never;
+  pathItems: never;
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    KeysController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ApiKeyDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  KeysController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    KeysController_create: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateApiKeyDto"];
-            };
+        content: {
+          'application/json': components['schemas']['ApiKeyDto'][];
         };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CreatedApiKeyDto"];
-                };
-            };
-            /** @description The request failed validation */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /**
-             * @description No API key, or an invalid or revoked one
-             *
-             *     No API key, or an invalid or revoked one
-             */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /**
-             * @description The key's role may not call this endpoint
-             *
-             *     The key's role may not call this endpoint
-             */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    KeysController_revoke: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Revoked */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such key, or already revoked */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  KeysController_create: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    AuditController_list: {
-        parameters: {
-            query?: {
-                /** @description Action, or its prefix (e.g. "policies." or "backups.start") */
-                action?: string;
-                /** @description API key id */
-                key_id?: string;
-                limit?: number;
-                offset?: number;
-                /** @description denied: refused by authentication or the role check (401/403) */
-                result?: "ok" | "error" | "denied";
-                /** @description From this time (ISO 8601) */
-                since?: string;
-                /** @description Target (policy id, VM name, run id, ...) */
-                target?: string;
-                /** @description Before this time (ISO 8601) */
-                until?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AuditPageDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CreateApiKeyDto'];
+      };
     };
-    WhoAmIController_whoami: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    responses: {
+      201: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WhoAmIDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['CreatedApiKeyDto'];
         };
+      };
+      /** @description The request failed validation */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /**
+       * @description No API key, or an invalid or revoked one
+       *
+       *     No API key, or an invalid or revoked one
+       */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /**
+       * @description The key's role may not call this endpoint
+       *
+       *     The key's role may not call this endpoint
+       */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    BackupsController_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The backup */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BackupDetailDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such backup */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  KeysController_revoke: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
     };
-    BackupsController_remove: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description Revoked */
+      204: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description Deleted */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such backup */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description Others depend on it (they are named), it is mounted, or it is still running */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content?: never;
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such key, or already revoked */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    DiskImageController_image: {
-        parameters: {
-            query?: {
-                /** @description raw (Range requests give 206), qcow2 or streamOptimized vmdk (converted without a backing chain) */
-                format?: "raw" | "qcow2" | "vmdk";
-            };
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The image */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Part of the raw image (Range) */
-            206: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Unknown format, or the backup is on another node */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such backup */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The backup is not completed */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description Range not satisfiable */
-            416: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description This key started too many backups or mounts in the last minute */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description Not enough scratch space for the conversion */
-            507: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                    "application/x-qemu-disk": components["schemas"]["ErrorResponseDto"];
-                    "application/x-vmdk": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  AuditController_list: {
+    parameters: {
+      query?: {
+        /** @description Action, or its prefix (e.g. "policies." or "backups.start") */
+        action?: string;
+        /** @description API key id */
+        key_id?: string;
+        limit?: number;
+        offset?: number;
+        /** @description denied: refused by authentication or the role check (401/403) */
+        result?: 'ok' | 'error' | 'denied';
+        /** @description From this time (ISO 8601) */
+        since?: string;
+        /** @description Target (policy id, VM name, run id, ...) */
+        target?: string;
+        /** @description Before this time (ISO 8601) */
+        until?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    BackupsController_verify: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description Verification result (ok false names the problems) */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VerificationDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such backup */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The backup is not completed */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['AuditPageDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    ChainsController_chain: {
-        parameters: {
-            query?: {
-                /** @description Only this disk */
-                disk_id?: number;
-                vm_context_id?: string;
-                vm_name?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Chains per disk */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VmChainsDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such VM */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  WhoAmIController_whoami: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    ChainsController_consolidate: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ConsolidateDto"];
-            };
+        content: {
+          'application/json': components['schemas']['WhoAmIDto'];
         };
-        responses: {
-            /** @description survivorId, removedIds, rebasedIds */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConsolidationDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such VM or chain */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description A restore point involved is mounted or being written */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description Nothing to merge, or the merge failed (message says why) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    BackupsController_list: {
-        parameters: {
-            query?: {
-                limit?: number;
-                offset?: number;
-                status?: "pending" | "running" | "completed" | "failed" | "cancelled";
-                vm_context_id?: string;
-                vm_name?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description { total, items } */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BackupListDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such VM */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  BackupsController_get: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
     };
-    BackupsController_start: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description The backup */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["StartBackupDto"];
-            };
+        content: {
+          'application/json': components['schemas']['BackupDetailDto'];
         };
-        responses: {
-            /** @description Queued; follow it with GET /api/v1/jobs/{run_id} */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["StartedBackupDto"];
-                };
-            };
-            /** @description Invalid body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such VM or repository */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description A backup of this VM is already queued or running (its run_id is in the answer) */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description This key started too many backups or mounts in the last minute */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such backup */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    HealthController_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Database and Redis reachable */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HealthDto"];
-                };
-            };
-            /** @description The database or Redis is down; the body names which */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HealthDto"];
-                };
-            };
-        };
+  };
+  BackupsController_remove: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
     };
-    JobsController_list: {
-        parameters: {
-            query?: {
-                limit?: number;
-                /** @description Runs to skip (newest first) */
-                offset?: number;
-                state?: "queued" | "running" | "completed" | "failed" | "cancelled";
-                /** @description VM name or context id */
-                vm?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description Deleted */
+      204: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description { total, offset, limit, items } */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobListDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content?: never;
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such backup */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description Others depend on it (they are named), it is mounted, or it is still running */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    JobsController_status: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                runId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Status */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobStatusDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such job */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  DiskImageController_image: {
+    parameters: {
+      query?: {
+        /** @description raw (Range requests give 206), qcow2 or streamOptimized vmdk (converted without a backing chain) */
+        format?: 'raw' | 'qcow2' | 'vmdk';
+      };
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
     };
-    JobsController_cancel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                runId: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description The image */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description cancelled (was queued) or cancelling (running) */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CancelledJobDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such job */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The job has already ended */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content?: never;
+      };
+      /** @description Part of the raw image (Range) */
+      206: {
+        headers: {
+          [name: string]: unknown;
         };
+        content?: never;
+      };
+      /** @description Unknown format, or the backup is on another node */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such backup */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The backup is not completed */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description Range not satisfiable */
+      416: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description This key started too many backups or mounts in the last minute */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description Not enough scratch space for the conversion */
+      507: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+          'application/x-qemu-disk': components['schemas']['ErrorResponseDto'];
+          'application/x-vmdk': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    JobsController_progress: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                runId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description event: progress (JSON status), then event: end */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such job */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  BackupsController_verify: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
     };
-    PoliciesController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description Verification result (ok false names the problems) */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['VerificationDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such backup */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The backup is not completed */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    PoliciesController_create: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreatePolicyDto"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyDto"];
-                };
-            };
-            /** @description Invalid cron expression, time zone, VM selection or retention */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such repository */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description A policy of that name exists */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  ChainsController_chain: {
+    parameters: {
+      query?: {
+        /** @description Only this disk */
+        disk_id?: number;
+        vm_context_id?: string;
+        vm_name?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    PoliciesController_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Policy id or name */
-                id: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description Chains per disk */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['VmChainsDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such VM */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    PoliciesController_delete: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Policy id or name */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description { deleted: id } */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  ChainsController_consolidate: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    PoliciesController_pause: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Policy id or name */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ConsolidateDto'];
+      };
     };
-    PoliciesController_resume: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Policy id or name */
-                id: string;
-            };
-            cookie?: never;
+    responses: {
+      /** @description survivorId, removedIds, rebasedIds */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['ConsolidationDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such VM or chain */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description A restore point involved is mounted or being written */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description Nothing to merge, or the merge failed (message says why) */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    PoliciesController_run: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Policy id or name */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyRunStartedDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  BackupsController_list: {
+    parameters: {
+      query?: {
+        limit?: number;
+        offset?: number;
+        status?: 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+        vm_context_id?: string;
+        vm_name?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    PoliciesController_runs: {
-        parameters: {
-            query?: {
-                limit?: number;
-                offset?: number;
-            };
-            header?: never;
-            path: {
-                /** @description Policy id or name */
-                id: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description { total, items } */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyRunPageDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['BackupListDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such VM */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    RepositoriesController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Repositories */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RepositoryDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  BackupsController_start: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    RepositoriesController_create: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateRepositoryDto"];
-            };
-        };
-        responses: {
-            /** @description Created */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RepositoryDto"];
-                };
-            };
-            /** @description Invalid body, unsupported type or unusable path */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The name is taken */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['StartBackupDto'];
+      };
     };
-    RepositoriesController_remove: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
+    responses: {
+      /** @description Queued; follow it with GET /api/v1/jobs/{run_id} */
+      202: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description Deleted */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such repository */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description It still holds backups (delete them first) or a retention policy */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['StartedBackupDto'];
         };
+      };
+      /** @description Invalid body */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such VM or repository */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description A backup of this VM is already queued or running (its run_id is in the answer) */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description This key started too many backups or mounts in the last minute */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    RepositoriesController_space: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Space */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RepositorySpaceDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such repository */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  HealthController_get: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    RestoreController_unmount: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                mountId: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description Database and Redis reachable */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description Unmounted */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such mount */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['HealthDto'];
         };
+      };
+      /** @description The database or Redis is down; the body names which */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['HealthDto'];
+        };
+      };
     };
-    RestoreController_archive: {
-        parameters: {
-            query: {
-                path: unknown;
-            };
-            header?: never;
-            path: {
-                mountId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description tar stream */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The path leaves the mount or is not a directory */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/x-tar": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/x-tar": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/x-tar": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such mount or directory */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/x-tar": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  JobsController_list: {
+    parameters: {
+      query?: {
+        limit?: number;
+        /** @description Runs to skip (newest first) */
+        offset?: number;
+        state?: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+        /** @description VM name or context id */
+        vm?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    RestoreController_download: {
-        parameters: {
-            query: {
-                path: unknown;
-            };
-            header?: never;
-            path: {
-                mountId: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description { total, offset, limit, items } */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description The file */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The requested range */
-            206: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The path leaves the mount or is not a regular file */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such mount or file */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The range lies outside the file */
-            416: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['JobListDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    RestoreController_files: {
-        parameters: {
-            query?: {
-                limit?: unknown;
-                offset?: unknown;
-                path?: unknown;
-            };
-            header?: never;
-            path: {
-                mountId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description entries (name, type, size, mode, mtime, symlink target), total, offset, limit */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileListingDto"];
-                };
-            };
-            /** @description The path leaves the mount (.., absolute, symlink out, NUL) or is not a directory */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such mount or path */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  JobsController_status: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        runId: string;
+      };
+      cookie?: never;
     };
-    DiskWritebackController_start: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description Status */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RestoreDiskDto"];
-            };
+        content: {
+          'application/json': components['schemas']['JobStatusDto'];
         };
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["StartedRestoreDto"];
-                };
-            };
-            /** @description Invalid body, or the target VM has no such disk */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such backup or VM */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The backup is not completed, or a restore into that VM is already queued or running */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description This key started too many backups or mounts in the last minute */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such job */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    DiskExportController_list: {
-        parameters: {
-            query?: {
-                backup_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ExportDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  JobsController_cancel: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        runId: string;
+      };
+      cookie?: never;
     };
-    DiskExportController_create: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description cancelled (was queued) or cancelling (running) */
+      202: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateExportDto"];
-            };
+        content: {
+          'application/json': components['schemas']['CancelledJobDto'];
         };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ExportDto"];
-                };
-            };
-            /** @description Invalid body, or the backup is on another node */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such backup */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The backup is not completed, or its image is being written */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description This key started too many backups or mounts in the last minute */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The nbd-exporter failed (its message says why) */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such job */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The job has already ended */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    DiskExportController_remove: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                name: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Ended */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Not an export name */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such instant-access export */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  JobsController_progress: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        runId: string;
+      };
+      cookie?: never;
     };
-    RestoreController_mount: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description event: progress (JSON status), then event: end */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["MountDto"];
-            };
+        content?: never;
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
-        responses: {
-            /** @description mount_id, mount_path and the partitions found */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MountInfoDto"];
-                };
-            };
-            /** @description Invalid body, or the backup is on another node */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such backup */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The backup is not completed */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description This key started too many backups or mounts in the last minute */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'text/event-stream': components['schemas']['ErrorResponseDto'];
         };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'text/event-stream': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such job */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'text/event-stream': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    RestoreController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Mounts */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MountInfoDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  PoliciesController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    RetentionController_apply: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ApplyRetentionDto"];
-            };
+        content: {
+          'application/json': components['schemas']['PolicyDto'][];
         };
-        responses: {
-            /** @description keep, delete, merge, errors */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RetentionResultDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such repository */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No policy, or it keeps nothing */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    RetentionController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Policies */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RetentionPolicyResponseDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  PoliciesController_create: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
     };
-    RetentionController_set: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RetentionPolicyDto"];
-            };
-        };
-        responses: {
-            /** @description The policy */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RetentionPolicyResponseDto"];
-                };
-            };
-            /** @description A policy that keeps nothing, or an invalid body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such repository or VM */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CreatePolicyDto'];
+      };
     };
-    VCentersController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    responses: {
+      201: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description vCenters */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VCenterDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['PolicyDto'];
         };
+      };
+      /** @description Invalid cron expression, time zone, VM selection or retention */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such repository */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description A policy of that name exists */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    VCentersController_register: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RegisterVCenterDto"];
-            };
-        };
-        responses: {
-            /** @description Registered */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VCenterDto"];
-                };
-            };
-            /** @description Invalid body, or the login failed (the message says why) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The name is taken */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  PoliciesController_get: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description Policy id or name */
+        id: string;
+      };
+      cookie?: never;
     };
-    VCentersController_import: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ImportVmsDto"];
-            };
+        content: {
+          'application/json': components['schemas']['PolicyDto'];
         };
-        responses: {
-            /** @description The imported VMs with their context ids */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ImportedVmDto"][];
-                };
-            };
-            /** @description vCenter login failed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description No such vCenter, or a named VM does not exist */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    VmsController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description VMs */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VmDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  PoliciesController_delete: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description Policy id or name */
+        id: string;
+      };
+      cookie?: never;
     };
-    WebhooksController_list: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      /** @description { deleted: id } */
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content?: never;
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
         };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    WebhooksController_create: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateWebhookDto"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CreatedWebhookDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description A webhook of that name exists */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description SENDENSE_SECRET_KEY is not set */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  PoliciesController_pause: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description Policy id or name */
+        id: string;
+      };
+      cookie?: never;
     };
-    WebhooksController_delete: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            /** @description { deleted: id } */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['PolicyDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    WebhooksController_deliveries: {
-        parameters: {
-            query?: {
-                limit?: number;
-            };
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookDeliveryDto"][];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  PoliciesController_resume: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description Policy id or name */
+        id: string;
+      };
+      cookie?: never;
     };
-    WebhooksController_test: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
         };
-        requestBody?: never;
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookDeliveryDto"];
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponseDto"];
-                };
-            };
+        content: {
+          'application/json': components['schemas']['PolicyDto'];
         };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
     };
-    MetricsController_scrape: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Prometheus text format */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/plain": string;
-                };
-            };
-            /** @description No API key, or an invalid or revoked one */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/plain": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-            /** @description The key's role may not call this endpoint */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/plain": components["schemas"]["ErrorResponseDto"];
-                };
-            };
-        };
+  };
+  PoliciesController_run: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description Policy id or name */
+        id: string;
+      };
+      cookie?: never;
     };
+    requestBody?: never;
+    responses: {
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['PolicyRunStartedDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  PoliciesController_runs: {
+    parameters: {
+      query?: {
+        limit?: number;
+        offset?: number;
+      };
+      header?: never;
+      path: {
+        /** @description Policy id or name */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['PolicyRunPageDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RepositoriesController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Repositories */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['RepositoryDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RepositoriesController_create: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CreateRepositoryDto'];
+      };
+    };
+    responses: {
+      /** @description Created */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['RepositoryDto'];
+        };
+      };
+      /** @description Invalid body, unsupported type or unusable path */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The name is taken */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RepositoriesController_remove: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Deleted */
+      204: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such repository */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description It still holds backups (delete them first) or a retention policy */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RepositoriesController_space: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Space */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['RepositorySpaceDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such repository */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RestoreController_unmount: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        mountId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Unmounted */
+      204: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such mount */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RestoreController_archive: {
+    parameters: {
+      query: {
+        path: unknown;
+      };
+      header?: never;
+      path: {
+        mountId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description tar stream */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description The path leaves the mount or is not a directory */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/x-tar': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/x-tar': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/x-tar': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such mount or directory */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/x-tar': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RestoreController_download: {
+    parameters: {
+      query: {
+        path: unknown;
+      };
+      header?: never;
+      path: {
+        mountId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The file */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description The requested range */
+      206: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description The path leaves the mount or is not a regular file */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such mount or file */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The range lies outside the file */
+      416: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/octet-stream': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RestoreController_files: {
+    parameters: {
+      query?: {
+        limit?: unknown;
+        offset?: unknown;
+        path?: unknown;
+      };
+      header?: never;
+      path: {
+        mountId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description entries (name, type, size, mode, mtime, symlink target), total, offset, limit */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['FileListingDto'];
+        };
+      };
+      /** @description The path leaves the mount (.., absolute, symlink out, NUL) or is not a directory */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such mount or path */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  DiskWritebackController_start: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['RestoreDiskDto'];
+      };
+    };
+    responses: {
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['StartedRestoreDto'];
+        };
+      };
+      /** @description Invalid body, or the target VM has no such disk */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such backup or VM */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The backup is not completed, or a restore into that VM is already queued or running */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description This key started too many backups or mounts in the last minute */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  DiskExportController_list: {
+    parameters: {
+      query?: {
+        backup_id?: string;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ExportDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  DiskExportController_create: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CreateExportDto'];
+      };
+    };
+    responses: {
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ExportDto'];
+        };
+      };
+      /** @description Invalid body, or the backup is on another node */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such backup */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The backup is not completed, or its image is being written */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description This key started too many backups or mounts in the last minute */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The nbd-exporter failed (its message says why) */
+      502: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  DiskExportController_remove: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        name: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Ended */
+      204: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description Not an export name */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such instant-access export */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RestoreController_mount: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['MountDto'];
+      };
+    };
+    responses: {
+      /** @description mount_id, mount_path and the partitions found */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['MountInfoDto'];
+        };
+      };
+      /** @description Invalid body, or the backup is on another node */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such backup */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The backup is not completed */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description This key started too many backups or mounts in the last minute */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RestoreController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Mounts */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['MountInfoDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RetentionController_apply: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ApplyRetentionDto'];
+      };
+    };
+    responses: {
+      /** @description keep, delete, merge, errors */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['RetentionResultDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such repository */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No policy, or it keeps nothing */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RetentionController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Policies */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['RetentionPolicyResponseDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  RetentionController_set: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['RetentionPolicyDto'];
+      };
+    };
+    responses: {
+      /** @description The policy */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['RetentionPolicyResponseDto'];
+        };
+      };
+      /** @description A policy that keeps nothing, or an invalid body */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such repository or VM */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  VCentersController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description vCenters */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['VCenterDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  VCentersController_register: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['RegisterVCenterDto'];
+      };
+    };
+    responses: {
+      /** @description Registered */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['VCenterDto'];
+        };
+      };
+      /** @description Invalid body, or the login failed (the message says why) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The name is taken */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  VCentersController_import: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ImportVmsDto'];
+      };
+    };
+    responses: {
+      /** @description The imported VMs with their context ids */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ImportedVmDto'][];
+        };
+      };
+      /** @description vCenter login failed */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description No such vCenter, or a named VM does not exist */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  VmsController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description VMs */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['VmDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  WebhooksController_list: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  WebhooksController_create: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CreateWebhookDto'];
+      };
+    };
+    responses: {
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CreatedWebhookDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description A webhook of that name exists */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description SENDENSE_SECRET_KEY is not set */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  WebhooksController_delete: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description { deleted: id } */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  WebhooksController_deliveries: {
+    parameters: {
+      query?: {
+        limit?: number;
+      };
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookDeliveryDto'][];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  WebhooksController_test: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookDeliveryDto'];
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
+  MetricsController_scrape: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Prometheus text format */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'text/plain': string;
+        };
+      };
+      /** @description No API key, or an invalid or revoked one */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'text/plain': components['schemas']['ErrorResponseDto'];
+        };
+      };
+      /** @description The key's role may not call this endpoint */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'text/plain': components['schemas']['ErrorResponseDto'];
+        };
+      };
+    };
+  };
 }

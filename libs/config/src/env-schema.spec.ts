@@ -17,7 +17,14 @@ describe('loadEnv', () => {
 
   it('applies defaults and parses values', () => {
     expect(loadEnv(schema, { C: 'mysql://h/db', D: '90s', B: 'yes', E: 'y', G: '5' })).toEqual({
-      A: 8080, B: true, C: 'mysql://h/db', D: 90_000, E: 'y', F: '/var/x', G: 5, H: 'def',
+      A: 8080,
+      B: true,
+      C: 'mysql://h/db',
+      D: 90_000,
+      E: 'y',
+      F: '/var/x',
+      G: 5,
+      H: 'def',
     });
     expect(loadEnv(schema, { C: 'mysql://h/db', D: '15m', F: '/' }).D).toBe(900_000);
     expect(loadEnv(schema, { C: 'mysql://h/db', D: '250' }).D).toBe(250);

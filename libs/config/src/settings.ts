@@ -28,7 +28,10 @@ export const commonEnv = {
   REDIS_URL: url('Redis for the job queues', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
   NODE_NAME: str('Name of this storage node (workers take only the jobs of repositories on their node)', hostname()),
   LOG_LEVEL: oneOf('Log level', ['error', 'warn', 'log', 'debug', 'verbose'] as const, 'log'),
-  SENDENSE_INTERNAL_TOKEN: str('Per-install secret every internal call carries (nbd-exporter, restore-service, Capture Agent refuse calls without it; scripts/setup.sh makes it; never logged)', ''),
+  SENDENSE_INTERNAL_TOKEN: str(
+    'Per-install secret every internal call carries (nbd-exporter, restore-service, Capture Agent refuse calls without it; scripts/setup.sh makes it; never logged)',
+    '',
+  ),
 };
 
 export const gatewayEnv = {
@@ -36,11 +39,27 @@ export const gatewayEnv = {
   GATEWAY_HOST: str('Address the API gateway listens on (loopback unless set; another address without TLS gets a warning at start)', '127.0.0.1'),
   GATEWAY_TLS_CERT: optionalAbsPath('PEM certificate (chain) file: the gateway serves HTTPS when this and GATEWAY_TLS_KEY are set'),
   GATEWAY_TLS_KEY: optionalAbsPath('PEM private key file of GATEWAY_TLS_CERT'),
-  GATEWAY_ALLOWED_ORIGINS: str('Comma-separated extra origins (https://host:port) whose browser pages may send state-changing requests (the gateway\'s own origin always may)', ''),
-  GATEWAY_AUTH_FAILURES_PER_MINUTE: int('Failed authentications one client address may make per minute before it is refused (429) for a minute', 10, 1, 100_000),
-  REPOSITORY_ALLOWED_ROOTS: str('Colon-separated directories local repositories may be created in (symlinks resolved; keep equal to NBD_ALLOWED_ROOTS and RESTORE_ALLOWED_ROOTS)', '/var/lib/sendense'),
+  GATEWAY_ALLOWED_ORIGINS: str(
+    "Comma-separated extra origins (https://host:port) whose browser pages may send state-changing requests (the gateway's own origin always may)",
+    '',
+  ),
+  GATEWAY_AUTH_FAILURES_PER_MINUTE: int(
+    'Failed authentications one client address may make per minute before it is refused (429) for a minute',
+    10,
+    1,
+    100_000,
+  ),
+  REPOSITORY_ALLOWED_ROOTS: str(
+    'Colon-separated directories local repositories may be created in (symlinks resolved; keep equal to NBD_ALLOWED_ROOTS and RESTORE_ALLOWED_ROOTS)',
+    '/var/lib/sendense',
+  ),
   GATEWAY_EXPENSIVE_CALLS_PER_MINUTE: int('Backups and mounts one API key may start per minute', 30, 1, 100_000),
-  RESTORE_MAX_MOUNTS_PER_KEY: int('Mounts one API key may hold at once (a mount of a restore point already mounted is shared and does not count again); 0: no limit', 8, 0, 10_000),
+  RESTORE_MAX_MOUNTS_PER_KEY: int(
+    'Mounts one API key may hold at once (a mount of a restore point already mounted is shared and does not count again); 0: no limit',
+    8,
+    0,
+    10_000,
+  ),
   RESTORE_SERVICE_URL: url('Internal URL of the restore-service', ['http:', 'https:'], 'http://127.0.0.1:8092'),
   NBD_EXPORTER_URL: url('Internal address of the nbd-exporter (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8091'),
   CAPTURE_AGENT_URL: url('Internal address of the Capture Agent (tcp://host:port)', ['tcp:'], 'tcp://127.0.0.1:8093'),
@@ -53,8 +72,17 @@ const metricsPort = (service: string, def: number) => int(`Port of the ${service
 
 export const workerEnv = {
   BACKUP_CONCURRENCY: int('Backups one worker runs at once', 2, 1, 64),
-  NBD_TARGET_TLS: oneOf('Backup-target exports (and the restore point a disk restore reads): psk asks the nbd-exporter for a TLS pre-shared key of its own for each export, handed to the Capture Agent in the copy request only; none serves plain NBD that any local process could open', ['psk', 'none'] as const, 'psk'),
-  CBT_AUDIT_SAMPLES: int('CBT audit: blocks CBT reported unchanged compared between snapshot and new restore point after each incremental disk (0: off; a repository\'s cbt_audit_samples overrides)', 16, 0, 4096),
+  NBD_TARGET_TLS: oneOf(
+    'Backup-target exports (and the restore point a disk restore reads): psk asks the nbd-exporter for a TLS pre-shared key of its own for each export, handed to the Capture Agent in the copy request only; none serves plain NBD that any local process could open',
+    ['psk', 'none'] as const,
+    'psk',
+  ),
+  CBT_AUDIT_SAMPLES: int(
+    "CBT audit: blocks CBT reported unchanged compared between snapshot and new restore point after each incremental disk (0: off; a repository's cbt_audit_samples overrides)",
+    16,
+    0,
+    4096,
+  ),
   NBD_EXPORTER_URL: gatewayEnv.NBD_EXPORTER_URL,
   CAPTURE_AGENT_URL: gatewayEnv.CAPTURE_AGENT_URL,
   SENDENSE_SECRET_KEY: gatewayEnv.SENDENSE_SECRET_KEY,
@@ -63,7 +91,7 @@ export const workerEnv = {
   ALERT_REPOSITORY_USED_PERCENT: int('Webhook event repository.space when a repository file system is fuller than this (percent)', 90, 1, 100),
   ALERT_CHECK_EVERY: duration('How often the repository space and stale VM checks run', '5m'),
   POLICY_RUN_CONCURRENCY: int('Policy runs one worker drives at once (each waits for its VM backups)', 4, 1, 64),
-  LOCK_SWEEP_EVERY: duration('How often the worker removes lock files of dead processes from its repositories\' .locks/ (also at start)', '10m'),
+  LOCK_SWEEP_EVERY: duration("How often the worker removes lock files of dead processes from its repositories' .locks/ (also at start)", '10m'),
 };
 
 export const restoreEnv = {
@@ -71,7 +99,9 @@ export const restoreEnv = {
   RESTORE_SERVICE_HOST: str('Address the restore-service listens on', '127.0.0.1'),
   RESTORE_MOUNT_ROOT: absPath('Where restore points are mounted', '/mnt/sendense'),
   RESTORE_STATE_DIR: absPath('State of active mounts (for cleanup after a crash)', '/var/lib/sendense/restore'),
-  RESTORE_IMAGE_DIR: optionalAbsPath('Scratch space of whole-disk image downloads (qcow2/vmdk conversions; checked for free space before each); default <RESTORE_STATE_DIR>/images'),
+  RESTORE_IMAGE_DIR: optionalAbsPath(
+    'Scratch space of whole-disk image downloads (qcow2/vmdk conversions; checked for free space before each); default <RESTORE_STATE_DIR>/images',
+  ),
   RESTORE_MAX_MOUNTS: int('Most restore points mounted at once on this node (each holds a qemu-storage-daemon and loop devices); 0: no limit', 32, 0, 10_000),
   RESTORE_IDLE_TIMEOUT: duration('Unmount a restore point after this long without access', '1h'),
   RESTORE_BLOCK_BACKEND: oneOf('How a chain becomes a block device (auto: nbd when /dev/nbd0 exists)', ['auto', 'fuse-loop', 'nbd'] as const, 'auto'),
@@ -85,8 +115,18 @@ export const captureAgentEnv = {
   CAPTURE_DISK_PARALLELISM: int('Disks of one VM copied at once', 2, 1, 16),
   CAPTURE_AGENT_METRICS_PORT: metricsPort('Capture Agent', 9466),
   CAPTURE_ALLOW_ENABLE_CBT: bool('Enable CBT on a VM that has it off (the first backup after that is full)', true),
-  CAPTURE_SOURCE_RETRIES: int('Reconnects one disk copy may make when its NBD connection to the snapshot (or to the target) drops, 200 ms apart doubling up to 5 s; the copy resumes where it was (at most the requests in flight, 16 MiB, are read again); when they run out the copy fails naming the NBD source and the cause (0: fail at the first drop)', 5, 0, 100),
-  CAPTURE_SESSION_LEASE: int('Lease of a backup session, seconds: the worker renews it every quarter of this; when nobody does (worker killed) the agent stops the copy and removes the snapshot', 20, 2, 3600),
+  CAPTURE_SOURCE_RETRIES: int(
+    'Reconnects one disk copy may make when its NBD connection to the snapshot (or to the target) drops, 200 ms apart doubling up to 5 s; the copy resumes where it was (at most the requests in flight, 16 MiB, are read again); when they run out the copy fails naming the NBD source and the cause (0: fail at the first drop)',
+    5,
+    0,
+    100,
+  ),
+  CAPTURE_SESSION_LEASE: int(
+    'Lease of a backup session, seconds: the worker renews it every quarter of this; when nobody does (worker killed) the agent stops the copy and removes the snapshot',
+    20,
+    2,
+    3600,
+  ),
 };
 
 export const nbdExporterEnv = {
@@ -97,7 +137,11 @@ export const nbdExporterEnv = {
   NBD_STATE_DIR: safeDirPath('Config files, pid files and the record file of the NBD servers', '/var/lib/sendense/nbd'),
   NBD_ALLOWED_ROOTS: safeDirList('Colon-separated directories exported images must resolve under (the repositories)', '/var/lib/sendense'),
   NBD_TLS_CREDS_DIR: optionalSafeDirPath('Directory with ca-cert.pem, server-cert.pem, server-key.pem: qemu-nbd exports use TLS (nbds:// URIs) when set'),
-  NBD_RESTORE_TLS: oneOf('Instant-access (restore) exports: psk gives each its own TLS pre-shared key, none serves plain NBD', ['psk', 'none'] as const, 'none'),
+  NBD_RESTORE_TLS: oneOf(
+    'Instant-access (restore) exports: psk gives each its own TLS pre-shared key, none serves plain NBD',
+    ['psk', 'none'] as const,
+    'none',
+  ),
   NBD_IDLE_SWEEP_SECONDS: int('How often idle instant-access exports are looked for, seconds', 15, 1, 99_999),
   NBD_RECORD_STORE: oneOf('Where export records live: the database (nbd_exports) or a JSON file in NBD_STATE_DIR', ['database', 'file'] as const, 'database'),
   NBD_EXPORTER_METRICS_PORT: metricsPort('nbd-exporter', 9465),
@@ -118,8 +162,7 @@ export type NbdExporterSettings = EnvValues<typeof commonEnv & typeof nbdExporte
 export const loadGatewaySettings = (env = process.env): GatewaySettings => loadEnv({ ...commonEnv, ...gatewayEnv }, env);
 export const loadWorkerSettings = (env = process.env): WorkerSettings => loadEnv({ ...commonEnv, ...workerEnv }, env);
 export const loadRestoreSettings = (env = process.env): RestoreSettings => loadEnv({ ...commonEnv, ...restoreEnv }, env);
-export const loadCaptureAgentSettings = (env = process.env): CaptureAgentSettings =>
-  loadEnv({ ...commonEnv, ...captureAgentEnv }, env);
+export const loadCaptureAgentSettings = (env = process.env): CaptureAgentSettings => loadEnv({ ...commonEnv, ...captureAgentEnv }, env);
 
 /**
  * The CLI's environment as it is: sendense-ctl resolves flags, then these

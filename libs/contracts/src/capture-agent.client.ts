@@ -124,18 +124,20 @@ export class CaptureAgentClient {
     let timer: NodeJS.Timeout | undefined;
     const tick = () => {
       timer = undefined;
-      this.renew(sessionId).then(
-        () => undefined,
-        (err: unknown) => {
-          const e = err instanceof CaptureAgentError ? err : toClientError(CAPTURE_AGENT_PATTERNS.renew, err);
-          if (e.code === 'LEASE_EXPIRED' || e.code === 'NOT_FOUND') {
-            stopped = true;
-            onLost?.(e);
-          }
-        },
-      ).finally(() => {
-        if (!stopped) timer = setTimeout(tick, every).unref();
-      });
+      this.renew(sessionId)
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            const e = err instanceof CaptureAgentError ? err : toClientError(CAPTURE_AGENT_PATTERNS.renew, err);
+            if (e.code === 'LEASE_EXPIRED' || e.code === 'NOT_FOUND') {
+              stopped = true;
+              onLost?.(e);
+            }
+          },
+        )
+        .finally(() => {
+          if (!stopped) timer = setTimeout(tick, every).unref();
+        });
     };
     timer = setTimeout(tick, every).unref();
     return {

@@ -78,12 +78,7 @@ export interface PrepareBackupRequest {
   leaseMs?: number;
 }
 
-export type FullReason =
-  | 'requested'
-  | 'no-previous-change-id'
-  | 'cbt-just-enabled'
-  | 'cbt-reset'
-  | 'invalid-change-id';
+export type FullReason = 'requested' | 'no-previous-change-id' | 'cbt-just-enabled' | 'cbt-reset' | 'invalid-change-id';
 
 export interface PreparedDisk {
   deviceKey: number;

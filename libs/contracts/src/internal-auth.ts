@@ -17,7 +17,7 @@ export const INTERNAL_TOKEN_HEADER = 'x-sendense-internal-token';
 /** Pattern an unauthenticated request is rerouted to (its handler refuses it). */
 export const UNAUTHENTICATED_PATTERN = 'sendense.internal.unauthenticated';
 export const UNAUTHENTICATED_MESSAGE =
-  'internal call refused: the caller did not present this install\'s SENDENSE_INTERNAL_TOKEN (set the same value in every service\'s environment)';
+  "internal call refused: the caller did not present this install's SENDENSE_INTERNAL_TOKEN (set the same value in every service's environment)";
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 

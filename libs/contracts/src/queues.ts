@@ -23,7 +23,10 @@ export const QueueNames = {
 
 /** Queue names end up in Redis keys and Bull Board URLs: keep them plain. */
 export function sanitizeNode(node: string): string {
-  const s = node.toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 63);
+  const s = node
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, '-')
+    .slice(0, 63);
   if (!s) throw new Error(`storage node name "${node}" has no usable characters`);
   return s;
 }

@@ -41,7 +41,11 @@ export class ApiKeyRepository {
 
   async create(name: string, role: ApiRole): Promise<CreatedApiKey> {
     if (!API_ROLES.includes(role)) throw new Error(`role must be one of ${API_ROLES.join(', ')}`);
-    const prefix = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
+    const prefix = randomBytes(9)
+      .toString('base64url')
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, '0')
+      .slice(0, 12);
     const secret = randomBytes(32).toString('base64url');
     const id = randomUUID();
     await this.prisma.apiKey.create({

@@ -38,9 +38,7 @@ describe('migrate', () => {
     const rows = await query<{ migration_name: string; checksum: string; applied_steps_count: number; finished_at: Date }[]>(
       'SELECT migration_name, checksum, applied_steps_count, finished_at FROM _prisma_migrations ORDER BY migration_name',
     );
-    expect(rows.map((r) => [r.migration_name, r.checksum, Number(r.applied_steps_count)])).toEqual(
-      files.map((f) => [f.name, f.checksum, 1]),
-    );
+    expect(rows.map((r) => [r.migration_name, r.checksum, Number(r.applied_steps_count)])).toEqual(files.map((f) => [f.name, f.checksum, 1]));
     expect(rows.every((r) => r.finished_at instanceof Date)).toBe(true);
   }, 60_000);
 

@@ -38,7 +38,10 @@ export interface MigrateResult {
 
 export async function readMigrations(migrationsDir: string): Promise<MigrationFile[]> {
   const entries = await readdir(migrationsDir, { withFileTypes: true });
-  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const names = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   const out: MigrationFile[] = [];
   for (const name of names) {
     const sql = await readFile(join(migrationsDir, name, 'migration.sql'), 'utf8');
@@ -72,11 +75,7 @@ export async function dropDatabase(databaseUrl: string): Promise<void> {
   }
 }
 
-export async function migrate(
-  databaseUrl: string,
-  migrationsDir: string,
-  log: (line: string) => void = () => undefined,
-): Promise<MigrateResult> {
+export async function migrate(databaseUrl: string, migrationsDir: string, log: (line: string) => void = () => undefined): Promise<MigrateResult> {
   const migrations = await readMigrations(migrationsDir);
   await ensureDatabase(databaseUrl);
   const p = parseDatabaseUrl(databaseUrl);
@@ -94,9 +93,9 @@ export async function migrate(
     const [lock] = await conn.query<{ l: number }[]>(`SELECT GET_LOCK('sendense_migrate', 120) AS l`);
     if (Number(lock?.l) !== 1) throw new MigrationError('could not take the migration lock within 120 s: is another db:migrate running?');
     await conn.query(PRISMA_MIGRATIONS_DDL);
-    const rows = await conn.query<
-      { migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }[]
-    >('SELECT migration_name, checksum, finished_at, rolled_back_at FROM _prisma_migrations');
+    const rows = await conn.query<{ migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }[]>(
+      'SELECT migration_name, checksum, finished_at, rolled_back_at FROM _prisma_migrations',
+    );
     const known = new Map(rows.filter((r) => !r.rolled_back_at).map((r) => [r.migration_name, r]));
     const onDisk = new Set(migrations.map((m) => m.name));
     for (const r of known.values()) {
@@ -120,10 +119,11 @@ export async function migrate(
         continue;
       }
       const id = randomUUID();
-      await conn.query(
-        'INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, NOW(3), 0)',
-        [id, m.checksum, m.name],
-      );
+      await conn.query('INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, NOW(3), 0)', [
+        id,
+        m.checksum,
+        m.name,
+      ]);
       try {
         await conn.query(m.sql);
       } catch (err) {

@@ -70,9 +70,7 @@ describe('migrations agree with schema.prisma', () => {
     db = await createTestDatabase();
     const p = parseDatabaseUrl(db.url);
     conn = await mariadb.createConnection({ host: p.host, port: p.port, user: p.user, password: p.password, database: p.database });
-    columns = await conn.query(
-      'SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()',
-    );
+    columns = await conn.query('SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()');
   }, 60_000);
 
   afterAll(async () => {
@@ -84,7 +82,16 @@ describe('migrations agree with schema.prisma', () => {
 
   it('knows the tables of the planning document', () => {
     const tables = models.map((m) => m.dbName ?? m.name);
-    for (const t of ['vm_replication_contexts', 'vm_disks', 'backup_repositories', 'backup_jobs', 'backup_chains', 'restore_mounts', 'api_keys', 'job_events']) {
+    for (const t of [
+      'vm_replication_contexts',
+      'vm_disks',
+      'backup_repositories',
+      'backup_jobs',
+      'backup_chains',
+      'restore_mounts',
+      'api_keys',
+      'job_events',
+    ]) {
       expect(tables).toContain(t);
     }
   });

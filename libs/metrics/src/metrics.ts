@@ -19,29 +19,103 @@ const DURATION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 144
 /** Families the backup-worker moves. */
 export function workerMetrics(registry: Registry) {
   return {
-    backupJobs: new Counter({ name: 'sendense_backup_jobs_total', help: 'VM backups that ended, by backup type and result (completed, failed, retried)', labelNames: ['type', 'result'], registers: [registry] }),
+    backupJobs: new Counter({
+      name: 'sendense_backup_jobs_total',
+      help: 'VM backups that ended, by backup type and result (completed, failed, retried)',
+      labelNames: ['type', 'result'],
+      registers: [registry],
+    }),
     bytesTransferred: new Counter({ name: 'sendense_backup_bytes_transferred_total', help: 'Bytes copied into restore points', registers: [registry] }),
-    backupDuration: new Histogram({ name: 'sendense_backup_duration_seconds', help: 'Duration of a VM backup from start to commit', labelNames: ['type'], buckets: DURATION_BUCKETS, registers: [registry] }),
-    commitDuration: new Histogram({ name: 'sendense_backup_commit_duration_seconds', help: 'Duration of the commit phase (flush, qemu-img check, checksum, metadata)', buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300], registers: [registry] }),
-    cbtFallbacks: new Counter({ name: 'sendense_cbt_fallbacks_total', help: 'Disks backed up in full although an incremental was asked for (CBT reset, no base, resized disk)', registers: [registry] }),
-    verificationFailures: new Counter({ name: 'sendense_verification_failures_total', help: 'Restore point verifications that found a problem', registers: [registry] }),
-    maintenanceJobs: new Counter({ name: 'sendense_maintenance_jobs_total', help: 'Maintenance jobs that ended, by job and result', labelNames: ['job', 'result'], registers: [registry] }),
-    policyRuns: new Counter({ name: 'sendense_policy_runs_total', help: 'Backup policy runs that ended, by result (completed, partial, failed, skipped)', labelNames: ['result'], registers: [registry] }),
-    webhookDeliveries: new Counter({ name: 'sendense_webhook_deliveries_total', help: 'Webhook delivery attempts, by result (delivered, retry, failed)', labelNames: ['result'], registers: [registry] }),
-    repositoryUsed: new Gauge({ name: 'sendense_repository_used_bytes', help: 'Used bytes of the file system of a repository on this node', labelNames: ['repository'], registers: [registry] }),
-    repositoryFree: new Gauge({ name: 'sendense_repository_free_bytes', help: 'Free bytes of the file system of a repository on this node', labelNames: ['repository'], registers: [registry] }),
+    backupDuration: new Histogram({
+      name: 'sendense_backup_duration_seconds',
+      help: 'Duration of a VM backup from start to commit',
+      labelNames: ['type'],
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    }),
+    commitDuration: new Histogram({
+      name: 'sendense_backup_commit_duration_seconds',
+      help: 'Duration of the commit phase (flush, qemu-img check, checksum, metadata)',
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers: [registry],
+    }),
+    cbtFallbacks: new Counter({
+      name: 'sendense_cbt_fallbacks_total',
+      help: 'Disks backed up in full although an incremental was asked for (CBT reset, no base, resized disk)',
+      registers: [registry],
+    }),
+    verificationFailures: new Counter({
+      name: 'sendense_verification_failures_total',
+      help: 'Restore point verifications that found a problem',
+      registers: [registry],
+    }),
+    maintenanceJobs: new Counter({
+      name: 'sendense_maintenance_jobs_total',
+      help: 'Maintenance jobs that ended, by job and result',
+      labelNames: ['job', 'result'],
+      registers: [registry],
+    }),
+    policyRuns: new Counter({
+      name: 'sendense_policy_runs_total',
+      help: 'Backup policy runs that ended, by result (completed, partial, failed, skipped)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    webhookDeliveries: new Counter({
+      name: 'sendense_webhook_deliveries_total',
+      help: 'Webhook delivery attempts, by result (delivered, retry, failed)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    repositoryUsed: new Gauge({
+      name: 'sendense_repository_used_bytes',
+      help: 'Used bytes of the file system of a repository on this node',
+      labelNames: ['repository'],
+      registers: [registry],
+    }),
+    repositoryFree: new Gauge({
+      name: 'sendense_repository_free_bytes',
+      help: 'Free bytes of the file system of a repository on this node',
+      labelNames: ['repository'],
+      registers: [registry],
+    }),
   };
 }
 export type WorkerMetrics = ReturnType<typeof workerMetrics>;
 
 /** Families the Capture Agent moves; `sessions` reads the snapshot sessions it holds now. */
 export function captureMetrics(registry: Registry, sessions: () => number) {
-  new Gauge({ name: 'sendense_capture_sessions', help: 'Snapshot sessions the Capture Agent holds (a snapshot of a VM being backed up)', registers: [registry], collect() { this.set(sessions()); } });
+  new Gauge({
+    name: 'sendense_capture_sessions',
+    help: 'Snapshot sessions the Capture Agent holds (a snapshot of a VM being backed up)',
+    registers: [registry],
+    collect() {
+      this.set(sessions());
+    },
+  });
   return {
-    calls: new Counter({ name: 'sendense_capture_calls_total', help: 'Capture Agent requests by call (prepare, copy, release, restoreDisk) and result (ok, error)', labelNames: ['call', 'result'], registers: [registry] }),
-    bytesRead: new Counter({ name: 'sendense_capture_bytes_read_total', help: 'Bytes read from snapshots and written into backup targets', registers: [registry] }),
-    bytesZeroed: new Counter({ name: 'sendense_capture_bytes_zeroed_total', help: 'Bytes written as NBD WRITE_ZEROES (changed blocks now zero)', registers: [registry] }),
-    copyDuration: new Histogram({ name: 'sendense_capture_disk_copy_duration_seconds', help: 'Copy of one disk from its snapshot into its target', buckets: DURATION_BUCKETS, registers: [registry] }),
+    calls: new Counter({
+      name: 'sendense_capture_calls_total',
+      help: 'Capture Agent requests by call (prepare, copy, release, restoreDisk) and result (ok, error)',
+      labelNames: ['call', 'result'],
+      registers: [registry],
+    }),
+    bytesRead: new Counter({
+      name: 'sendense_capture_bytes_read_total',
+      help: 'Bytes read from snapshots and written into backup targets',
+      registers: [registry],
+    }),
+    bytesZeroed: new Counter({
+      name: 'sendense_capture_bytes_zeroed_total',
+      help: 'Bytes written as NBD WRITE_ZEROES (changed blocks now zero)',
+      registers: [registry],
+    }),
+    copyDuration: new Histogram({
+      name: 'sendense_capture_disk_copy_duration_seconds',
+      help: 'Copy of one disk from its snapshot into its target',
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    }),
   };
 }
 export type CaptureMetrics = ReturnType<typeof captureMetrics>;
@@ -79,9 +153,24 @@ export function exporterMetrics(registry: Registry, counts: () => Promise<Export
     },
   });
   return {
-    exportsCreated: new Counter({ name: 'sendense_nbd_exports_created_total', help: 'NBD exports created, by kind', labelNames: ['kind'], registers: [registry] }),
-    exportsRemoved: new Counter({ name: 'sendense_nbd_exports_removed_total', help: 'NBD exports removed, by why (request, idle, orphan: its image was gone, dead: its server had died)', labelNames: ['reason'], registers: [registry] }),
-    reconcileActions: new Counter({ name: 'sendense_nbd_reconcile_actions_total', help: 'What reconciliation at start did: kept an export, dropped a record, stopped a server, deleted a config', labelNames: ['action'], registers: [registry] }),
+    exportsCreated: new Counter({
+      name: 'sendense_nbd_exports_created_total',
+      help: 'NBD exports created, by kind',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    exportsRemoved: new Counter({
+      name: 'sendense_nbd_exports_removed_total',
+      help: 'NBD exports removed, by why (request, idle, orphan: its image was gone, dead: its server had died)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    reconcileActions: new Counter({
+      name: 'sendense_nbd_reconcile_actions_total',
+      help: 'What reconciliation at start did: kept an export, dropped a record, stopped a server, deleted a config',
+      labelNames: ['action'],
+      registers: [registry],
+    }),
   };
 }
 export type ExporterMetrics = ReturnType<typeof exporterMetrics>;

@@ -8,17 +8,6 @@ export { parseNbdUri, formatNbdUri, NBD_DEFAULT_PORT } from './lib/nbd-uri';
 export type { NbdAddress } from './lib/nbd-uri';
 export { allocatedExtents, dirtyExtents, normalizeExtents, totalBytes } from './lib/extents';
 export type { Extent, RangeOptions } from './lib/extents';
-export {
-  copyExtents,
-  DEFAULT_REQUEST_SIZE,
-  DEFAULT_QUEUE_DEPTH,
-  DEFAULT_CONNECTIONS,
-} from './lib/extent-copier';
+export { copyExtents, DEFAULT_REQUEST_SIZE, DEFAULT_QUEUE_DEPTH, DEFAULT_CONNECTIONS } from './lib/extent-copier';
 export type { CopyOptions, CopyProgress, CopyResult, RetryOptions } from './lib/extent-copier';
-export {
-  CONTEXT_BASE_ALLOCATION,
-  dirtyBitmapContext,
-  NBD_STATE_HOLE,
-  NBD_STATE_ZERO,
-  NBD_STATE_DIRTY,
-} from './lib/nbd-protocol';
+export { CONTEXT_BASE_ALLOCATION, dirtyBitmapContext, NBD_STATE_HOLE, NBD_STATE_ZERO, NBD_STATE_DIRTY } from './lib/nbd-protocol';

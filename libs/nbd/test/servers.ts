@@ -144,9 +144,7 @@ export async function nbdServer(dir: TempDir, file: string, exportName = 'raw'):
       } catch {
         return; // already gone
       }
-      await waitFor(() => !existsSync(`/proc/${pid}`), { timeoutMs: 5000, message: `nbd-server ${pid} to exit` }).catch(() =>
-        process.kill(pid, 'SIGKILL'),
-      );
+      await waitFor(() => !existsSync(`/proc/${pid}`), { timeoutMs: 5000, message: `nbd-server ${pid} to exit` }).catch(() => process.kill(pid, 'SIGKILL'));
     },
   };
 }

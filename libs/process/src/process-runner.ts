@@ -73,9 +73,7 @@ export class CommandError extends Error {
 
 /** Render a command line for messages (quoted so that spaces stay visible). */
 export function formatCommand(command: string, args: readonly string[]): string {
-  return [command, ...args]
-    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
-    .join(' ');
+  return [command, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
 function tail(text: string, max: number): string {
@@ -132,7 +130,14 @@ function toResult(command: string, args: readonly string[], options: RunOptions,
   const detail = stderr.trim() ? `: ${stderr.trim()}` : '';
   throw new CommandError(
     `${formatCommand(command, args)} ${why}${detail}`,
-    command, args, exitCode, (r.signal as NodeJS.Signals | undefined) ?? null, stderr, stdout, r.timedOut, r.isCanceled,
+    command,
+    args,
+    exitCode,
+    (r.signal as NodeJS.Signals | undefined) ?? null,
+    stderr,
+    stdout,
+    r.timedOut,
+    r.isCanceled,
   );
 }
 
@@ -144,7 +149,14 @@ export async function runJson<T>(command: string, args: readonly string[], optio
   } catch (err) {
     throw new CommandError(
       `${formatCommand(command, args)} printed output that is not JSON: ${(err as Error).message}`,
-      command, args, result.exitCode, null, result.stderr, result.stdout, false, false,
+      command,
+      args,
+      result.exitCode,
+      null,
+      result.stderr,
+      result.stdout,
+      false,
+      false,
     );
   }
 }
@@ -200,10 +212,7 @@ export class Daemon {
     const { execa } = await loadExeca();
     const child = execa(command, args, { ...environment(options), ...DAEMON_IO, detached: options.detached ?? false });
     const daemon = new Daemon(command, args, child, options.onLine);
-    const started = await Promise.race([
-      new Promise<true>((resolve) => child.once('spawn', () => resolve(true))),
-      child.then((r) => r),
-    ]);
+    const started = await Promise.race([new Promise<true>((resolve) => child.once('spawn', () => resolve(true))), child.then((r) => r)]);
     if (started !== true && started.exitCode === undefined && started.signal === undefined) {
       const hint = started.code === 'ENOENT' ? ` (is ${command} installed and on PATH?)` : '';
       const why = started.cause instanceof Error ? started.cause.message : (started.shortMessage ?? 'unknown error');
@@ -234,7 +243,14 @@ export class Daemon {
     const why = info ? (info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`) : 'is running';
     return new CommandError(
       `${context}: ${this.describe()} ${why}${this.stderrTail.trim() ? `: ${this.stderrTail.trim()}` : ''}`,
-      this.command, this.args, info?.code ?? null, info?.signal ?? null, this.stderrTail, '', false, false,
+      this.command,
+      this.args,
+      info?.code ?? null,
+      info?.signal ?? null,
+      this.stderrTail,
+      '',
+      false,
+      false,
     );
   }
 

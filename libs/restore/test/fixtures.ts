@@ -171,12 +171,7 @@ export interface PartSpec {
 }
 
 /** Create a raw sparse disk with a partition table; returns partition byte ranges. */
-export async function partitionedRaw(
-  raw: string,
-  sizeMiB: number,
-  label: 'gpt' | 'dos',
-  parts: PartSpec[],
-): Promise<Array<{ offset: number; size: number }>> {
+export async function partitionedRaw(raw: string, sizeMiB: number, label: 'gpt' | 'dos', parts: PartSpec[]): Promise<Array<{ offset: number; size: number }>> {
   await run('truncate', ['-s', `${sizeMiB}M`, raw]);
   const script = [`label: ${label}`, ...parts.map((p) => `,${p.sizeMiB ? `${p.sizeMiB}M` : ''},${p.type}`)].join('\n');
   await run('sfdisk', ['-q', raw], { input: `${script}\n` });

@@ -30,7 +30,10 @@ export async function writeImage(image: string, writes: readonly Write[]): Promi
 /** In-memory model of what each restore point must read back as. */
 export class DiskModel {
   readonly refs = new Map<string, string>();
-  constructor(readonly refDir: string, readonly size = DISK) {}
+  constructor(
+    readonly refDir: string,
+    readonly size = DISK,
+  ) {}
 
   async snapshot(id: string, base: Buffer | null, writes: readonly Write[]): Promise<Buffer> {
     const buf = base ? Buffer.from(base) : Buffer.alloc(this.size);

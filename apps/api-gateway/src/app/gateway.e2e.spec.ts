@@ -103,17 +103,21 @@ describe('api-gateway', () => {
   it.each([
     ['database', { DATABASE_URL: 'mysql://root@127.0.0.1:1/nothing' }],
     ['redis', { REDIS_URL: 'redis://127.0.0.1:1' }],
-  ])('503 naming %s when it is down', async (name, over) => {
-    const broken = await createGateway(settingsFor({ DATABASE_URL: db.url, ...over }));
-    await broken.init();
-    try {
-      const res = await request(broken.getHttpServer()).get('/api/v1/health').expect(503);
-      expect(res.body.status).toBe('down');
-      const dep = res.body.dependencies.find((d: { name: string }) => d.name === name);
-      expect(dep).toMatchObject({ ok: false, critical: true });
-      expect(dep.detail).toBeTruthy();
-    } finally {
-      await broken.close();
-    }
-  }, 30_000);
+  ])(
+    '503 naming %s when it is down',
+    async (name, over) => {
+      const broken = await createGateway(settingsFor({ DATABASE_URL: db.url, ...over }));
+      await broken.init();
+      try {
+        const res = await request(broken.getHttpServer()).get('/api/v1/health').expect(503);
+        expect(res.body.status).toBe('down');
+        const dep = res.body.dependencies.find((d: { name: string }) => d.name === name);
+        expect(dep).toMatchObject({ ok: false, critical: true });
+        expect(dep.detail).toBeTruthy();
+      } finally {
+        await broken.close();
+      }
+    },
+    30_000,
+  );
 });

@@ -2,7 +2,16 @@ import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicat
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CaptureAgentClient, NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
 import { tcpAddress, type WorkerSettings } from '@sendense/config';
-import { BackupPolicyRepository, BackupRepositoryRepository, createPrismaClient, SecretBox, VCenterRepository, VmContextRepository, WebhookRepository, type PrismaClient } from '@sendense/db';
+import {
+  BackupPolicyRepository,
+  BackupRepositoryRepository,
+  createPrismaClient,
+  SecretBox,
+  VCenterRepository,
+  VmContextRepository,
+  WebhookRepository,
+  type PrismaClient,
+} from '@sendense/db';
 import { createRegistry, QUEUE_STATES, queueGauge, serveMetrics, workerMetrics, type Registry, type WorkerMetrics } from '@sendense/metrics';
 import { attemptsEnded, DefaultJobOptions, JobIds, JobNames, type BackupVmJobData, type VerifyRestorePointJobData } from '@sendense/contracts';
 import { Producers } from './common/producers';
@@ -154,7 +163,11 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
     const maintenance = new Worker(QueueNames.maintenance(node), process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 1 });
     // Policy runs and webhook deliveries are system-wide queues: every worker
     // takes from them, BullMQ gives each job (each schedule slot) to one.
-    const policies = new Worker(QueueNames.policies, process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: this.settings.POLICY_RUN_CONCURRENCY });
+    const policies = new Worker(QueueNames.policies, process, {
+      connection: { ...connection },
+      prefix: QUEUE_PREFIX,
+      concurrency: this.settings.POLICY_RUN_CONCURRENCY,
+    });
     const webhooks = new Worker(QueueNames.webhooks, process, { connection: { ...connection }, prefix: QUEUE_PREFIX, concurrency: 4 });
     this.workers.push(backup, maintenance, policies, webhooks);
     for (const w of this.workers) w.on('error', (err) => this.log.error(`${w.name}: ${err.message}`));
@@ -162,12 +175,19 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
     // This node's space and stale-VM checks: one scheduler per node on its own maintenance queue.
     await this.services.producers
       .get(QueueNames.maintenance(node))
-      .upsertJobScheduler(JobIds.alertsScheduler, { every: this.settings.ALERT_CHECK_EVERY }, { name: JobNames.CheckAlerts, data: { requestedBy: 'scheduler' }, opts: DefaultJobOptions.CheckAlertsJob })
+      .upsertJobScheduler(
+        JobIds.alertsScheduler,
+        { every: this.settings.ALERT_CHECK_EVERY },
+        { name: JobNames.CheckAlerts, data: { requestedBy: 'scheduler' }, opts: DefaultJobOptions.CheckAlertsJob },
+      )
       .catch((err: unknown) => this.log.error(`scheduling the alert checks failed: ${String(err)}`));
     if (this.settings.WORKER_METRICS_PORT) {
       queueGauge(this.services.registry, async (g) => {
         for (const w of [backup, maintenance, policies, webhooks]) {
-          const counts = await this.services.producers.get(w.name).getJobCounts(...QUEUE_STATES).catch(() => ({}) as Record<string, number>);
+          const counts = await this.services.producers
+            .get(w.name)
+            .getJobCounts(...QUEUE_STATES)
+            .catch(() => ({}) as Record<string, number>);
           for (const [state, n] of Object.entries(counts)) g.set({ queue: w.name, state }, n);
         }
       });
@@ -178,7 +198,9 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
       });
       if (this.metricsServer) this.log.log(`metrics on http://127.0.0.1:${this.metricsServer.port}/metrics`);
     }
-    this.log.log(`consuming ${this.workers.map((w) => w.name).join(', ')} (BACKUP_CONCURRENCY=${this.settings.BACKUP_CONCURRENCY} backups at once); handlers: ${[...byName.keys()].join(', ')}`);
+    this.log.log(
+      `consuming ${this.workers.map((w) => w.name).join(', ')} (BACKUP_CONCURRENCY=${this.settings.BACKUP_CONCURRENCY} backups at once); handlers: ${[...byName.keys()].join(', ')}`,
+    );
   }
 
   /** Metrics and webhook events from the outcome of backup and maintenance jobs. */
@@ -198,21 +220,24 @@ export class QueueConsumers implements OnModuleInit, OnApplicationShutdown {
     backup.on('failed', (job: Job | undefined, err: Error) => {
       if (!job) return;
       const data = job.data as BackupVmJobData;
-      void job.getState().then(async (state) => {
-        // Only the last attempt is a failure; earlier ones are retried.
-        if (state !== 'failed') {
-          m.backupJobs.inc({ type: data.requestedType, result: 'retried' });
-          return;
-        }
-        m.backupJobs.inc({ type: data.requestedType, result: 'failed' });
-        await this.services.notifier.notify('job.failed', {
-          job: { runId: data.runId, queue: job.queueName, jobId: job.id, attempts: attemptsEnded(job), requestedBy: data.requestedBy },
-          vm: { contextId: data.vmContextId },
-          repositoryId: data.repositoryId,
-          requestedType: data.requestedType,
-          error: err.message,
-        });
-      }, () => undefined);
+      void job.getState().then(
+        async (state) => {
+          // Only the last attempt is a failure; earlier ones are retried.
+          if (state !== 'failed') {
+            m.backupJobs.inc({ type: data.requestedType, result: 'retried' });
+            return;
+          }
+          m.backupJobs.inc({ type: data.requestedType, result: 'failed' });
+          await this.services.notifier.notify('job.failed', {
+            job: { runId: data.runId, queue: job.queueName, jobId: job.id, attempts: attemptsEnded(job), requestedBy: data.requestedBy },
+            vm: { contextId: data.vmContextId },
+            repositoryId: data.repositoryId,
+            requestedType: data.requestedType,
+            error: err.message,
+          });
+        },
+        () => undefined,
+      );
     });
     maintenance.on('completed', (job: Job, result: unknown) => {
       m.maintenanceJobs.inc({ job: job.name, result: 'completed' });

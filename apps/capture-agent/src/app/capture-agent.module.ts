@@ -1,13 +1,4 @@
-import {
-  Controller,
-  Inject,
-  Injectable,
-  Logger,
-  Module,
-  type DynamicModule,
-  type OnApplicationBootstrap,
-  type OnApplicationShutdown,
-} from '@nestjs/common';
+import { Controller, Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import {
   CAPTURE_AGENT_PATTERNS,
@@ -28,13 +19,7 @@ import { toCaptureError } from './capture-error';
 import { CaptureService, type CaptureServiceOptions } from './capture.service';
 import { DiskRestoreService } from './disk-restore.service';
 import { InternalAuthRefusal } from '@sendense/contracts';
-import {
-  captureMetrics,
-  createRegistry,
-  serveMetrics,
-  type CaptureMetrics,
-  type Registry,
-} from '@sendense/metrics';
+import { captureMetrics, createRegistry, serveMetrics, type CaptureMetrics, type Registry } from '@sendense/metrics';
 
 export const SETTINGS = Symbol('SETTINGS');
 export const CAPTURE_SERVICE = Symbol('CAPTURE_SERVICE');
@@ -90,9 +75,7 @@ export class CaptureAgentController {
   }
 
   @MessagePattern(CAPTURE_AGENT_PATTERNS.prepare)
-  async prepare(
-    @Payload() req: PrepareBackupRequest,
-  ): Promise<PrepareBackupResponse> {
+  async prepare(@Payload() req: PrepareBackupRequest): Promise<PrepareBackupResponse> {
     try {
       return await this.count('prepare', this.service.prepare(req));
     } catch (err) {
@@ -104,10 +87,7 @@ export class CaptureAgentController {
   @MessagePattern(CAPTURE_AGENT_PATTERNS.copy)
   copy(@Payload() req: CopyDisksRequest): Observable<CopyEvent> {
     return new Observable<CopyEvent>((subscriber) => {
-      this.count(
-        'copy',
-        this.service.copy(req, { onProgress: (ev) => subscriber.next(ev) }),
-      ).then(
+      this.count('copy', this.service.copy(req, { onProgress: (ev) => subscriber.next(ev) })).then(
         (disks) => {
           for (const d of disks) {
             this.metrics.m.bytesRead.inc(d.bytesRead);
@@ -172,9 +152,7 @@ export class CaptureAgentController {
  * loopback metrics listener (CAPTURE_AGENT_METRICS_PORT) lives as long as the agent.
  */
 @Injectable()
-class CaptureLifecycle
-  implements OnApplicationBootstrap, OnApplicationShutdown
-{
+class CaptureLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger('CaptureAgent');
   private server: { close(): Promise<void> } | null = null;
 
@@ -194,9 +172,7 @@ class CaptureLifecycle
         return s;
       },
       (err: unknown) => {
-        this.log.error(
-          `metrics listener on 127.0.0.1:${port} not started: ${err instanceof Error ? err.message : String(err)}`,
-        );
+        this.log.error(`metrics listener on 127.0.0.1:${port} not started: ${err instanceof Error ? err.message : String(err)}`);
         return null;
       },
     );
@@ -210,10 +186,7 @@ class CaptureLifecycle
 
 @Module({})
 export class CaptureAgentModule {
-  static forRoot(
-    settings: CaptureAgentSettings,
-    overrides: Partial<CaptureServiceOptions> = {},
-  ): DynamicModule {
+  static forRoot(settings: CaptureAgentSettings, overrides: Partial<CaptureServiceOptions> = {}): DynamicModule {
     const service = new CaptureService({
       diskParallelism: settings.CAPTURE_DISK_PARALLELISM,
       allowEnableCbt: settings.CAPTURE_ALLOW_ENABLE_CBT,

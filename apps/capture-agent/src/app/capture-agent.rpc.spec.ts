@@ -55,7 +55,13 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
     vc = await VSphereClient.connect({ url: standIn.url, username: standIn.username, password: standIn.password, tls: { thumbprint: standIn.thumbprint } });
     const port = await freePort();
     metricsPort = await freePort();
-    const settings = loadCaptureAgentSettings({ CAPTURE_AGENT_HOST: '127.0.0.1', CAPTURE_AGENT_PORT: String(port), CAPTURE_DISK_PARALLELISM: '2', NODE_NAME: 'test-node', CAPTURE_AGENT_METRICS_PORT: String(metricsPort) });
+    const settings = loadCaptureAgentSettings({
+      CAPTURE_AGENT_HOST: '127.0.0.1',
+      CAPTURE_AGENT_PORT: String(port),
+      CAPTURE_DISK_PARALLELISM: '2',
+      NODE_NAME: 'test-node',
+      CAPTURE_AGENT_METRICS_PORT: String(metricsPort),
+    });
     app = await NestFactory.createMicroservice<MicroserviceOptions>(CaptureAgentModule.forRoot(settings, { progressIntervalMs: 100 }), {
       transport: Transport.TCP,
       options: { host: '127.0.0.1', port },
@@ -135,7 +141,10 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
     expect(waited).toBe(true);
     await t0.stop();
     await t1.stop();
-    for (const [t, key] of [[t0, 2000], [t1, 2001]] as const) {
+    for (const [t, key] of [
+      [t0, 2000],
+      [t1, 2001],
+    ] as const) {
       const where = await harness.snapshotNbd(prep.vmMoref, prep.snapshotMoref, key);
       expect(await sameContent(t.file, where.uri)).toMatchObject({ identical: true });
     }
@@ -146,7 +155,9 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
     expect(sampleValue(metrics, 'sendense_capture_disk_copy_duration_seconds_count')).toBe(2);
     expect(await client.release(prep.sessionId)).toEqual({ sessionId: prep.sessionId, released: true });
     expect(await hasSnapshot(prep.vmMoref)).toBe(false);
-    console.log(`rpc copy: ${events.length - 1} progress events, ${done.disks.map((d) => `${d.bytesWritten + d.bytesZeroed} B in ${d.durationMs} ms`).join(', ')}`);
+    console.log(
+      `rpc copy: ${events.length - 1} progress events, ${done.disks.map((d) => `${d.bytesWritten + d.bytesZeroed} B in ${d.durationMs} ms`).join(', ')}`,
+    );
   });
 
   it('aborting the client call cancels the copy on the agent (CANCELLED), release removes the snapshot', async () => {
@@ -208,8 +219,16 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
     expect(last).toBeLessThan(prep.disks[0]!.bytesToCopy);
     expect(stoppedMs).toBeLessThan(1500 + 3000);
     expect(connected).toBeGreaterThan(0);
-    await waitFor(async () => (await connectionsTo(socketOf(slow))) === 0, { timeoutMs: 5000, intervalMs: 100, message: 'the copy to close its NBD connections' });
-    await waitFor(async () => !(await hasSnapshot(prep.vmMoref)), { timeoutMs: 10_000, intervalMs: 100, message: 'the expired session\'s snapshot to be removed' });
+    await waitFor(async () => (await connectionsTo(socketOf(slow))) === 0, {
+      timeoutMs: 5000,
+      intervalMs: 100,
+      message: 'the copy to close its NBD connections',
+    });
+    await waitFor(async () => !(await hasSnapshot(prep.vmMoref)), {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      message: "the expired session's snapshot to be removed",
+    });
     await waitFor(async () => (await client.health()).sessions === 0, { timeoutMs: 5000, intervalMs: 50, message: 'the expired session to be forgotten' });
     const late = await client.renew(prep.sessionId).catch((e: unknown) => e);
     expect(late).toMatchObject({ code: 'LEASE_EXPIRED' });
@@ -229,7 +248,11 @@ describe('Capture Agent over TCP with CaptureAgentClient', () => {
     const lease = client.holdLease(prep.sessionId, prep.leaseMs, (e) => lost.push(e));
     const started = Date.now();
     try {
-      const done = await client.copy({ sessionId: prep.sessionId, targets: [{ deviceKey: 2000, uri: slow.uri }], tuning: { requestSize: 64 * 1024, queueDepth: 1, connections: 1 } });
+      const done = await client.copy({
+        sessionId: prep.sessionId,
+        targets: [{ deviceKey: 2000, uri: slow.uri }],
+        tuning: { requestSize: 64 * 1024, queueDepth: 1, connections: 1 },
+      });
       const ms = Date.now() - started;
       expect(done.map((d) => d.bytesWritten + d.bytesZeroed)).toEqual([prep.disks[0]!.bytesToCopy]);
       expect(ms).toBeGreaterThan(3 * prep.leaseMs);

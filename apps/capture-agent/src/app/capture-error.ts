@@ -1,15 +1,7 @@
 import type { CaptureAgentErrorCode, CaptureAgentErrorPayload } from '@sendense/contracts';
 import { NbdConnectionError, NbdError, isRetryable } from '@sendense/nbd';
 import { CommandError } from '@sendense/process';
-import {
-  InvalidLoginError,
-  NotFoundError,
-  SoapFaultError,
-  TaskFailedError,
-  TaskTimeoutError,
-  TransportError,
-  VSphereError,
-} from '@sendense/vsphere';
+import { InvalidLoginError, NotFoundError, SoapFaultError, TaskFailedError, TaskTimeoutError, TransportError, VSphereError } from '@sendense/vsphere';
 
 /** An error with the code and retry flag the RPC layer passes to the caller unchanged. */
 export class CaptureError extends Error {
@@ -58,7 +50,7 @@ export function toCaptureError(err: unknown, context?: string): CaptureError {
   }
   if (err instanceof CommandError) return new CaptureError('COPY_FAILED', prefix + err.message, false, { cause: err });
   // Socket-level failures outside the NBD client (e.g. the harness API).
-  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? ((err as { cause?: NodeJS.ErrnoException } | undefined)?.cause?.code);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? (err as { cause?: NodeJS.ErrnoException } | undefined)?.cause?.code;
   if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EPIPE') {
     return new CaptureError('COPY_FAILED', prefix + messageOf(err), true, { cause: err });
   }

@@ -130,7 +130,13 @@ describe('CaptureService against the stand-in', () => {
     const tb = await target('full-b', 16 * MiB);
     const events: CopyProgressEvent[] = [];
     const results = await service.copy(
-      { sessionId: full.sessionId, targets: [{ deviceKey: A, uri: ta.uri }, { deviceKey: B, uri: tb.uri }] },
+      {
+        sessionId: full.sessionId,
+        targets: [
+          { deviceKey: A, uri: ta.uri },
+          { deviceKey: B, uri: tb.uri },
+        ],
+      },
       { onProgress: (e) => events.push(e) },
     );
     expect(results.map((r) => r.deviceKey)).toEqual([A, B]);
@@ -154,7 +160,9 @@ describe('CaptureService against the stand-in', () => {
     expect(await service.release(full.sessionId)).toEqual({ sessionId: full.sessionId, released: true });
     expect(await hasSnapshot(full.vmMoref)).toBe(false);
     expect(await service.release(full.sessionId)).toEqual({ sessionId: full.sessionId, released: false });
-    console.log(`full: ${results.map((r) => `disk ${r.deviceKey} ${r.bytesWritten + r.bytesZeroed} B in ${r.durationMs} ms`).join(', ')}, ${events.length} progress events`);
+    console.log(
+      `full: ${results.map((r) => `disk ${r.deviceKey} ${r.bytesWritten + r.bytesZeroed} B in ${r.durationMs} ms`).join(', ')}, ${events.length} progress events`,
+    );
   });
 
   it('incremental after known guest writes: only the changed blocks, into an overlay that reads back as the second snapshot (zeroed block reads zero)', async () => {
@@ -176,7 +184,12 @@ describe('CaptureService against the stand-in', () => {
     const changedB = filled.reduce((n, a) => n + a.length, 0);
     expect(changedB).toBeGreaterThan(0);
 
-    incr = await service.prepare(request('backup-vm', full.disks.map((d) => ({ deviceKey: d.deviceKey, previousChangeId: d.changeId }))));
+    incr = await service.prepare(
+      request(
+        'backup-vm',
+        full.disks.map((d) => ({ deviceKey: d.deviceKey, previousChangeId: d.changeId })),
+      ),
+    );
     expect(incr.cbtEnabledNow).toBe(false);
     const [ia, ib] = [disk(incr, A), disk(incr, B)];
     expect([ia.mode, ib.mode]).toEqual(['incremental', 'incremental']);
@@ -187,7 +200,13 @@ describe('CaptureService against the stand-in', () => {
 
     const ta = await target('incr-a', 32 * MiB, fullFiles.get(A));
     const tb = await target('incr-b', 16 * MiB, fullFiles.get(B));
-    const results = await service.copy({ sessionId: incr.sessionId, targets: [{ deviceKey: A, uri: ta.uri }, { deviceKey: B, uri: tb.uri }] });
+    const results = await service.copy({
+      sessionId: incr.sessionId,
+      targets: [
+        { deviceKey: A, uri: ta.uri },
+        { deviceKey: B, uri: tb.uri },
+      ],
+    });
     const [ra, rb] = results;
     expect(ra.bytesWritten + ra.bytesZeroed).toBe(ia.bytesToCopy);
     expect(rb.bytesWritten + rb.bytesZeroed).toBe(ib.bytesToCopy);
@@ -233,10 +252,14 @@ describe('CaptureService against the stand-in', () => {
 
     const epochB = db.changeId.slice(0, db.changeId.lastIndexOf('/'));
     const again = await service.prepare(
-      request('backup-vm', [
-        { deviceKey: A, previousChangeId: da.changeId, full: true },
-        { deviceKey: B, previousChangeId: `${epochB}/999` },
-      ], { vm: { instanceUuid: after.instanceUuid as string } }),
+      request(
+        'backup-vm',
+        [
+          { deviceKey: A, previousChangeId: da.changeId, full: true },
+          { deviceKey: B, previousChangeId: `${epochB}/999` },
+        ],
+        { vm: { instanceUuid: after.instanceUuid as string } },
+      ),
     );
     expect(again.vmMoref).toBe(after.vmMoref);
     expect(disk(again, A)).toMatchObject({ mode: 'full', fullReason: 'requested' });
@@ -307,7 +330,9 @@ describe('CaptureService against the stand-in', () => {
     expect(await hasSnapshot(prep.vmMoref)).toBe(true);
     expect(await service.release(prep.sessionId)).toMatchObject({ released: true });
     expect(await hasSnapshot(prep.vmMoref)).toBe(false);
-    console.log(`cancelled after ${(cancelledAt as CopyProgressEvent).bytesDone} of ${(cancelledAt as CopyProgressEvent).bytesTotal} B; copy call ended ${tookMs} ms after start`);
+    console.log(
+      `cancelled after ${(cancelledAt as CopyProgressEvent).bytesDone} of ${(cancelledAt as CopyProgressEvent).bytesTotal} B; copy call ended ${tookMs} ms after start`,
+    );
 
     // release while a copy runs: the copy is aborted, then the snapshot removed.
     const prep2 = await service.prepare(request('busy-vm'));
@@ -342,7 +367,7 @@ describe('CaptureService against the stand-in', () => {
     await service.release(prep.sessionId);
   });
 
-  it('one failing disk stops the others: the copy fails at once with that disk\'s error', async () => {
+  it("one failing disk stops the others: the copy fails at once with that disk's error", async () => {
     const prep = await service.prepare(request('backup-vm'));
     const slow = await slowTarget(scratch.dir, 'slow-a', 32 * MiB, 20);
     targets.push(slow);
@@ -380,14 +405,12 @@ describe('CaptureService against the stand-in', () => {
     expect(await service.release(prep.sessionId)).toMatchObject({ released: false });
   });
 
-  it('removes a snapshot an interrupted backup left on the VM, keeping the operator\'s own and those of live sessions', async () => {
+  it("removes a snapshot an interrupted backup left on the VM, keeping the operator's own and those of live sessions", async () => {
     const vm = await vc.findVm({ name: 'idle-vm' });
     const mine = await vc.createSnapshot(vm.ref, { name: 'before-upgrade' });
     const stale = await vc.createSnapshot(vm.ref, { name: `${SNAPSHOT_PREFIX}run-that-crashed` });
     const prep = await service.prepare(request('idle-vm'));
-    expect(prep.staleSnapshots).toEqual([
-      { moref: stale.value, name: `${SNAPSHOT_PREFIX}run-that-crashed`, createTime: expect.any(String), removed: true },
-    ]);
+    expect(prep.staleSnapshots).toEqual([{ moref: stale.value, name: `${SNAPSHOT_PREFIX}run-that-crashed`, createTime: expect.any(String), removed: true }]);
     // A second prepare while the first session lives must not take its snapshot.
     const again = await service.prepare(request('idle-vm'));
     expect(again.staleSnapshots).toBeUndefined();

@@ -92,11 +92,15 @@ export class CaptureService {
           `${copying ? `stopping the copy (at ${s.copy?.last?.type === 'progress' ? `${s.copy.last.bytesDone} of ${s.copy.last.bytesTotal} bytes` : 'its start'}), ` : ''}removing snapshot ${s.snapshot.value}`,
       );
       if (copying) {
-        s.copy?.abort.abort(new CaptureError('LEASE_EXPIRED', `copy of ${describeVm(s)} (session ${s.id}) stopped: its ${s.leaseMs / 1000} s lease was not renewed`, true));
+        s.copy?.abort.abort(
+          new CaptureError('LEASE_EXPIRED', `copy of ${describeVm(s)} (session ${s.id}) stopped: its ${s.leaseMs / 1000} s lease was not renewed`, true),
+        );
       }
     }
     this.release(s.id).catch((err: unknown) => {
-      this.logger.error(`removing snapshot ${s.snapshot.value} of expired session ${s.id} failed: ${err instanceof Error ? err.message : String(err)}; retrying in 60 s`);
+      this.logger.error(
+        `removing snapshot ${s.snapshot.value} of expired session ${s.id} failed: ${err instanceof Error ? err.message : String(err)}; retrying in 60 s`,
+      );
       if (this.sessions.find(s.id)) this.sessions.renew(s, 60000);
     });
   }
@@ -274,7 +278,8 @@ export class CaptureService {
       if (!d || !Number.isInteger(d.deviceKey)) throw invalidArgument(`disk entry ${JSON.stringify(d)} needs an integer deviceKey`);
       if (seen.has(d.deviceKey)) throw invalidArgument(`disk ${d.deviceKey} is listed twice`);
       seen.add(d.deviceKey);
-      if (d.previousChangeId != null && typeof d.previousChangeId !== 'string') throw invalidArgument(`disk ${d.deviceKey}: previousChangeId must be a string or null`);
+      if (d.previousChangeId != null && typeof d.previousChangeId !== 'string')
+        throw invalidArgument(`disk ${d.deviceKey}: previousChangeId must be a string or null`);
     }
     if (req.leaseMs !== undefined && (!Number.isInteger(req.leaseMs) || req.leaseMs < MIN_LEASE_MS || req.leaseMs > MAX_LEASE_MS)) {
       throw invalidArgument(`leaseMs must be a whole number of milliseconds from ${MIN_LEASE_MS} to ${MAX_LEASE_MS}`);
@@ -355,7 +360,10 @@ export class CaptureService {
     const abort = new AbortController();
     const started = Date.now();
     const state = new Map<number, DiskCopyProgress>(
-      targets.map((t) => [t.deviceKey, { deviceKey: t.deviceKey, bytesDone: 0, bytesTotal: (s.disks.get(t.deviceKey) as DiskPlan).bytesToCopy, bytesZeroed: 0, phase: 'waiting' }]),
+      targets.map((t) => [
+        t.deviceKey,
+        { deviceKey: t.deviceKey, bytesDone: 0, bytesTotal: (s.disks.get(t.deviceKey) as DiskPlan).bytesToCopy, bytesZeroed: 0, phase: 'waiting' },
+      ]),
     );
     const progress = (): CopyProgressEvent => {
       const disks = [...state.values()].map((d) => ({ ...d }));
@@ -408,7 +416,11 @@ export class CaptureService {
         }
         abort.signal.throwIfAborted();
         try {
-          target = await NbdClient.connect({ uri: t.uri, connections: req.tuning?.connections ?? DEFAULT_CONNECTIONS, ...(t.tlsPsk ? { tlsPsk: t.tlsPsk } : {}) });
+          target = await NbdClient.connect({
+            uri: t.uri,
+            connections: req.tuning?.connections ?? DEFAULT_CONNECTIONS,
+            ...(t.tlsPsk ? { tlsPsk: t.tlsPsk } : {}),
+          });
         } catch (err) {
           throw toCaptureError(err, `${where}: connecting to the target ${t.uri}`);
         }
@@ -441,11 +453,22 @@ export class CaptureService {
         st.bytesDone = result.bytesWritten + result.bytesZeroed;
         st.bytesZeroed = result.bytesZeroed;
         if (result.retries) {
-          this.logger.warn(`${where}: the copy from ${opened.describe} reconnected ${result.retries} time(s) after a dropped NBD connection and resumed where it was; ${result.bytesRead} bytes read`);
+          this.logger.warn(
+            `${where}: the copy from ${opened.describe} reconnected ${result.retries} time(s) after a dropped NBD connection and resumed where it was; ${result.bytesRead} bytes read`,
+          );
         }
-        const audit = req.audit?.samples && plan.mode === 'incremental'
-          ? await runCbtAudit({ sourceUri: opened.uri, target, changed: plan.extents, capacityBytes: plan.capacityBytes, request: req.audit, signal: abort.signal, where })
-          : undefined;
+        const audit =
+          req.audit?.samples && plan.mode === 'incremental'
+            ? await runCbtAudit({
+                sourceUri: opened.uri,
+                target,
+                changed: plan.extents,
+                capacityBytes: plan.capacityBytes,
+                request: req.audit,
+                signal: abort.signal,
+                where,
+              })
+            : undefined;
         st.phase = 'done';
         results.push({
           deviceKey: plan.deviceKey,
@@ -520,7 +543,11 @@ export class CaptureService {
       }
       if (t.tlsPsk !== undefined) checkTlsPsk(t.tlsPsk, `disk ${t.deviceKey}`);
     }
-    return req.targets.map((t) => ({ deviceKey: t.deviceKey, uri: t.uri, ...(t.tlsPsk ? { tlsPsk: { identity: t.tlsPsk.identity, key: t.tlsPsk.key } } : {}) }));
+    return req.targets.map((t) => ({
+      deviceKey: t.deviceKey,
+      uri: t.uri,
+      ...(t.tlsPsk ? { tlsPsk: { identity: t.tlsPsk.identity, key: t.tlsPsk.key } } : {}),
+    }));
   }
 
   // ---------------------------------------------------------------- cancel / release

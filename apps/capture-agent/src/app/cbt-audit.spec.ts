@@ -9,7 +9,7 @@ describe('pickUnchangedBlocks', () => {
       { offset: 12 * B, length: 4 * B }, // overlaps the previous: 12..15
     ];
     let seed = 1;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const picked = pickUnchangedBlocks(changed, 20 * B + 123, 100, B, random);
     const touched = new Set([3, 10, 11, 12, 13, 14, 15]);
     expect(picked.map((o) => o / B).sort((a, b) => a - b)).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9, 16, 17, 18, 19]);

@@ -12,7 +12,13 @@ const PARALLEL_READS = 4;
  * the changed extents (sorted). Rejection sampling, so a disk of any size
  * costs only the samples; `random` returns [0, 1).
  */
-export function pickUnchangedBlocks(changed: readonly Extent[], capacityBytes: number, samples: number, blockSize: number, random: () => number = Math.random): number[] {
+export function pickUnchangedBlocks(
+  changed: readonly Extent[],
+  capacityBytes: number,
+  samples: number,
+  blockSize: number,
+  random: () => number = Math.random,
+): number[] {
   const blocks = Math.floor(capacityBytes / blockSize);
   // Merged, sorted, non-overlapping: a block touches a change iff the last
   // extent that starts before the block's end reaches past its start.

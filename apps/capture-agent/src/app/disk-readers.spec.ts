@@ -1,7 +1,16 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CaptureError, toCaptureError } from './capture-error';
-import { createDiskReader, nbdkitVddkArgs, openVddkWriter, StandInNbdReader, VddkReader, vddkThumbprint, type DaemonStarter, type SnapshotDiskRef } from './disk-readers';
+import {
+  createDiskReader,
+  nbdkitVddkArgs,
+  openVddkWriter,
+  StandInNbdReader,
+  VddkReader,
+  vddkThumbprint,
+  type DaemonStarter,
+  type SnapshotDiskRef,
+} from './disk-readers';
 import { NbdConnectionError, NbdCommandError } from '@sendense/nbd';
 import { InvalidLoginError, TaskFailedError, TransportError } from '@sendense/vsphere';
 
@@ -42,7 +51,16 @@ describe('nbdkit vddk command line', () => {
   });
 
   it('adds port only when it is not 443 and leaves out optional parameters', () => {
-    const base = { socket: '/s', passwordFile: '/p', server: 'esx1', user: 'root', thumbprint: TP.replace(/:/g, ''), vmMoref: '42', snapshotMoref: '42-snapshot-3', fileName: '[ds] a/a.vmdk' };
+    const base = {
+      socket: '/s',
+      passwordFile: '/p',
+      server: 'esx1',
+      user: 'root',
+      thumbprint: TP.replace(/:/g, ''),
+      vmMoref: '42',
+      snapshotMoref: '42-snapshot-3',
+      fileName: '[ds] a/a.vmdk',
+    };
     expect(nbdkitVddkArgs({ ...base, port: 443 })).not.toContain('port=443');
     const args = nbdkitVddkArgs({ ...base, port: 8443 });
     expect(args).toContain('port=8443');
@@ -80,7 +98,16 @@ describe('VddkReader', () => {
     expect(seen?.dirMode).toBe(0o700);
     expect(seen?.password).toBe('s3cret pass');
     expect(seen?.args.join(' ')).not.toContain('s3cret');
-    expect(seen?.args).toEqual(expect.arrayContaining(['server=vcenter.example.com', 'port=8443', 'vm=moref=vm-7', 'snapshot=snapshot-9', 'file=[ds1] web01/web01.vmdk', 'transports=nbdssl']));
+    expect(seen?.args).toEqual(
+      expect.arrayContaining([
+        'server=vcenter.example.com',
+        'port=8443',
+        'vm=moref=vm-7',
+        'snapshot=snapshot-9',
+        'file=[ds1] web01/web01.vmdk',
+        'transports=nbdssl',
+      ]),
+    );
     const socket = seen?.args[1] as string;
     expect(opened.uri).toBe(`nbd+unix:///?socket=${socket}`);
     // The password file is gone once nbdkit runs (it read it at start).
@@ -109,7 +136,10 @@ describe('VddkReader', () => {
       return { running: true, stop: async () => undefined, exitError: () => new Error('unused') as never };
     };
     await (await new VddkReader({ start }).open(disk)).close();
-    const writer = await openVddkWriter({ libdir: '/opt/vddk', start }, { vcenter: disk.vcenter, vmMoref: 'vm-7', vmName: 'web01', deviceKey: 2000, fileName: disk.fileName });
+    const writer = await openVddkWriter(
+      { libdir: '/opt/vddk', start },
+      { vcenter: disk.vcenter, vmMoref: 'vm-7', vmName: 'web01', deviceKey: 2000, fileName: disk.fileName },
+    );
     await writer.close();
     const [reader, written] = seen;
     expect(reader).toContain('--readonly');

@@ -108,7 +108,10 @@ export class DiskRestoreService {
       const where = `VM ${vm.name} (${vm.ref.value}) disk ${req.deviceKey}`;
       // Writing under a running guest would corrupt it: refuse, and say what state it is in.
       if (vm.powerState !== 'poweredOff') {
-        throw new CaptureError('VM_POWERED_ON', `${where}: the VM is ${vm.powerState ?? 'in an unknown power state'}; power it off before restoring a disk into it`);
+        throw new CaptureError(
+          'VM_POWERED_ON',
+          `${where}: the VM is ${vm.powerState ?? 'in an unknown power state'}; power it off before restoring a disk into it`,
+        );
       }
       const disk = vm.disks.find((d) => d.key === req.deviceKey);
       if (!disk) throw new CaptureError('NOT_FOUND', `${where}: the VM has no such disk (it has ${vm.disks.map((d) => d.key).join(', ') || 'none'})`);
@@ -133,7 +136,9 @@ export class DiskRestoreService {
       target = await (this.options.openTarget ?? openDiskTarget)(req.writer, vm, req.deviceKey, req.vcenter);
       const tuning = req.tuning ?? {};
       const bytesPlanned = totalBytes(plan.extents);
-      this.logger.log(`${where}: ${plan.mode} restore of ${bytesPlanned} bytes in ${plan.extents.length} extent(s)${plan.fallbackReason ? ` (fell back: ${plan.fallbackReason})` : ''}`);
+      this.logger.log(
+        `${where}: ${plan.mode} restore of ${bytesPlanned} bytes in ${plan.extents.length} extent(s)${plan.fallbackReason ? ` (fell back: ${plan.fallbackReason})` : ''}`,
+      );
       const result = await copyExtents({
         source: sourceOptions,
         target: target.uri,
@@ -144,7 +149,13 @@ export class DiskRestoreService {
         connections: tuning.connections,
         progressIntervalMs: this.options.progressIntervalMs ?? 250,
         onProgress: (p) =>
-          hooks.onProgress?.({ type: 'progress', phase: 'writing', bytesDone: p.bytesWritten + p.bytesZeroed, bytesTotal: p.bytesTotal, rateBytesPerSec: Math.round(p.rate) }),
+          hooks.onProgress?.({
+            type: 'progress',
+            phase: 'writing',
+            bytesDone: p.bytesWritten + p.bytesZeroed,
+            bytesTotal: p.bytesTotal,
+            rateBytesPerSec: Math.round(p.rate),
+          }),
       }).catch((err: unknown) => {
         if (ac.signal.aborted) throw ac.signal.reason;
         throw toCaptureError(err, `${where}: writing the restore point into ${target?.uri}`);
@@ -212,7 +223,9 @@ export class DiskRestoreService {
       throw toCaptureError(err, `${where}: planning the quick rollback`);
     } finally {
       if (snapshot) {
-        await client.removeSnapshot(snapshot).catch((err: unknown) => this.logger.error(`${where}: removing snapshot ${snapshot?.value}: ${(err as Error).message}`));
+        await client
+          .removeSnapshot(snapshot)
+          .catch((err: unknown) => this.logger.error(`${where}: removing snapshot ${snapshot?.value}: ${(err as Error).message}`));
       }
     }
   }

@@ -158,7 +158,8 @@ describe('DiskRestoreService against the stand-in', () => {
     const raw = await readFile(pointRaw);
     const zero = Buffer.alloc(DEFAULT_REQUEST_SIZE);
     let dataBytes = 0;
-    for (let off = 0; off < raw.length; off += DEFAULT_REQUEST_SIZE) if (!raw.subarray(off, off + DEFAULT_REQUEST_SIZE).equals(zero)) dataBytes += DEFAULT_REQUEST_SIZE;
+    for (let off = 0; off < raw.length; off += DEFAULT_REQUEST_SIZE)
+      if (!raw.subarray(off, off + DEFAULT_REQUEST_SIZE).equals(zero)) dataBytes += DEFAULT_REQUEST_SIZE;
     expect(dataBytes).toBeLessThan(SIZE);
     expect(r.bytesWritten).toBeLessThanOrEqual(dataBytes);
     expect(r.bytesWritten).toBeGreaterThan(dataBytes * 0.9);
@@ -166,7 +167,12 @@ describe('DiskRestoreService against the stand-in', () => {
   });
 
   it('cancel stops a running restore', async () => {
-    const req = request('blank-vm', { mode: 'full', changeId: null, deviceKey: (await vc.findVm({ name: 'blank-vm' })).disks[0]!.key, tuning: { requestSize: 64 * 1024, connections: 1, queueDepth: 1 } });
+    const req = request('blank-vm', {
+      mode: 'full',
+      changeId: null,
+      deviceKey: (await vc.findVm({ name: 'blank-vm' })).disks[0]!.key,
+      tuning: { requestSize: 64 * 1024, connections: 1, queueDepth: 1 },
+    });
     const pending = restores.restore(req, {
       onProgress: (e) => {
         if (e.phase === 'writing') restores.cancel(req.restoreId);

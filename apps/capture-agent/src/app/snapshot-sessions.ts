@@ -84,7 +84,7 @@ export class SnapshotSessions {
   /** The session (its lease renewed), or LEASE_EXPIRED / NOT_FOUND. */
   get(id: string): SnapshotSession {
     const s = this.find(id);
-      const gone = this.expiredError(id);
+    const gone = this.expiredError(id);
     if (gone) throw gone;
     if (!s || s.releasing) {
       throw notFound(`capture session ${id} not found (released, or prepared on an agent that has restarted since)`);

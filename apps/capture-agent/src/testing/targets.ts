@@ -38,7 +38,12 @@ export async function qcow2Target(dir: string, name: string, sizeBytes: number, 
   if (backing) create.push('-b', backing, '-F', 'qcow2');
   await run('qemu-img', [...create, file, String(sizeBytes)]);
   const socket = join(dir, `${name}.sock`);
-  const daemon = await serve('qemu-nbd', ['-f', 'qcow2', '-k', socket, '-x', 'disk', '-e', '8', '-t', '--cache=writeback', file], socket, `qemu-nbd for ${name}`);
+  const daemon = await serve(
+    'qemu-nbd',
+    ['-f', 'qcow2', '-k', socket, '-x', 'disk', '-e', '8', '-t', '--cache=writeback', file],
+    socket,
+    `qemu-nbd for ${name}`,
+  );
   return { uri: `nbd+unix:///disk?socket=${socket}`, file, stop: () => daemon.stop(5000) };
 }
 

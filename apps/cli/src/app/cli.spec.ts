@@ -67,13 +67,22 @@ describe('settings', () => {
 
   it('flags beat the environment, which beats the config file, which beats the default', () => {
     const cfg = () => ({ api_url: 'http://cfg:1', api_key: 'cfg-key' });
-    expect(resolveSettings({ apiUrl: 'http://flag:1', apiKey: 'flag-key' }, { SENDENSE_API_URL: 'http://env:1', SENDENSE_API_KEY: 'env-key' }, cfg)).toMatchObject({
+    expect(
+      resolveSettings({ apiUrl: 'http://flag:1', apiKey: 'flag-key' }, { SENDENSE_API_URL: 'http://env:1', SENDENSE_API_KEY: 'env-key' }, cfg),
+    ).toMatchObject({
       apiUrl: 'http://flag:1',
       apiKey: 'flag-key',
       source: { apiUrl: 'flag', apiKey: 'flag' },
     });
-    expect(resolveSettings({}, { SENDENSE_API_URL: 'http://env:1/', SENDENSE_API_KEY: 'env-key' }, cfg)).toMatchObject({ apiUrl: 'http://env:1', apiKey: 'env-key' });
-    expect(resolveSettings({}, { SENDENSE_API_KEY: 'env-key' }, cfg)).toMatchObject({ apiUrl: 'http://cfg:1', apiKey: 'env-key', source: { apiUrl: 'config', apiKey: 'env' } });
+    expect(resolveSettings({}, { SENDENSE_API_URL: 'http://env:1/', SENDENSE_API_KEY: 'env-key' }, cfg)).toMatchObject({
+      apiUrl: 'http://env:1',
+      apiKey: 'env-key',
+    });
+    expect(resolveSettings({}, { SENDENSE_API_KEY: 'env-key' }, cfg)).toMatchObject({
+      apiUrl: 'http://cfg:1',
+      apiKey: 'env-key',
+      source: { apiUrl: 'config', apiKey: 'env' },
+    });
     expect(resolveSettings({}, {}, () => ({}))).toMatchObject({ apiUrl: 'http://127.0.0.1:8080', apiKey: '', source: { apiUrl: 'default', apiKey: 'none' } });
     // The config file is not even read when flags and env give everything.
     expect(
@@ -161,7 +170,9 @@ describe('completion', () => {
   it('walks the command tree', () => {
     const tree = commandTree(buildProgram(fakeIo()));
     const backup = tree.find((n) => n.path.join(' ') === 'backup');
-    expect(backup?.subcommands).toEqual(expect.arrayContaining(['start', 'list', 'show', 'chain', 'delete', 'verify', 'consolidate', 'mount', 'ls', 'extract', 'unmount']));
+    expect(backup?.subcommands).toEqual(
+      expect.arrayContaining(['start', 'list', 'show', 'chain', 'delete', 'verify', 'consolidate', 'mount', 'ls', 'extract', 'unmount']),
+    );
     const start = tree.find((n) => n.path.join(' ') === 'backup start');
     expect(start?.options).toEqual(expect.arrayContaining(['--vm', '--type', '--wait', '--json', '--api-url']));
     expect(tree.find((n) => n.path.join(' ') === 'job')?.subcommands).toEqual(['list', 'show', 'watch', 'cancel']);
@@ -180,9 +191,15 @@ describe('completion', () => {
     try {
       writeFileSync(join(dir, 'c.bash'), bash);
       // Source it and ask for completions of "sendense-ctl backup ex".
-      const r = await run('bash', ['-c', `source ${join(dir, 'c.bash')}; COMP_WORDS=(sendense-ctl backup ex); COMP_CWORD=2; _sendense_ctl; echo "\${COMPREPLY[@]}"`]);
+      const r = await run('bash', [
+        '-c',
+        `source ${join(dir, 'c.bash')}; COMP_WORDS=(sendense-ctl backup ex); COMP_CWORD=2; _sendense_ctl; echo "\${COMPREPLY[@]}"`,
+      ]);
       expect(r.stdout.trim()).toBe('extract');
-      const r2 = await run('bash', ['-c', `source ${join(dir, 'c.bash')}; COMP_WORDS=(sendense-ctl backup start --w); COMP_CWORD=3; _sendense_ctl; echo "\${COMPREPLY[@]}"`]);
+      const r2 = await run('bash', [
+        '-c',
+        `source ${join(dir, 'c.bash')}; COMP_WORDS=(sendense-ctl backup start --w); COMP_CWORD=3; _sendense_ctl; echo "\${COMPREPLY[@]}"`,
+      ]);
       expect(r2.stdout.trim()).toBe('--wait');
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -192,7 +209,12 @@ describe('completion', () => {
 
 describe('pure parts of progress and extract', () => {
   it('a plain progress line has no control characters', () => {
-    const l = progressLine('r1', { run_id: 'r1', status: 'running', error: null, progress: { phase: 'copying', bytesDone: 512 * 1024 ** 2, bytesTotal: 1024 ** 3, rateBytesPerSec: 64 * 1024 ** 2 } });
+    const l = progressLine('r1', {
+      run_id: 'r1',
+      status: 'running',
+      error: null,
+      progress: { phase: 'copying', bytesDone: 512 * 1024 ** 2, bytesTotal: 1024 ** 3, rateBytesPerSec: 64 * 1024 ** 2 },
+    });
     expect(l).toBe('job r1: running  copying  50% 512 MiB/1.0 GiB  64.0 MiB/s  ETA 8s');
     // eslint-disable-next-line no-control-regex
     expect(l).not.toMatch(/[\u0000-\u001f\u007f]/);

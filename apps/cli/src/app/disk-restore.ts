@@ -24,7 +24,12 @@ export interface ImageResult {
  * vmdk are converted on the storage node first (the answer starts after that).
  */
 export async function downloadImage(ctx: Ctx, backupId: string, format: ImageFormat, dest: string, resume: boolean): Promise<ImageResult> {
-  if (resume && format !== 'raw') throw new CliError('--resume works with --format raw only (converted images have no stable byte ranges)', EXIT.usage, 'drop --resume, or download with --format raw');
+  if (resume && format !== 'raw')
+    throw new CliError(
+      '--resume works with --format raw only (converted images have no stable byte ranges)',
+      EXIT.usage,
+      'drop --resume, or download with --format raw',
+    );
   const part = `${dest}.sendense-part`;
   let have = 0;
   if (resume) {

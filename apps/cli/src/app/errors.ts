@@ -37,15 +37,29 @@ export class CliError extends Error {
 export function toCliError(err: unknown): CliError {
   if (err instanceof CliError) return err;
   if (err instanceof ApiUnreachableError) {
-    return new CliError(err.message, EXIT.unreachable, 'check that the gateway runs and that --api-url / SENDENSE_API_URL points at it (sendense-ctl login --api-url URL)');
+    return new CliError(
+      err.message,
+      EXIT.unreachable,
+      'check that the gateway runs and that --api-url / SENDENSE_API_URL points at it (sendense-ctl login --api-url URL)',
+    );
   }
   if (err instanceof ApiError) {
     const s = err.status;
-    if (s === 401) return new CliError(`the gateway refused the API key: ${err.message}`, EXIT.denied, 'give a valid key with --api-key, SENDENSE_API_KEY or sendense-ctl login');
+    if (s === 401)
+      return new CliError(
+        `the gateway refused the API key: ${err.message}`,
+        EXIT.denied,
+        'give a valid key with --api-key, SENDENSE_API_KEY or sendense-ctl login',
+      );
     if (s === 403) return new CliError(`permission denied: ${err.message}`, EXIT.denied, 'use a key with a role allowed to do this (operator or admin)');
     if (s === 404) return new CliError(err.message, EXIT.notFound, 'check the name or id (sendense-ctl vm list, backup list --vm NAME, job list)');
     if (s === 400 || s === 409 || s === 416 || s === 422) return new CliError(err.message, EXIT.usage, hintFor(s));
-    if (s === 502 || s === 503 || s === 504) return new CliError(`a service behind the gateway is unreachable: ${err.message}`, EXIT.unreachable, 'check the services (sendense-ctl health) and their logs');
+    if (s === 502 || s === 503 || s === 504)
+      return new CliError(
+        `a service behind the gateway is unreachable: ${err.message}`,
+        EXIT.unreachable,
+        'check the services (sendense-ctl health) and their logs',
+      );
     return new CliError(`the gateway answered ${s}: ${err.message}`, EXIT.internal, 'see the gateway log for details');
   }
   const report = 'this is a fault in sendense-ctl or the gateway: run again with the same options; if it repeats, report it with this message';

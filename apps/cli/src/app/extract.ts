@@ -95,13 +95,29 @@ export async function locate(ctx: Ctx, mount: Mount, path: string, partition?: s
   const mounted = mount.partitions.filter((p) => p.mounted !== false);
   if (partition) {
     const p = mount.partitions.find((x) => x.name === partition);
-    if (!p) throw new CliError(`mount ${mount.mount_id} has no partition ${partition} (it has ${mount.partitions.map((x) => x.name).join(', ') || 'none'})`, EXIT.notFound, 'pick one of those with --partition, or leave --partition out to search them all');
-    if (p.mounted === false) throw new CliError(`partition ${partition} is not mounted: ${p.error ?? 'no file system found'}`, EXIT.notFound, 'pick another with --partition');
+    if (!p)
+      throw new CliError(
+        `mount ${mount.mount_id} has no partition ${partition} (it has ${mount.partitions.map((x) => x.name).join(', ') || 'none'})`,
+        EXIT.notFound,
+        'pick one of those with --partition, or leave --partition out to search them all',
+      );
+    if (p.mounted === false)
+      throw new CliError(`partition ${partition} is not mounted: ${p.error ?? 'no file system found'}`, EXIT.notFound, 'pick another with --partition');
     const entry = path ? await findEntry(ctx, mount.mount_id, `${partition}/${path}`) : await rootEntry(partition);
-    if (!entry) throw new CliError(`/${path} is not on partition ${partition} of backup ${mount.backup_id ?? mount.mount_id}`, EXIT.notFound, `look with: sendense-ctl backup ls --mount ${mount.mount_id} ${partition}`);
+    if (!entry)
+      throw new CliError(
+        `/${path} is not on partition ${partition} of backup ${mount.backup_id ?? mount.mount_id}`,
+        EXIT.notFound,
+        `look with: sendense-ctl backup ls --mount ${mount.mount_id} ${partition}`,
+      );
     return { partition, entry };
   }
-  if (!mounted.length) throw new CliError(`backup ${mount.backup_id ?? ''} has no mountable file system`, EXIT.notFound, 'see its partitions with: sendense-ctl backup mount --backup-id ID');
+  if (!mounted.length)
+    throw new CliError(
+      `backup ${mount.backup_id ?? ''} has no mountable file system`,
+      EXIT.notFound,
+      'see its partitions with: sendense-ctl backup mount --backup-id ID',
+    );
   const found: Array<{ partition: string; entry: Entry }> = [];
   for (const p of mounted) {
     const entry = path ? await findEntry(ctx, mount.mount_id, `${p.name}/${path}`) : await rootEntry(p.name);
@@ -109,10 +125,18 @@ export async function locate(ctx: Ctx, mount: Mount, path: string, partition?: s
   }
   const [first, ...others] = found;
   if (!first) {
-    throw new CliError(`/${path} is on none of the partitions of backup ${mount.backup_id ?? mount.mount_id} (${mounted.map((p) => p.name).join(', ')})`, EXIT.notFound, `look with: sendense-ctl backup ls --mount ${mount.mount_id} ${mounted[0]?.name ?? ''}`);
+    throw new CliError(
+      `/${path} is on none of the partitions of backup ${mount.backup_id ?? mount.mount_id} (${mounted.map((p) => p.name).join(', ')})`,
+      EXIT.notFound,
+      `look with: sendense-ctl backup ls --mount ${mount.mount_id} ${mounted[0]?.name ?? ''}`,
+    );
   }
   if (others.length) {
-    throw new CliError(`/${path} exists on several partitions (${found.map((f) => f.partition).join(', ')})`, EXIT.usage, `pick one with --partition ${first.partition}`);
+    throw new CliError(
+      `/${path} exists on several partitions (${found.map((f) => f.partition).join(', ')})`,
+      EXIT.usage,
+      `pick one with --partition ${first.partition}`,
+    );
   }
   return first;
 }
@@ -230,7 +254,11 @@ export async function downloadFile(ctx: Ctx, mountId: string, rel: string, entry
   }
   const size = (await stat(part)).size;
   if (Number.isFinite(length) && got !== length) {
-    throw new CliError(`download of /${rel} stopped after ${humanBytes(got)} of ${humanBytes(length)}`, EXIT.unreachable, `run the same command with --resume to continue`);
+    throw new CliError(
+      `download of /${rel} stopped after ${humanBytes(got)} of ${humanBytes(length)}`,
+      EXIT.unreachable,
+      `run the same command with --resume to continue`,
+    );
   }
   if (size !== total) throw new CliError(`download of /${rel} has ${size} bytes, expected ${total}`, EXIT.internal, 'extract again without --resume');
   await finish(part, dest, entry);
@@ -358,7 +386,10 @@ export async function unpackTar(source: Readable, cwd: string, onBytes: (n: numb
  * dropped as tar's strip does). Returns a warning when it was not made.
  */
 async function placeSymlink(root: string, archived: string, target: string, mtime?: Date): Promise<string | null> {
-  const parts = archived.replace(/\\/g, '/').split('/').filter((p) => p && p !== '.');
+  const parts = archived
+    .replace(/\\/g, '/')
+    .split('/')
+    .filter((p) => p && p !== '.');
   if (parts.includes('..') || archived.startsWith('/')) return `skipped symbolic link ${archived}: its name leaves the output directory`;
   const rel = parts.slice(1);
   if (!rel.length) return null; // the archived directory itself as a link: nothing to make inside it
@@ -368,7 +399,8 @@ async function placeSymlink(root: string, archived: string, target: string, mtim
     dir = join(dir, part);
     const st = await lstat(dir).catch(() => null);
     if (!st) await mkdir(dir, { mode: 0o755 });
-    else if (!st.isDirectory()) return `skipped symbolic link ${archived}: ${dir} is not a directory here (a link or a file), and nothing is written through one`;
+    else if (!st.isDirectory())
+      return `skipped symbolic link ${archived}: ${dir} is not a directory here (a link or a file), and nothing is written through one`;
   }
   const at = join(dir, rel[rel.length - 1] as string);
   if (await lstat(at).catch(() => null)) return `skipped symbolic link ${archived}: ${at} exists already`;

@@ -67,7 +67,11 @@ describe('watchJob: the progress stream reconnects', () => {
     const { i, result } = watch();
     expect(await result).toMatchObject({ status: 'completed' });
     expect(connects).toBe(2);
-    const lines = i.out().trim().split('\n').map((l) => JSON.parse(l) as { event: string; progress?: { percent: number } });
+    const lines = i
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; progress?: { percent: number } });
     expect(lines.map((l) => l.progress?.percent)).toEqual([10, 90]);
   }, 30_000);
 

@@ -186,7 +186,11 @@ export async function watchJob(ctx: Ctx, raw: RawApi, runId: string, o: WatchOpt
       // The stream closed without an end event: reconnect after a short pause.
       if (!failingSince) failingSince = Date.now();
       if (Date.now() - failingSince > reconnectFor) {
-        throw new CliError(`the progress stream of job ${runId} kept dropping for ${Math.round(reconnectFor / 1000)} s`, EXIT.unreachable, `check the gateway; follow the job later with: sendense-ctl job watch ${runId}`);
+        throw new CliError(
+          `the progress stream of job ${runId} kept dropping for ${Math.round(reconnectFor / 1000)} s`,
+          EXIT.unreachable,
+          `check the gateway; follow the job later with: sendense-ctl job watch ${runId}`,
+        );
       }
       await sleep(1000);
     }

@@ -49,7 +49,8 @@ export function readConfigFile(path: string): ConfigFile {
   } catch (err) {
     throw new CliError(`${path} is not valid JSON: ${(err as Error).message}`, EXIT.usage, 'fix it or write it again with sendense-ctl login');
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError(`${path} must hold a JSON object`, EXIT.usage, 'write it again with sendense-ctl login');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new CliError(`${path} must hold a JSON object`, EXIT.usage, 'write it again with sendense-ctl login');
   const o = parsed as Record<string, unknown>;
   const out: ConfigFile = {};
   if (typeof o['api_url'] === 'string') out.api_url = o['api_url'];
@@ -73,7 +74,8 @@ export function validateApiUrl(u: string, from: string): string {
   } catch {
     throw new CliError(`${from} "${u}" is not a URL`, EXIT.usage, `give one like ${DEFAULT_API_URL}`);
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new CliError(`${from} "${u}" must be http:// or https://`, EXIT.usage, 'give the gateway URL, e.g. --api-url http://127.0.0.1:8080');
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new CliError(`${from} "${u}" must be http:// or https://`, EXIT.usage, 'give the gateway URL, e.g. --api-url http://127.0.0.1:8080');
   return u.replace(/\/+$/, '');
 }
 
@@ -82,7 +84,11 @@ export function validateApiUrl(u: string, from: string): string {
  * SENDENSE_API_KEY), then the config file, then the default URL. The config
  * file is only read when a value is still missing.
  */
-export function resolveSettings(flags: { apiUrl?: string; apiKey?: string }, env: Readonly<Record<string, string | undefined>>, readConfig: () => ConfigFile): ConnectionSettings {
+export function resolveSettings(
+  flags: { apiUrl?: string; apiKey?: string },
+  env: Readonly<Record<string, string | undefined>>,
+  readConfig: () => ConfigFile,
+): ConnectionSettings {
   let apiUrl: string | undefined;
   let apiKey: string | undefined;
   const source: ConnectionSettings['source'] = { apiUrl: 'default', apiKey: 'none' };

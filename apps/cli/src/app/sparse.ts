@@ -130,7 +130,12 @@ export class SparseWatcher extends Transform {
     const ustarName = prefix ? `${prefix}/${field(h, 0, 100)}` : field(h, 0, 100);
     const stored = pax['path'] ?? ustarName;
     const realSize = Number(pax['GNU.sparse.realsize']);
-    if (!Number.isSafeInteger(realSize) || realSize < 0) throw new CliError(`the archive has a sparse entry ${stored} without a valid real size`, EXIT.internal, 'report this: the gateway wrote a broken archive');
+    if (!Number.isSafeInteger(realSize) || realSize < 0)
+      throw new CliError(
+        `the archive has a sparse entry ${stored} without a valid real size`,
+        EXIT.internal,
+        'report this: the gateway wrote a broken archive',
+      );
     this.entries.push({ stored, name: pax['GNU.sparse.name'] ?? stored, realSize, packedSize: size });
   }
 }
@@ -191,7 +196,12 @@ export async function expandSparse(cwd: string, entries: SparseEntry[]): Promise
     try {
       const { extents, dataStart } = await readMap(src, e.packedSize, e.name);
       const total = extents.reduce((n, x) => n + x.length, 0);
-      if (dataStart + total !== e.packedSize) throw new CliError(`sparse file ${e.name}: its map covers ${total} bytes, the entry holds ${e.packedSize - dataStart}`, EXIT.internal, 'extract it again; if it repeats, report it');
+      if (dataStart + total !== e.packedSize)
+        throw new CliError(
+          `sparse file ${e.name}: its map covers ${total} bytes, the entry holds ${e.packedSize - dataStart}`,
+          EXIT.internal,
+          'extract it again; if it repeats, report it',
+        );
       await mkdir(dirname(finalPath), { recursive: true });
       const dst = await open(tmp, 'wx', st.mode & 0o7777);
       try {
@@ -199,7 +209,8 @@ export async function expandSparse(cwd: string, entries: SparseEntry[]): Promise
         const buf = Buffer.alloc(1024 * 1024);
         let from = dataStart;
         for (const x of extents) {
-          if (x.offset + x.length > e.realSize) throw new CliError(`sparse file ${e.name}: an extent ends past its size`, EXIT.internal, 'report this: the archive is broken');
+          if (x.offset + x.length > e.realSize)
+            throw new CliError(`sparse file ${e.name}: an extent ends past its size`, EXIT.internal, 'report this: the archive is broken');
           for (let done2 = 0; done2 < x.length; ) {
             const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, x.length - done2), from);
             if (!bytesRead) throw new CliError(`sparse file ${e.name} is cut short`, EXIT.internal, 'extract it again');

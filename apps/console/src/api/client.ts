@@ -150,7 +150,9 @@ export const api = {
   mount: (backupId: string) => call<Mount>(c().POST('/api/v1/restore/mount', { body: { backup_id: backupId } })),
   unmount: (mountId: string) => call<void>(c().DELETE('/api/v1/restore/{mountId}', { params: { path: { mountId } } })),
   files: (mountId: string, path: string, offset: number, limit: number) =>
-    call<ListPage>(c().GET('/api/v1/restore/{mountId}/files', { params: { path: { mountId }, query: { path, offset: String(offset), limit: String(limit) } } })),
+    call<ListPage>(
+      c().GET('/api/v1/restore/{mountId}/files', { params: { path: { mountId }, query: { path, offset: String(offset), limit: String(limit) } } }),
+    ),
   /** A file or a directory archive as a Blob (the key travels in a header, so no plain link). */
   async download(mountId: string, path: string, kind: 'file' | 'archive', signal?: AbortSignal): Promise<Blob> {
     const template = kind === 'file' ? '/api/v1/restore/{mountId}/download' : '/api/v1/restore/{mountId}/archive';

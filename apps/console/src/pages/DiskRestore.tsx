@@ -1,15 +1,7 @@
 import { useEffect, useState } from 'react';
 import { api } from '../api/client';
 import type { DiskExport, ImageFormat, RestoreDisk } from '../api/types';
-import {
-  Badge,
-  ErrorBox,
-  Loading,
-  Notice,
-  Section,
-  useAction,
-  useAsync,
-} from '../ui/components';
+import { Badge, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
 import { ago, bytes, short, when } from '../ui/format';
 import { Link, navigate } from '../ui/router';
 import { jobLink, rememberRun } from '../ui/runs';
@@ -41,10 +33,7 @@ type RestorePoint = ChainsOf['chains'][number]['restore_points'][number];
 /** The page's state: the VMs, the chosen VM's chains, the chosen restore point, the exports. */
 function useDiskRestore(backupId: string | null) {
   const vms = useAsync(() => api.vms(), []);
-  const preset = useAsync(
-    () => (backupId ? api.backup(backupId) : Promise.resolve(null)),
-    [backupId],
-  );
+  const preset = useAsync(() => (backupId ? api.backup(backupId) : Promise.resolve(null)), [backupId]);
   const [vm, setVm] = useState('');
   const [point, setPoint] = useState(backupId ?? '');
   useEffect(() => {
@@ -53,15 +42,9 @@ function useDiskRestore(backupId: string | null) {
       setPoint(preset.data.id);
     }
   }, [preset.data]);
-  const chains = useAsync(
-    () => (vm ? api.chains(vm) : Promise.resolve(null)),
-    [vm],
-  );
+  const chains = useAsync(() => (vm ? api.chains(vm) : Promise.resolve(null)), [vm]);
   const exports = useAsync(() => api.exports(), []);
-  const chosen =
-    chains.data?.chains
-      .flatMap((c) => c.restore_points)
-      .find((p) => p.id === point) ?? null;
+  const chosen = chains.data?.chains.flatMap((c) => c.restore_points).find((p) => p.id === point) ?? null;
   return { vms, preset, vm, setVm, point, setPoint, chains, exports, chosen };
 }
 
@@ -78,22 +61,12 @@ export function DiskRestorePage({ backupId }: { backupId: string | null }) {
         <ErrorBox error={vms.error ?? chains.error ?? preset.error} />
       </Section>
       {!may.exportDisk ? (
-        <Notice>
-          Your key may list instant-access exports; starting one, downloading an
-          image or writing a disk back needs an operator or admin key.
-        </Notice>
+        <Notice>Your key may list instant-access exports; starting one, downloading an image or writing a disk back needs an operator or admin key.</Notice>
       ) : null}
-      {may.exportDisk ? (
-        <StartExport
-          backupId={chosen?.id ?? null}
-          onStarted={() => exports.reload()}
-        />
-      ) : null}
+      {may.exportDisk ? <StartExport backupId={chosen?.id ?? null} onStarted={() => exports.reload()} /> : null}
       <ExportList exports={exports} canEnd={may.exportDisk} />
       {may.exportDisk ? <ImageDownload backupId={chosen?.id ?? null} /> : null}
-      {may.writeBack && chosen ? (
-        <WriteBack point={chosen} vms={vms.data ?? []} />
-      ) : null}
+      {may.writeBack && chosen ? <WriteBack point={chosen} vms={vms.data ?? []} /> : null}
     </>
   );
 }
@@ -119,20 +92,13 @@ function PointChooser({ s }: { s: ReturnType<typeof useDiskRestore> }) {
         ))}
       </select>
       <label htmlFor="disk-point-select">Restore point</label>
-      <select
-        id="disk-point-select"
-        value={point}
-        onChange={(e) => setPoint(e.target.value)}
-        disabled={!chains.data}
-      >
+      <select id="disk-point-select" value={point} onChange={(e) => setPoint(e.target.value)} disabled={!chains.data}>
         <option value="">choose…</option>
         {(chains.data?.chains ?? []).map((c) => (
           <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
             {[...c.restore_points].reverse().map((p) => (
               <option key={p.id} value={p.id}>
-                disk {c.disk_id} · {p.backup_type} ·{' '}
-                {when(p.completed_at ?? p.created_at)} ·{' '}
-                {bytes(p.virtual_size_bytes)}
+                disk {c.disk_id} · {p.backup_type} · {when(p.completed_at ?? p.created_at)} · {bytes(p.virtual_size_bytes)}
               </option>
             ))}
           </optgroup>
@@ -145,10 +111,8 @@ function PointChooser({ s }: { s: ReturnType<typeof useDiskRestore> }) {
 function ChosenPoint({ chosen }: { chosen: RestorePoint | null }) {
   return chosen ? (
     <p className="muted small" data-testid="disk-point-chosen">
-      {chosen.vm_name} · disk {chosen.disk_id} · {chosen.backup_type} of{' '}
-      {when(chosen.completed_at ?? chosen.created_at)} · disk size{' '}
-      {bytes(chosen.virtual_size_bytes)} ·{' '}
-      <span className="mono">{chosen.id}</span>
+      {chosen.vm_name} · disk {chosen.disk_id} · {chosen.backup_type} of {when(chosen.completed_at ?? chosen.created_at)} · disk size{' '}
+      {bytes(chosen.virtual_size_bytes)} · <span className="mono">{chosen.id}</span>
       {chosen.suspect_reason ? (
         <>
           {' '}
@@ -157,20 +121,11 @@ function ChosenPoint({ chosen }: { chosen: RestorePoint | null }) {
       ) : null}
     </p>
   ) : (
-    <p className="muted small">
-      Choose a VM and one of its restore points; any point of a chain stands for
-      the whole chain up to it.
-    </p>
+    <p className="muted small">Choose a VM and one of its restore points; any point of a chain stands for the whole chain up to it.</p>
   );
 }
 
-function StartExport({
-  backupId,
-  onStarted,
-}: {
-  backupId: string | null;
-  onStarted: () => void;
-}) {
+function StartExport({ backupId, onStarted }: { backupId: string | null; onStarted: () => void }) {
   const [writable, setWritable] = useState(false);
   const [idleMin, setIdleMin] = useState(60);
   const [made, setMade] = useState<DiskExport | null>(null);
@@ -196,9 +151,8 @@ function StartExport({
         onSubmit={() => void start.run()}
       />
       <p className="muted small">
-        Any NBD client reads the export (nbdcopy, qemu-img, nbdinfo, or a
-        hypervisor's NBD disk). The restore point cannot be deleted or merged
-        while the export lives.
+        Any NBD client reads the export (nbdcopy, qemu-img, nbdinfo, or a hypervisor's NBD disk). The restore point cannot be deleted or merged while the export
+        lives.
       </p>
       <ErrorBox error={start.error} title="Cannot export" />
       {made ? <ExportCreated made={made} /> : null}
@@ -232,14 +186,8 @@ function ExportForm({
       }}
     >
       <label>
-        <input
-          type="checkbox"
-          checked={writable}
-          onChange={(e) => setWritable(e.target.checked)}
-          data-testid="export-writable"
-        />{' '}
-        writable (writes go to a temporary overlay, discarded when the export
-        ends)
+        <input type="checkbox" checked={writable} onChange={(e) => setWritable(e.target.checked)} data-testid="export-writable" /> writable (writes go to a
+        temporary overlay, discarded when the export ends)
       </label>
       <label htmlFor="export-idle">ends after</label>
       <input
@@ -252,12 +200,7 @@ function ExportForm({
         style={{ width: '6em' }}
       />
       <span>min without a client</span>
-      <button
-        type="submit"
-        className="primary"
-        disabled={disabled}
-        data-testid="start-export"
-      >
+      <button type="submit" className="primary" disabled={disabled} data-testid="start-export">
         {busy ? 'Starting…' : 'Start export'}
       </button>
     </form>
@@ -281,19 +224,11 @@ function ExportCreated({ made }: { made: DiskExport }) {
         <dd>{made.writable ? 'writable (temporary overlay)' : 'read-only'}</dd>
         <dt>Ends</dt>
         <dd>
-          {made.expires_at
-            ? `${when(made.expires_at)} unless a client connects`
-            : 'when ended'}
-          {made.idle_timeout_seconds
-            ? `; after ${Math.round(made.idle_timeout_seconds / 60)} min idle`
-            : ''}
+          {made.expires_at ? `${when(made.expires_at)} unless a client connects` : 'when ended'}
+          {made.idle_timeout_seconds ? `; after ${Math.round(made.idle_timeout_seconds / 60)} min idle` : ''}
         </dd>
         <dt>TLS</dt>
-        <dd>
-          {made.tls
-            ? `required (${made.tls_mode ?? 'tls'})`
-            : 'none: plain NBD, anyone who can reach the port reads it'}
-        </dd>
+        <dd>{made.tls ? `required (${made.tls_mode ?? 'tls'})` : 'none: plain NBD, anyone who can reach the port reads it'}</dd>
         {made.tls_psk ? (
           <>
             <dt>TLS-PSK identity</dt>
@@ -325,13 +260,7 @@ function ExportCreated({ made }: { made: DiskExport }) {
   );
 }
 
-function ExportList({
-  exports,
-  canEnd,
-}: {
-  exports: Loaded<DiskExport[]>;
-  canEnd: boolean;
-}) {
+function ExportList({ exports, canEnd }: { exports: Loaded<DiskExport[]>; canEnd: boolean }) {
   const end = useAction(async (name: string) => {
     await api.endExport(name);
     exports.reload();
@@ -370,13 +299,7 @@ function ExportList({
             </thead>
             <tbody>
               {exports.data.map((e) => (
-                <ExportRow
-                  key={e.name}
-                  e={e}
-                  canEnd={canEnd}
-                  busy={end.busy}
-                  onEnd={() => void end.run(e.name)}
-                />
+                <ExportRow key={e.name} e={e} canEnd={canEnd} busy={end.busy} onEnd={() => void end.run(e.name)} />
               ))}
             </tbody>
           </table>
@@ -386,17 +309,7 @@ function ExportList({
   );
 }
 
-function ExportRow({
-  e,
-  canEnd,
-  busy,
-  onEnd,
-}: {
-  e: DiskExport;
-  canEnd: boolean;
-  busy: boolean;
-  onEnd: () => void;
-}) {
+function ExportRow({ e, canEnd, busy, onEnd }: { e: DiskExport; canEnd: boolean; busy: boolean; onEnd: () => void }) {
   return (
     <tr data-name={e.name}>
       <td className="mono small">{e.uri}</td>
@@ -411,13 +324,7 @@ function ExportRow({
       <td>{e.expires_at ? when(e.expires_at) : '–'}</td>
       <td>
         {canEnd ? (
-          <button
-            type="button"
-            className="danger"
-            onClick={onEnd}
-            disabled={busy}
-            aria-label={`End export ${e.name}`}
-          >
+          <button type="button" className="danger" onClick={onEnd} disabled={busy} aria-label={`End export ${e.name}`}>
             End
           </button>
         ) : null}
@@ -432,9 +339,7 @@ function ImageDownload({ backupId }: { backupId: string | null }) {
   const download = useAction(async () => {
     if (!backupId) return;
     const name = `${backupId}.${EXT[format]}`;
-    setNote(
-      `Converting and downloading ${name}… (qcow2 and vmdk are converted on the storage node first)`,
-    );
+    setNote(`Converting and downloading ${name}… (qcow2 and vmdk are converted on the storage node first)`);
     const blob = await api.image(backupId, format);
     saveBlob(blob, name);
     setNote(`Downloaded ${name} (${bytes(blob.size)}).`);
@@ -443,28 +348,17 @@ function ImageDownload({ backupId }: { backupId: string | null }) {
     <Section title="Download the disk image" id="image">
       <div className="toolbar">
         <label htmlFor="image-format">Format</label>
-        <select
-          id="image-format"
-          value={format}
-          onChange={(e) => setFormat(e.target.value as ImageFormat)}
-        >
+        <select id="image-format" value={format} onChange={(e) => setFormat(e.target.value as ImageFormat)}>
           <option value="qcow2">qcow2 (self-contained, sparse)</option>
           <option value="vmdk">vmdk (streamOptimized, for vSphere)</option>
           <option value="raw">raw</option>
         </select>
-        <button
-          type="button"
-          className="primary"
-          disabled={!backupId || download.busy}
-          onClick={() => void download.run()}
-          data-testid="download-image"
-        >
+        <button type="button" className="primary" disabled={!backupId || download.busy} onClick={() => void download.run()} data-testid="download-image">
           {download.busy ? 'Downloading…' : 'Download image'}
         </button>
       </div>
       <p className="muted small">
-        The browser holds the whole image until it is saved: for big disks use{' '}
-        <code>sendense-ctl restore image</code> or curl with the key in the{' '}
+        The browser holds the whole image until it is saved: for big disks use <code>sendense-ctl restore image</code> or curl with the key in the{' '}
         <code>X-API-Key</code> header
         {backupId ? (
           <>
@@ -479,9 +373,7 @@ function ImageDownload({ backupId }: { backupId: string | null }) {
         .
       </p>
       <ErrorBox error={download.error} title="Download failed" />
-      {note && !download.error ? (
-        <Notice kind={download.busy ? 'info' : 'ok'}>{note}</Notice>
-      ) : null}
+      {note && !download.error ? <Notice kind={download.busy ? 'info' : 'ok'}>{note}</Notice> : null}
     </Section>
   );
 }
@@ -531,76 +423,36 @@ function WriteBack({ point, vms }: { point: WritePoint; vms: WriteVm[] }) {
         }}
       >
         <ModeChoice mode={mode} setMode={setMode} />
-        <TargetChoice
-          point={point}
-          vms={vms}
-          target={target}
-          setTarget={setTarget}
-          disk={disk}
-          setDisk={setDisk}
-        />
+        <TargetChoice point={point} vms={vms} target={target} setTarget={setTarget} disk={disk} setDisk={setDisk} />
         <label className="small">
-          <input
-            type="checkbox"
-            checked={sure}
-            onChange={(e) => setSure(e.target.checked)}
-            data-testid="restore-confirm"
-          />{' '}
-          I understand this overwrites the disk of {targetVm?.vm_name ?? target}
-          ; the VM must be powered off (the run is refused otherwise, with the
-          reason).
+          <input type="checkbox" checked={sure} onChange={(e) => setSure(e.target.checked)} data-testid="restore-confirm" /> I understand this overwrites the
+          disk of {targetVm?.vm_name ?? target}; the VM must be powered off (the run is refused otherwise, with the reason).
         </label>
         <div className="toolbar">
-          <button
-            type="submit"
-            className="danger"
-            disabled={!sure || start.busy}
-            data-testid="restore-disk"
-          >
+          <button type="submit" className="danger" disabled={!sure || start.busy} data-testid="restore-disk">
             {start.busy ? 'Starting…' : 'Write the disk back'}
           </button>
         </div>
       </form>
       <p className="muted small">
-        Progress, cancel and the event log are on the job page it opens.{' '}
-        <Link to="/jobs">Jobs</Link>
+        Progress, cancel and the event log are on the job page it opens. <Link to="/jobs">Jobs</Link>
       </p>
       <ErrorBox error={start.error} title="Cannot start the restore" />
     </Section>
   );
 }
 
-function ModeChoice({
-  mode,
-  setMode,
-}: {
-  mode: RestoreDisk['mode'];
-  setMode: (m: RestoreDisk['mode']) => void;
-}) {
+function ModeChoice({ mode, setMode }: { mode: RestoreDisk['mode']; setMode: (m: RestoreDisk['mode']) => void }) {
   return (
     <fieldset className="toolbar">
       <legend>Mode</legend>
       <label>
-        <input
-          type="radio"
-          name="restore-mode"
-          value="quick"
-          checked={mode === 'quick'}
-          onChange={() => setMode('quick')}
-        />{' '}
-        quick rollback: only the areas changed since the restore point (a full
-        write when vCenter no longer knows its changeId)
+        <input type="radio" name="restore-mode" value="quick" checked={mode === 'quick'} onChange={() => setMode('quick')} /> quick rollback: only the areas
+        changed since the restore point (a full write when vCenter no longer knows its changeId)
       </label>
       <label>
-        <input
-          type="radio"
-          name="restore-mode"
-          value="full"
-          checked={mode === 'full'}
-          onChange={() => setMode('full')}
-          data-testid="mode-full"
-        />{' '}
-        full: every allocated extent, the rest zeroed
+        <input type="radio" name="restore-mode" value="full" checked={mode === 'full'} onChange={() => setMode('full')} data-testid="mode-full" /> full: every
+        allocated extent, the rest zeroed
       </label>
     </fieldset>
   );
@@ -641,20 +493,11 @@ function TargetChoice({
         ))}
       </select>
       <label htmlFor="restore-target-disk">Disk</label>
-      <select
-        id="restore-target-disk"
-        value={disk}
-        onChange={(e) => setDisk(e.target.value)}
-      >
-        <option value="">
-          {target === point.vm_context_id
-            ? `disk ${point.disk_id} (the restore point's own)`
-            : 'the same disk number'}
-        </option>
+      <select id="restore-target-disk" value={disk} onChange={(e) => setDisk(e.target.value)}>
+        <option value="">{target === point.vm_context_id ? `disk ${point.disk_id} (the restore point's own)` : 'the same disk number'}</option>
         {(targetVm?.disks ?? []).map((d) => (
           <option key={d.device_key} value={String(d.device_key)}>
-            disk {d.disk_id} · {d.label ?? `key ${d.device_key}`} ·{' '}
-            {bytes(d.capacity_bytes)}
+            disk {d.disk_id} · {d.label ?? `key ${d.device_key}`} · {bytes(d.capacity_bytes)}
           </option>
         ))}
       </select>

@@ -28,7 +28,15 @@ export function JobList() {
       <h1>Jobs</h1>
       <div className="toolbar" role="group" aria-label="Show">
         {(['all', 'running', 'failed'] as const).map((f) => (
-          <button key={f} type="button" aria-pressed={filter === f} onClick={() => { setFilter(f); setPage(0); }}>
+          <button
+            key={f}
+            type="button"
+            aria-pressed={filter === f}
+            onClick={() => {
+              setFilter(f);
+              setPage(0);
+            }}
+          >
             {f}
           </button>
         ))}
@@ -161,10 +169,12 @@ export function JobPage({ runId, restore = false }: { runId: string; restore?: b
       ) : (
         <>
           <JobFacts s={s} vms={page.vms.data} />
-          {s.error ? <p className="error" data-testid="job-error">{s.error}</p> : null}
-          {live ? (
-            <JobProgress runId={runId} page={page} />
+          {s.error ? (
+            <p className="error" data-testid="job-error">
+              {s.error}
+            </p>
           ) : null}
+          {live ? <JobProgress runId={runId} page={page} /> : null}
           {restore ? null : <RunPoints backups={s.backups} />}
           <EventLog s={s} onRefresh={() => job.reload()} />
         </>
@@ -184,7 +194,9 @@ function JobFacts({ s, vms }: { s: Job; vms: { context_id: string; vm_name: stri
       </dd>
       <dt>VM</dt>
       <dd>
-        <Link to={`/vms/${encodeURIComponent(s.vm_context_id)}`}>{s.backups[0]?.vm_name ?? vms?.find((v) => v.context_id === s.vm_context_id)?.vm_name ?? s.vm_context_id}</Link>
+        <Link to={`/vms/${encodeURIComponent(s.vm_context_id)}`}>
+          {s.backups[0]?.vm_name ?? vms?.find((v) => v.context_id === s.vm_context_id)?.vm_name ?? s.vm_context_id}
+        </Link>
       </dd>
       <dt>Queued</dt>
       <dd>{when(s.queued_at)}</dd>
@@ -208,12 +220,7 @@ function JobProgress({ runId, page: { job, cancel, cancelled, setCancelled } }: 
       id="progress"
       actions={
         may.cancel ? (
-          <button
-            type="button"
-            className="danger"
-            disabled={cancel.busy}
-            onClick={() => void cancel.run().then((r) => r && setCancelled(r.status))}
-          >
+          <button type="button" className="danger" disabled={cancel.busy} onClick={() => void cancel.run().then((r) => r && setCancelled(r.status))}>
             {cancel.busy ? 'Cancelling…' : 'Cancel job'}
           </button>
         ) : null
@@ -221,21 +228,36 @@ function JobProgress({ runId, page: { job, cancel, cancelled, setCancelled } }: 
     >
       <LiveProgress runId={runId} onEnd={() => job.reload()} />
       <ErrorBox error={cancel.error} title="Cancel refused" />
-      {cancelled ? <Notice>{cancelled === 'cancelling' ? 'Cancelling: the worker stops the copy and removes the snapshot and half-written restore points.' : 'Cancelled before it started.'}</Notice> : null}
+      {cancelled ? (
+        <Notice>
+          {cancelled === 'cancelling'
+            ? 'Cancelling: the worker stops the copy and removes the snapshot and half-written restore points.'
+            : 'Cancelled before it started.'}
+        </Notice>
+      ) : null}
     </Section>
   );
 }
 
 function EventLog({ s, onRefresh }: { s: Job; onRefresh: () => void }) {
   return (
-    <Section title="Event log" id="events" actions={<button type="button" onClick={onRefresh}>Refresh</button>}>
+    <Section
+      title="Event log"
+      id="events"
+      actions={
+        <button type="button" onClick={onRefresh}>
+          Refresh
+        </button>
+      }
+    >
       {s.events.length === 0 ? (
         <p className="muted">No events recorded.</p>
       ) : (
         <ol className="log" data-testid="event-log">
           {s.events.map((e, i) => (
             <li key={i} className={`log-${e.level}`}>
-              <time dateTime={e.at}>{when(e.at)}</time> <span className="badge badge-muted">{e.phase}</span> <span className="log-level">{e.level}</span> {e.message}
+              <time dateTime={e.at}>{when(e.at)}</time> <span className="badge badge-muted">{e.phase}</span> <span className="log-level">{e.level}</span>{' '}
+              {e.message}
             </li>
           ))}
         </ol>
@@ -272,7 +294,10 @@ function RunPoints({ backups }: { backups: Backup[] }) {
                   </td>
                   <td>{bytes(b.bytes_transferred)}</td>
                   <td>{bytes(b.allocated_bytes)}</td>
-                  <td className="small">{b.error_message ?? (b.requested_type && b.requested_type !== b.backup_type ? `asked for ${b.requested_type}: ${b.fallback_reason ?? ''}` : '')}</td>
+                  <td className="small">
+                    {b.error_message ??
+                      (b.requested_type && b.requested_type !== b.backup_type ? `asked for ${b.requested_type}: ${b.fallback_reason ?? ''}` : '')}
+                  </td>
                 </tr>
               ))}
             </tbody>

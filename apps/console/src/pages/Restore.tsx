@@ -40,11 +40,7 @@ export function RestorePage({ backupId }: { backupId: string | null }) {
   return (
     <>
       <h1>File restore</h1>
-      {may.mount ? (
-        <MountForm s={s} />
-      ) : (
-        <Notice>Your key may browse mounted restore points; mounting needs an operator or admin key.</Notice>
-      )}
+      {may.mount ? <MountForm s={s} /> : <Notice>Your key may browse mounted restore points; mounting needs an operator or admin key.</Notice>}
       <MountList s={s} canUnmount={may.mount} />
     </>
   );
@@ -61,7 +57,14 @@ function MountForm({ s: { vms, vm, setVm, point, setPoint, chains, mount, preset
         }}
       >
         <label htmlFor="restore-vm">VM</label>
-        <select id="restore-vm" value={vm} onChange={(e) => { setVm(e.target.value); setPoint(''); }}>
+        <select
+          id="restore-vm"
+          value={vm}
+          onChange={(e) => {
+            setVm(e.target.value);
+            setPoint('');
+          }}
+        >
           <option value="">choose…</option>
           {(vms.data ?? []).map((v) => (
             <option key={v.context_id} value={v.context_id}>
@@ -94,7 +97,15 @@ function MountForm({ s: { vms, vm, setVm, point, setPoint, chains, mount, preset
 
 function MountList({ s: { mounts, unmount }, canUnmount }: { s: RestorePageState; canUnmount: boolean }) {
   return (
-    <Section title="Mounted restore points" id="mounts" actions={<button type="button" onClick={() => mounts.reload()}>Refresh</button>}>
+    <Section
+      title="Mounted restore points"
+      id="mounts"
+      actions={
+        <button type="button" onClick={() => mounts.reload()}>
+          Refresh
+        </button>
+      }
+    >
       <ErrorBox error={mounts.error ?? unmount.error} />
       {!mounts.data ? (
         <Loading what="mounts" />
@@ -204,7 +215,14 @@ function useBrowser(mountId: string, path: string) {
     list.sort((a, b) => {
       const dirsFirst = (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1);
       if (k === 'name' && dirsFirst) return dirsFirst;
-      const c = k === 'size' ? a.size - b.size : k === 'mtime' ? a.mtime.localeCompare(b.mtime) : k === 'type' ? a.type.localeCompare(b.type) || a.name.localeCompare(b.name) : a.name.localeCompare(b.name);
+      const c =
+        k === 'size'
+          ? a.size - b.size
+          : k === 'mtime'
+            ? a.mtime.localeCompare(b.mtime)
+            : k === 'type'
+              ? a.type.localeCompare(b.type) || a.name.localeCompare(b.name)
+              : a.name.localeCompare(b.name);
       return sort.desc ? -c : c;
     });
     return list;
@@ -221,7 +239,13 @@ type BrowserState = ReturnType<typeof useBrowser>;
 function SortHeader({ k, label, sort, setSort, whole }: { k: SortKey; label: string; sort: Sort; setSort: BrowserState['setSort']; whole: boolean }) {
   return (
     <th scope="col" aria-sort={sort.key === k ? (sort.desc ? 'descending' : 'ascending') : 'none'}>
-      <button type="button" className="link" onClick={() => setSort((s) => ({ key: k, desc: s.key === k ? !s.desc : false }))} disabled={!whole} title={whole ? `Sort by ${label}` : 'This directory is too large to sort here; it is listed by name'}>
+      <button
+        type="button"
+        className="link"
+        onClick={() => setSort((s) => ({ key: k, desc: s.key === k ? !s.desc : false }))}
+        disabled={!whole}
+        title={whole ? `Sort by ${label}` : 'This directory is too large to sort here; it is listed by name'}
+      >
         {label}
         {sort.key === k ? (sort.desc ? ' ▼' : ' ▲') : ''}
       </button>
@@ -250,11 +274,7 @@ export function RestoreBrowser({ mountId, path }: { mountId: string; path: strin
       <BrowserToolbar b={b} path={path} canUnmount={may.mount} />
       <ErrorBox error={dir.error ?? download.error ?? unmount.error} />
       {note && !download.error ? <Notice kind="ok">{note}</Notice> : null}
-      {!dir.data ? (
-        <Loading what="the directory" />
-      ) : (
-        <FileListing b={b} path={path} total={dir.data.total} />
-      )}
+      {!dir.data ? <Loading what="the directory" /> : <FileListing b={b} path={path} total={dir.data.total} />}
     </>
   );
 }
@@ -268,7 +288,12 @@ function BrowserToolbar({ b: { parts, go, download, unmount }, path, canUnmount 
         </button>
         {parts.map((seg, i) => (
           <span key={i}>
-            <button type="button" className="link" onClick={() => go(parts.slice(0, i + 1).join('/'))} aria-current={i === parts.length - 1 ? 'location' : undefined}>
+            <button
+              type="button"
+              className="link"
+              onClick={() => go(parts.slice(0, i + 1).join('/'))}
+              aria-current={i === parts.length - 1 ? 'location' : undefined}
+            >
               {seg}
             </button>
             {i < parts.length - 1 ? ' / ' : ''}

@@ -21,7 +21,10 @@ function VCenters() {
   const [imported, setImported] = useState<{ vcenter: string; vms: ImportedVm[] } | null>(null);
   const [names, setNames] = useState<Record<string, string>>({});
   const imp = useAction(async (id: string, vcenter: string) => {
-    const only = (names[id] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const only = (names[id] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const vms = await api.importVms(id, only);
     setImported({ vcenter, vms });
   });
@@ -56,7 +59,12 @@ function VCenters() {
                       <label className="sr-only" htmlFor={`imp-${v.id}`}>
                         VM names to import from {v.name}
                       </label>
-                      <input id={`imp-${v.id}`} placeholder="all, or names separated by commas" value={names[v.id] ?? ''} onChange={(e) => setNames({ ...names, [v.id]: e.target.value })} />
+                      <input
+                        id={`imp-${v.id}`}
+                        placeholder="all, or names separated by commas"
+                        value={names[v.id] ?? ''}
+                        onChange={(e) => setNames({ ...names, [v.id]: e.target.value })}
+                      />
                       <button type="button" onClick={() => void imp.run(v.id, v.name)} disabled={imp.busy}>
                         {imp.busy ? 'Importing…' : 'Import'}
                       </button>
@@ -82,7 +90,14 @@ function VCenterForm({ onAdded }: { onAdded: () => void }) {
   const [f, setF] = useState({ name: '', url: '', username: '', password: '', insecure: false, thumbprint: '' });
   const add = useAction(async (e: FormEvent) => {
     e.preventDefault();
-    await api.addVCenter({ name: f.name, url: f.url, username: f.username, password: f.password, insecure: f.insecure, ...(f.thumbprint ? { thumbprint: f.thumbprint } : {}) });
+    await api.addVCenter({
+      name: f.name,
+      url: f.url,
+      username: f.username,
+      password: f.password,
+      insecure: f.insecure,
+      ...(f.thumbprint ? { thumbprint: f.thumbprint } : {}),
+    });
     setF({ name: '', url: '', username: '', password: '', insecure: false, thumbprint: '' });
     onAdded();
   });
@@ -118,7 +133,15 @@ function VCenterForm({ onAdded }: { onAdded: () => void }) {
 function Repositories() {
   const list = useAsync(async () => Promise.all((await api.repositories()).map((r) => api.space(r.id))), []);
   return (
-    <Section title="Repositories" id="repositories" actions={<button type="button" onClick={() => list.reload()}>Measure space</button>}>
+    <Section
+      title="Repositories"
+      id="repositories"
+      actions={
+        <button type="button" onClick={() => list.reload()}>
+          Measure space
+        </button>
+      }
+    >
       <ErrorBox error={list.error} />
       {!list.data ? (
         <Loading what="repositories" />
@@ -185,7 +208,8 @@ function RepositoryForm({ onAdded }: { onAdded: () => void }) {
         Directory (absolute) <input required placeholder="/var/lib/sendense/backups" value={f.path} onChange={(e) => setF({ ...f, path: e.target.value })} />
       </label>
       <label>
-        Storage node (default: this gateway's) <input value={f.storage_node} pattern="[A-Za-z0-9._-]{1,63}" onChange={(e) => setF({ ...f, storage_node: e.target.value })} />
+        Storage node (default: this gateway's){' '}
+        <input value={f.storage_node} pattern="[A-Za-z0-9._-]{1,63}" onChange={(e) => setF({ ...f, storage_node: e.target.value })} />
       </label>
       <button type="submit" className="primary" disabled={add.busy}>
         Add repository
@@ -203,7 +227,9 @@ function Retention() {
   const apply = useAction(async (repository: string, vmContextId: string | null, dryRun: boolean) => {
     const r = await api.applyRetention({ repository, ...(vmContextId ? { vm_context_id: vmContextId } : {}), dry_run: dryRun });
     const count = (k: string) => (Array.isArray(r[k]) ? (r[k] as unknown[]).length : 0);
-    setOutcome(`${dryRun ? 'Would keep' : 'Kept'} ${count('keep')}, ${dryRun ? 'would delete' : 'deleted'} ${count('delete')}, ${dryRun ? 'would merge' : 'merged'} ${count('merge')}${count('errors') ? `, ${count('errors')} errors: ${JSON.stringify(r['errors'])}` : ''}.`);
+    setOutcome(
+      `${dryRun ? 'Would keep' : 'Kept'} ${count('keep')}, ${dryRun ? 'would delete' : 'deleted'} ${count('delete')}, ${dryRun ? 'would merge' : 'merged'} ${count('merge')}${count('errors') ? `, ${count('errors')} errors: ${JSON.stringify(r['errors'])}` : ''}.`,
+    );
   });
   const repoName = (id: string) => repos.data?.find((r) => r.id === id)?.name ?? id;
   const vmName = (id: string | null) => (id ? (vms.data?.find((v) => v.context_id === id)?.vm_name ?? id) : 'whole repository');
@@ -352,11 +378,7 @@ function ApiKeys() {
     <Section title="API keys" id="apikeys">
       <ErrorBox error={list.error ?? revoke.error} />
       {created ? <NewKey created={created} copied={copied} setCopied={setCopied} onDone={() => setCreated(null)} /> : null}
-      {!list.data ? (
-        <Loading what="keys" />
-      ) : (
-        <KeyTable keys={list.data} revoke={revoke} />
-      )}
+      {!list.data ? <Loading what="keys" /> : <KeyTable keys={list.data} revoke={revoke} />}
       <form className="form" onSubmit={(e) => void create.run(e)} aria-labelledby="key-h">
         <h3 id="key-h">Create a key</h3>
         <label>
@@ -390,7 +412,10 @@ function NewKey({ created, copied, setCopied, onDone }: { created: CreatedApiKey
         <button
           type="button"
           onClick={() => {
-            void navigator.clipboard?.writeText(created.key).then(() => setCopied(true), () => setCopied(false));
+            void navigator.clipboard?.writeText(created.key).then(
+              () => setCopied(true),
+              () => setCopied(false),
+            );
           }}
         >
           {copied ? 'Copied' : 'Copy'}

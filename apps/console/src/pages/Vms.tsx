@@ -19,7 +19,9 @@ export function VmList() {
     if ((lastOf.get(b.vm_context_id) ?? '') < t) lastOf.set(b.vm_context_id, t);
   }
   const needle = q.trim().toLowerCase();
-  const shown = (vms.data ?? []).filter((v) => !needle || v.vm_name.toLowerCase().includes(needle) || v.context_id.toLowerCase().includes(needle) || v.moref.toLowerCase().includes(needle));
+  const shown = (vms.data ?? []).filter(
+    (v) => !needle || v.vm_name.toLowerCase().includes(needle) || v.context_id.toLowerCase().includes(needle) || v.moref.toLowerCase().includes(needle),
+  );
   return (
     <>
       <h1>VMs</h1>
@@ -96,7 +98,8 @@ export function VmPage({ contextId }: { contextId: string }) {
       <ErrorBox error={vms.error ?? chains.error} />
       {vm ? (
         <p className="muted">
-          {vm.context_id} · {vm.moref} · {vm.disks.length} disks ({vm.disks.map((d) => `disk ${d.disk_id} ${bytes(d.capacity_bytes)}`).join(', ')}) · CBT {vm.cbt_enabled ? (vm.cbt_state ?? 'on') : 'off'}
+          {vm.context_id} · {vm.moref} · {vm.disks.length} disks ({vm.disks.map((d) => `disk ${d.disk_id} ${bytes(d.capacity_bytes)}`).join(', ')}) · CBT{' '}
+          {vm.cbt_enabled ? (vm.cbt_state ?? 'on') : 'off'}
         </p>
       ) : null}
       {may.backup ? <BackupNow contextId={contextId} repos={repos.data} onEnd={() => chains.reload()} /> : null}
@@ -107,7 +110,17 @@ export function VmPage({ contextId }: { contextId: string }) {
         ) : chains.data.chains.length === 0 ? (
           <p className="muted">No restore point yet.</p>
         ) : (
-          chains.data.chains.map((c) => <Timeline key={c.disk_id} chain={c} selected={selected} onSelect={(id) => { setSelected(id); setResult(null); }} />)
+          chains.data.chains.map((c) => (
+            <Timeline
+              key={c.disk_id}
+              chain={c}
+              selected={selected}
+              onSelect={(id) => {
+                setSelected(id);
+                setResult(null);
+              }}
+            />
+          ))
         )}
         <Legend />
       </Section>
@@ -202,7 +215,8 @@ function BackupNow({ contextId, repos, onEnd }: { contextId: string; repos: { id
 function Legend() {
   return (
     <p className="muted small legend">
-      <Badge kind="full">F</Badge> full · <Badge kind="incremental">I</Badge> incremental · <Badge kind="differential">D</Badge> differential · ✓ verified · ⚠ suspect
+      <Badge kind="full">F</Badge> full · <Badge kind="incremental">I</Badge> incremental · <Badge kind="differential">D</Badge> differential · ✓ verified · ⚠
+      suspect
     </p>
   );
 }
@@ -234,7 +248,11 @@ function Timeline({ chain, selected, onSelect }: { chain: Chain; selected: strin
                 <span className="point-size">{bytes(p.allocated_bytes)}</span>
                 <span className="point-flags">
                   {p.verified_at && !suspect ? <span title={`verified ${when(p.verified_at)}`}>✓ verified</span> : null}
-                  {suspect ? <span className="warn" title={p.suspect_reason ?? p.verify_status ?? 'suspect'}>⚠ suspect</span> : null}
+                  {suspect ? (
+                    <span className="warn" title={p.suspect_reason ?? p.verify_status ?? 'suspect'}>
+                      ⚠ suspect
+                    </span>
+                  ) : null}
                 </span>
               </button>
             </li>
@@ -249,7 +267,11 @@ function Timeline({ chain, selected, onSelect }: { chain: Chain; selected: strin
 function usePointActions({ point, chain, contextId, setResult, onChanged, onGone }: PointProps) {
   const verify = useAction(async () => {
     const r = await api.verify(point.id);
-    setResult(r.ok ? 'Verified: the image checks clean and its content matches the checksum taken at backup time.' : `Verification found problems: ${JSON.stringify(r)}`);
+    setResult(
+      r.ok
+        ? 'Verified: the image checks clean and its content matches the checksum taken at backup time.'
+        : `Verification found problems: ${JSON.stringify(r)}`,
+    );
     onChanged();
   });
   const del = useAction(async () => {
@@ -299,7 +321,9 @@ function PointFacts({ point }: { point: Backup }) {
       <dt>Type</dt>
       <dd>
         {point.backup_type}
-        {point.requested_type && point.requested_type !== point.backup_type ? ` (asked for ${point.requested_type}: ${point.fallback_reason ?? 'no reason given'})` : ''}
+        {point.requested_type && point.requested_type !== point.backup_type
+          ? ` (asked for ${point.requested_type}: ${point.fallback_reason ?? 'no reason given'})`
+          : ''}
       </dd>
       <dt>Taken</dt>
       <dd>{when(point.completed_at ?? point.created_at)}</dd>
@@ -317,7 +341,13 @@ function PointFacts({ point }: { point: Backup }) {
   );
 }
 
-function PointActions({ point, a: { verify, del, consolidate, isLatest, confirmDelete, setConfirmDelete } }: { point: Backup; a: ReturnType<typeof usePointActions> }) {
+function PointActions({
+  point,
+  a: { verify, del, consolidate, isLatest, confirmDelete, setConfirmDelete },
+}: {
+  point: Backup;
+  a: ReturnType<typeof usePointActions>;
+}) {
   const may = useCan();
   return (
     <div className="toolbar">

@@ -70,7 +70,15 @@ export function Loading({ what }: { what: string }) {
 export function Bar({ value, total, label, warnAt = 85 }: { value: number; total: number; label: string; warnAt?: number }) {
   const p = percent(value, total);
   return (
-    <div className="bar" role="progressbar" aria-label={label} aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(p)} aria-valuetext={`${p.toFixed(0)}%`}>
+    <div
+      className="bar"
+      role="progressbar"
+      aria-label={label}
+      aria-valuemin={0}
+      aria-valuemax={100}
+      aria-valuenow={Math.round(p)}
+      aria-valuetext={`${p.toFixed(0)}%`}
+    >
       <div className={`bar-fill${p >= warnAt ? ' bar-warn' : ''}`} style={{ width: `${p}%` }} />
     </div>
   );
@@ -85,7 +93,16 @@ export function Badge({ kind, children, title }: { kind: string; children: React
 }
 
 export function StatusBadge({ status }: { status: string }) {
-  const kind = status === 'completed' ? 'ok' : status === 'failed' ? 'bad' : status === 'cancelled' ? 'muted' : status === 'running' || status === 'cancelling' ? 'run' : 'wait';
+  const kind =
+    status === 'completed'
+      ? 'ok'
+      : status === 'failed'
+        ? 'bad'
+        : status === 'cancelled'
+          ? 'muted'
+          : status === 'running' || status === 'cancelling'
+            ? 'run'
+            : 'wait';
   return <Badge kind={kind}>{status}</Badge>;
 }
 

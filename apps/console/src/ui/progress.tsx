@@ -84,9 +84,7 @@ export function LiveProgress({ runId, onEnd, compact = false }: { runId: string;
         <Bar value={p.phase === 'done' && !p.bytesTotal ? 1 : p.bytesDone} total={p.bytesTotal || 1} label="Overall progress" warnAt={101} />
       ) : null}
       {p?.message ? <p className="muted small">{p.message}</p> : null}
-      {!compact && p?.disks?.length ? (
-        <DiskTable disks={p.disks} rates={rates} />
-      ) : null}
+      {!compact && p?.disks?.length ? <DiskTable disks={p.disks} rates={rates} /> : null}
       {ev?.error ? <p className="error">{ev.error}</p> : null}
       <ErrorBox error={error} title="Progress stream" />
     </div>

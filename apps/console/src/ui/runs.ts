@@ -34,7 +34,10 @@ export function runsOf(rows: Backup[]): Run[] {
           : st.some((s) => s === 'cancelled')
             ? 'cancelled'
             : 'completed';
-    const done = list.map((b) => b.completed_at).filter((d): d is string => !!d).sort();
+    const done = list
+      .map((b) => b.completed_at)
+      .filter((d): d is string => !!d)
+      .sort();
     const first = list[0];
     if (!first) continue;
     runs.push({

@@ -1,4 +1,14 @@
-import { Controller, Get, Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Inject,
+  Injectable,
+  Logger,
+  Module,
+  type DynamicModule,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import type { RestoreSettings } from '@sendense/config';
 import type { RestoreServiceHealth } from '@sendense/contracts';
 import { createRegistry, Gauge, serveMetrics } from '@sendense/metrics';

@@ -28,11 +28,18 @@ describe('AuditLogRepository', () => {
 
   it('filters by key, action prefix, target and result, newest first, paginated; prunes by age', async () => {
     await audit.append(entry({ target: 'p1' }));
-    await audit.append(entry({ keyId: 'k2', keyName: 'admin', action: 'policy.delete', method: 'DELETE', target: 'p1', result: 'error', status: 404, error: 'no policy p1' }));
+    await audit.append(
+      entry({ keyId: 'k2', keyName: 'admin', action: 'policy.delete', method: 'DELETE', target: 'p1', result: 'error', status: 404, error: 'no policy p1' }),
+    );
     await audit.append(entry({ action: 'backup.start', target: 'vm-1', path: '/x'.repeat(600) }));
     expect((await audit.page({}, { limit: 10, offset: 0 })).entries.map((e) => e.action)).toEqual(['backup.start', 'policy.delete', 'policy.create']);
     expect((await audit.page({ action: 'policy.' }, { limit: 10, offset: 0 })).total).toBe(2);
-    expect((await audit.page({ keyId: 'k2' }, { limit: 10, offset: 0 })).entries[0]).toMatchObject({ keyName: 'admin', result: 'error', status: 404, error: 'no policy p1' });
+    expect((await audit.page({ keyId: 'k2' }, { limit: 10, offset: 0 })).entries[0]).toMatchObject({
+      keyName: 'admin',
+      result: 'error',
+      status: 404,
+      error: 'no policy p1',
+    });
     expect((await audit.page({ target: 'p1', result: 'ok' }, { limit: 10, offset: 0 })).total).toBe(1);
     const second = await audit.page({}, { limit: 1, offset: 1 });
     expect([second.total, second.entries.map((e) => e.action)]).toEqual([3, ['policy.delete']]);

@@ -59,7 +59,13 @@ export class AuditLogRepository {
 
   async append(e: NewAuditEntry): Promise<void> {
     await this.prisma.auditLog.create({
-      data: { ...e, path: e.path.slice(0, 1024), action: e.action.slice(0, 191), target: e.target?.slice(0, 255) ?? null, error: e.error?.slice(0, 4000) ?? null },
+      data: {
+        ...e,
+        path: e.path.slice(0, 1024),
+        action: e.action.slice(0, 191),
+        target: e.target?.slice(0, 255) ?? null,
+        error: e.error?.slice(0, 4000) ?? null,
+      },
     });
   }
 

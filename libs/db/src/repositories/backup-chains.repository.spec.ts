@@ -4,7 +4,18 @@ import { BackupJobRepository } from './backup-jobs.repository';
 import { newJob, seedVmAndRepository } from '../testing/repository-seed';
 
 function point(id: string, parentId: string | null, over: Partial<ChainPoint> = {}): ChainPoint {
-  return { id, type: parentId ? 'incremental' : 'full', parentId, changeId: `cid-${id}`, allocatedBytes: 10, virtualSize: 1024, checksum: `sha:${id}`, createdAt: `2026-01-0${id.slice(-1)}T00:00:00Z`, lastVerification: null, ...over };
+  return {
+    id,
+    type: parentId ? 'incremental' : 'full',
+    parentId,
+    changeId: `cid-${id}`,
+    allocatedBytes: 10,
+    virtualSize: 1024,
+    checksum: `sha:${id}`,
+    createdAt: `2026-01-0${id.slice(-1)}T00:00:00Z`,
+    lastVerification: null,
+    ...over,
+  };
 }
 
 /** A repository's answer held in memory: the points a disk directory would list. */
@@ -37,9 +48,19 @@ describe('BackupChainRepository', () => {
 
   const commit = (id: string, chain: ChainPoint[]) =>
     chains.recordCommit({
-      backupId: id, vmContextId: seed.vmContextId, diskIndex: 0, vmDiskId: seed.vmDiskId, changeId: `cid-${id}`,
-      bytesTransferred: 50, bytesSkippedZero: 3, bytesTotal: 60, allocatedBytes: 10, virtualSize: 2048, checksum: `sha:${id}`,
-      disk: { capacityBytes: 2048, label: 'Hard disk 1', fileName: '[ds] a.vmdk' }, chain,
+      backupId: id,
+      vmContextId: seed.vmContextId,
+      diskIndex: 0,
+      vmDiskId: seed.vmDiskId,
+      changeId: `cid-${id}`,
+      bytesTransferred: 50,
+      bytesSkippedZero: 3,
+      bytesTotal: 60,
+      allocatedBytes: 10,
+      virtualSize: 2048,
+      checksum: `sha:${id}`,
+      disk: { capacityBytes: 2048, label: 'Hard disk 1', fileName: '[ds] a.vmdk' },
+      chain,
     });
 
   it('derives the chain columns and refuses an empty chain', () => {
@@ -52,8 +73,19 @@ describe('BackupChainRepository', () => {
     await commit('b1', [point('b1', null)]);
     await jobs.create(newJob({ id: 'b2', vmContextId: seed.vmContextId, repositoryId: seed.repositoryId, parentBackupId: 'b1', backupType: 'incremental' }));
     await commit('b2', [point('b1', null), point('b2', 'b1')]);
-    expect(await jobs.find('b2')).toMatchObject({ status: 'completed', changeId: 'cid-b2', allocatedBytes: 10n, virtualSizeBytes: 2048n, progress: { phase: 'done', bytesDone: 50, bytesTotal: 60, bytesSkippedZero: 3 } });
-    expect(await db.prisma.vmDisk.findUnique({ where: { id: seed.vmDiskId } })).toMatchObject({ lastBackupId: 'b2', lastChangeId: 'cid-b2', capacityBytes: 2048n, label: 'Hard disk 1' });
+    expect(await jobs.find('b2')).toMatchObject({
+      status: 'completed',
+      changeId: 'cid-b2',
+      allocatedBytes: 10n,
+      virtualSizeBytes: 2048n,
+      progress: { phase: 'done', bytesDone: 50, bytesTotal: 60, bytesSkippedZero: 3 },
+    });
+    expect(await db.prisma.vmDisk.findUnique({ where: { id: seed.vmDiskId } })).toMatchObject({
+      lastBackupId: 'b2',
+      lastChangeId: 'cid-b2',
+      capacityBytes: 2048n,
+      label: 'Hard disk 1',
+    });
     expect(await chains.find(seed.vmContextId, 0)).toMatchObject({ id: 'chain-b1', fullBackupId: 'b1', latestBackupId: 'b2', totalBackups: 2 });
     expect((await chains.listForVm(seed.vmContextId)).map((c) => c.diskId)).toEqual([0]);
   });
@@ -61,9 +93,21 @@ describe('BackupChainRepository', () => {
   it('records the CBT audit of a commit when one ran, and leaves the columns alone when none did', async () => {
     await jobs.create(newJob({ id: 'b2a', vmContextId: seed.vmContextId, repositoryId: seed.repositoryId, parentBackupId: 'b2', backupType: 'incremental' }));
     await chains.recordCommit({
-      backupId: 'b2a', vmContextId: seed.vmContextId, diskIndex: 0, vmDiskId: seed.vmDiskId, changeId: 'cid-b2a', bytesTransferred: 5, bytesSkippedZero: 0, bytesTotal: 5,
-      allocatedBytes: 1, virtualSize: 2048, checksum: null, suspectReason: 'sample 3 differs', cbtAudit: { samples: 4, mismatches: 1 },
-      disk: { capacityBytes: 2048, label: 'Hard disk 1', fileName: '[ds] a.vmdk' }, chain: [point('b1', null), point('b2', 'b1'), point('b2a', 'b2')],
+      backupId: 'b2a',
+      vmContextId: seed.vmContextId,
+      diskIndex: 0,
+      vmDiskId: seed.vmDiskId,
+      changeId: 'cid-b2a',
+      bytesTransferred: 5,
+      bytesSkippedZero: 0,
+      bytesTotal: 5,
+      allocatedBytes: 1,
+      virtualSize: 2048,
+      checksum: null,
+      suspectReason: 'sample 3 differs',
+      cbtAudit: { samples: 4, mismatches: 1 },
+      disk: { capacityBytes: 2048, label: 'Hard disk 1', fileName: '[ds] a.vmdk' },
+      chain: [point('b1', null), point('b2', 'b1'), point('b2a', 'b2')],
     });
     expect(await jobs.find('b2a')).toMatchObject({ status: 'completed', suspectReason: 'sample 3 differs', cbtAudit: { samples: 4, mismatches: 1 } });
     expect(await jobs.find('b2')).toMatchObject({ suspectReason: null, cbtAudit: null });
@@ -92,7 +136,16 @@ describe('BackupChainRepository', () => {
   });
 
   it('syncDisk follows a renamed image: repository_path of the survivor is the repository key of its new name', async () => {
-    await jobs.create(newJob({ id: 'b4', vmContextId: seed.vmContextId, repositoryId: seed.repositoryId, backupType: 'incremental', parentBackupId: 'b2', repositoryPath: 'old/incr-b4.qcow2' }));
+    await jobs.create(
+      newJob({
+        id: 'b4',
+        vmContextId: seed.vmContextId,
+        repositoryId: seed.repositoryId,
+        backupType: 'incremental',
+        parentBackupId: 'b2',
+        repositoryPath: 'old/incr-b4.qcow2',
+      }),
+    );
     await commit('b4', [point('b2', null), point('b4', 'b2')]);
     const src: ChainSource = {
       ...source([point('b4', null, { type: 'full', imageName: 'full-b4.qcow2' })]),

@@ -121,7 +121,13 @@ export class BackupChainRepository {
       });
       await tx.vmDisk.update({
         where: { id: c.vmDiskId },
-        data: { lastChangeId: c.changeId, lastBackupId: c.backupId, capacityBytes: BigInt(c.disk.capacityBytes), label: c.disk.label, backingFile: c.disk.fileName },
+        data: {
+          lastChangeId: c.changeId,
+          lastBackupId: c.backupId,
+          capacityBytes: BigInt(c.disk.capacityBytes),
+          label: c.disk.label,
+          backingFile: c.disk.fileName,
+        },
       });
       await upsertChain(tx, c.vmContextId, c.diskIndex, c.chain);
     });

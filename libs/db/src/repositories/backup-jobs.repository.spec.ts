@@ -16,7 +16,9 @@ describe('BackupJobRepository', () => {
     ({ vmContextId, repositoryId } = await seedVmAndRepository(db.prisma));
     await jobs.create(newJob({ id: 'full-1', vmContextId, repositoryId }));
     await jobs.create(newJob({ id: 'incr-1', vmContextId, repositoryId, backupType: 'incremental', parentBackupId: 'full-1', runId: 'run-2' }));
-    await jobs.create(newJob({ id: 'incr-2', vmContextId, repositoryId, backupType: 'incremental', parentBackupId: 'incr-1', runId: 'run-3', storageNode: 'node-b' }));
+    await jobs.create(
+      newJob({ id: 'incr-2', vmContextId, repositoryId, backupType: 'incremental', parentBackupId: 'incr-1', runId: 'run-3', storageNode: 'node-b' }),
+    );
   }, 60_000);
   afterAll(() => db?.drop());
 

@@ -46,12 +46,37 @@ describe('BackupPolicyRepository', () => {
   it('records one run per queue job (a second start of the same slot resumes it) and lists runs newest first', async () => {
     const p = await policies.create(spec({ name: 'runs' }));
     const a = await policies.startRun({ policyId: p.id, queueJobId: 'repeat:policy.x:1', trigger: 'schedule', scheduledFor: new Date(1_000_000) });
-    const again = await Promise.all([1, 2].map(() => policies.startRun({ policyId: p.id, queueJobId: 'repeat:policy.x:1', trigger: 'schedule', scheduledFor: null })));
+    const again = await Promise.all(
+      [1, 2].map(() => policies.startRun({ policyId: p.id, queueJobId: 'repeat:policy.x:1', trigger: 'schedule', scheduledFor: null })),
+    );
     expect(a.resumed).toBe(false);
-    expect(again.map((x) => [x.run.id, x.resumed])).toEqual([[a.run.id, true], [a.run.id, true]]);
+    expect(again.map((x) => [x.run.id, x.resumed])).toEqual([
+      [a.run.id, true],
+      [a.run.id, true],
+    ]);
     const vms = [
-      { vmContextId: vm.contextId, vmName: 'web-1', runId: 'r1', type: 'full' as const, reason: 'first', status: 'completed' as const, bytes: 100, durationMs: 5, error: null },
-      { vmContextId: 'c2', vmName: 'web-2', runId: 'r2', type: 'incremental' as const, reason: 'x', status: 'failed' as const, bytes: 20, durationMs: 5, error: 'boom' },
+      {
+        vmContextId: vm.contextId,
+        vmName: 'web-1',
+        runId: 'r1',
+        type: 'full' as const,
+        reason: 'first',
+        status: 'completed' as const,
+        bytes: 100,
+        durationMs: 5,
+        error: null,
+      },
+      {
+        vmContextId: 'c2',
+        vmName: 'web-2',
+        runId: 'r2',
+        type: 'incremental' as const,
+        reason: 'x',
+        status: 'failed' as const,
+        bytes: 20,
+        durationMs: 5,
+        error: 'boom',
+      },
     ];
     const done = await policies.updateRun(a.run.id, { vms, status: 'partial', message: '1 of 2 failed', finished: true });
     expect(done).toMatchObject({ bytesTransferred: 120, status: 'partial', vms });
@@ -67,7 +92,15 @@ describe('BackupPolicyRepository', () => {
   });
 
   it('counts the incrementals since the last completed full of a VM in a repository', async () => {
-    const base = { vmContextId: vm.contextId, vmName: 'web-1', diskId: 0, repositoryId: vm.repositoryId, repositoryType: 'local', repositoryPath: 'x', status: 'completed' as const };
+    const base = {
+      vmContextId: vm.contextId,
+      vmName: 'web-1',
+      diskId: 0,
+      repositoryId: vm.repositoryId,
+      repositoryType: 'local',
+      repositoryPath: 'x',
+      status: 'completed' as const,
+    };
     expect(await policies.vmBackupState(vm.contextId, vm.repositoryId)).toEqual({ lastFullAt: null, incrementalsSinceFull: 0, lastSuccessAt: null });
     const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
     let n = 0;

@@ -136,7 +136,12 @@ export class BackupPolicyRepository {
    * The run of one queue job: created on first sight, the same row when the
    * job is seen again (a worker that died mid-run and the job retried).
    */
-  async startRun(r: { policyId: string; queueJobId: string; trigger: PolicyRunTrigger; scheduledFor: Date | null }): Promise<{ run: PolicyRunRecord; resumed: boolean }> {
+  async startRun(r: {
+    policyId: string;
+    queueJobId: string;
+    trigger: PolicyRunTrigger;
+    scheduledFor: Date | null;
+  }): Promise<{ run: PolicyRunRecord; resumed: boolean }> {
     const existing = await this.prisma.policyRun.findUnique({ where: { queueJobId: r.queueJobId } });
     if (existing) return { run: toRun(existing), resumed: true };
     try {

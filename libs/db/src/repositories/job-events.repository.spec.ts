@@ -18,7 +18,10 @@ describe('JobEventRepository', () => {
     await events.append({ runId: 'r1', backupJobId: null, level: 'error', phase: 'cleanup', message: 'y'.repeat(70_000) });
     await events.append({ runId: 'r2', backupJobId: null, level: 'warn', phase: 'x', message: 'other run' });
     const got = await events.listByRun('r1');
-    expect(got.map((e) => [e.level, e.phase])).toEqual([['info', 'preparing'], ['error', 'cleanup']]);
+    expect(got.map((e) => [e.level, e.phase])).toEqual([
+      ['info', 'preparing'],
+      ['error', 'cleanup'],
+    ]);
     expect(got[0]!.data).toEqual({ a: 1 });
     expect(got[1]!.message).toHaveLength(60_000);
     expect(await events.listByRun('r1', 1)).toHaveLength(1);

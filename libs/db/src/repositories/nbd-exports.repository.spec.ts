@@ -26,7 +26,17 @@ describe('restore points held by exports and mounts, per repository', () => {
 
   const exportRow = (name: string, restorePointId: string | null) =>
     db.prisma.nbdExport.create({
-      data: { name, kind: restorePointId ? 'restore' : 'target', server: 'qemu-nbd', filePath: `/srv/${name}.qcow2`, host: '127.0.0.1', port: 10809, nodeName: 'n1', restorePointId, state: 'active' },
+      data: {
+        name,
+        kind: restorePointId ? 'restore' : 'target',
+        server: 'qemu-nbd',
+        filePath: `/srv/${name}.qcow2`,
+        host: '127.0.0.1',
+        port: 10809,
+        nodeName: 'n1',
+        restorePointId,
+        state: 'active',
+      },
     });
 
   it('names only the restore points of the repository asked about, each once', async () => {
@@ -64,9 +74,26 @@ describe('NbdExportRepository as the exporter record store', () => {
 
   const at = new Date('2026-01-02T03:04:05Z');
   const rec = (name: string, over: Partial<NbdExportRecord> = {}): NbdExportRecord => ({
-    name, kind: 'qcow2', server: 'qemu-nbd', filePath: `/srv/${name}.qcow2`, writable: true, host: '127.0.0.1', port: 10810, socketPath: null, pid: 1,
-    nodeName: 'n1', backupJobId: null, restorePointId: null, overlayPath: null, idleTimeoutSeconds: null, lastActiveAt: at, tlsMode: null,
-    state: 'starting', createdAt: at, updatedAt: at, ...over,
+    name,
+    kind: 'qcow2',
+    server: 'qemu-nbd',
+    filePath: `/srv/${name}.qcow2`,
+    writable: true,
+    host: '127.0.0.1',
+    port: 10810,
+    socketPath: null,
+    pid: 1,
+    nodeName: 'n1',
+    backupJobId: null,
+    restorePointId: null,
+    overlayPath: null,
+    idleTimeoutSeconds: null,
+    lastActiveAt: at,
+    tlsMode: null,
+    state: 'starting',
+    createdAt: at,
+    updatedAt: at,
+    ...over,
   });
 
   it('upserts (createdAt kept), lists one node oldest first, removes idempotently', async () => {
@@ -85,7 +112,16 @@ describe('NbdExportRepository as the exporter record store', () => {
 
   it('reads a row with a kind, server or state this version does not know as removing (reconcile drops it)', async () => {
     await db.prisma.nbdExport.create({
-      data: { name: 'odd', kind: 'future-kind', server: 'qemu-nbd', filePath: '/srv/odd', host: '127.0.0.1', nodeName: 'n3', state: 'active', tlsMode: 'weird' },
+      data: {
+        name: 'odd',
+        kind: 'future-kind',
+        server: 'qemu-nbd',
+        filePath: '/srv/odd',
+        host: '127.0.0.1',
+        nodeName: 'n3',
+        state: 'active',
+        tlsMode: 'weird',
+      },
     });
     const [odd] = await repo.list('n3');
     expect(odd).toMatchObject({ name: 'odd', kind: 'raw', state: 'removing', tlsMode: null });

@@ -50,15 +50,21 @@ describe('RestoreMountRepository', () => {
     const third = await seedBackup(db.prisma, await seedVm(db.prisma, 'vm-cap3'), { runId: 'r-cap3' });
     // Ten at once for ten different mounts, cap 3: exactly three get a row.
     const ids = Array.from({ length: 10 }, (_, i) => `cap-${i}`);
-    const results = await Promise.all(ids.map((id, i) => mounts.createPendingWithinCap({ id, backupId: [backupId, other, third][i % 3]!, nodeName: `n-cap-${i}`, apiKeyId: key.id, cap: 3 })));
+    const results = await Promise.all(
+      ids.map((id, i) => mounts.createPendingWithinCap({ id, backupId: [backupId, other, third][i % 3]!, nodeName: `n-cap-${i}`, apiKeyId: key.id, cap: 3 })),
+    );
     expect(results.filter((r) => r.created)).toHaveLength(3);
     expect(results.filter((r) => !r.created)).toEqual(Array.from({ length: 7 }, () => ({ created: false, held: 3 })));
     expect(await db.prisma.restoreMount.count({ where: { apiKeyId: key.id } })).toBe(3);
     // At the cap, a restore point already mounted on that node is let through (the restore-service reuses it).
     const held = await db.prisma.restoreMount.findFirstOrThrow({ where: { apiKeyId: key.id } });
-    expect(await mounts.createPendingWithinCap({ id: 'cap-reuse', backupId: held.backupId, nodeName: held.nodeName, apiKeyId: key.id, cap: 3 })).toEqual({ created: true });
+    expect(await mounts.createPendingWithinCap({ id: 'cap-reuse', backupId: held.backupId, nodeName: held.nodeName, apiKeyId: key.id, cap: 3 })).toEqual({
+      created: true,
+    });
     // Another key is not held back by this one's mounts; cap 0 is no cap.
-    expect(await mounts.createPendingWithinCap({ id: 'cap-other-key', backupId, nodeName: 'n-other', apiKeyId: 'another-key', cap: 1 })).toEqual({ created: true });
+    expect(await mounts.createPendingWithinCap({ id: 'cap-other-key', backupId, nodeName: 'n-other', apiKeyId: 'another-key', cap: 1 })).toEqual({
+      created: true,
+    });
     expect(await mounts.createPendingWithinCap({ id: 'cap-none', backupId, nodeName: 'n-none', apiKeyId: key.id, cap: 0 })).toEqual({ created: true });
     await mounts.remove(...ids, 'cap-reuse', 'cap-other-key', 'cap-none');
   });

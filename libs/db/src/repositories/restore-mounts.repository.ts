@@ -33,7 +33,13 @@ export class RestoreMountRepository {
    * and than a lock wait behind nine parallel requests on a loaded host, so
    * they are set here from TX_WAIT_MS; a failure says which mount and key.
    */
-  async createPendingWithinCap(m: { id: string; backupId: string; nodeName: string; apiKeyId: string; cap: number }): Promise<{ created: true } | { created: false; held: number }> {
+  async createPendingWithinCap(m: {
+    id: string;
+    backupId: string;
+    nodeName: string;
+    apiKeyId: string;
+    cap: number;
+  }): Promise<{ created: true } | { created: false; held: number }> {
     try {
       return await this.prisma.$transaction(
         async (tx) => {
@@ -45,7 +51,9 @@ export class RestoreMountRepository {
               if (held >= m.cap) return { created: false as const, held };
             }
           }
-          await tx.restoreMount.create({ data: { id: m.id, backupId: m.backupId, nodeName: m.nodeName, apiKeyId: m.apiKeyId, mountPath: '', state: 'mounting' } });
+          await tx.restoreMount.create({
+            data: { id: m.id, backupId: m.backupId, nodeName: m.nodeName, apiKeyId: m.apiKeyId, mountPath: '', state: 'mounting' },
+          });
           return { created: true as const };
         },
         { maxWait: TX_WAIT_MS, timeout: TX_WAIT_MS * 2 },

@@ -13,7 +13,7 @@ describe('RetentionPolicyRepository', () => {
   }, 60_000);
   afterAll(() => db?.drop());
 
-  it('stores the contracts shape in the keep_* columns and replaces a scope\'s policy', async () => {
+  it("stores the contracts shape in the keep_* columns and replaces a scope's policy", async () => {
     const p = await policies.set({ repositoryId: vm.repositoryId, vmContextId: null }, { keepLast: 3, weekly: 2 });
     expect(p).toMatchObject({ repositoryId: vm.repositoryId, vmContextId: null, keepLast: 3, daily: 0, weekly: 2, monthly: 0 });
     const row = await db.prisma.retentionPolicy.findUniqueOrThrow({ where: { id: p.id } });
@@ -23,7 +23,7 @@ describe('RetentionPolicyRepository', () => {
     expect(await db.prisma.retentionPolicy.count()).toBe(1);
   });
 
-  it('the VM\'s own policy wins over the repository\'s; none for an unknown repository', async () => {
+  it("the VM's own policy wins over the repository's; none for an unknown repository", async () => {
     expect((await policies.effective(vm.repositoryId, vm.contextId))?.vmContextId).toBeNull();
     const own = await policies.set({ repositoryId: vm.repositoryId, vmContextId: vm.contextId }, { keepLast: 1 });
     expect(await policies.effective(vm.repositoryId, vm.contextId)).toMatchObject({ id: own.id, keepLast: 1 });

@@ -40,8 +40,13 @@ describe('VmContextRepository', () => {
     expect(other.cbtState).toBe('disabled');
     expect((await vms.findByName('web-renamed')).length).toBe(2);
     expect(await vms.find('ctx-none')).toBeNull();
-    for (const [i, key] of [[1, 2001], [0, 2000]] as const) {
-      await db.prisma.vmDisk.create({ data: { id: `${other.contextId}-${key}`, vmContextId: other.contextId, diskIndex: i, deviceKey: key, capacityBytes: 1n << 30n } });
+    for (const [i, key] of [
+      [1, 2001],
+      [0, 2000],
+    ] as const) {
+      await db.prisma.vmDisk.create({
+        data: { id: `${other.contextId}-${key}`, vmContextId: other.contextId, diskIndex: i, deviceKey: key, capacityBytes: 1n << 30n },
+      });
     }
     const listed = (await vms.listWithDisks()).find((v) => v.contextId === other.contextId)!;
     expect(listed.disks.map((d) => d.diskIndex)).toEqual([0, 1]);

@@ -28,7 +28,10 @@ export interface InventoryVm {
 
 /** A context id people can read: ctx-<name>-<8 hex>. */
 export function newContextId(vmName: string): string {
-  return `ctx-${vmName.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40)}-${randomUUID().slice(0, 8)}`;
+  return `ctx-${vmName
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .slice(0, 40)}-${randomUUID().slice(0, 8)}`;
 }
 
 /** The vm_replication_contexts table: the VMs under protection. */
@@ -66,7 +69,10 @@ export class VmContextRepository {
 
   /** After a backup: CBT is on (the backup enabled or used it) and the name/UUID are what vCenter said. */
   async recordBackedUp(contextId: string, seen: { vmName: string; instanceUuid: string | null }): Promise<void> {
-    await this.prisma.vmContext.update({ where: { contextId }, data: { cbtEnabled: true, cbtState: 'enabled', vmName: seen.vmName, instanceUuid: seen.instanceUuid } });
+    await this.prisma.vmContext.update({
+      where: { contextId },
+      data: { cbtEnabled: true, cbtState: 'enabled', vmName: seen.vmName, instanceUuid: seen.instanceUuid },
+    });
   }
 
   /** By name, each with its disks by index. */

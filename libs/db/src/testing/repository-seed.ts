@@ -2,10 +2,15 @@ import type { PrismaClient } from '../prisma-client';
 import type { NewBackupJob } from '../repositories/backup-jobs.repository';
 
 /** Rows the repository specs build on: one VM with one disk, one local repository. Test code only. */
-export async function seedVmAndRepository(prisma: PrismaClient, vmContextId = 'ctx-1'): Promise<{ vmContextId: string; repositoryId: string; vmDiskId: string }> {
+export async function seedVmAndRepository(
+  prisma: PrismaClient,
+  vmContextId = 'ctx-1',
+): Promise<{ vmContextId: string; repositoryId: string; vmDiskId: string }> {
   await prisma.vmContext.create({ data: { contextId: vmContextId, vmName: `vm-${vmContextId}`, vcenterHost: 'vc.example', vmMoref: `vm-${vmContextId}` } });
   const repositoryId = `repo-${vmContextId}`;
-  await prisma.backupRepository.create({ data: { id: repositoryId, name: repositoryId, repositoryType: 'local', config: { path: '/srv/x' }, storageNode: 'node-a' } });
+  await prisma.backupRepository.create({
+    data: { id: repositoryId, name: repositoryId, repositoryType: 'local', config: { path: '/srv/x' }, storageNode: 'node-a' },
+  });
   const disk = await prisma.vmDisk.create({ data: { id: `${vmContextId}-2000`, vmContextId, diskIndex: 0, deviceKey: 2000, capacityBytes: 1024n } });
   return { vmContextId, repositoryId, vmDiskId: disk.id };
 }

@@ -50,9 +50,7 @@ function droppingProxy(socketPath: string, cutAfter: number, cuts: number): Prom
     upstream.on('close', () => client.destroy());
   });
   return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({ port: (server.address() as net.AddressInfo).port, close: () => server.close(), drops: () => dropped }),
-    ),
+    server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as net.AddressInfo).port, close: () => server.close(), drops: () => dropped })),
   );
 }
 
@@ -72,7 +70,11 @@ describe('copyExtents', () => {
   it('copies a whole raw disk into a qcow2 target byte for byte, zeroes and holes included', async () => {
     const src = dir.file('whole.raw');
     await createImage(src, 'raw', 24 * MiB);
-    fillRandom(src, [{ offset: 0, length: 3 * MiB }, { offset: 5 * MiB + 4 * KiB, length: 700 * KiB }, { offset: 20 * MiB, length: 4 * MiB }]);
+    fillRandom(src, [
+      { offset: 0, length: 3 * MiB },
+      { offset: 5 * MiB + 4 * KiB, length: 700 * KiB },
+      { offset: 20 * MiB, length: 4 * MiB },
+    ]);
     // An allocated all-zero region: must read back as zero, written as WRITE_ZEROES.
     await qemuIoWrite(src, 'raw', ['write -P 0 10M 2M']);
     const dst = dir.file('whole.qcow2');
@@ -101,7 +103,10 @@ describe('copyExtents', () => {
   it('copies allocated extents from base:allocation only', async () => {
     const src = dir.file('alloc.raw');
     await createImage(src, 'raw', 16 * MiB);
-    fillRandom(src, [{ offset: 2 * MiB, length: MiB }, { offset: 9 * MiB, length: 512 * KiB }]);
+    fillRandom(src, [
+      { offset: 2 * MiB, length: MiB },
+      { offset: 9 * MiB, length: 512 * KiB },
+    ]);
     const dst = dir.file('alloc.qcow2');
     await createImage(dst, 'qcow2', 16 * MiB);
     const s = await start(qemuNbd(dir, src, { format: 'raw', readOnly: true }));
@@ -140,7 +145,10 @@ describe('copyExtents', () => {
       { offset: 9 * MiB + 4 * KiB, length: 300 * KiB },
       { offset: 16 * MiB - 64 * KiB, length: 64 * KiB },
     ];
-    fillRandom(src, changed.filter((_, i) => i !== 2));
+    fillRandom(
+      src,
+      changed.filter((_, i) => i !== 2),
+    );
     await qemuIoWrite(src, 'raw', ['write -z 5M 768k']);
     const overlay = dir.file('incr.qcow2');
     await createImage(overlay, 'qcow2', 16 * MiB, { file: backing, format: 'qcow2' });
@@ -152,7 +160,11 @@ describe('copyExtents', () => {
     await t.stop();
     await qemuImgCompare(src, 'raw', overlay, 'qcow2');
     // Only the changed extents live in the overlay; everything else falls through.
-    const map = JSON.parse((await run('qemu-img', ['map', '-U', '--output=json', '-f', 'qcow2', overlay])).stdout) as { depth: number; start: number; length: number }[];
+    const map = JSON.parse((await run('qemu-img', ['map', '-U', '--output=json', '-f', 'qcow2', overlay])).stdout) as {
+      depth: number;
+      start: number;
+      length: number;
+    }[];
     const inOverlay = map.filter((m) => m.depth === 0).reduce((n, m) => n + m.length, 0);
     expect(inOverlay).toBeLessThan(4 * MiB);
   });
@@ -288,9 +300,7 @@ describe('copyExtents', () => {
     const ro = await start(qemuNbd(dir, src, { format: 'raw', readOnly: true }));
     await expect(copyExtents({ source: s.uri, target: ro.uri })).rejects.toThrow(/read-only/);
     const t = await start(nbdkit(dir, 'memory', ['size=1M']));
-    await expect(copyExtents({ source: s.uri, target: t.uri, extents: [{ offset: MiB - 4096, length: 8192 }] })).rejects.toThrow(
-      /beyond the disk size/,
-    );
+    await expect(copyExtents({ source: s.uri, target: t.uri, extents: [{ offset: MiB - 4096, length: 8192 }] })).rejects.toThrow(/beyond the disk size/);
   });
 });
 

@@ -307,10 +307,7 @@ class Copier {
     this.recovering ??= (async () => {
       let last: unknown = cause;
       // Which connection dropped, for the error if it never comes back.
-      const lost = [
-        ...(this.source.healthy ? [] : [`source ${this.source.server}`]),
-        ...(this.target.healthy ? [] : [`target ${this.target.server}`]),
-      ];
+      const lost = [...(this.source.healthy ? [] : [`source ${this.source.server}`]), ...(this.target.healthy ? [] : [`target ${this.target.server}`])];
       while (this.p.retries < this.retry.attempts) {
         const delay = Math.min(this.retry.maxDelayMs, this.retry.delayMs * 2 ** this.p.retries);
         this.p.retries++;

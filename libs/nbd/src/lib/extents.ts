@@ -28,12 +28,10 @@ export interface RangeOptions {
  */
 async function withContext<T>(client: NbdClient, context: string, fn: (c: NbdClient) => Promise<T>): Promise<T> {
   if (client.metaContexts.has(context)) return fn(client);
-  const temp = await NbdClient.connect({ ...client.options, connections: 1, metaContexts: [context], connectTimeoutMs: 5000 }).catch(
-    (err: unknown) => {
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new Error(`meta context "${context}" was not negotiated; pass metaContexts: ["${context}"] when connecting (${msg})`);
-    },
-  );
+  const temp = await NbdClient.connect({ ...client.options, connections: 1, metaContexts: [context], connectTimeoutMs: 5000 }).catch((err: unknown) => {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new Error(`meta context "${context}" was not negotiated; pass metaContexts: ["${context}"] when connecting (${msg})`);
+  });
   try {
     return await fn(temp);
   } finally {
@@ -53,10 +51,7 @@ function range(client: NbdClient, opts: RangeOptions): [number, number] {
  * unless includeHoles is set: a fresh target already reads zero there, but a
  * target with a backing file does not, so pass includeHoles for those.
  */
-export async function allocatedExtents(
-  client: NbdClient,
-  opts: RangeOptions & { includeHoles?: boolean } = {},
-): Promise<Extent[]> {
+export async function allocatedExtents(client: NbdClient, opts: RangeOptions & { includeHoles?: boolean } = {}): Promise<Extent[]> {
   const [offset, length] = range(client, opts);
   const status = await withContext(client, CONTEXT_BASE_ALLOCATION, (c) => c.blockStatus(offset, length, CONTEXT_BASE_ALLOCATION));
   const out: Extent[] = [];

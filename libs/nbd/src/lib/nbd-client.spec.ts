@@ -55,9 +55,7 @@ describe('NbdClient against qemu-nbd (raw)', () => {
     }
     await Promise.all(writes);
     await client.flush();
-    const reads = await Promise.all(
-      Array.from({ length: 64 }, (_, i) => client.read(10 * MiB + i * 64 * 1024, 64 * 1024)),
-    );
+    const reads = await Promise.all(Array.from({ length: 64 }, (_, i) => client.read(10 * MiB + i * 64 * 1024, 64 * 1024)));
     expect(Buffer.concat(reads).equals(payload)).toBe(true);
     const onDisk = readFileSync(image).subarray(10 * MiB, 14 * MiB);
     expect(onDisk.equals(payload)).toBe(true);
@@ -220,7 +218,11 @@ describe('NbdClient against nbd-server', () => {
       await c.flush();
       expect((await c.read(MiB, data.length)).equals(data)).toBe(true);
       await c.close();
-      expect(readFileSync(f).subarray(MiB, MiB + data.length).equals(data)).toBe(true);
+      expect(
+        readFileSync(f)
+          .subarray(MiB, MiB + data.length)
+          .equals(data),
+      ).toBe(true);
     } finally {
       await srv.stop();
     }

@@ -346,12 +346,7 @@ export class NbdClient {
     if (this.metaContexts.size === 0) {
       throw new NbdError('BLOCK_STATUS: no meta context negotiated (pass metaContexts when connecting)', this.ctx({ command: 'BLOCK_STATUS', offset, length }));
     }
-    return this.pick('BLOCK_STATUS', offset, length).request<StatusReply>(
-      NBD_CMD_BLOCK_STATUS,
-      reqOne ? NBD_CMD_FLAG_REQ_ONE : 0,
-      offset,
-      length,
-    );
+    return this.pick('BLOCK_STATUS', offset, length).request<StatusReply>(NBD_CMD_BLOCK_STATUS, reqOne ? NBD_CMD_FLAG_REQ_ONE : 0, offset, length);
   }
 
   /**

@@ -14,15 +14,7 @@ import * as tls from 'node:tls';
 import { BufferPool } from './buffer-pool';
 import { ByteQueue } from './byte-queue';
 import { NbdCommandError, NbdConnectionError, NbdError, NbdHandshakeError, commandName } from './nbd-errors';
-import {
-  ExportInfo,
-  ExportListing,
-  HandshakeFailure,
-  HandshakeIo,
-  NegotiateOptions,
-  listExportsOverIo,
-  negotiate,
-} from './nbd-handshake';
+import { ExportInfo, ExportListing, HandshakeFailure, HandshakeIo, NegotiateOptions, listExportsOverIo, negotiate } from './nbd-handshake';
 import {
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
@@ -58,7 +50,8 @@ export interface NbdTlsPsk {
  * negotiates TLS 1.3 (TLS_CHACHA20_POLY1305_SHA256 or AES-GCM, PSK with
  * (EC)DHE); these suites are for a server that stops at TLS 1.2.
  */
-export const NBD_TLS_PSK_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:DHE-PSK-AES128-GCM-SHA256:DHE-PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384';
+export const NBD_TLS_PSK_CIPHERS =
+  'ECDHE-PSK-CHACHA20-POLY1305:DHE-PSK-AES128-GCM-SHA256:DHE-PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384';
 
 export interface ConnectOptions extends NegotiateOptions {
   address: NbdAddress;
@@ -558,8 +551,7 @@ export class NbdConnection {
           const msgLen = len >= 6 ? Math.min(b.readUInt16BE(4), len - 6) : 0;
           const msg = b.subarray(6, 6 + msgLen).toString('utf8');
           // ERROR_OFFSET says where inside the request the error happened.
-          const offset =
-            this.chunkType === NBD_REPLY_TYPE_ERROR_OFFSET && len >= 6 + msgLen + 8 ? readU64(b, 6 + msgLen) : p.offset;
+          const offset = this.chunkType === NBD_REPLY_TYPE_ERROR_OFFSET && len >= 6 + msgLen + 8 ? readU64(b, 6 + msgLen) : p.offset;
           p.error ??= this.commandError(p, errno, msg, offset);
         }
       // Unknown informational chunks are ignored.

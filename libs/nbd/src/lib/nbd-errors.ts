@@ -42,10 +42,7 @@ export class NbdCommandError extends NbdError {
   readonly serverMessage?: string;
   constructor(errno: number, ctx: NbdErrorContext, serverMessage?: string) {
     const [name, text] = NBD_ERRORS[errno] ?? [`E#${errno}`, 'unknown NBD error'];
-    super(
-      `NBD ${ctx.command ?? 'command'} failed: ${name} (${text})${serverMessage ? `: ${serverMessage}` : ''}`,
-      ctx,
-    );
+    super(`NBD ${ctx.command ?? 'command'} failed: ${name} (${text})${serverMessage ? `: ${serverMessage}` : ''}`, ctx);
     this.name = 'NbdCommandError';
     this.errno = errno;
     this.errnoName = name;

@@ -174,12 +174,7 @@ async function structuredReply(io: HandshakeIo): Promise<boolean> {
   throw new HandshakeFailure(`unexpected reply ${r.type} to NBD_OPT_STRUCTURED_REPLY`);
 }
 
-async function setMetaContexts(
-  io: HandshakeIo,
-  exportName: string,
-  queries: readonly string[],
-  required: boolean,
-): Promise<Map<string, number>> {
+async function setMetaContexts(io: HandshakeIo, exportName: string, queries: readonly string[], required: boolean): Promise<Map<string, number>> {
   const parts = [lengthPrefixed(exportName), Buffer.alloc(4)];
   parts[1].writeUInt32BE(queries.length, 0);
   for (const q of queries) parts.push(lengthPrefixed(q));
@@ -301,4 +296,3 @@ export async function listExportsOverIo(io: HandshakeIo): Promise<ExportListing[
   io.write(optionRequest(NBD_OPT_ABORT));
   return out;
 }
-

@@ -101,6 +101,8 @@ describe('NbdClient over TLS-PSK (qemu-nbd tls-creds-psk)', () => {
   });
 
   it('checks the key is hex of at least 16 bytes', async () => {
-    await expect(NbdClient.connect({ uri: `nbds://127.0.0.1:${port}/target`, tlsPsk: { identity: 'sendense', key: 'not-hex' } })).rejects.toThrow(/at least 16 bytes, in hex/);
+    await expect(NbdClient.connect({ uri: `nbds://127.0.0.1:${port}/target`, tlsPsk: { identity: 'sendense', key: 'not-hex' } })).rejects.toThrow(
+      /at least 16 bytes, in hex/,
+    );
   });
 });

@@ -4,7 +4,10 @@
  * NotAFile / NotADirectory -> 400 (or 409), RangeNotSatisfiable -> 416.
  */
 export class RestoreError extends Error {
-  constructor(message: string, readonly code: string) {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
     super(message);
     this.name = new.target.name;
   }
@@ -36,7 +39,10 @@ export class NotAFile extends RestoreError {
 }
 
 export class RangeNotSatisfiable extends RestoreError {
-  constructor(readonly size: number, detail: string) {
+  constructor(
+    readonly size: number,
+    detail: string,
+  ) {
     super(`range not satisfiable: ${detail}`, 'RANGE_NOT_SATISFIABLE');
   }
 }
@@ -59,7 +65,10 @@ export class MountGone extends RestoreError {
 
 /** Mounting failed; partial state has been torn down before this is thrown. */
 export class MountFailed extends RestoreError {
-  constructor(message: string, override readonly cause?: unknown) {
+  constructor(
+    message: string,
+    override readonly cause?: unknown,
+  ) {
     super(message, 'MOUNT_FAILED');
   }
 }
@@ -70,6 +79,9 @@ export class MountLimitReached extends RestoreError {
     readonly limit: number,
     readonly active: number,
   ) {
-    super(`this restore-service holds ${active} mounts, its limit (RESTORE_MAX_MOUNTS=${limit}): unmount restore points that are no longer needed (sendense-ctl backup unmount <mount-id>) and try again`, 'MOUNT_LIMIT');
+    super(
+      `this restore-service holds ${active} mounts, its limit (RESTORE_MAX_MOUNTS=${limit}): unmount restore points that are no longer needed (sendense-ctl backup unmount <mount-id>) and try again`,
+      'MOUNT_LIMIT',
+    );
   }
 }

@@ -83,7 +83,10 @@ export class FileBrowser {
   private static readonly CACHE_ENTRIES = 16;
   private static readonly CACHE_TTL_MS = 5 * 60 * 1000;
 
-  constructor(private readonly mounts: MountAccess, options: FileBrowserOptions = {}) {
+  constructor(
+    private readonly mounts: MountAccess,
+    options: FileBrowserOptions = {},
+  ) {
     this.defaultLimit = options.defaultLimit ?? 500;
     this.maxLimit = options.maxLimit ?? 10000;
     this.highWaterMark = options.highWaterMark ?? 1024 * 1024;

@@ -16,9 +16,7 @@ export interface DetectedFs {
 
 export const BASE_MOUNT_OPTIONS = ['ro', 'nosuid', 'nodev', 'noexec'];
 
-export type FsDriver =
-  | { kind: 'kernel'; fsType: string; options: string[] }
-  | { kind: 'fusefat'; options: string[] };
+export type FsDriver = { kind: 'kernel'; fsType: string; options: string[] } | { kind: 'fusefat'; options: string[] };
 
 export function parseBlkidExport(text: string): Record<string, string> {
   const out: Record<string, string> = {};

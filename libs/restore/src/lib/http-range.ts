@@ -4,10 +4,7 @@
  * multi-range request is answered with the whole file (which the RFC allows).
  */
 
-export type RangeResult =
-  | { kind: 'none' }
-  | { kind: 'range'; start: number; end: number }
-  | { kind: 'unsatisfiable' };
+export type RangeResult = { kind: 'none' } | { kind: 'range'; start: number; end: number } | { kind: 'unsatisfiable' };
 
 export function parseRangeHeader(header: string | undefined, size: number): RangeResult {
   if (!header) return { kind: 'none' };

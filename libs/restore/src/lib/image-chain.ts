@@ -20,11 +20,7 @@ interface QemuImgInfo {
  * never conflicts with a backup or exporter holding the images open.
  */
 export async function readChain(imagePath: string): Promise<ChainInfo> {
-  const infos = await runJson<QemuImgInfo[]>(
-    'qemu-img',
-    ['info', '-U', '--backing-chain', '--output=json', imagePath],
-    { timeoutMs: 30000 },
-  );
+  const infos = await runJson<QemuImgInfo[]>('qemu-img', ['info', '-U', '--backing-chain', '--output=json', imagePath], { timeoutMs: 30000 });
   if (!Array.isArray(infos) || infos.length === 0) throw new Error(`qemu-img info returned no image for ${imagePath}`);
   const top = infos[0] as QemuImgInfo;
   // qemu-img prints backing names as resolved relative to our cwd.

@@ -203,7 +203,16 @@ export class ImageDownloader {
       stream.once('close', () => void release());
       this.log(`image ${fileName}: raw from ${top} via FUSE, bytes ${start}-${end} of ${size}`);
       return {
-        format: 'raw', fileName, contentType: CONTENT_TYPES.raw, size, start, end, length: size === 0 ? 0 : end - start + 1, partial: range !== null, stream, release,
+        format: 'raw',
+        fileName,
+        contentType: CONTENT_TYPES.raw,
+        size,
+        start,
+        end,
+        length: size === 0 ? 0 : end - start + 1,
+        partial: range !== null,
+        stream,
+        release,
       };
     } catch (err) {
       await release();

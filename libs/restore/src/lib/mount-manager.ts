@@ -245,9 +245,10 @@ export class MountManager extends EventEmitter {
 
       const table = await readPartitionTable(disk);
       state.partitionTable = table?.label ?? null;
-      const targets = table && table.partitions.length
-        ? table.partitions.map((p) => ({ name: p.name, index: p.index as number | null, range: { offset: p.offsetBytes, size: p.sizeBytes } }))
-        : [{ name: 'disk', index: null, range: undefined }];
+      const targets =
+        table && table.partitions.length
+          ? table.partitions.map((p) => ({ name: p.name, index: p.index as number | null, range: { offset: p.offsetBytes, size: p.sizeBytes } }))
+          : [{ name: 'disk', index: null, range: undefined }];
       for (const t of targets) {
         const part: PartitionState = {
           name: t.name,
@@ -455,9 +456,7 @@ export class MountManager extends EventEmitter {
   /** Unmount every mount without access for idleTimeoutMs and no open stream. */
   async unmountIdle(now = Date.now()): Promise<string[]> {
     if (this.idleTimeoutMs <= 0) return [];
-    const idle = [...this.mounts.entries()]
-      .filter(([, l]) => l.streams.size === 0 && now - l.lastAccess >= this.idleTimeoutMs)
-      .map(([id]) => id);
+    const idle = [...this.mounts.entries()].filter(([, l]) => l.streams.size === 0 && now - l.lastAccess >= this.idleTimeoutMs).map(([id]) => id);
     for (const id of idle) await this.unmount(id, 'idle').catch(() => undefined);
     return idle;
   }

@@ -169,10 +169,7 @@ async function buildGpt(): Promise<void> {
 
 async function buildMbr(): Promise<void> {
   const raw = join(work, 'mbr.raw');
-  const parts = await partitionedRaw(raw, 200, 'dos', [
-    { sizeMiB: 64, type: 'c' },
-    { type: '7' },
-  ]);
+  const parts = await partitionedRaw(raw, 200, 'dos', [{ sizeMiB: 64, type: 'c' }, { type: '7' }]);
   const [p1, p2] = parts as [{ offset: number; size: number }, { offset: number; size: number }];
   await mkfs(raw, p1, 'vfat');
   await mkfs(raw, p2, 'ntfs');
@@ -193,7 +190,10 @@ async function buildBare(): Promise<void> {
   const raw = join(work, 'bare.raw');
   await run('truncate', ['-s', '64M', raw]);
   await run('mkfs.ext4', ['-q', '-F', raw]);
-  const bare: Model = new Map<string, Node>([['only.txt', file('bare disk\n')], ['many', dir]]);
+  const bare: Model = new Map<string, Node>([
+    ['only.txt', file('bare disk\n')],
+    ['many', dir],
+  ]);
   // A large directory, for pagination.
   for (let i = 0; i < 3000; i++) bare.set(`many/f${String(i).padStart(5, '0')}`, file(Buffer.alloc(0)));
   await withRwMount(raw, { offset: 0, size: 64 * MiB }, 'ext4', work, async (d) => {
@@ -439,7 +439,12 @@ describe('several mounts', () => {
     const b = await manager.mount({ imagePath: gpt[2]!.image });
     try {
       expect(a.mountId).not.toBe(b.mountId);
-      expect(manager.list().map((m) => m.mountId).sort()).toEqual([a.mountId, b.mountId].sort());
+      expect(
+        manager
+          .list()
+          .map((m) => m.mountId)
+          .sort(),
+      ).toEqual([a.mountId, b.mountId].sort());
       expect(manager.isImageInUse(gpt[0]!.image)).toBe(true);
       expect(manager.imagesInUse().sort()).toEqual(gpt.map((p) => resolve(p.image)).sort());
       await expect(manager.mount({ imagePath: gpt[2]!.image, mountId: a.mountId })).rejects.toThrow(/already in use/);
@@ -711,18 +716,14 @@ describe('lifecycle', () => {
   async function crashChild(image: string): Promise<{ child: Daemon; mountId: string }> {
     const repoRoot = resolve(__dirname, '../../../..');
     let mountId = '';
-    const child = await Daemon.start(
-      process.execPath,
-      ['--import', 'tsx', join(repoRoot, 'libs/restore/test/crash-child.ts'), mountRoot, runDir, image],
-      {
-        cwd: repoRoot,
-        env: { ...process.env, TSX_TSCONFIG_PATH: join(repoRoot, 'tsconfig.base.json') },
-        onLine: (line) => {
-          const m = /^MOUNTED (\S+)/.exec(line);
-          if (m) mountId = m[1]!;
-        },
+    const child = await Daemon.start(process.execPath, ['--import', 'tsx', join(repoRoot, 'libs/restore/test/crash-child.ts'), mountRoot, runDir, image], {
+      cwd: repoRoot,
+      env: { ...process.env, TSX_TSCONFIG_PATH: join(repoRoot, 'tsconfig.base.json') },
+      onLine: (line) => {
+        const m = /^MOUNTED (\S+)/.exec(line);
+        if (m) mountId = m[1]!;
       },
-    );
+    });
     await waitFor(
       () => {
         if (!child.running) throw child.exitError('crash child');

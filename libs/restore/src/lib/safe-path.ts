@@ -69,11 +69,7 @@ async function realpathOrThrow(path: string, shown: string): Promise<string> {
  * not dereferenced (to lstat/readlink a symlink itself), but every
  * intermediate directory still is, and is checked.
  */
-export async function resolveInside(
-  root: string,
-  input: string,
-  { followFinal = true }: { followFinal?: boolean } = {},
-): Promise<ResolvedPath> {
+export async function resolveInside(root: string, input: string, { followFinal = true }: { followFinal?: boolean } = {}): Promise<ResolvedPath> {
   const segments = normalizeUserPath(root, input);
   const relative = segments.join('/');
   const shown = `/${relative}`;

@@ -125,8 +125,16 @@ describe('createTarStream', () => {
       const ext = await dataExtents(join(tree, 'ends-in-data.bin'), 40 * MiB);
       const first = Math.floor((40 * MiB - 70_000) / 65536) * 65536;
       expect(ext).toEqual([{ offset: first, length: 40 * MiB - first }]);
-      expect(sparseMap(ext, 40 * MiB).toString().replace(/\0+$/, '')).toBe(`1\n${first}\n${40 * MiB - first}\n`);
-      expect(sparseMap([{ offset: 0, length: 4096 }], 10 * MiB).toString().replace(/\0+$/, '')).toBe(`2\n0\n4096\n${10 * MiB}\n0\n`);
+      expect(
+        sparseMap(ext, 40 * MiB)
+          .toString()
+          .replace(/\0+$/, ''),
+      ).toBe(`1\n${first}\n${40 * MiB - first}\n`);
+      expect(
+        sparseMap([{ offset: 0, length: 4096 }], 10 * MiB)
+          .toString()
+          .replace(/\0+$/, ''),
+      ).toBe(`2\n0\n4096\n${10 * MiB}\n0\n`);
       expect(sparseMap([], 10 * MiB).length).toBe(512);
     });
 

@@ -114,7 +114,8 @@ async function addSparseFile(pack: Pack, h: Header, hostPath: Buffer, size: numb
   async function* body(): AsyncGenerator<Buffer> {
     yield map;
     for (const e of extents) {
-      for await (const chunk of createReadStream(hostPath, { start: e.offset, end: e.offset + e.length - 1, highWaterMark: 1024 * 1024 })) yield chunk as Buffer;
+      for await (const chunk of createReadStream(hostPath, { start: e.offset, end: e.offset + e.length - 1, highWaterMark: 1024 * 1024 }))
+        yield chunk as Buffer;
     }
   }
   await new Promise<void>((resolve, reject) => {

@@ -108,7 +108,7 @@ describe('safe paths', () => {
     expect(normalizeUserPath(root, root)).toEqual([]);
   });
 
-  it.each([['..'], ['p1/..'], ['/etc'], ["/tmp/elsewhere/x"], ['a\0b'], ['x'.repeat(5000)]])('rejects %j', (p) => {
+  it.each([['..'], ['p1/..'], ['/etc'], ['/tmp/elsewhere/x'], ['a\0b'], ['x'.repeat(5000)]])('rejects %j', (p) => {
     expect(() => normalizeUserPath(root, p)).toThrow(PathRejected);
   });
 

@@ -38,7 +38,8 @@ export class ImageController {
     const format = (once(q['format'], 'format') ?? 'raw') as ImageFormat;
     if (!IMAGE_FORMATS.includes(format)) throw new BadRequestException(`format must be one of ${IMAGE_FORMATS.join(', ')}`);
     const fileName = once(q['fileName'], 'fileName');
-    if (fileName !== undefined && !FILE_NAME_RE.test(fileName)) throw new BadRequestException('fileName must be 1-128 letters, digits, dot, dash or underscore');
+    if (fileName !== undefined && !FILE_NAME_RE.test(fileName))
+      throw new BadRequestException('fileName must be 1-128 letters, digits, dot, dash or underscore');
     const chainRaw = once(q['chain'], 'chain');
     const expectedChain = chainRaw === undefined ? undefined : chainRaw.split('\n').filter(Boolean);
 

@@ -73,14 +73,20 @@ describe('RestoreController', () => {
     const res = await request(app.getHttpServer()).post('/restore/mount').send({ imagePath: image }).expect(201);
     mountId = res.body.mountId;
     expect(res.body.partitions[0]).toMatchObject({ name: 'p1', fsType: 'ext4', mounted: true });
-    const again = await request(app.getHttpServer()).post('/restore/mount').send({ chain: [image], reuse: true }).expect(201);
+    const again = await request(app.getHttpServer())
+      .post('/restore/mount')
+      .send({ chain: [image], reuse: true })
+      .expect(201);
     expect(again.body.mountId).toBe(mountId);
     await request(app.getHttpServer()).post('/restore/mount').send({ imagePath: 'relative.qcow2' }).expect(400);
     await request(app.getHttpServer()).post('/restore/mount').send({ chain: 'x' }).expect(400);
     await request(app.getHttpServer()).post('/restore/mount').send({ imagePath: image, reuse: 'yes' }).expect(400);
     await request(app.getHttpServer()).post('/restore/mount').send({ imagePath: image, mountId: 7 }).expect(400);
     await request(app.getHttpServer()).post('/restore/mount').send({ imagePath: '/etc/passwd' }).expect(422);
-    await request(app.getHttpServer()).post('/restore/mount').send({ chain: [image, join(work, 'other.qcow2')] }).expect(422);
+    await request(app.getHttpServer())
+      .post('/restore/mount')
+      .send({ chain: [image, join(work, 'other.qcow2')] })
+      .expect(422);
     const list = await request(app.getHttpServer()).get('/restore').expect(200);
     expect(list.body.mounts.map((m: { mountId: string }) => m.mountId)).toEqual([mountId]);
     await request(app.getHttpServer()).get(`/restore/${mountId}`).expect(200);
@@ -97,19 +103,16 @@ describe('RestoreController', () => {
     await request(app.getHttpServer()).get(`/restore/${mountId}/files?path=a&path=b`).expect(400);
   });
 
-  it.each([
-    ['../../etc'],
-    ['p1/../../../etc'],
-    ['/etc'],
-    ['p1/links/etc'],
-    ['p1/%2e%2e/%2e%2e'],
-  ])('answers 400 to traversal %j', async (path) => {
+  it.each([['../../etc'], ['p1/../../../etc'], ['/etc'], ['p1/links/etc'], ['p1/%2e%2e/%2e%2e']])('answers 400 to traversal %j', async (path) => {
     // supertest encodes the query; the server decodes it back to `path` (and
     // the %2e case arrives decoded as '..').
     const p = path.includes('%') ? decodeURIComponent(path) : path;
     const res = await request(app.getHttpServer()).get(`/restore/${mountId}/files`).query({ path: p }).expect(400);
     expect(res.body.error).toBe('PATH_REJECTED');
-    await request(app.getHttpServer()).get(`/restore/${mountId}/download`).query({ path: `${p}/passwd` }).expect(400);
+    await request(app.getHttpServer())
+      .get(`/restore/${mountId}/download`)
+      .query({ path: `${p}/passwd` })
+      .expect(400);
     await request(app.getHttpServer()).get(`/restore/${mountId}/archive`).query({ path: p }).expect(400);
   });
 
@@ -126,7 +129,11 @@ describe('RestoreController', () => {
       .expect(200);
     expect(full.headers['content-length']).toBe(String(data.length));
     expect(full.headers['accept-ranges']).toBe('bytes');
-    expect(createHash('sha256').update(full.body as Buffer).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(
+      createHash('sha256')
+        .update(full.body as Buffer)
+        .digest('hex'),
+    ).toBe(createHash('sha256').update(data).digest('hex'));
 
     const part = await request(app.getHttpServer())
       .get(`/restore/${mountId}/download`)
@@ -152,7 +159,11 @@ describe('RestoreController', () => {
     const st = await request(app.getHttpServer()).get(`/restore/${mountId}/stat`).query({ path: 'p1/links/etc' }).expect(200);
     expect(st.body).toMatchObject({ type: 'symlink', symlinkTarget: '/etc', path: 'p1/links/etc' });
 
-    const bad = await request(app.getHttpServer()).get(`/restore/${mountId}/download`).query({ path: 'p1/docs/data.bin' }).set('Range', `bytes=${data.length}-`).expect(416);
+    const bad = await request(app.getHttpServer())
+      .get(`/restore/${mountId}/download`)
+      .query({ path: 'p1/docs/data.bin' })
+      .set('Range', `bytes=${data.length}-`)
+      .expect(416);
     expect(bad.headers['content-range']).toBe(`bytes */${data.length}`);
     const empty = await request(app.getHttpServer()).get(`/restore/${mountId}/download`).query({ path: 'p1/docs/empty' }).expect(200);
     expect(empty.headers['content-length']).toBe('0');

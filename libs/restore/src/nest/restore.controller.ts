@@ -93,12 +93,7 @@ export class RestoreController {
   }
 
   @Get(':mountId/files')
-  files(
-    @Param('mountId') mountId: string,
-    @Query('path') path: unknown,
-    @Query('offset') offset: unknown,
-    @Query('limit') limit: unknown,
-  ): Promise<ListPage> {
+  files(@Param('mountId') mountId: string, @Query('path') path: unknown, @Query('offset') offset: unknown, @Query('limit') limit: unknown): Promise<ListPage> {
     return this.restore.browser.list(mountId, queryString(path, 'path'), {
       offset: queryInt(offset, 'offset'),
       limit: queryInt(limit, 'limit'),

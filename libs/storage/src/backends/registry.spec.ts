@@ -42,7 +42,9 @@ describe('StorageRegistry: the backend is chosen by repository_type', () => {
     await expect(reg.open({ ...row(), config: { path: 'relative/dir' } })).rejects.toThrow(/no absolute "path"/);
     await expect(reg.open({ ...row(), config: null })).rejects.toBeInstanceOf(InvalidRequest);
     // Outside REPOSITORY_ALLOWED_ROOTS: refused before anything is created there.
-    await expect(reg.open({ ...row(), id: 'r9', config: { path: '/usr/share/sendense-nowhere' } })).rejects.toThrow(/repository primary cannot be used: .*not inside an allowed root/);
+    await expect(reg.open({ ...row(), id: 'r9', config: { path: '/usr/share/sendense-nowhere' } })).rejects.toThrow(
+      /repository primary cannot be used: .*not inside an allowed root/,
+    );
   });
 
   it('locates the image of a restore point from the key the repository gave it', async () => {
@@ -59,7 +61,13 @@ describe('StorageRegistry: the backend is chosen by repository_type', () => {
 
   it('never locates outside the repository, whatever the row says', () => {
     const reg = new StorageRegistry({ allowedRoots: [tmpdir()] });
-    for (const bad of ['../etc/passwd', 'vm-1/disk-0/../../x.qcow2', '/abs/disk-0/full-20250101T000000.qcow2', 'vm-1/disk-0/notes.txt', '..x/disk-0/full-20250101T000000.qcow2']) {
+    for (const bad of [
+      '../etc/passwd',
+      'vm-1/disk-0/../../x.qcow2',
+      '/abs/disk-0/full-20250101T000000.qcow2',
+      'vm-1/disk-0/notes.txt',
+      '..x/disk-0/full-20250101T000000.qcow2',
+    ]) {
       expect(() => reg.locateImage(row(), bad)).toThrow(InvalidRequest);
     }
   });

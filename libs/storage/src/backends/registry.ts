@@ -6,9 +6,7 @@ import { localQcow2Backend } from './local/local-qcow2.backend';
  * Every backend this build knows, by repository_type. Adding one: a folder
  * under backends/ with its StorageBackend, and one line here.
  */
-export const STORAGE_BACKENDS: readonly StorageBackend[] = [
-  localQcow2Backend,
-];
+export const STORAGE_BACKENDS: readonly StorageBackend[] = [localQcow2Backend];
 
 /**
  * Opens the repository of a backup_repositories row with the backend its
@@ -30,9 +28,7 @@ export class StorageRegistry {
   backendOf(row: RepositoryDescriptor): StorageBackend {
     const b = this.byType.get(row.repositoryType);
     if (!b) {
-      throw new UnusableRepository(
-        `repository ${row.name} is of type ${row.repositoryType}; this build supports ${[...this.byType.keys()].join(', ')}`,
-      );
+      throw new UnusableRepository(`repository ${row.name} is of type ${row.repositoryType}; this build supports ${[...this.byType.keys()].join(', ')}`);
     }
     return b;
   }

@@ -19,7 +19,10 @@ async function buildChain(repo: LocalQcow2Repository, model: DiskModel, vm: stri
   const out = [f];
   const incs = [
     [{ pattern: 0x20, off: 1 * MiB, len: 256 * 1024 }],
-    [{ pattern: null, off: 5 * MiB, len: 512 * 1024 }, { pattern: 0x30, off: 7 * MiB, len: 64 * 1024 }],
+    [
+      { pattern: null, off: 5 * MiB, len: 512 * 1024 },
+      { pattern: 0x30, off: 7 * MiB, len: 64 * 1024 },
+    ],
     [{ pattern: 0x40, off: 1 * MiB + 128 * 1024, len: 256 * 1024 }],
     [{ pattern: 0x50, off: 2 * MiB, len: 1 * MiB }],
   ];
@@ -104,7 +107,12 @@ describe('consolidation on real qcow2 chains', () => {
     const chainTop = (await repo.list({ vmContextId: 'vm-d' })).at(-1);
     if (!chainTop) throw new Error('empty chain');
     const h = await repo.createRestorePoint({
-      vmContextId: 'vm-d', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: chainTop.id, virtualSize: model.size,
+      vmContextId: 'vm-d',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'incremental',
+      parentId: chainTop.id,
+      virtualSize: model.size,
     });
     await expect(repo.consolidate({ fromId: f.record.id, toId: i1.record.id })).rejects.toBeInstanceOf(RestorePointBusy);
     await expect(repo.consolidate({ fromId: i2.record.id, toId: chainTop.id })).rejects.toBeInstanceOf(ConsolidationRefused);

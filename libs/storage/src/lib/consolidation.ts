@@ -59,11 +59,7 @@ async function writeJournal(dir: string, j: ConsolidationJournal): Promise<void>
   await writeFileAtomic(path.join(dir, JOURNAL_NAME), JSON.stringify(j, null, 2) + '\n');
 }
 
-export async function consolidateInDir(
-  scan: DiskDirScan,
-  req: ConsolidationRequest,
-  opts: ConsolidationOptions,
-): Promise<ConsolidationResult> {
+export async function consolidateInDir(scan: DiskDirScan, req: ConsolidationRequest, opts: ConsolidationOptions): Promise<ConsolidationResult> {
   const { dir } = scan;
   if (scan.journal) {
     throw new ConsolidationRefused('another consolidation of this disk is in progress or was interrupted; run reconcile');
@@ -110,7 +106,10 @@ export async function consolidateInDir(
   const { free } = await freeBytes(dir);
   if (free < required) throw new InsufficientSpace(required, free, 'the merged image');
 
-  const locks = await opts.locks.acquireAll([...run, ...children].map((r) => r.id), 'consolidate');
+  const locks = await opts.locks.acquireAll(
+    [...run, ...children].map((r) => r.id),
+    'consolidate',
+  );
   const jobId = randomUUID();
   try {
     // The scan happened before we held the locks: a backup could have been
@@ -272,10 +271,7 @@ function ownerAlive(j: ConsolidationJournal): boolean {
 }
 
 /** Finish or undo an interrupted consolidation in `dir`. */
-export async function recoverDir(
-  dir: string,
-  opts: ConsolidationOptions & { dryRun?: boolean; force?: boolean },
-): Promise<RecoveryOutcome> {
+export async function recoverDir(dir: string, opts: ConsolidationOptions & { dryRun?: boolean; force?: boolean }): Promise<RecoveryOutcome> {
   const j = await readJournal(dir);
   if (!j) return null;
   if (!opts.force && ownerAlive(j)) return 'skipped-busy';

@@ -41,7 +41,10 @@ describe('consolidation killed mid-way (SIGKILL at every step)', () => {
     chain = [await backup(repo, model, { type: 'full', writes: [{ pattern: 0x10, off: 0, len: 4 * MiB }] })];
     const writes = [
       [{ pattern: 0x20, off: 1 * MiB, len: 512 * 1024 }],
-      [{ pattern: null, off: 2 * MiB, len: 256 * 1024 }, { pattern: 0x30, off: 6 * MiB, len: 128 * 1024 }],
+      [
+        { pattern: null, off: 2 * MiB, len: 256 * 1024 },
+        { pattern: 0x30, off: 6 * MiB, len: 128 * 1024 },
+      ],
       [{ pattern: 0x40, off: 1 * MiB + 256 * 1024, len: 512 * 1024 }],
       [{ pattern: 0x50, off: 3 * MiB, len: 64 * 1024 }],
     ];

@@ -52,7 +52,10 @@ export abstract class StorageError extends Error {
 export class RestorePointNotFound extends StorageError {
   readonly code = 'RESTORE_POINT_NOT_FOUND';
   readonly httpStatus = 404;
-  constructor(readonly restorePointId: string, opts?: { localPath?: string }) {
+  constructor(
+    readonly restorePointId: string,
+    opts?: { localPath?: string },
+  ) {
     super(`restore point ${restorePointId} does not exist`, opts);
   }
   protected override publicData() {
@@ -63,7 +66,11 @@ export class RestorePointNotFound extends StorageError {
 export class DependentRestorePoints extends StorageError {
   readonly code = 'DEPENDENT_RESTORE_POINTS';
   readonly httpStatus = 409;
-  constructor(readonly restorePointId: string, readonly dependents: RestorePointRef[], action = 'deleted') {
+  constructor(
+    readonly restorePointId: string,
+    readonly dependents: RestorePointRef[],
+    action = 'deleted',
+  ) {
     super(
       `restore point ${restorePointId} cannot be ${action}: ${dependents.length} restore point(s) depend on it (` +
         dependents.map((d) => `${d.id} ${d.type} ${d.createdAt}`).join(', ') +
@@ -84,10 +91,7 @@ export class InsufficientSpace extends StorageError {
     what: string,
     opts?: { localPath?: string; detail?: string; cause?: unknown },
   ) {
-    super(
-      `not enough space in the repository for ${what}: ${fmtBytes(requiredBytes)} needed, ${fmtBytes(availableBytes)} available`,
-      opts,
-    );
+    super(`not enough space in the repository for ${what}: ${fmtBytes(requiredBytes)} needed, ${fmtBytes(availableBytes)} available`, opts);
   }
   protected override publicData() {
     return { requiredBytes: this.requiredBytes, availableBytes: this.availableBytes };
@@ -106,7 +110,11 @@ export interface BusyHolder {
 export class RestorePointBusy extends StorageError {
   readonly code = 'RESTORE_POINT_BUSY';
   readonly httpStatus = 423;
-  constructor(readonly restorePointId: string, readonly holders: BusyHolder[], wanted: string) {
+  constructor(
+    readonly restorePointId: string,
+    readonly holders: BusyHolder[],
+    wanted: string,
+  ) {
     super(
       `restore point ${restorePointId} is busy (${holders.map((h) => `${h.purpose} by pid ${h.pid} on ${h.hostname}`).join(', ') || 'locked'}); cannot ${wanted}`,
     );
@@ -120,7 +128,11 @@ export class RestorePointBusy extends StorageError {
 export class BackupInProgress extends StorageError {
   readonly code = 'BACKUP_IN_PROGRESS';
   readonly httpStatus = 409;
-  constructor(readonly vmContextId: string, readonly diskIndex: number, readonly holders: BusyHolder[]) {
+  constructor(
+    readonly vmContextId: string,
+    readonly diskIndex: number,
+    readonly holders: BusyHolder[],
+  ) {
     super(
       `a backup of ${vmContextId} disk ${diskIndex} is already being written (` +
         holders.map((h) => `pid ${h.pid} on ${h.hostname} since ${h.since}`).join(', ') +
@@ -135,7 +147,11 @@ export class BackupInProgress extends StorageError {
 export class ChainBroken extends StorageError {
   readonly code = 'CHAIN_BROKEN';
   readonly httpStatus = 409;
-  constructor(readonly restorePointId: string, reason: string, opts?: { localPath?: string; detail?: string }) {
+  constructor(
+    readonly restorePointId: string,
+    reason: string,
+    opts?: { localPath?: string; detail?: string },
+  ) {
     super(`chain of restore point ${restorePointId} is broken: ${reason}`, opts);
   }
   protected override publicData() {
@@ -146,7 +162,11 @@ export class ChainBroken extends StorageError {
 export class CorruptImage extends StorageError {
   readonly code = 'CORRUPT_IMAGE';
   readonly httpStatus = 422;
-  constructor(readonly restorePointId: string, reason: string, opts?: { localPath?: string; detail?: string; cause?: unknown }) {
+  constructor(
+    readonly restorePointId: string,
+    reason: string,
+    opts?: { localPath?: string; detail?: string; cause?: unknown },
+  ) {
     super(`image of restore point ${restorePointId} is corrupt: ${reason}`, opts);
   }
   protected override publicData() {

@@ -49,7 +49,10 @@ const PREFIX: Record<RestorePointType, string> = { full: 'full', incremental: 'i
 
 /** 2025-10-04T12:00:00.000Z -> 20251004T120000 (the documented layout). */
 export function timestampName(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, '');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, '');
 }
 
 export function imageBaseName(type: RestorePointType, createdAt: Date, collision = 0): string {

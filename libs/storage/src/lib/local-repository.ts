@@ -190,7 +190,10 @@ export class LocalQcow2Repository implements BackupRepository {
 
   async dependents(id: string): Promise<RestorePoint[]> {
     const { scan } = await this.locate(id);
-    return childrenOf(scan.located.map((l) => l.record), id);
+    return childrenOf(
+      scan.located.map((l) => l.record),
+      id,
+    );
   }
 
   /** Paths for the nbd-exporter (writing) or restore service (reading). */
@@ -214,7 +217,10 @@ export class LocalQcow2Repository implements BackupRepository {
    */
   async acquireChain(id: string, purpose: Extract<LockPurpose, 'mount' | 'export' | 'read'>): Promise<LockHandle[]> {
     const info = await this.chain(id);
-    return this.locks.acquireAll(info.restorePoints.map((r) => r.id), purpose);
+    return this.locks.acquireAll(
+      info.restorePoints.map((r) => r.id),
+      purpose,
+    );
   }
 
   // ---- writing -----------------------------------------------------------
@@ -245,7 +251,10 @@ export class LocalQcow2Repository implements BackupRepository {
       parent = p.record;
       if (req.type === 'differential') {
         // A differential always sits directly on the full of the chain.
-        parent = chainOf(scan.located.map((l) => l.record), parent.id)[0];
+        parent = chainOf(
+          scan.located.map((l) => l.record),
+          parent.id,
+        )[0];
       }
     } else if (req.parentId) {
       throw new InvalidRequest('a full restore point has no parent');
@@ -285,8 +294,16 @@ export class LocalQcow2Repository implements BackupRepository {
     try {
       locks.push(await this.locks.acquire(id, 'write'));
       if (parent) {
-        const chain = chainOf(scan.located.map((l) => l.record), parent.id);
-        locks.push(...(await this.locks.acquireAll(chain.map((r) => r.id), 'read')));
+        const chain = chainOf(
+          scan.located.map((l) => l.record),
+          parent.id,
+        );
+        locks.push(
+          ...(await this.locks.acquireAll(
+            chain.map((r) => r.id),
+            'read',
+          )),
+        );
       }
       // Sidecar (state writing) before the image: a crash leaves a described
       // half-written point that reconcile removes, never an anonymous file.
@@ -339,12 +356,7 @@ export class LocalQcow2Repository implements BackupRepository {
     // The checks read metadata, the digest reads the data: run them side by
     // side, then judge them in order (a digest of an image that fails the
     // check is thrown away).
-    const [checkR, infoR, allocatedR, digestR] = await Promise.allSettled([
-      checkImage(file),
-      imageInfo(file),
-      allocatedBytes(file),
-      layerDigest(file, id),
-    ]);
+    const [checkR, infoR, allocatedR, digestR] = await Promise.allSettled([checkImage(file), imageInfo(file), allocatedBytes(file), layerDigest(file, id)]);
     const check = settled(checkR);
     if (!check.clean) {
       throw new CorruptImage(id, 'qemu-img check found problems; abort and retry the backup', {
@@ -405,7 +417,10 @@ export class LocalQcow2Repository implements BackupRepository {
   async delete(id: string): Promise<void> {
     const { loc, scan } = await this.locate(id);
     if (loc.record.state !== 'committed') throw new InvalidState(`restore point ${id} is being written; abort it instead`);
-    const deps = childrenOf(scan.located.map((l) => l.record), id);
+    const deps = childrenOf(
+      scan.located.map((l) => l.record),
+      id,
+    );
     if (deps.length) throw new DependentRestorePoints(id, deps.map(refOf));
     const lock = await this.locks.acquire(id, 'delete');
     try {
@@ -458,9 +473,7 @@ export class LocalQcow2Repository implements BackupRepository {
 
   async space(): Promise<SpaceInfo> {
     const { total, free } = await freeBytes(this.root);
-    const used = (await this.scanAll())
-      .flatMap((s) => s.located)
-      .reduce((sum, l) => sum + (l.record.state === 'committed' ? l.record.allocatedBytes : 0), 0);
+    const used = (await this.scanAll()).flatMap((s) => s.located).reduce((sum, l) => sum + (l.record.state === 'committed' ? l.record.allocatedBytes : 0), 0);
     return { totalBytes: total, freeBytes: free, usedByRepositoryBytes: used };
   }
 

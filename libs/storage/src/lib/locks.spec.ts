@@ -57,7 +57,7 @@ describe('FileLockRegistry (cross-process busy markers)', () => {
     expect(await reg.isBusy('rp3')).toBe(true);
   });
 
-  it('sweep() removes the locks a SIGKILLed process left (restore points nobody reads again), keeps live and other hosts\' ones, sees a reused pid', async () => {
+  it("sweep() removes the locks a SIGKILLed process left (restore points nobody reads again), keeps live and other hosts' ones, sees a reused pid", async () => {
     const root = await tempDir('lock-sweep');
     const scriptDir = await tempDir('lock-child');
     const sweeper = new FileLockRegistry(root);
@@ -72,7 +72,9 @@ describe('FileLockRegistry (cross-process busy markers)', () => {
       const tsx = path.join(__dirname, '../../../../node_modules/.bin/tsx');
       const scriptFile = path.join(scriptDir, 'hold-locks.ts');
       await fsp.writeFile(scriptFile, script);
-      const child = await Daemon.start(tsx, ['--tsconfig', path.join(__dirname, '../../../../tsconfig.base.json'), scriptFile], { onLine: (l) => lines.push(l) });
+      const child = await Daemon.start(tsx, ['--tsconfig', path.join(__dirname, '../../../../tsconfig.base.json'), scriptFile], {
+        onLine: (l) => lines.push(l),
+      });
       await waitFor(() => lines.some((l) => l.startsWith('locked ')) || !child.running, { timeoutMs: 60_000, message: 'the child to take its locks' });
       // tsx runs the script in a node process of its own: that one holds the locks.
       const holder = Number(lines.find((l) => l.startsWith('locked '))?.slice(7));
@@ -102,7 +104,11 @@ describe('FileLockRegistry (cross-process busy markers)', () => {
       expect(await processStartTime(holder)).toBeNull();
       const first = await sweeper.sweep();
       expect(first.removed.map((r) => [path.basename(path.dirname(r.file)), r.purpose, r.pid]).sort()).toEqual(
-        [['rp-killed', 'write', holder], ['rp-reused', 'read', sleeper.pid], ['writer.ctx-1.0', 'write', holder]].sort(),
+        [
+          ['rp-killed', 'write', holder],
+          ['rp-reused', 'read', sleeper.pid],
+          ['writer.ctx-1.0', 'write', holder],
+        ].sort(),
       );
       expect(first.kept).toBe(3); // mine, the remote one, the fresh empty file
       expect((await fsp.readdir(root)).sort()).toEqual(['rp-empty', 'rp-live', 'rp-remote']); // emptied directories gone

@@ -107,7 +107,11 @@ export class FileLockRegistry implements BusyRegistry {
     const conflicting = others.filter((l) => conflicts(purpose, l.holder.purpose));
     if (conflicting.length) {
       await fsp.rm(file, { force: true });
-      throw new RestorePointBusy(restorePointId, conflicting.map((c) => c.holder), purpose);
+      throw new RestorePointBusy(
+        restorePointId,
+        conflicting.map((c) => c.holder),
+        purpose,
+      );
     }
     let released = false;
     return {
@@ -166,7 +170,8 @@ export class FileLockRegistry implements BusyRegistry {
           const st = await fsp.stat(file).catch(() => null);
           if (!st) continue;
           // One being written right now is left alone; a minute old, it is not being written.
-          if (m && Date.now() - st.mtimeMs > 60_000) holder = { purpose: m[1] ?? 'unknown', pid: Number(m[2]), hostname: this.hostname, since: st.mtime.toISOString() };
+          if (m && Date.now() - st.mtimeMs > 60_000)
+            holder = { purpose: m[1] ?? 'unknown', pid: Number(m[2]), hostname: this.hostname, since: st.mtime.toISOString() };
         }
         if (holder && holder.hostname === this.hostname && (await holderGone(holder))) {
           await fsp.rm(file, { force: true });

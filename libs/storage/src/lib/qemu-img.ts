@@ -54,11 +54,7 @@ export interface MapExtent {
   offset?: number;
 }
 
-export async function createImage(
-  file: string,
-  virtualSize: number,
-  backingName?: string | null,
-): Promise<void> {
+export async function createImage(file: string, virtualSize: number, backingName?: string | null): Promise<void> {
   const args = ['create', '-q', '-f', 'qcow2'];
   if (backingName) {
     if (backingName.includes('/')) throw new Error('backing name must be relative to the image directory');

@@ -47,18 +47,35 @@ describe('reconcile: leftovers of crashes', () => {
   it('finds and sorts out every kind of leftover, dry run first', async () => {
     // A writer that died mid-write (its locks are stale).
     const other = new LocalQcow2Repository({ root, space: { marginBytes: 0 } });
-    const dead = await other.createRestorePoint({ vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: i1.record.id, virtualSize: model.size });
+    const dead = await other.createRestorePoint({
+      vmContextId: 'vm-1',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'incremental',
+      parentId: i1.record.id,
+      virtualSize: model.size,
+    });
     await writeImage((await other.localTarget(dead.id)).imagePath, [{ pattern: 0x33, off: 0, len: 64 * 1024 }]);
     await orphanLocks(root, dead.id);
     await orphanLocks(root, diskWriterLockId('vm-1', 0));
     // A writer still alive (this process holds its lock).
-    const alive = await repo.createRestorePoint({ vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: i1.record.id, virtualSize: model.size });
+    const alive = await repo.createRestorePoint({
+      vmContextId: 'vm-1',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'incremental',
+      parentId: i1.record.id,
+      virtualSize: model.size,
+    });
     // An image without sidecar, a sidecar without image, a broken chain, temp files.
     await fsp.copyFile(path.join(dir, i1.record.imageName), path.join(dir, 'incr-20990101T000000.qcow2'));
     const sc = JSON.parse(await fsp.readFile(path.join(dir, i1.record.imageName.replace('.qcow2', '.json')), 'utf8'));
     await fsp.writeFile(path.join(dir, 'incr-20990102T000000.json'), JSON.stringify({ ...sc, id: 'lost-image', imageName: 'incr-20990102T000000.qcow2' }));
     await fsp.copyFile(path.join(dir, i1.record.imageName), path.join(dir, 'incr-20990103T000000.qcow2'));
-    await fsp.writeFile(path.join(dir, 'incr-20990103T000000.json'), JSON.stringify({ ...sc, id: 'orphan-child', parentId: 'ghost', imageName: 'incr-20990103T000000.qcow2' }));
+    await fsp.writeFile(
+      path.join(dir, 'incr-20990103T000000.json'),
+      JSON.stringify({ ...sc, id: 'orphan-child', parentId: 'ghost', imageName: 'incr-20990103T000000.qcow2' }),
+    );
     await fsp.writeFile(path.join(dir, 'diff-20990104T000000.json'), '{ not json');
     const oldTmp = path.join(dir, '.incr-x.json.abcd.tmp');
     await fsp.writeFile(oldTmp, '{}');
@@ -83,7 +100,11 @@ describe('reconcile: leftovers of crashes', () => {
     expect(await fsp.stat(path.join(dir, 'incr-20990101T000000.qcow2'))).toBeTruthy();
 
     const real = await repo.reconcile();
-    expect(byFinding(real.entries)).toEqual(byFinding(dry.entries).map((s) => s.replace('would-', '').replace('delete', 'deleted').replace('quarantine', 'quarantined')).sort());
+    expect(byFinding(real.entries)).toEqual(
+      byFinding(dry.entries)
+        .map((s) => s.replace('would-', '').replace('delete', 'deleted').replace('quarantine', 'quarantined'))
+        .sort(),
+    );
     const names = await fsp.readdir(dir);
     expect(names).not.toContain('incr-20990101T000000.qcow2');
     expect(names).not.toContain('incr-20990102T000000.json');
@@ -106,9 +127,20 @@ describe('reconcile: leftovers of crashes', () => {
     await fsp.writeFile(
       path.join(dir, '.consolidation.journal.json'),
       JSON.stringify({
-        version: 1, jobId: 'j', phase: 'building', pid, hostname: (await import('node:os')).hostname(), startedAt: new Date().toISOString(),
-        survivorId: i1.record.id, survivorOldImage: i1.record.imageName, newImageName: 'full-x.qcow2', tmpName: `.${i1.record.imageName}.merge.tmp`,
-        newBackingName: null, removed: [{ id: full.record.id, imageName: full.record.imageName }], children: [], newRecord: null,
+        version: 1,
+        jobId: 'j',
+        phase: 'building',
+        pid,
+        hostname: (await import('node:os')).hostname(),
+        startedAt: new Date().toISOString(),
+        survivorId: i1.record.id,
+        survivorOldImage: i1.record.imageName,
+        newImageName: 'full-x.qcow2',
+        tmpName: `.${i1.record.imageName}.merge.tmp`,
+        newBackingName: null,
+        removed: [{ id: full.record.id, imageName: full.record.imageName }],
+        children: [],
+        newRecord: null,
       }),
     );
     expect((await repo.health()).pendingConsolidations).toBe(1);

@@ -41,10 +41,7 @@ export async function reconcileDisk(
       action: outcome,
       restorePointId: null,
       name: '.consolidation.journal.json',
-      reason:
-        outcome === 'skipped-busy'
-          ? 'a consolidation is running in another process'
-          : 'an interrupted consolidation was found',
+      reason: outcome === 'skipped-busy' ? 'a consolidation is running in another process' : 'an interrupted consolidation was found',
     });
     if (outcome === 'skipped-busy' || outcome === 'would-recover') return entries;
   }

@@ -42,7 +42,9 @@ describe('checkRepositoryPath', () => {
     await expect(checkRepositoryPath(join(root, 'r1'), [root], existing)).rejects.toThrow(/is the directory of repository first/);
     await expect(checkRepositoryPath(join(root, 'r1/sub'), [root], existing)).rejects.toThrow(/lies inside repository first/);
     await mkdir(join(root, 'parent/r2'), { recursive: true });
-    await expect(checkRepositoryPath(join(root, 'parent'), [root], [{ name: 'second', path: join(root, 'parent/r2') }])).rejects.toThrow(/contains repository second/);
+    await expect(checkRepositoryPath(join(root, 'parent'), [root], [{ name: 'second', path: join(root, 'parent/r2') }])).rejects.toThrow(
+      /contains repository second/,
+    );
     await expect(checkRepositoryPath(join(root, 'r10'), [root], existing)).resolves.toBe(join(await realLocation(root), 'r10'));
   });
 

@@ -65,9 +65,7 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
   it('lays out images and sidecars as documented, with relative backing files', async () => {
     const dir = path.join(root, 'vm-1', 'disk-0');
     const names = (await fsp.readdir(dir)).sort();
-    expect(names).toEqual(
-      expect.arrayContaining([full.record.imageName, i1.record.imageName, i2.record.imageName, d1.record.imageName]),
-    );
+    expect(names).toEqual(expect.arrayContaining([full.record.imageName, i1.record.imageName, i2.record.imageName, d1.record.imageName]));
     expect(full.record.imageName).toMatch(/^full-\d{8}T\d{6}\.qcow2$/);
     expect(i1.record.imageName).toMatch(/^incr-\d{8}T\d{6}\.qcow2$/);
     expect(d1.record.imageName).toMatch(/^diff-\d{8}T\d{6}\.qcow2$/);
@@ -102,7 +100,12 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
 
   it('keeps a restore point invisible until it is committed, and abort removes it', async () => {
     const h = await repo.createRestorePoint({
-      vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: i2.record.id, virtualSize: model.size,
+      vmContextId: 'vm-1',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'incremental',
+      parentId: i2.record.id,
+      virtualSize: model.size,
     });
     expect((await repo.list()).map((r) => r.id)).not.toContain(h.id);
     await expect(repo.get(h.id)).rejects.toBeInstanceOf(RestorePointNotFound);
@@ -176,9 +179,9 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
   });
 
   it('rejects unsafe ids and unknown restore points with typed errors', async () => {
-    await expect(
-      repo.createRestorePoint({ vmContextId: '../etc', diskIndex: 0, diskKey: 'x', type: 'full', virtualSize: model.size }),
-    ).rejects.toBeInstanceOf(InvalidRequest);
+    await expect(repo.createRestorePoint({ vmContextId: '../etc', diskIndex: 0, diskKey: 'x', type: 'full', virtualSize: model.size })).rejects.toBeInstanceOf(
+      InvalidRequest,
+    );
     await expect(
       repo.createRestorePoint({ vmContextId: 'vm-1', diskIndex: 0, diskKey: 'x', type: 'incremental', virtualSize: model.size }),
     ).rejects.toBeInstanceOf(InvalidRequest);
@@ -228,13 +231,22 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
     expect(isLocalRepository(api)).toBe(true);
     const grown = model.size + 4 * MiB;
     const h = await api.createRestorePoint({
-      vmContextId: 'vm-grow', diskIndex: 1, diskKey: '2001', type: 'full', virtualSize: model.size,
+      vmContextId: 'vm-grow',
+      diskIndex: 1,
+      diskKey: '2001',
+      type: 'full',
+      virtualSize: model.size,
     });
     const t = await repo.localTarget(h.id);
     await writeImage(t.imagePath, [{ pattern: 0x51, off: 0, len: MiB }]);
     await api.commit(h.id, { changeId: 'c1' });
     const h2 = await api.createRestorePoint({
-      vmContextId: 'vm-grow', diskIndex: 1, diskKey: '2001', type: 'incremental', parentId: h.id, virtualSize: grown,
+      vmContextId: 'vm-grow',
+      diskIndex: 1,
+      diskKey: '2001',
+      type: 'incremental',
+      parentId: h.id,
+      virtualSize: grown,
     });
     const t2 = await repo.localTarget(h2.id);
     await writeImage(t2.imagePath, [{ pattern: 0x52, off: model.size + MiB, len: MiB }]);
@@ -256,7 +268,11 @@ describe('LocalQcow2Repository: restore points on real qcow2 files', () => {
 
   it('refuses to commit while the image is still exported (qemu image lock), then commits once closed', async () => {
     const h = await repo.createRestorePoint({
-      vmContextId: 'vm-nbd', diskIndex: 0, diskKey: '2000', type: 'full', virtualSize: model.size,
+      vmContextId: 'vm-nbd',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'full',
+      virtualSize: model.size,
     });
     const t = await repo.localTarget(h.id);
     const sock = path.join(model.refDir, 'nbd.sock');

@@ -8,9 +8,25 @@ jest.setTimeout(90_000);
 
 function rec(id: string, type: RestorePointType, parentId: string | null, createdAt: string): RestorePointRecord {
   return {
-    schemaVersion: 1, id, vmContextId: 'vm', diskKey: '2000', diskIndex: 0, type, parentId, changeId: null,
-    virtualSize: 1, allocatedBytes: 1, imageName: `${id}.qcow2`, backingImageName: parentId ? `${parentId}.qcow2` : null,
-    checksum: null, state: 'committed', createdAt, committedAt: createdAt, lastVerification: null, mergedFrom: [], metadata: {},
+    schemaVersion: 1,
+    id,
+    vmContextId: 'vm',
+    diskKey: '2000',
+    diskIndex: 0,
+    type,
+    parentId,
+    changeId: null,
+    virtualSize: 1,
+    allocatedBytes: 1,
+    imageName: `${id}.qcow2`,
+    backingImageName: parentId ? `${parentId}.qcow2` : null,
+    checksum: null,
+    state: 'committed',
+    createdAt,
+    committedAt: createdAt,
+    lastVerification: null,
+    mergedFrom: [],
+    metadata: {},
   };
 }
 

@@ -44,7 +44,15 @@ describe('a repository that fills up', () => {
   const diskDir = () => path.join(mnt, 'repo', 'vm-1', 'disk-0');
 
   it('refuses a backup up front when the estimate does not fit, with a clear path-free message', async () => {
-    const req = { vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental' as const, parentId: i1.record.id, virtualSize: model.size, expectedBytes: 30 * MiB };
+    const req = {
+      vmContextId: 'vm-1',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'incremental' as const,
+      parentId: i1.record.id,
+      virtualSize: model.size,
+      expectedBytes: 30 * MiB,
+    };
     const est = await repo.estimateSpace(req);
     expect(est.ok).toBe(false);
     expect(est.requiredBytes).toBe(estimateRequiredBytes(req, { marginBytes: MiB, marginRatio: 0 }));
@@ -60,8 +68,13 @@ describe('a repository that fills up', () => {
   it('fails a restore point cleanly when the file system fills up mid-write, and keeps the chain', async () => {
     // CBT claimed 1 MiB changed, the writer writes 20 MiB: the disk fills up.
     const h = await repo.createRestorePoint({
-      vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: i1.record.id,
-      virtualSize: model.size, expectedBytes: MiB,
+      vmContextId: 'vm-1',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'incremental',
+      parentId: i1.record.id,
+      virtualSize: model.size,
+      expectedBytes: MiB,
     });
     const t = await repo.localTarget(h.id);
     const werr = (await writeImage(t.imagePath, [{ pattern: 0x33, off: 8 * MiB, len: 20 * MiB }]).catch((e) => e)) as CommandError;
@@ -70,7 +83,9 @@ describe('a repository that fills up', () => {
     await repo.abort(h.id, 'writer failed: ENOSPC');
     expect(events).toContainEqual(expect.objectContaining({ kind: 'aborted', restorePointId: h.id, message: 'writer failed: ENOSPC' }));
     const names = await fsp.readdir(diskDir());
-    expect(names.sort()).toEqual([full.record.imageName, full.record.imageName.replace('qcow2', 'json'), i1.record.imageName, i1.record.imageName.replace('qcow2', 'json')].sort());
+    expect(names.sort()).toEqual(
+      [full.record.imageName, full.record.imageName.replace('qcow2', 'json'), i1.record.imageName, i1.record.imageName.replace('qcow2', 'json')].sort(),
+    );
     expect((await repo.list()).map((r) => r.id)).toEqual([full.record.id, i1.record.id]);
     expect(await expectAllReadBack(repo, model)).toEqual([]);
     for (const b of [full, i1]) expect((await repo.verify(b.record.id)).ok).toBe(true);
@@ -78,8 +93,13 @@ describe('a repository that fills up', () => {
 
   it('fails a commit cleanly when even the sidecar cannot be written', async () => {
     const h = await repo.createRestorePoint({
-      vmContextId: 'vm-1', diskIndex: 0, diskKey: '2000', type: 'incremental', parentId: i1.record.id,
-      virtualSize: model.size, expectedBytes: 64 * 1024,
+      vmContextId: 'vm-1',
+      diskIndex: 0,
+      diskKey: '2000',
+      type: 'incremental',
+      parentId: i1.record.id,
+      virtualSize: model.size,
+      expectedBytes: 64 * 1024,
     });
     const t = await repo.localTarget(h.id);
     await writeImage(t.imagePath, [{ pattern: 0x44, off: 0, len: 64 * 1024 }]);

@@ -20,6 +20,10 @@ describe('suspect restore points', () => {
       damaged: true,
       mark: { reason: 'verification of b.qcow2 failed: its data no longer matches its checksum' },
     });
-    expect(chainSuspicion([point('a', { metadata: suspectMetadata('cbt') }), bad])).toMatchObject({ restorePointId: 'a', damaged: false, mark: { reason: 'cbt' } });
+    expect(chainSuspicion([point('a', { metadata: suspectMetadata('cbt') }), bad])).toMatchObject({
+      restorePointId: 'a',
+      damaged: false,
+      mark: { reason: 'cbt' },
+    });
   });
 });

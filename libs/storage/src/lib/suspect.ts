@@ -35,7 +35,9 @@ export function chainSuspicion(points: readonly RestorePoint[]): { restorePointI
     if (mark) return { restorePointId: p.id, mark, damaged: false };
     const v = p.lastVerification;
     if (v && !v.ok) {
-      const what = [!v.checkClean && 'qemu-img check found problems', !v.checksumMatches && 'its data no longer matches its checksum', ...v.problems].filter(Boolean);
+      const what = [!v.checkClean && 'qemu-img check found problems', !v.checksumMatches && 'its data no longer matches its checksum', ...v.problems].filter(
+        Boolean,
+      );
       return { restorePointId: p.id, mark: { reason: `verification of ${p.imageName} failed: ${what.join('; ')}`, at: v.at }, damaged: true };
     }
   }

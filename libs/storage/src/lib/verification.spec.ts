@@ -65,7 +65,17 @@ describe('layer digest', () => {
     await fsp.writeFile(file, Buffer.alloc(100, 1));
     await expect(hashFileRanges(file, [[[0, 50]], [[90, 20]]], { threads: 2 })).rejects.toThrow(/short read at file offset 100/);
     await expect(hashFileRanges(file, [[[0, 50]], [[90, 20]]], { threads: 1 })).rejects.toThrow(/short read at file offset 100/);
-    const [a, b] = await hashFileRanges(file, [[[0, 50]], [[0, 25], [25, 25]]], { threads: 2 });
+    const [a, b] = await hashFileRanges(
+      file,
+      [
+        [[0, 50]],
+        [
+          [0, 25],
+          [25, 25],
+        ],
+      ],
+      { threads: 2 },
+    );
     expect(a).toBe(b);
     expect(a).toBe(createHash('sha256').update(Buffer.alloc(50, 1)).digest('hex'));
   });

@@ -164,9 +164,7 @@ export async function verifyImage(
   const problems: string[] = [];
   const check = await checkImage(file);
   if (!check.clean) {
-    problems.push(
-      `qemu-img check found ${check.corruptions} corruption(s) and ${check.checkErrors} error(s)`,
-    );
+    problems.push(`qemu-img check found ${check.corruptions} corruption(s) and ${check.checkErrors} error(s)`);
   }
   let actual: string | null = null;
   if (check.clean) {

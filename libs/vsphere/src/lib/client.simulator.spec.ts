@@ -1,11 +1,5 @@
 import { VSphereClient } from './client';
-import {
-  InvalidLoginError,
-  MethodNotFoundError,
-  NotFoundError,
-  TaskFailedError,
-  TransportError,
-} from './errors';
+import { InvalidLoginError, MethodNotFoundError, NotFoundError, TaskFailedError, TransportError } from './errors';
 import { moRefEl, toMoRef } from './xml';
 import { startStandIn, type StandIn } from '../testing/stand-in';
 import { scratchDir } from '../testing/test-env';

@@ -25,7 +25,13 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
       stateDir: scratch.dir,
       cbtWindowBytes: WINDOW,
       vms: [
-        { name: 'cbt-vm', disks: [{ sizeMiB: 32, content: { type: 'empty' } }, { sizeMiB: 16, content: { type: 'random', percent: 20 } }] },
+        {
+          name: 'cbt-vm',
+          disks: [
+            { sizeMiB: 32, content: { type: 'empty' } },
+            { sizeMiB: 16, content: { type: 'random', percent: 20 } },
+          ],
+        },
         {
           name: 'fs-vm',
           changeTrackingEnabled: true,
@@ -130,7 +136,9 @@ describe('VSphereClient against the stand-in (harness VMs)', () => {
     const offset = await client.queryChangedDiskAreasPage(vm.ref, snap, 2000, '*', 64 * MiB).catch((e: unknown) => e);
     expect(offset).toBeInstanceOf(SoapFaultError);
     expect((offset as SoapFaultError).faultType).toBe('InvalidArgument');
-    const missing = await client.queryChangedDiskAreasPage(vm.ref, { type: 'VirtualMachineSnapshot', value: 'snapshot-999' }, 2000, '*', 0).catch((e: unknown) => e);
+    const missing = await client
+      .queryChangedDiskAreasPage(vm.ref, { type: 'VirtualMachineSnapshot', value: 'snapshot-999' }, 2000, '*', 0)
+      .catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(NotFoundError);
     expect((missing as NotFoundError).faultType).toBe('ManagedObjectNotFound');
     await client.removeSnapshot(snap);

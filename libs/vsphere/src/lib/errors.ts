@@ -13,7 +13,11 @@ export class VSphereError extends Error {
 
 /** HTTP, TLS or network failure before a SOAP answer was read. */
 export class TransportError extends VSphereError {
-  constructor(message: string, readonly status?: number, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'TransportError';
   }
@@ -80,7 +84,10 @@ export class InvalidChangeIdError extends SoapFaultError {
 
 /** A name or UUID matched several VMs (vCenter allows equal names in different folders). */
 export class AmbiguousVmError extends VSphereError {
-  constructor(readonly selector: string, readonly matches: readonly string[]) {
+  constructor(
+    readonly selector: string,
+    readonly matches: readonly string[],
+  ) {
     super(`${matches.length} virtual machines ${selector}: ${matches.join(', ')}`);
     this.name = 'AmbiguousVmError';
   }
@@ -99,7 +106,11 @@ export class TaskFailedError extends VSphereError {
 }
 
 export class TaskTimeoutError extends VSphereError {
-  constructor(readonly task: string, readonly timeoutMs: number, readonly lastState: string) {
+  constructor(
+    readonly task: string,
+    readonly timeoutMs: number,
+    readonly lastState: string,
+  ) {
     super(`task ${task} did not finish within ${timeoutMs} ms (last state: ${lastState})`);
     this.name = 'TaskTimeoutError';
   }

@@ -88,7 +88,12 @@ export async function resolveVmFolder(session: VSphereSession, path: string): Pr
   if (datacenters.length !== 1) {
     dc = datacenters.find((d) => d.name === parts[0]);
     if (!dc) {
-      throw new FolderNotFoundError(path, [], `datacenter ${parts[0]} (with ${datacenters.length} datacenters the path starts with one, as in <datacenter>/prod/web)`, datacenters.map((d) => d.name));
+      throw new FolderNotFoundError(
+        path,
+        [],
+        `datacenter ${parts[0]} (with ${datacenters.length} datacenters the path starts with one, as in <datacenter>/prod/web)`,
+        datacenters.map((d) => d.name),
+      );
     }
     found.push(dc.name);
     parts = parts.slice(1);

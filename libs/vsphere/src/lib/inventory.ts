@@ -93,11 +93,7 @@ export async function findVm(session: VSphereSession, selector: VmSelector, page
   // Match on two small properties first; a vCenter may hold thousands of
   // VMs, and only the match needs its devices.
   const all = await withContainerView(session, 'VirtualMachine', undefined, (view) =>
-    retrieveProperties(
-      session,
-      { type: 'VirtualMachine', pathSet: ['name', 'config.instanceUuid'], objects: [view], viaContainerView: true },
-      pageSize,
-    ),
+    retrieveProperties(session, { type: 'VirtualMachine', pathSet: ['name', 'config.instanceUuid'], objects: [view], viaContainerView: true }, pageSize),
   );
   const match =
     'name' in selector
@@ -106,7 +102,10 @@ export async function findVm(session: VSphereSession, selector: VmSelector, page
   const what = 'name' in selector ? `named ${selector.name}` : `with instance UUID ${selector.instanceUuid}`;
   if (match.length === 0) throw new NotFoundError('NotFound', `no virtual machine ${what}`, 'RetrievePropertiesEx');
   if (match.length > 1) {
-    throw new AmbiguousVmError(what, match.map((m) => m.obj.value));
+    throw new AmbiguousVmError(
+      what,
+      match.map((m) => m.obj.value),
+    );
   }
   return getVm(session, match[0].obj);
 }

@@ -17,8 +17,7 @@ export interface RetrieveSpec {
 }
 
 function specXml(spec: RetrieveSpec): string {
-  const propSet =
-    '<propSet>' + el('type', spec.type) + el('all', false) + spec.pathSet.map((p) => el('pathSet', p)).join('') + '</propSet>';
+  const propSet = '<propSet>' + el('type', spec.type) + el('all', false) + spec.pathSet.map((p) => el('pathSet', p)).join('') + '</propSet>';
   const objectSets = spec.objects
     .map((obj) =>
       spec.viaContainerView
@@ -55,17 +54,10 @@ function readObjects(rv: unknown, out: ObjectContent[]): string | undefined {
  * RetrievePropertiesEx, following ContinueRetrievePropertiesEx tokens until
  * the server has sent every object (vCenter pages large inventories).
  */
-export async function retrieveProperties(
-  session: VSphereSession,
-  spec: RetrieveSpec,
-  pageSize = 100,
-): Promise<ObjectContent[]> {
+export async function retrieveProperties(session: VSphereSession, spec: RetrieveSpec, pageSize = 100): Promise<ObjectContent[]> {
   const pc = session.serviceContent.propertyCollector;
   const out: ObjectContent[] = [];
-  const rv = await session.call(
-    'RetrievePropertiesEx',
-    moRefEl('_this', pc) + specXml(spec) + `<options>${el('maxObjects', pageSize)}</options>`,
-  );
+  const rv = await session.call('RetrievePropertiesEx', moRefEl('_this', pc) + specXml(spec) + `<options>${el('maxObjects', pageSize)}</options>`);
   let token = readObjects(rv, out);
   while (token) {
     const next = await session.call('ContinueRetrievePropertiesEx', moRefEl('_this', pc) + el('token', token));
@@ -75,22 +67,13 @@ export async function retrieveProperties(
 }
 
 /** Properties of one object; NotFoundError if it does not exist. */
-export async function retrieveOne(
-  session: VSphereSession,
-  obj: MoRef,
-  pathSet: readonly string[],
-): Promise<Record<string, unknown>> {
+export async function retrieveOne(session: VSphereSession, obj: MoRef, pathSet: readonly string[]): Promise<Record<string, unknown>> {
   const res = await retrieveProperties(session, { type: obj.type, pathSet, objects: [obj] });
   return res[0]?.props ?? {};
 }
 
 /** A ContainerView of all objects of `type` under `container` (recursive; default: the root folder). */
-export async function withContainerView<T>(
-  session: VSphereSession,
-  type: string,
-  container: MoRef | undefined,
-  use: (view: MoRef) => Promise<T>,
-): Promise<T> {
+export async function withContainerView<T>(session: VSphereSession, type: string, container: MoRef | undefined, use: (view: MoRef) => Promise<T>): Promise<T> {
   const sc = session.serviceContent;
   const rv = await session.call(
     'CreateContainerView',

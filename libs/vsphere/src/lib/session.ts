@@ -92,9 +92,7 @@ export class VSphereSession {
     this.transport.clearSession();
     await this.transport.call(
       'Login',
-      moRefEl('_this', this.serviceContent.sessionManager) +
-        el('userName', this.options.username) +
-        el('password', this.options.password),
+      moRefEl('_this', this.serviceContent.sessionManager) + el('userName', this.options.username) + el('password', this.options.password),
     );
   }
 

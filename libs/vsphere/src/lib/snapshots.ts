@@ -45,10 +45,7 @@ export async function removeSnapshot(session: VSphereSession, snapshot: MoRef, o
 
 /** ReconfigVM_Task with config.changeTrackingEnabled = true. */
 export async function enableChangeTracking(session: VSphereSession, vm: MoRef, options: WaitOptions = {}): Promise<void> {
-  const rv = await session.call(
-    'ReconfigVM_Task',
-    moRefEl('_this', vm) + `<spec>${el('changeTrackingEnabled', true)}</spec>`,
-  );
+  const rv = await session.call('ReconfigVM_Task', moRefEl('_this', vm) + `<spec>${el('changeTrackingEnabled', true)}</spec>`);
   const task = toMoRef(rv);
   if (!task) throw new VSphereError('ReconfigVM_Task returned no task');
   await waitForTask(session, task, options);

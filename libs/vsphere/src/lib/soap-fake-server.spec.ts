@@ -51,28 +51,65 @@ describe('VSphereClient against a scripted SOAP server', () => {
           case 'RetrieveServiceContent':
             return send(200, SERVICE_CONTENT);
           case 'Login':
-            return send(200, ENV('<LoginResponse xmlns="urn:vim25"><returnval><key>s1</key></returnval></LoginResponse>'), 'vmware_soap_session="abc"; Path=/; HttpOnly');
+            return send(
+              200,
+              ENV('<LoginResponse xmlns="urn:vim25"><returnval><key>s1</key></returnval></LoginResponse>'),
+              'vmware_soap_session="abc"; Path=/; HttpOnly',
+            );
           case 'Logout':
             return send(200, ENV('<LogoutResponse xmlns="urn:vim25"></LogoutResponse>'));
           case 'CreateContainerView':
-            return send(200, ENV('<CreateContainerViewResponse xmlns="urn:vim25"><returnval type="ContainerView">session[1]view</returnval></CreateContainerViewResponse>'));
+            return send(
+              200,
+              ENV('<CreateContainerViewResponse xmlns="urn:vim25"><returnval type="ContainerView">session[1]view</returnval></CreateContainerViewResponse>'),
+            );
           case 'DestroyView':
             return send(200, ENV('<DestroyViewResponse xmlns="urn:vim25"></DestroyViewResponse>'));
           case 'RetrievePropertiesEx':
             if (body.includes('<type>Task</type>')) {
-              return send(200, ENV('<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="Task">task-1</obj><propSet><name>info</name><val xsi:type="TaskInfo"><state>running</state></val></propSet></objects></returnval></RetrievePropertiesExResponse>'));
+              return send(
+                200,
+                ENV(
+                  '<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="Task">task-1</obj><propSet><name>info</name><val xsi:type="TaskInfo"><state>running</state></val></propSet></objects></returnval></RetrievePropertiesExResponse>',
+                ),
+              );
             }
-            return send(200, ENV(`<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>t1</token>${vmObject(1)}${vmObject(2)}</returnval></RetrievePropertiesExResponse>`));
+            return send(
+              200,
+              ENV(
+                `<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>t1</token>${vmObject(1)}${vmObject(2)}</returnval></RetrievePropertiesExResponse>`,
+              ),
+            );
           case 'ContinueRetrievePropertiesEx':
             if (body.includes('<token>t1</token>')) {
-              return send(200, ENV(`<ContinueRetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>t2</token>${vmObject(3)}</returnval></ContinueRetrievePropertiesExResponse>`));
+              return send(
+                200,
+                ENV(
+                  `<ContinueRetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>t2</token>${vmObject(3)}</returnval></ContinueRetrievePropertiesExResponse>`,
+                ),
+              );
             }
-            return send(200, ENV(`<ContinueRetrievePropertiesExResponse xmlns="urn:vim25"><returnval>${vmObject(4)}${vmObject(2).replace('vm-2<', 'vm-22<')}</returnval></ContinueRetrievePropertiesExResponse>`));
+            return send(
+              200,
+              ENV(
+                `<ContinueRetrievePropertiesExResponse xmlns="urn:vim25"><returnval>${vmObject(4)}${vmObject(2).replace('vm-2<', 'vm-22<')}</returnval></ContinueRetrievePropertiesExResponse>`,
+              ),
+            );
           case 'QueryChangedDiskAreas':
             // A server that does not advance: the client must not loop forever.
-            return send(200, ENV('<QueryChangedDiskAreasResponse xmlns="urn:vim25"><returnval><startOffset>0</startOffset><length>0</length></returnval></QueryChangedDiskAreasResponse>'));
+            return send(
+              200,
+              ENV(
+                '<QueryChangedDiskAreasResponse xmlns="urn:vim25"><returnval><startOffset>0</startOffset><length>0</length></returnval></QueryChangedDiskAreasResponse>',
+              ),
+            );
           default:
-            return send(500, ENV(`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>no ${method}</faultstring><detail><InvalidRequestFault xmlns="urn:vim25" xsi:type="InvalidRequest"></InvalidRequestFault></detail></soapenv:Fault>`));
+            return send(
+              500,
+              ENV(
+                `<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>no ${method}</faultstring><detail><InvalidRequestFault xmlns="urn:vim25" xsi:type="InvalidRequest"></InvalidRequestFault></detail></soapenv:Fault>`,
+              ),
+            );
         }
       });
     });
@@ -87,7 +124,16 @@ describe('VSphereClient against a scripted SOAP server', () => {
     const vms = await client.listVms();
     expect(vms.map((v) => `${v.ref.value}:${v.name}`)).toEqual(['vm-1:vm1', 'vm-2:vm2', 'vm-3:vm3', 'vm-4:vm4', 'vm-22:vm2']);
     expect(vms[2].disks).toEqual([
-      { key: 2000, capacityBytes: 3 * 1024 * 1024, fileName: '[ds] vm3/vm3.vmdk', changeId: '52 aa/3', backingType: 'VirtualDiskFlatVer2BackingInfo', label: undefined, controllerKey: undefined, unitNumber: undefined },
+      {
+        key: 2000,
+        capacityBytes: 3 * 1024 * 1024,
+        fileName: '[ds] vm3/vm3.vmdk',
+        changeId: '52 aa/3',
+        backingType: 'VirtualDiskFlatVer2BackingInfo',
+        label: undefined,
+        controllerKey: undefined,
+        unitNumber: undefined,
+      },
     ]);
     expect(calls.filter((c) => c === 'ContinueRetrievePropertiesEx')).toHaveLength(2);
     expect(calls).toContain('DestroyView');

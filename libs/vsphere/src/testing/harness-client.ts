@@ -39,7 +39,10 @@ export interface SnapshotNbdLocation {
 }
 
 export class HarnessError extends Error {
-  constructor(message: string, readonly status: number) {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
     super(message);
     this.name = 'HarnessError';
   }

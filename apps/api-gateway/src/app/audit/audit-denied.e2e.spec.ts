@@ -36,7 +36,14 @@ describe('audit log: refused requests', () => {
     const keys = new ApiKeyRepository(db.prisma);
     admin = (await keys.create('audit-admin', 'admin')).key;
     viewer = await keys.create('audit-viewer', 'viewer');
-    app = await createGateway(loadGatewaySettings({ REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', NODE_NAME: 'audit-test', LOG_LEVEL: 'error', DATABASE_URL: db.url }));
+    app = await createGateway(
+      loadGatewaySettings({
+        REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+        NODE_NAME: 'audit-test',
+        LOG_LEVEL: 'error',
+        DATABASE_URL: db.url,
+      }),
+    );
     await app.init();
   }, 60_000);
 
@@ -46,7 +53,8 @@ describe('audit log: refused requests', () => {
   });
 
   const http = () => request(app.getHttpServer());
-  const audit = async (query: string) => (await http().get(`/api/v1/audit?${query}`).set('X-API-Key', admin).expect(200)).body as { total: number; items: Entry[] };
+  const audit = async (query: string) =>
+    (await http().get(`/api/v1/audit?${query}`).set('X-API-Key', admin).expect(200)).body as { total: number; items: Entry[] };
 
   it('records 401 and 403 on writes as denied, with who, what and target, and filters them', async () => {
     // 403: a viewer may not create keys; the key is known, so who is recorded.

@@ -16,7 +16,14 @@ export class AuditController {
   @ApiOkResponse({ type: AuditPageDto })
   async list(@Query() q: AuditQueryDto): Promise<AuditPageDto> {
     const page = await this.audit.page(
-      { keyId: q.key_id, action: q.action, target: q.target, result: q.result, since: q.since ? new Date(q.since) : undefined, until: q.until ? new Date(q.until) : undefined },
+      {
+        keyId: q.key_id,
+        action: q.action,
+        target: q.target,
+        result: q.result,
+        since: q.since ? new Date(q.since) : undefined,
+        until: q.until ? new Date(q.until) : undefined,
+      },
       { limit: q.limit ?? 50, offset: q.offset ?? 0 },
     );
     return {

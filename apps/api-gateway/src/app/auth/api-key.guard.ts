@@ -87,9 +87,7 @@ export class ApiKeyGuard implements CanActivate {
     const roles = this.reflector.getAllAndOverride<ApiRole[] | undefined>(ROLES_KEY, targets);
     if (!roles || !roles.includes(principal.role)) {
       throw new ForbiddenException(
-        roles
-          ? `this endpoint needs one of the roles ${roles.join(', ')}; your key has ${principal.role}`
-          : 'this endpoint declares no roles and is closed',
+        roles ? `this endpoint needs one of the roles ${roles.join(', ')}; your key has ${principal.role}` : 'this endpoint declares no roles and is closed',
       );
     }
     const expensive = this.reflector.getAllAndOverride<string | undefined>(EXPENSIVE_KEY, targets);

@@ -27,9 +27,7 @@ export class RequestLimiter implements OnApplicationShutdown {
       this.blockedUntil.delete(ip);
       return;
     }
-    throw new ThrottlerException(
-      `too many failed authentications from ${ip}; try again in ${Math.ceil((until - Date.now()) / 1000)} s`,
-    );
+    throw new ThrottlerException(`too many failed authentications from ${ip}; try again in ${Math.ceil((until - Date.now()) / 1000)} s`);
   }
 
   /** Records a failed authentication; true when the address is now blocked. */

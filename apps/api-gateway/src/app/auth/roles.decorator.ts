@@ -15,13 +15,7 @@ export const ROLES_EXTENSION = 'x-sendense-roles';
  * roles as `x-sendense-roles`, and the 401/403 answers) in the OpenAPI document.
  */
 export function Roles(...roles: ApiRole[]) {
-  return applyDecorators(
-    SetMetadata(ROLES_KEY, roles),
-    ApiExtension(ROLES_EXTENSION, roles),
-    ApiBearerAuth('bearer'),
-    ApiSecurity('api-key'),
-    ApiAuthErrors(),
-  );
+  return applyDecorators(SetMetadata(ROLES_KEY, roles), ApiExtension(ROLES_EXTENSION, roles), ApiBearerAuth('bearer'), ApiSecurity('api-key'), ApiAuthErrors());
 }
 
 /** No key needed (health checks for load balancers). */

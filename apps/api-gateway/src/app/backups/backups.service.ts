@@ -48,7 +48,10 @@ export class BackupsService {
     );
     // Two requests at once: BullMQ keeps the first job under the id and returns it.
     if (added.data.runId !== runId) {
-      throw new ConflictException({ message: `a backup of VM ${ctx.vmName} was just queued (run ${added.data.runId}); it was not started twice`, run_id: added.data.runId });
+      throw new ConflictException({
+        message: `a backup of VM ${ctx.vmName} was just queued (run ${added.data.runId}); it was not started twice`,
+        run_id: added.data.runId,
+      });
     }
     await this.runs.save(runId, { queue, jobId, vmContextId: ctx.contextId, repositoryId: repo.id });
     return { run_id: runId, vm_context_id: ctx.contextId, vm_name: ctx.vmName, backup_type: req.backupType, repository: repo.name, status: 'queued' };
@@ -97,7 +100,12 @@ export class BackupsService {
   async verify(id: string, requestedBy: string): Promise<VerificationDto> {
     const row = await this.find(id);
     if (row.status !== 'completed') throw new ConflictException(`backup ${id} is ${row.status}; only completed backups can be verified`);
-    return (await this.maintenance.run(row.repositoryId, JobNames.VerifyRestorePoint, { backupId: id, requestedBy }, JobIds.verify(id), 30 * 60_000)) as VerificationDto;
+    return (await this.maintenance.run(
+      row.repositoryId,
+      JobNames.VerifyRestorePoint,
+      { backupId: id, requestedBy },
+      JobIds.verify(id),
+      30 * 60_000,
+    )) as VerificationDto;
   }
 }
-

@@ -57,7 +57,10 @@ export class ChainsService {
   /** The chain's newest restore point; its row gone (deleted under the chain row) is a 404 that says so. */
   private async latestOf(chain: BackupChain, vmName: string): Promise<BackupJob> {
     const latest = await this.jobs.find(chain.latestBackupId);
-    if (!latest) throw new NotFoundException(`VM ${vmName} disk ${chain.diskId}: the chain's latest backup ${chain.latestBackupId} has no record; run retention or a backup to resync the chain`);
+    if (!latest)
+      throw new NotFoundException(
+        `VM ${vmName} disk ${chain.diskId}: the chain's latest backup ${chain.latestBackupId} has no record; run retention or a backup to resync the chain`,
+      );
     return latest;
   }
 }

@@ -12,7 +12,7 @@ export class ErrorResponseDto {
 export function ApiAuthErrors(opts: { body?: boolean } = {}) {
   const decorators = [
     ApiUnauthorizedResponse({ description: 'No API key, or an invalid or revoked one', type: ErrorResponseDto }),
-    ApiForbiddenResponse({ description: 'The key\'s role may not call this endpoint', type: ErrorResponseDto }),
+    ApiForbiddenResponse({ description: "The key's role may not call this endpoint", type: ErrorResponseDto }),
   ];
   if (opts.body) decorators.push(ApiBadRequestResponse({ description: 'The request failed validation', type: ErrorResponseDto }));
   return applyDecorators(...decorators);

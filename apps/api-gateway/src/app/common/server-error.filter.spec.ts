@@ -28,7 +28,10 @@ describe('ServerErrorFilter: every 5xx is logged with its request and cause', ()
   const lines: string[] = [];
 
   beforeAll(async () => {
-    const mod = await Test.createTestingModule({ controllers: [FailingController], providers: [{ provide: APP_FILTER, useClass: ServerErrorFilter }] }).compile();
+    const mod = await Test.createTestingModule({
+      controllers: [FailingController],
+      providers: [{ provide: APP_FILTER, useClass: ServerErrorFilter }],
+    }).compile();
     app = mod.createNestApplication({ logger: false });
     await app.init();
   });

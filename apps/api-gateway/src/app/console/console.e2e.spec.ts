@@ -25,7 +25,12 @@ describe('gateway serves the web console', () => {
     db = await createTestDatabase();
     viewer = (await new ApiKeyRepository(db.prisma).create('console viewer', 'viewer')).key;
     app = await createGateway(
-      loadGatewaySettings({ REDIS_URL: process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379', NODE_NAME: 'console-test', LOG_LEVEL: 'error', DATABASE_URL: db.url }),
+      loadGatewaySettings({
+        REDIS_URL: process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379',
+        NODE_NAME: 'console-test',
+        LOG_LEVEL: 'error',
+        DATABASE_URL: db.url,
+      }),
     );
     await app.init();
   }, 60_000);

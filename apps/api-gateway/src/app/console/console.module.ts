@@ -13,10 +13,7 @@ const NOT_CONSOLE = /^\/(api|admin|metrics)(\/|$)/;
  * next to the gateway's own build, or under the working directory.
  */
 export function consoleDir(): string | null {
-  const candidates = [
-    process.argv[1] ? join(dirname(process.argv[1]), '../console') : undefined,
-    join(process.cwd(), 'dist/apps/console'),
-  ];
+  const candidates = [process.argv[1] ? join(dirname(process.argv[1]), '../console') : undefined, join(process.cwd(), 'dist/apps/console')];
   return candidates.find((d): d is string => !!d && existsSync(join(d, 'index.html'))) ?? null;
 }
 

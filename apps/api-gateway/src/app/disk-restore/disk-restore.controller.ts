@@ -35,7 +35,7 @@ export class DiskExportController {
     summary: 'Serve a restore point (its whole chain) over NBD for instant access; read-only, or writable through a temporary overlay',
     description:
       'Any NBD client reads the URI. The restore point is held against delete and merge while the export lives; the export ends on DELETE or after idle_timeout_seconds without a client. ' +
-      'Listens on the exporter\'s NBD_LISTEN_ADDRESS (loopback by default); with NBD_RESTORE_TLS=psk only clients holding the key in tls_psk (shown once, here) connect.',
+      "Listens on the exporter's NBD_LISTEN_ADDRESS (loopback by default); with NBD_RESTORE_TLS=psk only clients holding the key in tls_psk (shown once, here) connect.",
   })
   @ApiCreatedResponse({ type: ExportDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid body, or the backup is on another node' })
@@ -58,7 +58,7 @@ export class DiskExportController {
   @Delete(':name')
   @HttpCode(204)
   @Roles(...RESTORE_ROLES)
-  @ApiOperation({ summary: 'End an instant-access export (its connections close; a writable export\'s overlay is discarded)' })
+  @ApiOperation({ summary: "End an instant-access export (its connections close; a writable export's overlay is discarded)" })
   @ApiNoContentResponse({ description: 'Ended' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Not an export name' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such instant-access export' })
@@ -81,8 +81,8 @@ export class DiskWritebackController {
   @ApiOperation({
     summary: 'Write a restore point back into a disk of a powered-off VM: quick rollback (only what changed since it) or a full write',
     description:
-      'The target defaults to the restore point\'s own VM and disk. The VM must be powered off (the run fails with the reason otherwise). ' +
-      'quick asks vCenter which areas changed since the restore point\'s changeId and writes only those; when that changeId is no longer valid it writes the whole disk and the run\'s events say why. ' +
+      "The target defaults to the restore point's own VM and disk. The VM must be powered off (the run fails with the reason otherwise). " +
+      "quick asks vCenter which areas changed since the restore point's changeId and writes only those; when that changeId is no longer valid it writes the whole disk and the run's events say why. " +
       'Follow the run with GET /api/v1/jobs/{run_id}; cancel it with POST /api/v1/jobs/{run_id}/cancel.',
   })
   @ApiAcceptedResponse({ type: StartedRestoreDto })

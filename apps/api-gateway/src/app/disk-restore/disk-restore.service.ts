@@ -13,14 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import type { Request, Response } from 'express';
 import type { GatewaySettings } from '@sendense/config';
-import {
-  INTERNAL_TOKEN_HEADER,
-  NbdExporterClient,
-  NbdExporterError,
-  RestoreServiceClient,
-  RestoreServiceError,
-  type NbdExportInfo,
-} from '@sendense/contracts';
+import { INTERNAL_TOKEN_HEADER, NbdExporterClient, NbdExporterError, RestoreServiceClient, RestoreServiceError, type NbdExportInfo } from '@sendense/contracts';
 import { RestorePointLocator } from '../common/restore-points';
 import { SETTINGS } from '../common/tokens';
 import type { ExportDto, ImageFormatParam } from './dto/disk-restore.dto';
@@ -148,8 +141,15 @@ export class DiskRestoreService implements OnModuleDestroy {
   /** The restore point's disk as one image, streamed through from the restore-service (status, Range and headers intact). */
   async streamImage(backupId: string, format: ImageFormatParam, req: Request, res: Response): Promise<void> {
     const rp = await this.locate(backupId, 'downloaded');
-    const stamp = rp.createdAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
-    const vm = rp.vmName.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[^A-Za-z0-9]+/, '').slice(0, 80) || 'vm';
+    const stamp = rp.createdAt
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, '');
+    const vm =
+      rp.vmName
+        .replace(/[^A-Za-z0-9._-]+/g, '_')
+        .replace(/^[^A-Za-z0-9]+/, '')
+        .slice(0, 80) || 'vm';
     const fileName = `${vm}-disk${rp.diskId}-${stamp}.${format}`;
     // The client going away aborts the upstream request, which stops the conversion there.
     const ac = new AbortController();

@@ -23,7 +23,13 @@ export class DiskWritebackService {
     private readonly runs: RunRegistry,
   ) {}
 
-  async start(req: { backupId: string; mode: 'quick' | 'full'; targetVmContextId?: string; targetDeviceKey?: number; requestedBy: string }): Promise<StartedRestoreDto> {
+  async start(req: {
+    backupId: string;
+    mode: 'quick' | 'full';
+    targetVmContextId?: string;
+    targetDeviceKey?: number;
+    requestedBy: string;
+  }): Promise<StartedRestoreDto> {
     const row = await this.restorePoints.completed(req.backupId, 'restored');
     const targetCtx = req.targetVmContextId ?? row.vmContextId;
     const ctx = await this.vms.findWithDisks(targetCtx);
@@ -36,7 +42,9 @@ export class DiskWritebackService {
       deviceKey = targetCtx === row.vmContextId ? source?.deviceKey : same?.deviceKey;
       if (deviceKey === undefined) throw new BadRequestException(`VM ${ctx.vmName} has no disk ${row.diskId}; give target_device_key`);
     } else if (!ctx.disks.some((d) => d.deviceKey === deviceKey)) {
-      throw new BadRequestException(`VM ${ctx.vmName} has no disk with device key ${deviceKey} (it has ${ctx.disks.map((d) => d.deviceKey).join(', ') || 'none'})`);
+      throw new BadRequestException(
+        `VM ${ctx.vmName} has no disk with device key ${deviceKey} (it has ${ctx.disks.map((d) => d.deviceKey).join(', ') || 'none'})`,
+      );
     }
     const queue = QueueNames.backup(row.repository.storageNode);
     const jobId = JobIds.restoreDisk(targetCtx);
@@ -44,7 +52,11 @@ export class DiskWritebackService {
     if (existing) {
       const state = await existing.getState();
       if (state === 'completed' || state === 'failed') await existing.remove();
-      else throw new ConflictException({ message: `a disk restore into VM ${ctx.vmName} is already ${state === 'active' ? 'running' : 'queued'} (run ${existing.data.runId})`, run_id: existing.data.runId });
+      else
+        throw new ConflictException({
+          message: `a disk restore into VM ${ctx.vmName} is already ${state === 'active' ? 'running' : 'queued'} (run ${existing.data.runId})`,
+          run_id: existing.data.runId,
+        });
     }
     const runId = randomUUID();
     const added = await this.queues.add(
@@ -53,8 +65,17 @@ export class DiskWritebackService {
       { runId, restoreId: runId, backupId: row.id, targetVmContextId: targetCtx, targetDeviceKey: deviceKey, mode: req.mode, requestedBy: req.requestedBy },
       jobId,
     );
-    if (added.data.runId !== runId) throw new ConflictException({ message: `a disk restore into VM ${ctx.vmName} was just queued (run ${added.data.runId})`, run_id: added.data.runId });
+    if (added.data.runId !== runId)
+      throw new ConflictException({ message: `a disk restore into VM ${ctx.vmName} was just queued (run ${added.data.runId})`, run_id: added.data.runId });
     await this.runs.save(runId, { queue, jobId, vmContextId: targetCtx, repositoryId: row.repository.id });
-    return { run_id: runId, backup_id: row.id, target_vm_context_id: targetCtx, target_vm_name: ctx.vmName, target_device_key: deviceKey, mode: req.mode, status: 'queued' };
+    return {
+      run_id: runId,
+      backup_id: row.id,
+      target_vm_context_id: targetCtx,
+      target_vm_name: ctx.vmName,
+      target_device_key: deviceKey,
+      mode: req.mode,
+      status: 'queued',
+    };
   }
 }

@@ -1,13 +1,5 @@
 import { Controller, Get, Param, Query, Req, Res } from '@nestjs/common';
-import {
-  ApiBadRequestResponse,
-  ApiConflictResponse,
-  ApiNotFoundResponse,
-  ApiOperation,
-  ApiProduces,
-  ApiResponse,
-  ApiTags,
-} from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiConflictResponse, ApiNotFoundResponse, ApiOperation, ApiProduces, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
@@ -25,7 +17,7 @@ export class DiskImageController {
   @Roles(...RESTORE_ROLES)
   @Expensive('downloading a disk image')
   @ApiOperation({
-    summary: 'Download the restore point\'s whole disk as one image: raw (Range gives 206), qcow2 or streamOptimized vmdk, without a backing chain',
+    summary: "Download the restore point's whole disk as one image: raw (Range gives 206), qcow2 or streamOptimized vmdk, without a backing chain",
     description:
       'qcow2 and vmdk are converted by the restore-service into scratch space first (checked before it starts: 507 when short; freed afterwards), so the answer starts after the conversion; ' +
       'a client that goes away stops it.',

@@ -113,10 +113,16 @@ export class HealthService {
         const u = new URL(s.RESTORE_SERVICE_URL);
         await tcpReachable(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
         // Mounts whose file system vanished under the service in the last minutes.
-        const res = await fetch(new URL(RESTORE_SERVICE_ROUTES.list(), u), { headers: { [INTERNAL_TOKEN_HEADER]: s.SENDENSE_INTERNAL_TOKEN }, signal: AbortSignal.timeout(3000) });
+        const res = await fetch(new URL(RESTORE_SERVICE_ROUTES.list(), u), {
+          headers: { [INTERNAL_TOKEN_HEADER]: s.SENDENSE_INTERNAL_TOKEN },
+          signal: AbortSignal.timeout(3000),
+        });
         if (!res.ok) throw new Error(`the restore-service answered ${res.status} to ${RESTORE_SERVICE_ROUTES.list()}`);
         const lost = res.ok ? (((await res.json()) as ListMountsResponse).lost ?? []) : [];
-        if (lost.length) throw new Error(`${lost.length} mount(s) vanished under the restore-service: ${lost.map((l) => `${l.mountId} at ${l.at} (${l.problems.join('; ')})`).join(', ')}`);
+        if (lost.length)
+          throw new Error(
+            `${lost.length} mount(s) vanished under the restore-service: ${lost.map((l) => `${l.mountId} at ${l.at} (${l.problems.join('; ')})`).join(', ')}`,
+          );
       }),
     ]);
     const criticalDown = deps.some((d) => d.critical && !d.ok);

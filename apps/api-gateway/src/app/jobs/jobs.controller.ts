@@ -22,7 +22,7 @@ export class JobsController {
   @ApiOperation({
     summary: 'Backup runs, newest first, filtered by state and VM; paginated with limit and offset',
     description:
-      'Runs the queue still holds (queued, waiting to retry, running) come first with the queue\'s state, then the runs their ' +
+      "Runs the queue still holds (queued, waiting to retry, running) come first with the queue's state, then the runs their " +
       'restore points record, with the state their disks say. Page with offset += limit until offset >= total. ' +
       'GET /api/v1/jobs/{run_id} has the full status of one run.',
   })

@@ -65,7 +65,10 @@ describe('GET /api/v1/jobs', () => {
     repositoryId = repo.body.id;
     alpha = `ctx-alpha-${randomUUID().slice(0, 8)}`;
     beta = `ctx-beta-${randomUUID().slice(0, 8)}`;
-    for (const [contextId, vmName] of [[alpha, 'alpha'], [beta, 'beta']]) {
+    for (const [contextId, vmName] of [
+      [alpha, 'alpha'],
+      [beta, 'beta'],
+    ]) {
       await db.prisma.vmContext.create({ data: { contextId: contextId!, vmName: vmName!, vcenterHost: 'vc', vmMoref: `vm-${vmName}` } });
     }
     const a = { contextId: alpha, name: 'alpha' };

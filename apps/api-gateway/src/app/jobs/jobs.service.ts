@@ -35,15 +35,25 @@ export class JobsService {
     const rows = await this.jobs.listByRun(runId);
     const events = await this.events.listByRun(runId, 200);
     const status =
-      state === 'completed' ? 'completed'
-      : state === 'failed' ? (job?.failedReason === 'cancelled' || rows.some((r) => r.status === 'cancelled') ? 'cancelled' : 'failed')
-      : state === 'active' ? 'running'
-      : state ? 'queued'
-      : rows.length && rows.every((r) => r.status === 'completed') ? 'completed'
-      : rows.some((r) => r.status === 'failed') ? 'failed'
-      : rows.some((r) => r.status === 'cancelled') ? 'cancelled'
-      : events.some((e) => e.phase === 'cancelled') ? 'cancelled'
-      : 'unknown';
+      state === 'completed'
+        ? 'completed'
+        : state === 'failed'
+          ? job?.failedReason === 'cancelled' || rows.some((r) => r.status === 'cancelled')
+            ? 'cancelled'
+            : 'failed'
+          : state === 'active'
+            ? 'running'
+            : state
+              ? 'queued'
+              : rows.length && rows.every((r) => r.status === 'completed')
+                ? 'completed'
+                : rows.some((r) => r.status === 'failed')
+                  ? 'failed'
+                  : rows.some((r) => r.status === 'cancelled')
+                    ? 'cancelled'
+                    : events.some((e) => e.phase === 'cancelled')
+                      ? 'cancelled'
+                      : 'unknown';
     return {
       run_id: runId,
       vm_context_id: ref.vmContextId,

@@ -48,7 +48,13 @@ export class RunListService {
     ]);
     const names = await this.vmNames(pageOfLive.map((l) => l.job.data.vmContextId));
     const items: JobSummaryDto[] = [
-      ...pageOfLive.map((l) => this.ofLive(l, liveSums.runs.find((r) => r.runId === l.job.data.runId), names)),
+      ...pageOfLive.map((l) =>
+        this.ofLive(
+          l,
+          liveSums.runs.find((r) => r.runId === l.job.data.runId),
+          names,
+        ),
+      ),
       ...(restLimit > 0 ? recorded.runs.map((r) => this.ofRecorded(r)) : []),
     ];
     return { total: shown.length + recorded.total, offset: q.offset, limit: q.limit, items };

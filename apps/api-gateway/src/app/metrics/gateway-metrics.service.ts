@@ -24,7 +24,12 @@ export class GatewayMetrics {
     @Inject(MetricsSourceRepository) source: MetricsSourceRepository,
   ) {
     const registry = (this.registry = createRegistry('api-gateway'));
-    this.requests = new Counter({ name: 'sendense_http_requests_total', help: 'HTTP requests answered, by method, route and status', labelNames: ['method', 'route', 'status'], registers: [registry] });
+    this.requests = new Counter({
+      name: 'sendense_http_requests_total',
+      help: 'HTTP requests answered, by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    });
     this.requestDuration = new Histogram({
       name: 'sendense_http_request_duration_seconds',
       help: 'Time to answer an HTTP request, by method and route',
@@ -65,7 +70,7 @@ export class GatewayMetrics {
     };
     new Gauge({
       name: 'sendense_repository_recorded_used_bytes',
-      help: 'Used bytes of a repository file system, as its node\'s worker last recorded it',
+      help: "Used bytes of a repository file system, as its node's worker last recorded it",
       labelNames: ['repository', 'node'],
       registers: [registry],
       async collect() {
@@ -74,7 +79,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'sendense_repository_recorded_free_bytes',
-      help: 'Free bytes of a repository file system, as its node\'s worker last recorded it',
+      help: "Free bytes of a repository file system, as its node's worker last recorded it",
       labelNames: ['repository', 'node'],
       registers: [registry],
       async collect() {

@@ -14,7 +14,10 @@ export class MetricsController {
   @Roles(...READ_ROLES)
   @Header('cache-control', 'no-store')
   @ApiProduces('text/plain')
-  @ApiOperation({ summary: 'Prometheus metrics of the gateway and of the system as it sees it (text exposition format 0.0.4); the other services serve theirs on loopback (docs/metrics.md)' })
+  @ApiOperation({
+    summary:
+      'Prometheus metrics of the gateway and of the system as it sees it (text exposition format 0.0.4); the other services serve theirs on loopback (docs/metrics.md)',
+  })
   @ApiOkResponse({ description: 'Prometheus text format', schema: { type: 'string' } })
   async scrape(@Res() res: Response): Promise<void> {
     const text = await this.metrics.registry.metrics();

@@ -1,5 +1,15 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import {
+  ApiAcceptedResponse,
+  ApiBadRequestResponse,
+  ApiConflictResponse,
+  ApiCreatedResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
 import { API_PREFIX } from '../common/api-paths';
 import { ErrorResponseDto } from '../common/error-responses';
 import { ADMIN_ROLES, READ_ROLES, Roles, WRITE_ROLES } from '../auth/roles.decorator';
@@ -16,7 +26,10 @@ export class PoliciesController {
 
   @Post()
   @Roles(...ADMIN_ROLES)
-  @ApiOperation({ summary: 'Create a backup policy (cron schedule with a time zone, VMs by name or pattern, type rules, retention, start window, concurrency); scheduled at once unless paused' })
+  @ApiOperation({
+    summary:
+      'Create a backup policy (cron schedule with a time zone, VMs by name or pattern, type rules, retention, start window, concurrency); scheduled at once unless paused',
+  })
   @ApiCreatedResponse({ type: PolicyDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'Invalid cron expression, time zone, VM selection or retention' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such repository' })
@@ -46,7 +59,7 @@ export class PoliciesController {
   @Get(':id/runs')
   @Roles(...READ_ROLES)
   @ApiParam(ID)
-  @ApiOperation({ summary: 'The policy\'s history, newest first: each run with its VMs, result, bytes and duration' })
+  @ApiOperation({ summary: "The policy's history, newest first: each run with its VMs, result, bytes and duration" })
   @ApiOkResponse({ type: PolicyRunPageDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   runs(@Param('id') id: string, @Query() q: PolicyRunsQueryDto): Promise<PolicyRunPageDto> {

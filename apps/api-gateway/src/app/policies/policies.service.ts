@@ -66,7 +66,10 @@ export class PoliciesService implements OnModuleDestroy {
     @Inject(BackupPolicyRepository) private readonly policies: BackupPolicyRepository,
     @Inject(BackupRepositoryRepository) private readonly repositories: BackupRepositoryRepository,
   ) {
-    this.queue = new Queue(QueueNames.policies, { connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false }, prefix: QUEUE_PREFIX });
+    this.queue = new Queue(QueueNames.policies, {
+      connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false },
+      prefix: QUEUE_PREFIX,
+    });
     this.queue.on('error', () => undefined);
   }
 
@@ -88,7 +91,11 @@ export class PoliciesService implements OnModuleDestroy {
       timezone: p.timezone,
       repository_id: p.repositoryId,
       repository: repo?.name ?? p.repositoryId,
-      vms: { names: p.selector.vmNames ?? [], ...(p.selector.namePattern ? { name_pattern: p.selector.namePattern } : {}), ...(p.selector.folder ? { folder: p.selector.folder } : {}) },
+      vms: {
+        names: p.selector.vmNames ?? [],
+        ...(p.selector.namePattern ? { name_pattern: p.selector.namePattern } : {}),
+        ...(p.selector.folder ? { folder: p.selector.folder } : {}),
+      },
       full_every_days: p.fullEveryDays,
       full_after_incrementals: p.fullAfterIncrementals,
       synthetic_full: p.syntheticFull,
@@ -132,7 +139,11 @@ export class PoliciesService implements OnModuleDestroy {
       cron: b.cron,
       timezone,
       repositoryId: repo.id,
-      selector: { ...(b.vms.names?.length ? { vmNames: b.vms.names } : {}), ...(b.vms.name_pattern ? { namePattern: b.vms.name_pattern } : {}), ...(folder ? { folder } : {}) },
+      selector: {
+        ...(b.vms.names?.length ? { vmNames: b.vms.names } : {}),
+        ...(b.vms.name_pattern ? { namePattern: b.vms.name_pattern } : {}),
+        ...(folder ? { folder } : {}),
+      },
       fullEveryDays: b.full_every_days ?? null,
       fullAfterIncrementals: b.full_after_incrementals ?? null,
       syntheticFull: b.synthetic_full ?? false,

@@ -30,7 +30,8 @@ export class RepositoriesService {
   ) {}
 
   async create(req: { name: string; type: RepositoryTypeName; path?: string; storageNode?: string; cbtAuditSamples?: number }): Promise<RepositoryDto> {
-    if (req.type !== 'local') throw new BadRequestException(`repository type ${req.type} is not supported yet; use local (an NFS share mounted locally works as local)`);
+    if (req.type !== 'local')
+      throw new BadRequestException(`repository type ${req.type} is not supported yet; use local (an NFS share mounted locally works as local)`);
     if (await this.repositories.findByName(req.name)) {
       throw new ConflictException(`a repository named ${req.name} exists already`);
     }
@@ -39,7 +40,11 @@ export class RepositoriesService {
     const others = (await this.repositories.list()).map((r) => ({ name: r.name, path: String((r.config as { path?: unknown }).path ?? '') }));
     let path: string;
     try {
-      path = await checkRepositoryPath(req.path, this.settings.REPOSITORY_ALLOWED_ROOTS.split(':').filter(Boolean), others.filter((o) => o.path));
+      path = await checkRepositoryPath(
+        req.path,
+        this.settings.REPOSITORY_ALLOWED_ROOTS.split(':').filter(Boolean),
+        others.filter((o) => o.path),
+      );
     } catch (err) {
       if (err instanceof RepositoryPathRefused) throw new BadRequestException(err.message);
       throw err;
@@ -54,7 +59,12 @@ export class RepositoriesService {
         throw new BadRequestException(`repository path cannot be used: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }
-    const row = await this.repositories.create({ name: req.name, repositoryType: 'local', config: { path, ...(req.cbtAuditSamples !== undefined ? { cbtAuditSamples: req.cbtAuditSamples } : {}) }, storageNode: node });
+    const row = await this.repositories.create({
+      name: req.name,
+      repositoryType: 'local',
+      config: { path, ...(req.cbtAuditSamples !== undefined ? { cbtAuditSamples: req.cbtAuditSamples } : {}) },
+      storageNode: node,
+    });
     return toRepositoryDto(await this.refreshSpace(row));
   }
 

@@ -41,7 +41,7 @@ export class VCentersController {
   @Post(':id/import')
   @HttpCode(200)
   @Roles(...ADMIN_ROLES)
-  @ApiOperation({ summary: 'List the vCenter\'s VMs and register them for backup (idempotent)' })
+  @ApiOperation({ summary: "List the vCenter's VMs and register them for backup (idempotent)" })
   @ApiOkResponse({ type: [ImportedVmDto], description: 'The imported VMs with their context ids' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'No such vCenter, or a named VM does not exist' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'vCenter login failed' })

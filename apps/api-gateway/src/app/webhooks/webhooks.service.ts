@@ -37,7 +37,10 @@ export class WebhooksService implements OnModuleDestroy {
     @Inject(SETTINGS) private readonly settings: GatewaySettings,
     @Inject(WebhookRepository) private readonly webhooks: WebhookRepository,
   ) {
-    this.queue = new Queue(QueueNames.webhooks, { connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false }, prefix: QUEUE_PREFIX });
+    this.queue = new Queue(QueueNames.webhooks, {
+      connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false },
+      prefix: QUEUE_PREFIX,
+    });
     this.queue.on('error', () => undefined);
   }
 
@@ -46,7 +49,8 @@ export class WebhooksService implements OnModuleDestroy {
   }
 
   private box(): SecretBox {
-    if (!this.settings.SENDENSE_SECRET_KEY) throw new ServiceUnavailableException('SENDENSE_SECRET_KEY is not set: webhook secrets cannot be stored (scripts/setup.sh makes one)');
+    if (!this.settings.SENDENSE_SECRET_KEY)
+      throw new ServiceUnavailableException('SENDENSE_SECRET_KEY is not set: webhook secrets cannot be stored (scripts/setup.sh makes one)');
     return new SecretBox(this.settings.SENDENSE_SECRET_KEY);
   }
 
@@ -81,7 +85,12 @@ export class WebhooksService implements OnModuleDestroy {
   /** Queues a signed "test" event to this webhook (delivered and retried like any other). */
   async test(id: string, requestedBy: string): Promise<WebhookDeliveryDto> {
     const w = await this.find(id);
-    const envelope: WebhookEnvelope = { id: randomUUID(), event: 'test', at: new Date().toISOString(), data: { message: 'test event from Sendense', webhook: { id: w.id, name: w.name }, requestedBy } };
+    const envelope: WebhookEnvelope = {
+      id: randomUUID(),
+      event: 'test',
+      at: new Date().toISOString(),
+      data: { message: 'test event from Sendense', webhook: { id: w.id, name: w.name }, requestedBy },
+    };
     const d = await this.webhooks.addDelivery(w.id, 'test', envelope as unknown as Record<string, unknown>);
     await this.queue.add(JobNames.DeliverWebhook, { deliveryId: d.id }, { ...DefaultJobOptions.DeliverWebhookJob, jobId: JobIds.webhookDelivery(d.id) });
     return deliveryView(d);

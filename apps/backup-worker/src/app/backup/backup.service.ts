@@ -96,7 +96,9 @@ export class BackupService {
     }
     const repo = await this.repositories.get(repoRow);
     if (!exposesLocalFiles(repo)) {
-      throw new PermanentError(`repository ${repoRow.name} (${repoRow.repositoryType}) cannot expose an image file to the nbd-exporter; backups need such a repository`);
+      throw new PermanentError(
+        `repository ${repoRow.name} (${repoRow.repositoryType}) cannot expose an image file to the nbd-exporter; backups need such a repository`,
+      );
     }
     if (!ctx.vcenter) throw new PermanentError(`${vm} has no vCenter registered`);
     if (!this.secrets) throw new PermanentError('SENDENSE_SECRET_KEY is not set on this worker: the vCenter password cannot be read');

@@ -20,7 +20,11 @@ export interface InterruptedRunDeps {
  * lock no live worker holds) and a run at its start (rows of an earlier
  * attempt of the same run, which is certainly dead since this attempt runs).
  */
-export async function cleanUpInterrupted(deps: InterruptedRunDeps, where: { runId?: string; storageNode?: string }, skip: (row: { runId: string; vmContextId: string }) => Promise<boolean>): Promise<number> {
+export async function cleanUpInterrupted(
+  deps: InterruptedRunDeps,
+  where: { runId?: string; storageNode?: string },
+  skip: (row: { runId: string; vmContextId: string }) => Promise<boolean>,
+): Promise<number> {
   const { jobs, repositories, exporter, events } = deps;
   const rows = await jobs.running(where);
   let cleaned = 0;

@@ -96,7 +96,15 @@ export interface BackupRun {
 }
 
 /** An event of the run (job_events under its run id). */
-export function logRun(d: BackupDeps, run: BackupRun, level: EventLevel, phase: string, message: string, data: Record<string, unknown> = {}, backupJobId: string | null = null): Promise<void> {
+export function logRun(
+  d: BackupDeps,
+  run: BackupRun,
+  level: EventLevel,
+  phase: string,
+  message: string,
+  data: Record<string, unknown> = {},
+  backupJobId: string | null = null,
+): Promise<void> {
   return d.events.log(run.data.runId, backupJobId, level, phase, message, data);
 }
 

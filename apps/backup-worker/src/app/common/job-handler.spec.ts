@@ -16,6 +16,8 @@ describe('boot-time refusal: every job name of libs/contracts has one handler', 
   });
 
   it('refuses two handlers for one name', () => {
-    expect(() => assertEveryJobHandled([...Object.values(JobNames).map(h), h(JobNames.BackupVm)])).toThrow(`job ${JobNames.BackupVm} has more than one handler`);
+    expect(() => assertEveryJobHandled([...Object.values(JobNames).map(h), h(JobNames.BackupVm)])).toThrow(
+      `job ${JobNames.BackupVm} has more than one handler`,
+    );
   });
 });

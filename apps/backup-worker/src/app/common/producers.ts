@@ -81,7 +81,8 @@ export class Producers {
           const state = await queue.getJobState(jobId);
           if (state === 'completed' || state === 'failed') {
             const done = await queue.getJob(jobId);
-            if (!done) return finish(() => reject(new Error(`job ${jobId} of queue ${job.queueName} ended ${state} and was removed before its result was read`)));
+            if (!done)
+              return finish(() => reject(new Error(`job ${jobId} of queue ${job.queueName} ended ${state} and was removed before its result was read`)));
             if (state === 'completed') finish(() => resolve(done.returnvalue));
             else finish(() => reject(new Error(done.failedReason || `job ${jobId} of queue ${job.queueName} failed without a reason`)));
           } else if (state === 'unknown') {

@@ -1,9 +1,4 @@
-import type {
-  ApplyRetentionJobData,
-  ConsolidateChainJobData,
-  DeleteRestorePointJobData,
-  VerifyRestorePointJobData,
-} from '@sendense/contracts';
+import type { ApplyRetentionJobData, ConsolidateChainJobData, DeleteRestorePointJobData, VerifyRestorePointJobData } from '@sendense/contracts';
 import {
   BackupChainRepository,
   BackupJobRepository,
@@ -13,7 +8,17 @@ import {
   RetentionPolicyRepository,
   type PrismaClient,
 } from '@sendense/db';
-import { applyRetention, ChainBroken, exposesLocalFiles, releaseAll, RestorePointNotFound, StorageError, type BackupRepository, type LockHandle, type RetentionPolicy } from '@sendense/storage';
+import {
+  applyRetention,
+  ChainBroken,
+  exposesLocalFiles,
+  releaseAll,
+  RestorePointNotFound,
+  StorageError,
+  type BackupRepository,
+  type LockHandle,
+  type RetentionPolicy,
+} from '@sendense/storage';
 import { PermanentError } from '../common/errors';
 import type { RepositoryRegistry } from '../repositories/repository-registry';
 
@@ -88,9 +93,12 @@ export class MaintenanceService {
 
   async delete(d: DeleteRestorePointJobData) {
     const { row, repositoryRow, repo } = await this.locate(d.backupId);
-    if (await this.mounts.countHolding(d.backupId)) throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is mounted for file restore; unmount it first`);
+    if (await this.mounts.countHolding(d.backupId))
+      throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is mounted for file restore; unmount it first`);
     if ((await this.exports.servedRestorePoints(repositoryRow.id, d.backupId)).length) {
-      throw new PermanentError(`[RESTORE_POINT_BUSY] backup ${d.backupId} is exported for instant access; end the export first (DELETE /api/v1/restore/export/{name})`);
+      throw new PermanentError(
+        `[RESTORE_POINT_BUSY] backup ${d.backupId} is exported for instant access; end the export first (DELETE /api/v1/restore/export/{name})`,
+      );
     }
     if (row.status === 'completed') {
       try {

@@ -33,7 +33,8 @@ export class FolderResolver {
   async resolve(path: string): Promise<FolderMembers> {
     const all = await this.vcenters.list();
     if (all.length === 0) throw new Error(`folder ${path}: no vCenter is registered (add one with sendense-ctl vcenter add)`);
-    if (!this.secrets) throw new Error(`folder ${path}: SENDENSE_SECRET_KEY is not set on this worker, so the vCenter passwords cannot be read to list the folder`);
+    if (!this.secrets)
+      throw new Error(`folder ${path}: SENDENSE_SECRET_KEY is not set on this worker, so the vCenter passwords cannot be read to list the folder`);
     const out: FolderMembers = { contextIds: new Set(), imported: [], unreachable: [] };
     const missing: string[] = [];
     let found = 0;
@@ -57,7 +58,9 @@ export class FolderResolver {
     }
     if (found === 0) {
       const why = [...missing, ...out.unreachable].join('; ');
-      throw new Error(`folder ${path} was not found on any registered vCenter (${why}); fix the inventory, or the policy (delete it and create it again with the right --folder)`);
+      throw new Error(
+        `folder ${path} was not found on any registered vCenter (${why}); fix the inventory, or the policy (delete it and create it again with the right --folder)`,
+      );
     }
     return out;
   }

@@ -23,11 +23,16 @@ describe('policy rules', () => {
     const rules = { fullEveryDays: 7, fullAfterIncrementals: null, syntheticFull: false };
     expect(chooseType(rules, { lastFullAt: null, incrementalsSinceFull: 0 }, now)).toMatchObject({ type: 'full', synthesize: false });
     expect(chooseType(rules, { lastFullAt: new Date('2026-12-05T00:00:00Z'), incrementalsSinceFull: 9 }, now)).toMatchObject({ type: 'incremental' });
-    expect(chooseType(rules, { lastFullAt: new Date('2026-12-03T00:00:00Z'), incrementalsSinceFull: 1 }, now)).toMatchObject({ type: 'full', reason: expect.stringMatching(/7\.0 days/) });
+    expect(chooseType(rules, { lastFullAt: new Date('2026-12-03T00:00:00Z'), incrementalsSinceFull: 1 }, now)).toMatchObject({
+      type: 'full',
+      reason: expect.stringMatching(/7\.0 days/),
+    });
     const byCount = { fullEveryDays: null, fullAfterIncrementals: 3, syntheticFull: true };
     expect(chooseType(byCount, { lastFullAt: now, incrementalsSinceFull: 2 }, now)).toMatchObject({ type: 'incremental', synthesize: false });
     expect(chooseType(byCount, { lastFullAt: now, incrementalsSinceFull: 3 }, now)).toMatchObject({ type: 'incremental', synthesize: true });
-    expect(chooseType({ fullEveryDays: null, fullAfterIncrementals: null, syntheticFull: false }, { lastFullAt: new Date(0), incrementalsSinceFull: 500 }, now).type).toBe('incremental');
+    expect(
+      chooseType({ fullEveryDays: null, fullAfterIncrementals: null, syntheticFull: false }, { lastFullAt: new Date(0), incrementalsSinceFull: 500 }, now).type,
+    ).toBe('incremental');
   });
 
   it('ends the start window at the first HH:MM after the slot, in the policy zone', () => {

@@ -3,7 +3,10 @@ import type { BackupPolicySpec, BackupType, PolicySelector } from '@sendense/con
 /** Pure rules of a policy run: which VMs, which type, until when. */
 
 function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
 }
 
@@ -20,7 +23,9 @@ export interface CandidateVm {
 export function selectVms<T extends CandidateVm>(vms: readonly T[], selector: PolicySelector, folderMembers?: ReadonlySet<string>): T[] {
   const names = new Set(selector.vmNames ?? []);
   const pattern = selector.namePattern ? globToRegExp(selector.namePattern) : null;
-  return vms.filter((vm) => names.has(vm.vmName) || names.has(vm.contextId) || (pattern?.test(vm.vmName) ?? false) || (folderMembers?.has(vm.contextId) ?? false));
+  return vms.filter(
+    (vm) => names.has(vm.vmName) || names.has(vm.contextId) || (pattern?.test(vm.vmName) ?? false) || (folderMembers?.has(vm.contextId) ?? false),
+  );
 }
 
 /** Listed names that match no registered VM (reported in the run's history, not silently dropped). */
@@ -51,7 +56,8 @@ export function chooseType(
   if (!state.lastFullAt) return { type: 'full', synthesize: false, reason: 'no full in the repository yet' };
   let due: string | null = null;
   const ageDays = (now.getTime() - state.lastFullAt.getTime()) / DAY_MS;
-  if (policy.fullEveryDays != null && ageDays >= policy.fullEveryDays) due = `last full is ${ageDays.toFixed(1)} days old (full every ${policy.fullEveryDays} days)`;
+  if (policy.fullEveryDays != null && ageDays >= policy.fullEveryDays)
+    due = `last full is ${ageDays.toFixed(1)} days old (full every ${policy.fullEveryDays} days)`;
   else if (policy.fullAfterIncrementals != null && state.incrementalsSinceFull >= policy.fullAfterIncrementals) {
     due = `${state.incrementalsSinceFull} incrementals since the last full (full after ${policy.fullAfterIncrementals})`;
   }

@@ -50,14 +50,22 @@ export class PolicyRunner {
     // Pausing removes the scheduler; a slot job already taken before that is not started either.
     if (policy.paused && job.data.trigger === 'schedule') return { skipped: `policy ${policy.name} is paused` };
     const slot = job.data.trigger === 'schedule' ? slotOf(job) : new Date();
-    const { run, resumed } = await this.policies.startRun({ policyId: policy.id, queueJobId: job.id ?? randomUUID(), trigger: job.data.trigger, scheduledFor: slot });
+    const { run, resumed } = await this.policies.startRun({
+      policyId: policy.id,
+      queueJobId: job.id ?? randomUUID(),
+      trigger: job.data.trigger,
+      scheduledFor: slot,
+    });
     if (resumed && run.status !== 'running') return run;
     this.log.log(`policy ${policy.name}: run ${run.id} (${job.data.trigger}, slot ${slot.toISOString()})${resumed ? ', resumed' : ''}`);
     try {
       const done = await this.execute(policy, run, slot);
       this.metrics.policyRuns.inc({ result: done.status });
       if (done.status === 'failed' || done.status === 'partial') {
-        await this.notifier.notify('policy.run', { policy: { id: policy.id, name: policy.name }, run: { id: done.id, status: done.status, message: done.message, vms: done.vms } });
+        await this.notifier.notify('policy.run', {
+          policy: { id: policy.id, name: policy.name },
+          run: { id: done.id, status: done.status, message: done.message, vms: done.vms },
+        });
       }
       return done;
     } catch (err) {
@@ -86,7 +94,8 @@ export class PolicyRunner {
     const deadline = windowDeadline(slot, policy.windowEnd, policy.timezone);
     const queue = [...vms];
     const lanes = Array.from({ length: Math.max(1, Math.min(policy.concurrency, queue.length)) }, async () => {
-      for (let v = queue.shift(); v; v = queue.shift()) await this.backUpVm(policy, repo, v, { deadline, synthesize: synthesize.get(v.vmContextId) ?? false, save });
+      for (let v = queue.shift(); v; v = queue.shift())
+        await this.backUpVm(policy, repo, v, { deadline, synthesize: synthesize.get(v.vmContextId) ?? false, save });
     });
     await Promise.all(lanes);
     await chain;
@@ -114,13 +123,28 @@ export class PolicyRunner {
       const state = await this.policies.vmBackupState(vm.contextId, repositoryId);
       const d = chooseType(policy, state, now);
       synthesize.set(vm.contextId, d.synthesize);
-      vms.push({ vmContextId: vm.contextId, vmName: vm.vmName, runId: null, type: d.type, reason: d.reason, status: 'pending', bytes: 0, durationMs: null, error: null });
+      vms.push({
+        vmContextId: vm.contextId,
+        vmName: vm.vmName,
+        runId: null,
+        type: d.type,
+        reason: d.reason,
+        status: 'pending',
+        bytes: 0,
+        durationMs: null,
+        error: null,
+      });
     }
     return { vms, synthesize };
   }
 
   /** One VM: skipped after the window, else its backup queued (or the one already queued followed), waited for, consolidated when a synthetic full is due. */
-  private async backUpVm(policy: BackupPolicyRecord, repo: BackupRepository, v: PolicyRunVm, o: { deadline: Date | null; synthesize: boolean; save: () => Promise<void> }): Promise<void> {
+  private async backUpVm(
+    policy: BackupPolicyRecord,
+    repo: BackupRepository,
+    v: PolicyRunVm,
+    o: { deadline: Date | null; synthesize: boolean; save: () => Promise<void> },
+  ): Promise<void> {
     if (o.deadline && Date.now() > o.deadline.getTime()) {
       Object.assign(v, { status: 'skipped', error: `the start window ended at ${policy.windowEnd} (${policy.timezone})` });
       return o.save();
@@ -128,7 +152,12 @@ export class PolicyRunner {
     const started = Date.now();
     const backupQueue = QueueNames.backup(repo.storageNode);
     const jobId = JobIds.backupVm(v.vmContextId);
-    const job = await this.producers.addFresh(backupQueue, JobNames.BackupVm, { runId: randomUUID(), vmContextId: v.vmContextId, requestedType: v.type, repositoryId: repo.id, requestedBy: `policy:${policy.name}` }, jobId);
+    const job = await this.producers.addFresh(
+      backupQueue,
+      JobNames.BackupVm,
+      { runId: randomUUID(), vmContextId: v.vmContextId, requestedType: v.type, repositoryId: repo.id, requestedBy: `policy:${policy.name}` },
+      jobId,
+    );
     // A backup of this VM already queued or running (by hand, or another policy): this run follows that one.
     v.runId = (job.data as { runId: string }).runId;
     const ref: RunRef = { queue: backupQueue, jobId, vmContextId: v.vmContextId, repositoryId: repo.id };
@@ -143,7 +172,12 @@ export class PolicyRunner {
       if (o.synthesize && v.type === 'incremental') {
         const maintenance = QueueNames.maintenance(repo.storageNode);
         for (const d of disks) {
-          const cj = await this.producers.addFresh(maintenance, JobNames.ConsolidateChain, { vmContextId: v.vmContextId, diskId: d.diskId, repositoryId: repo.id, requestedBy: `policy:${policy.name}` }, JobIds.consolidate(v.vmContextId, d.diskId));
+          const cj = await this.producers.addFresh(
+            maintenance,
+            JobNames.ConsolidateChain,
+            { vmContextId: v.vmContextId, diskId: d.diskId, repositoryId: repo.id, requestedBy: `policy:${policy.name}` },
+            JobIds.consolidate(v.vmContextId, d.diskId),
+          );
           await this.producers.waitFor(cj, DAY_MS);
         }
         v.reason += '; chain consolidated';
@@ -157,11 +191,22 @@ export class PolicyRunner {
   }
 
   /** The policy's retention, applied to each VM it backed up (a failure is a note of the run, not a failed VM). */
-  private async applyRetention(policy: BackupPolicyRecord, retention: NonNullable<BackupPolicyRecord['retention']>, repo: BackupRepository, vms: PolicyRunVm[], notes: string[]): Promise<void> {
+  private async applyRetention(
+    policy: BackupPolicyRecord,
+    retention: NonNullable<BackupPolicyRecord['retention']>,
+    repo: BackupRepository,
+    vms: PolicyRunVm[],
+    notes: string[],
+  ): Promise<void> {
     const maintenance = QueueNames.maintenance(repo.storageNode);
     for (const v of vms.filter((x) => x.status === 'completed')) {
       try {
-        const rj = await this.producers.addFresh(maintenance, JobNames.ApplyRetention, { repositoryId: repo.id, vmContextId: v.vmContextId, dryRun: false, policy: retention, requestedBy: `policy:${policy.name}` }, JobIds.retention(repo.id, v.vmContextId));
+        const rj = await this.producers.addFresh(
+          maintenance,
+          JobNames.ApplyRetention,
+          { repositoryId: repo.id, vmContextId: v.vmContextId, dryRun: false, policy: retention, requestedBy: `policy:${policy.name}` },
+          JobIds.retention(repo.id, v.vmContextId),
+        );
         const r = (await this.producers.waitFor(rj, DAY_MS)) as Partial<RetentionResult> | undefined;
         const removed = (r?.delete?.length ?? 0) + (r?.merge ?? []).reduce((n, m) => n + m.removedIds.length, 0);
         v.reason += `; retention applied (${removed} restore point(s) removed, ${r?.keep?.length ?? 0} kept)`;
@@ -177,7 +222,8 @@ export class PolicyRunner {
     const failed = count('failed');
     const skipped = count('skipped');
     const completed = count('completed');
-    const status = vms.length === 0 ? 'completed' : failed === vms.length ? 'failed' : skipped === vms.length ? 'skipped' : failed || skipped ? 'partial' : 'completed';
+    const status =
+      vms.length === 0 ? 'completed' : failed === vms.length ? 'failed' : skipped === vms.length ? 'skipped' : failed || skipped ? 'partial' : 'completed';
     if (vms.length === 0) notes.push('no VM matched the policy');
     notes.unshift(`${completed} of ${vms.length} VM(s) backed up${failed ? `, ${failed} failed` : ''}${skipped ? `, ${skipped} not started (window)` : ''}`);
     return this.policies.updateRun(runId, { vms, status, message: notes.join('; '), finished: true });

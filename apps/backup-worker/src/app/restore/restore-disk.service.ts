@@ -13,7 +13,15 @@ import {
   type RestoreDiskJobData,
   type RestoreDiskResult,
 } from '@sendense/contracts';
-import { BackupJobRepository, VmContextRepository, type BackupJobWithRepository, type PrismaClient, type SecretBox, type VCenter, type VmContext } from '@sendense/db';
+import {
+  BackupJobRepository,
+  VmContextRepository,
+  type BackupJobWithRepository,
+  type PrismaClient,
+  type SecretBox,
+  type VCenter,
+  type VmContext,
+} from '@sendense/db';
 import { WorkerStopping, type CancelRegistry } from '../backup/cancel-registry';
 import type { JobEventLog } from '../backup/job-event-log';
 import type { VmLocks } from '../backup/vm-lock';
@@ -79,17 +87,26 @@ export class RestoreDiskService {
       const exp = await this.serveRestorePoint(d, t);
       exportName = exp.name;
       const result = await this.writeBack(d, t, exp, signal, report);
-      if (result.fallbackReason) await log('warn', 'planning', `quick rollback fell back to a full write (${result.fallbackReason}): ${result.fallbackDetail ?? ''}`, {});
-      await log('info', 'done', `${what} done: ${result.mode}, ${result.bytesWritten} bytes written, ${result.bytesZeroed} zeroed, ${result.extentCount} extent(s) in ${result.durationMs} ms`, {
-        ...result,
-      });
+      if (result.fallbackReason)
+        await log('warn', 'planning', `quick rollback fell back to a full write (${result.fallbackReason}): ${result.fallbackDetail ?? ''}`, {});
+      await log(
+        'info',
+        'done',
+        `${what} done: ${result.mode}, ${result.bytesWritten} bytes written, ${result.bytesZeroed} zeroed, ${result.extentCount} extent(s) in ${result.durationMs} ms`,
+        {
+          ...result,
+        },
+      );
       await report({ phase: 'done', bytesDone: result.bytesWritten + result.bytesZeroed, bytesTotal: result.bytesPlanned, rateBytesPerSec: 0 });
       return result;
     } catch (err) {
       await log('error', 'failed', `${what} failed: ${(err as Error).message}`);
       throw err;
     } finally {
-      if (exportName) await this.exporter.removeExport(exportName).catch((err: unknown) => log('warn', 'cleanup', `removing export ${exportName}: ${(err as Error).message}`));
+      if (exportName)
+        await this.exporter
+          .removeExport(exportName)
+          .catch((err: unknown) => log('warn', 'cleanup', `removing export ${exportName}: ${(err as Error).message}`));
       await unlock();
     }
   }
@@ -100,7 +117,8 @@ export class RestoreDiskService {
     if (!row) throw new PermanentError(`backup ${d.backupId} does not exist`);
     if (row.status !== 'completed') throw new PermanentError(`backup ${d.backupId} is ${row.status}; only completed backups can be restored`);
     if (!row.repository) throw new PermanentError(`backup ${d.backupId} has no repository`);
-    if (row.repository.storageNode !== this.nodeName) throw new PermanentError(`backup ${d.backupId} is on node ${row.repository.storageNode}, not ${this.nodeName}`);
+    if (row.repository.storageNode !== this.nodeName)
+      throw new PermanentError(`backup ${d.backupId} is on node ${row.repository.storageNode}, not ${this.nodeName}`);
     const root = (row.repository.config as { path?: string }).path;
     if (!root) throw new PermanentError(`repository ${row.repository.name} has no path`);
     const ctx = await this.vms.findWithVCenter(d.targetVmContextId);
@@ -115,7 +133,10 @@ export class RestoreDiskService {
       ...(ctx.vcenter.thumbprint ? { thumbprint: ctx.vcenter.thumbprint } : {}),
     };
     const reader = (ctx.vcenter.diskReader as DiskReaderSpec | null) ?? { kind: 'vddk' };
-    const writer: DiskWriterSpec = reader.kind === 'standin-nbd' ? { kind: 'standin-nbd', harnessUrl: reader.harnessUrl } : { kind: 'vddk', libdir: reader.libdir, transports: reader.transports };
+    const writer: DiskWriterSpec =
+      reader.kind === 'standin-nbd'
+        ? { kind: 'standin-nbd', harnessUrl: reader.harnessUrl }
+        : { kind: 'vddk', libdir: reader.libdir, transports: reader.transports };
     return { row, root, ctx, vcenter, writer };
   }
 
@@ -134,13 +155,20 @@ export class RestoreDiskService {
         tls: this.sourceTls,
       })
       .catch((err: unknown) => {
-        if (err instanceof NbdExporterError && err.code !== 'INTERNAL') throw new PermanentError(`the nbd-exporter refuses to serve backup ${d.backupId}: ${err.message}`);
+        if (err instanceof NbdExporterError && err.code !== 'INTERNAL')
+          throw new PermanentError(`the nbd-exporter refuses to serve backup ${d.backupId}: ${err.message}`);
         throw err;
       });
   }
 
   /** The Capture Agent writes the export into the powered-off VM's disk (full, or quick rollback); progress at most every 500 ms. */
-  private writeBack(d: RestoreDiskJobData, t: RestoreTarget, exp: NbdExportInfo, signal: AbortSignal, report: (p: RestoreDiskProgress) => Promise<void>): Promise<RestoreDiskResult> {
+  private writeBack(
+    d: RestoreDiskJobData,
+    t: RestoreTarget,
+    exp: NbdExportInfo,
+    signal: AbortSignal,
+    report: (p: RestoreDiskProgress) => Promise<void>,
+  ): Promise<RestoreDiskResult> {
     let last = 0;
     return this.capture
       .restoreDisk(
@@ -172,7 +200,6 @@ export class RestoreDiskService {
         throw err;
       });
   }
-
 }
 
 export class RestoreDiskHandler implements JobHandler {

@@ -16,7 +16,12 @@ const disk = (diskId: number, suspectReason: string | null): DiskOutcome => ({
 
 describe('suspectEvents', () => {
   it('gives one chain.suspect event per disk the CBT audit marked, with VM, disk, backup id and reason', () => {
-    const result: BackupRunResult = { runId: 'run-1', vmContextId: 'ctx-web', vmName: 'web01', disks: [disk(0, null), disk(1, 'CBT audit: 3 of 16 blocks ... differ')] };
+    const result: BackupRunResult = {
+      runId: 'run-1',
+      vmContextId: 'ctx-web',
+      vmName: 'web01',
+      disks: [disk(0, null), disk(1, 'CBT audit: 3 of 16 blocks ... differ')],
+    };
     expect(suspectEvents({ repositoryId: 'repo-1' }, result)).toEqual([
       {
         vm: { contextId: 'ctx-web', name: 'web01' },

@@ -1,6 +1,13 @@
 import { createHmac } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { DefaultJobOptions, JobNames, WEBHOOK_DELIVERY_HEADER, WEBHOOK_EVENT_HEADER, WEBHOOK_SIGNATURE_HEADER, type DeliverWebhookJobData } from '@sendense/contracts';
+import {
+  DefaultJobOptions,
+  JobNames,
+  WEBHOOK_DELIVERY_HEADER,
+  WEBHOOK_EVENT_HEADER,
+  WEBHOOK_SIGNATURE_HEADER,
+  type DeliverWebhookJobData,
+} from '@sendense/contracts';
 import type { SecretBox, WebhookRepository } from '@sendense/db';
 import type { WorkerMetrics } from '@sendense/metrics';
 import type { JobHandler } from '../common/job-handler';

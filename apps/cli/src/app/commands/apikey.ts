@@ -46,9 +46,21 @@ function list(apikey: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl apikey list'))
     .action(
       act(async (ctx) => {
-        const ks = (await unwrap(ctx.api.GET('/api/v1/apikeys'))) as unknown as Array<{ id: string; name: string; role: string; prefix: string; createdAt: string; lastUsedAt: string | null; revokedAt: string | null }>;
+        const ks = (await unwrap(ctx.api.GET('/api/v1/apikeys'))) as unknown as Array<{
+          id: string;
+          name: string;
+          role: string;
+          prefix: string;
+          createdAt: string;
+          lastUsedAt: string | null;
+          revokedAt: string | null;
+        }>;
         ctx.result(ks, () =>
-          table([{ header: 'ID', min: 36 }, { header: 'ROLE' }, { header: 'KEY' }, { header: 'STATE' }, { header: 'NAME' }], ks.map((k) => [k.id, k.role, `sdk_${k.prefix}_…`, k.revokedAt ? 'revoked' : 'active', k.name]), ctx.width),
+          table(
+            [{ header: 'ID', min: 36 }, { header: 'ROLE' }, { header: 'KEY' }, { header: 'STATE' }, { header: 'NAME' }],
+            ks.map((k) => [k.id, k.role, `sdk_${k.prefix}_…`, k.revokedAt ? 'revoked' : 'active', k.name]),
+            ctx.width,
+          ),
         );
       }),
     );

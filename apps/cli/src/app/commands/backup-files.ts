@@ -25,7 +25,9 @@ function mount(backup: Command, act: Act): void {
       act(async (ctx, o: { backupId: string }) => {
         const m = await mountBackup(ctx, o.backupId);
         ctx.result(m, () => `${m.mount_id}\n${renderPartitions(m, ctx.width)}`);
-        ctx.note(`browse it: sendense-ctl backup ls --mount ${m.mount_id} ${m.partitions.find((p) => p.mounted)?.name ?? ''}; unmount: sendense-ctl backup unmount ${m.mount_id}`);
+        ctx.note(
+          `browse it: sendense-ctl backup ls --mount ${m.mount_id} ${m.partitions.find((p) => p.mounted)?.name ?? ''}; unmount: sendense-ctl backup unmount ${m.mount_id}`,
+        );
       }),
     );
 }
@@ -41,7 +43,19 @@ function mounts(backup: Command, act: Act): void {
         const ms = await listMounts(ctx);
         ctx.result(ms, () =>
           ms.length
-            ? table([{ header: 'MOUNT', min: 36 }, { header: 'BACKUP', min: 20 }, { header: 'PARTITIONS' }, { header: 'SINCE', min: 19 }], ms.map((m) => [m.mount_id, m.backup_id ?? '-', m.partitions.filter((p) => p.mounted).map((p) => p.name).join(','), localTime(m.created_at)]), ctx.width)
+            ? table(
+                [{ header: 'MOUNT', min: 36 }, { header: 'BACKUP', min: 20 }, { header: 'PARTITIONS' }, { header: 'SINCE', min: 19 }],
+                ms.map((m) => [
+                  m.mount_id,
+                  m.backup_id ?? '-',
+                  m.partitions
+                    .filter((p) => p.mounted)
+                    .map((p) => p.name)
+                    .join(','),
+                  localTime(m.created_at),
+                ]),
+                ctx.width,
+              )
             : 'no active mounts',
         );
       }),
@@ -87,11 +101,20 @@ function extract(backup: Command, act: Act): void {
     .requiredOption('--output <local path>', 'where to write it (a file name, or an existing directory for --file)')
     .option('--partition <name>', 'the partition holding the path (default: the one that has it)')
     .option('--resume', 'continue an interrupted --file download (Range request)')
-    .addHelpText('after', example('sendense-ctl backup extract --backup-id ID --file /etc/hosts --output ./hosts', 'sendense-ctl backup extract --backup-id ID --dir /var/www --output ./www', 'sendense-ctl backup extract --backup-id ID --file /data/big.img --output . --resume'))
+    .addHelpText(
+      'after',
+      example(
+        'sendense-ctl backup extract --backup-id ID --file /etc/hosts --output ./hosts',
+        'sendense-ctl backup extract --backup-id ID --dir /var/www --output ./www',
+        'sendense-ctl backup extract --backup-id ID --file /data/big.img --output . --resume',
+      ),
+    )
     .action(
       act(async (ctx, o: { backupId: string; file?: string; dir?: string; output: string; partition?: string; resume?: boolean }) => {
-        if (Boolean(o.file) === Boolean(o.dir)) throw new CliError('give exactly one of --file and --dir', EXIT.usage, 'see sendense-ctl backup extract --help');
-        if (o.resume && o.dir) throw new CliError('--resume works with --file only', EXIT.usage, 'drop --resume for a directory (a directory always comes down whole)');
+        if (Boolean(o.file) === Boolean(o.dir))
+          throw new CliError('give exactly one of --file and --dir', EXIT.usage, 'see sendense-ctl backup extract --help');
+        if (o.resume && o.dir)
+          throw new CliError('--resume works with --file only', EXIT.usage, 'drop --resume for a directory (a directory always comes down whole)');
         const guest = guestPath(o.file ?? o.dir ?? '');
         let mount = (await listMounts(ctx)).find((m) => m.backup_id === o.backupId);
         const ours = !mount;
@@ -103,10 +126,18 @@ function extract(backup: Command, act: Act): void {
           const { partition, entry } = await locate(ctx, mount, guest, o.partition);
           const rel = guest ? `${partition}/${guest}` : partition;
           if (o.file) {
-            if (entry.type !== 'file') throw new CliError(`/${guest} is a ${entry.type === 'dir' ? 'directory' : entry.type}, not a regular file`, EXIT.usage, entry.type === 'dir' ? 'use --dir for a directory' : undefined);
+            if (entry.type !== 'file')
+              throw new CliError(
+                `/${guest} is a ${entry.type === 'dir' ? 'directory' : entry.type}, not a regular file`,
+                EXIT.usage,
+                entry.type === 'dir' ? 'use --dir for a directory' : undefined,
+              );
             const dest = await fileDestination(o.output, guest);
             const r = await downloadFile(ctx, mount.mount_id, rel, entry, dest, Boolean(o.resume));
-            ctx.result({ backup_id: o.backupId, partition, path: `/${guest}`, ...r, size: entry.size }, () => `${dest}  ${humanBytes(entry.size)}${r.resumed_from ? ` (resumed at ${humanBytes(r.resumed_from)})` : ''}`);
+            ctx.result(
+              { backup_id: o.backupId, partition, path: `/${guest}`, ...r, size: entry.size },
+              () => `${dest}  ${humanBytes(entry.size)}${r.resumed_from ? ` (resumed at ${humanBytes(r.resumed_from)})` : ''}`,
+            );
           } else {
             if (entry.type !== 'dir') throw new CliError(`/${guest} is not a directory`, EXIT.usage, 'use --file for a file');
             const r = await downloadDir(ctx, mount.mount_id, rel, o.output);

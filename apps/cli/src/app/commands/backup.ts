@@ -4,7 +4,21 @@ import type { Io } from '../context';
 import { CliError, EXIT } from '../errors';
 import { details, humanBytes, localTime, table } from '../format';
 import { addBackupFileCommands } from './backup-files';
-import { BACKUP_COLS, STATUSES, TYPES, actions, backupRows, example, followToEnd, int, vmSelector, type Act, type Backup, type BackupStatus, type Chain } from './kit';
+import {
+  BACKUP_COLS,
+  STATUSES,
+  TYPES,
+  actions,
+  backupRows,
+  example,
+  followToEnd,
+  int,
+  vmSelector,
+  type Act,
+  type Backup,
+  type BackupStatus,
+  type Chain,
+} from './kit';
 
 /** sendense-ctl backup start|list|show|chain|delete|verify|consolidate, then the mount and file commands. */
 export function addBackupCommands(program: Command, io: Io): void {
@@ -29,7 +43,13 @@ function start(backup: Command, act: Act): void {
     .addOption(new Option('--type <type>', 'backup type').choices(TYPES).default('incremental'))
     .option('--repository <name|id>', 'repository (optional when only one exists)')
     .option('--wait', 'follow the job to its end (progress on stderr; exit 6 when it fails)')
-    .addHelpText('after', example('sendense-ctl backup start --vm web01 --type full --wait', 'sendense-ctl backup start --vm ctx-web01-1a2b3c4d --type incremental --repository local'))
+    .addHelpText(
+      'after',
+      example(
+        'sendense-ctl backup start --vm web01 --type full --wait',
+        'sendense-ctl backup start --vm ctx-web01-1a2b3c4d --type incremental --repository local',
+      ),
+    )
     .action(
       act(async (ctx, o: { vm: string; type: (typeof TYPES)[number]; repository?: string; wait?: boolean }) => {
         const started = (await unwrap(
@@ -37,7 +57,9 @@ function start(backup: Command, act: Act): void {
         )) as unknown as { run_id: string; vm_name: string; vm_context_id: string; backup_type: string; repository: string; status: string };
         if (!o.wait) {
           ctx.result(started, () => `${started.run_id}\n`);
-          ctx.note(`queued ${started.backup_type} backup of ${started.vm_name} to ${started.repository}; follow it with: sendense-ctl job watch ${started.run_id}`);
+          ctx.note(
+            `queued ${started.backup_type} backup of ${started.vm_name} to ${started.repository}; follow it with: sendense-ctl job watch ${started.run_id}`,
+          );
           return;
         }
         ctx.note(`started ${started.backup_type} backup of ${started.vm_name} to ${started.repository} (job ${started.run_id})`);
@@ -59,7 +81,9 @@ function list(backup: Command, act: Act): void {
     .action(
       act(async (ctx, o: { vm?: string; status?: BackupStatus; limit: number; offset: number }) => {
         const res = (await unwrap(
-          ctx.api.GET('/api/v1/backup/list', { params: { query: { ...(o.vm ? vmSelector(o.vm) : {}), ...(o.status ? { status: o.status } : {}), limit: o.limit, offset: o.offset } } }),
+          ctx.api.GET('/api/v1/backup/list', {
+            params: { query: { ...(o.vm ? vmSelector(o.vm) : {}), ...(o.status ? { status: o.status } : {}), limit: o.limit, offset: o.offset } },
+          }),
         )) as unknown as { total: number; items: Backup[] };
         ctx.result(res, () => {
           if (!res.items.length) return o.vm ? `no backups of ${o.vm} yet; start one: sendense-ctl backup start --vm ${o.vm} --type full` : 'no backups yet';
@@ -113,7 +137,9 @@ function chain(backup: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl backup chain --vm web01'))
     .action(
       act(async (ctx, o: { vm: string; disk?: number }) => {
-        const c = (await unwrap(ctx.api.GET('/api/v1/backup/chain', { params: { query: { ...vmSelector(o.vm), ...(o.disk !== undefined ? { disk_id: o.disk } : {}) } } }))) as unknown as Chain;
+        const c = (await unwrap(
+          ctx.api.GET('/api/v1/backup/chain', { params: { query: { ...vmSelector(o.vm), ...(o.disk !== undefined ? { disk_id: o.disk } : {}) } } }),
+        )) as unknown as Chain;
         ctx.result(c, () => {
           if (!c.chains.length) return `${c.vm_name} has no backup chain yet; start one: sendense-ctl backup start --vm ${c.vm_name} --type full`;
           return c.chains
@@ -145,7 +171,9 @@ function remove(backup: Command, act: Act): void {
             throw new CliError(
               err.message,
               EXIT.usage,
-              deps.length ? `merge the chain first: sendense-ctl backup consolidate --vm VM --disk N (or delete ${deps.join(', ')} first)` : 'unmount it or wait for its job to end',
+              deps.length
+                ? `merge the chain first: sendense-ctl backup consolidate --vm VM --disk N (or delete ${deps.join(', ')} first)`
+                : 'unmount it or wait for its job to end',
             );
           }
           throw err;
@@ -165,7 +193,11 @@ function verify(backup: Command, act: Act): void {
     .action(
       act(async (ctx, id: string) => {
         ctx.note(`verifying ${id} (reads the whole chain)…`);
-        const r = (await unwrap(ctx.api.POST('/api/v1/backup/{id}/verify', { params: { path: { id } } }))) as unknown as { ok: boolean; problems?: string[]; [k: string]: unknown };
+        const r = (await unwrap(ctx.api.POST('/api/v1/backup/{id}/verify', { params: { path: { id } } }))) as unknown as {
+          ok: boolean;
+          problems?: string[];
+          [k: string]: unknown;
+        };
         ctx.result(r, () => (r.ok ? `${id}: ok` : `${id}: FAILED\n${(r.problems ?? []).map((p) => `  ${p}`).join('\n')}`));
         if (!r.ok) throw new CliError(`verification of ${id} failed`, EXIT.jobFailed, 'keep this restore point out of use and take a new full backup');
       }),
@@ -189,18 +221,31 @@ function consolidate(backup: Command, act: Act): void {
           const c = (await unwrap(ctx.api.GET('/api/v1/backup/chain', { params: { query: { ...vmSelector(o.vm), disk_id: o.disk } } }))) as unknown as Chain;
           const found = c.chains.find((x) => x.disk_id === o.disk);
           if (!found) {
-            throw new CliError(`${o.vm} has no restore points of disk ${o.disk}`, EXIT.notFound, `see its disks and chains with: sendense-ctl backup chain --vm ${o.vm}`);
+            throw new CliError(
+              `${o.vm} has no restore points of disk ${o.disk}`,
+              EXIT.notFound,
+              `see its disks and chains with: sendense-ctl backup chain --vm ${o.vm}`,
+            );
           }
           const points = found.restore_points;
           if (points.length <= o.keep) {
-            ctx.result({ merged: false, reason: `the chain has ${points.length} restore points, --keep ${o.keep}` }, () => `nothing to merge: disk ${o.disk} has ${points.length} restore point(s), --keep ${o.keep}`);
+            ctx.result(
+              { merged: false, reason: `the chain has ${points.length} restore points, --keep ${o.keep}` },
+              () => `nothing to merge: disk ${o.disk} has ${points.length} restore point(s), --keep ${o.keep}`,
+            );
             return;
           }
           upTo = points[points.length - o.keep - 1]?.id;
         }
-        const r = await unwrap(ctx.api.POST('/api/v1/backup/chain/consolidate', { body: { ...vmSelector(o.vm), disk_id: o.disk, ...(upTo ? { up_to_backup_id: upTo } : {}) } }));
+        const r = await unwrap(
+          ctx.api.POST('/api/v1/backup/chain/consolidate', { body: { ...vmSelector(o.vm), disk_id: o.disk, ...(upTo ? { up_to_backup_id: upTo } : {}) } }),
+        );
         const doc = r as unknown as { survivorId?: string; removedIds?: string[]; rebasedIds?: string[] };
-        ctx.result(doc, () => `merged ${(doc.removedIds ?? []).length} restore point(s) into ${doc.survivorId ?? '?'}${doc.rebasedIds?.length ? `; rebased ${doc.rebasedIds.join(', ')}` : ''}`);
+        ctx.result(
+          doc,
+          () =>
+            `merged ${(doc.removedIds ?? []).length} restore point(s) into ${doc.survivorId ?? '?'}${doc.rebasedIds?.length ? `; rebased ${doc.rebasedIds.join(', ')}` : ''}`,
+        );
       }),
     );
 }

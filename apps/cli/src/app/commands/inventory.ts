@@ -27,8 +27,20 @@ function vmList(vm: Command, act: Act): void {
         ctx.result(vms, () =>
           vms.length
             ? table(
-                [{ header: 'NAME' }, { header: 'CONTEXT ID', min: 20 }, { header: 'DISKS', right: true }, { header: 'SIZE', right: true, min: 8 }, { header: 'CBT' }],
-                vms.map((v) => [v.vm_name, v.context_id, String(v.disks.length), humanBytes(v.disks.reduce((s, d) => s + d.capacity_bytes, 0)), v.cbt_enabled ? 'on' : 'off']),
+                [
+                  { header: 'NAME' },
+                  { header: 'CONTEXT ID', min: 20 },
+                  { header: 'DISKS', right: true },
+                  { header: 'SIZE', right: true, min: 8 },
+                  { header: 'CBT' },
+                ],
+                vms.map((v) => [
+                  v.vm_name,
+                  v.context_id,
+                  String(v.disks.length),
+                  humanBytes(v.disks.reduce((s, d) => s + d.capacity_bytes, 0)),
+                  v.cbt_enabled ? 'on' : 'off',
+                ]),
                 ctx.width,
               )
             : 'no VMs yet; register a vCenter (sendense-ctl vcenter add) and import its VMs (sendense-ctl vcenter import ID)',
@@ -52,25 +64,44 @@ function vcenterAdd(vcenter: Command, act: Act): void {
     .option('--standin-harness <url>', 'read disks through the VMware stand-in harness (testing)')
     .addHelpText('after', example('sendense-ctl vcenter add --name vc01 --url https://vc01/sdk --username backup@vsphere.local --password-stdin < pw.txt'))
     .action(
-      act(async (ctx, o: { name: string; url: string; username: string; password?: string; passwordStdin?: boolean; insecure?: boolean; thumbprint?: string; standinHarness?: string }) => {
-        const password = o.passwordStdin ? (await readStdin()).replace(/\r?\n$/, '') : o.password;
-        if (!password) throw new CliError('no vCenter password', EXIT.usage, 'give --password-stdin (echo "$PW" | sendense-ctl vcenter add ... --password-stdin) or --password');
-        const v = (await unwrap(
-          ctx.api.POST('/api/v1/vcenters', {
-            body: {
-              name: o.name,
-              url: o.url,
-              username: o.username,
-              password,
-              ...(o.insecure ? { insecure: true } : {}),
-              ...(o.thumbprint ? { thumbprint: o.thumbprint } : {}),
-              ...(o.standinHarness ? { disk_reader: { kind: 'standin-nbd' as const, harnessUrl: o.standinHarness } } : {}),
-            },
-          }),
-        )) as unknown as VCenter;
-        ctx.result(v, () => `${v.id}`);
-        ctx.note(`registered ${v.name}; import its VMs: sendense-ctl vcenter import ${v.id}`);
-      }),
+      act(
+        async (
+          ctx,
+          o: {
+            name: string;
+            url: string;
+            username: string;
+            password?: string;
+            passwordStdin?: boolean;
+            insecure?: boolean;
+            thumbprint?: string;
+            standinHarness?: string;
+          },
+        ) => {
+          const password = o.passwordStdin ? (await readStdin()).replace(/\r?\n$/, '') : o.password;
+          if (!password)
+            throw new CliError(
+              'no vCenter password',
+              EXIT.usage,
+              'give --password-stdin (echo "$PW" | sendense-ctl vcenter add ... --password-stdin) or --password',
+            );
+          const v = (await unwrap(
+            ctx.api.POST('/api/v1/vcenters', {
+              body: {
+                name: o.name,
+                url: o.url,
+                username: o.username,
+                password,
+                ...(o.insecure ? { insecure: true } : {}),
+                ...(o.thumbprint ? { thumbprint: o.thumbprint } : {}),
+                ...(o.standinHarness ? { disk_reader: { kind: 'standin-nbd' as const, harnessUrl: o.standinHarness } } : {}),
+              },
+            }),
+          )) as unknown as VCenter;
+          ctx.result(v, () => `${v.id}`);
+          ctx.note(`registered ${v.name}; import its VMs: sendense-ctl vcenter import ${v.id}`);
+        },
+      ),
     );
 }
 
@@ -83,7 +114,15 @@ function vcenterList(vcenter: Command, act: Act): void {
     .action(
       act(async (ctx) => {
         const vs = (await unwrap(ctx.api.GET('/api/v1/vcenters'))) as unknown as VCenter[];
-        ctx.result(vs, () => (vs.length ? table([{ header: 'ID', min: 36 }, { header: 'NAME' }, { header: 'URL' }, { header: 'USER' }], vs.map((v) => [v.id, v.name, v.url, v.username]), ctx.width) : 'no vCenters; add one: sendense-ctl vcenter add --help'));
+        ctx.result(vs, () =>
+          vs.length
+            ? table(
+                [{ header: 'ID', min: 36 }, { header: 'NAME' }, { header: 'URL' }, { header: 'USER' }],
+                vs.map((v) => [v.id, v.name, v.url, v.username]),
+                ctx.width,
+              )
+            : 'no vCenters; add one: sendense-ctl vcenter add --help',
+        );
       }),
     );
 }
@@ -98,8 +137,16 @@ function vcenterImport(vcenter: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl vcenter import 3f0a... --vm web01 db01'))
     .action(
       act(async (ctx, id: string, o: { vm?: string[] }) => {
-        const r = (await unwrap(ctx.api.POST('/api/v1/vcenters/{id}/import', { params: { path: { id } }, body: o.vm ? { vm_names: o.vm } : {} }))) as unknown as Array<{ vm_name: string; context_id: string; disks: number; cbt_enabled: boolean }>;
-        ctx.result(r, () => table([{ header: 'NAME' }, { header: 'CONTEXT ID', min: 20 }, { header: 'DISKS', right: true }, { header: 'CBT' }], r.map((v) => [v.vm_name, v.context_id, String(v.disks), v.cbt_enabled ? 'on' : 'off']), ctx.width));
+        const r = (await unwrap(
+          ctx.api.POST('/api/v1/vcenters/{id}/import', { params: { path: { id } }, body: o.vm ? { vm_names: o.vm } : {} }),
+        )) as unknown as Array<{ vm_name: string; context_id: string; disks: number; cbt_enabled: boolean }>;
+        ctx.result(r, () =>
+          table(
+            [{ header: 'NAME' }, { header: 'CONTEXT ID', min: 20 }, { header: 'DISKS', right: true }, { header: 'CBT' }],
+            r.map((v) => [v.vm_name, v.context_id, String(v.disks), v.cbt_enabled ? 'on' : 'off']),
+            ctx.width,
+          ),
+        );
       }),
     );
 }

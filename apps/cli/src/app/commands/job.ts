@@ -34,19 +34,34 @@ function list(job: Command, act: Act): void {
           res = await ctx.raw.request('GET', '/api/v1/jobs', { query });
         } catch (err) {
           if (err instanceof ApiError && err.status === 404 && /Cannot GET/i.test(err.message)) {
-            throw new CliError('this gateway has no job listing (GET /api/v1/jobs)', EXIT.notFound, 'upgrade the gateway; meanwhile see a job with: sendense-ctl job show RUN-ID (backup start prints it)');
+            throw new CliError(
+              'this gateway has no job listing (GET /api/v1/jobs)',
+              EXIT.notFound,
+              'upgrade the gateway; meanwhile see a job with: sendense-ctl job show RUN-ID (backup start prints it)',
+            );
           }
           throw err;
         }
         const doc = (await res.json()) as { total?: number; items: Array<Record<string, unknown>> };
         ctx.result(doc, () => {
           if (!doc.items.length) return o.offset ? `no jobs past ${o.offset}` : 'no jobs';
-          const more = doc.total !== undefined && doc.total > o.offset + doc.items.length ? `\n(${doc.items.length} of ${doc.total}; more with --offset ${o.offset + doc.items.length})` : '';
-          return table(
-            [{ header: 'RUN', min: 36 }, { header: 'VM' }, { header: 'STATUS' }, { header: 'TYPE' }, { header: 'QUEUED', min: 19 }],
-            doc.items.map((j) => [String(j['run_id'] ?? ''), String(j['vm_name'] ?? j['vm_context_id'] ?? ''), String(j['status'] ?? j['state'] ?? ''), String(j['requested_type'] ?? j['backup_type'] ?? ''), localTime((j['queued_at'] ?? j['created_at']) as string | null)]),
-            ctx.width,
-          ) + more;
+          const more =
+            doc.total !== undefined && doc.total > o.offset + doc.items.length
+              ? `\n(${doc.items.length} of ${doc.total}; more with --offset ${o.offset + doc.items.length})`
+              : '';
+          return (
+            table(
+              [{ header: 'RUN', min: 36 }, { header: 'VM' }, { header: 'STATUS' }, { header: 'TYPE' }, { header: 'QUEUED', min: 19 }],
+              doc.items.map((j) => [
+                String(j['run_id'] ?? ''),
+                String(j['vm_name'] ?? j['vm_context_id'] ?? ''),
+                String(j['status'] ?? j['state'] ?? ''),
+                String(j['requested_type'] ?? j['backup_type'] ?? ''),
+                localTime((j['queued_at'] ?? j['created_at']) as string | null),
+              ]),
+              ctx.width,
+            ) + more
+          );
         });
       }),
     );

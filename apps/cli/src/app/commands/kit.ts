@@ -39,7 +39,15 @@ export interface Backup {
 export interface Chain {
   vm_context_id: string;
   vm_name: string;
-  chains: { disk_id: number; full_backup_id: string; latest_backup_id: string; total_backups: number; total_size_bytes: number; virtual_size_bytes: number; restore_points: Backup[] }[];
+  chains: {
+    disk_id: number;
+    full_backup_id: string;
+    latest_backup_id: string;
+    total_backups: number;
+    total_size_bytes: number;
+    virtual_size_bytes: number;
+    restore_points: Backup[];
+  }[];
 }
 export interface JobStatus {
   run_id: string;
@@ -93,14 +101,18 @@ export interface Policy {
 
 // ---- helpers ----
 
-export const int = (what: string, min = 0) => (v: string) => {
-  if (!/^\d+$/.test(v) || Number(v) < min) throw new InvalidArgumentError(`${what} must be a whole number${min ? ` of at least ${min}` : ''}`);
-  return Number(v);
-};
-export const oneOf = <T extends string>(values: readonly T[]) => (v: string) => {
-  if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${values.join(', ')}`);
-  return v as T;
-};
+export const int =
+  (what: string, min = 0) =>
+  (v: string) => {
+    if (!/^\d+$/.test(v) || Number(v) < min) throw new InvalidArgumentError(`${what} must be a whole number${min ? ` of at least ${min}` : ''}`);
+    return Number(v);
+  };
+export const oneOf =
+  <T extends string>(values: readonly T[]) =>
+  (v: string) => {
+    if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${values.join(', ')}`);
+    return v as T;
+  };
 
 /** --vm takes a name or a context id (ctx-...). */
 export function vmSelector(vm: string): { vm_name?: string; vm_context_id?: string } {
@@ -114,9 +126,23 @@ export const STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled
 export type BackupStatus = (typeof STATUSES)[number];
 
 export function backupRows(items: Backup[]): string[][] {
-  return items.map((b) => [b.id, String(b.disk_id), b.backup_type, b.status, humanBytes(b.allocated_bytes ?? b.bytes_transferred), localTime(b.completed_at ?? b.created_at)]);
+  return items.map((b) => [
+    b.id,
+    String(b.disk_id),
+    b.backup_type,
+    b.status,
+    humanBytes(b.allocated_bytes ?? b.bytes_transferred),
+    localTime(b.completed_at ?? b.created_at),
+  ]);
 }
-export const BACKUP_COLS = [{ header: 'ID', min: 36 }, { header: 'DISK', right: true }, { header: 'TYPE' }, { header: 'STATUS' }, { header: 'SIZE', right: true, min: 8 }, { header: 'TIME', min: 19 }];
+export const BACKUP_COLS = [
+  { header: 'ID', min: 36 },
+  { header: 'DISK', right: true },
+  { header: 'TYPE' },
+  { header: 'STATUS' },
+  { header: 'SIZE', right: true, min: 8 },
+  { header: 'TIME', min: 19 },
+];
 
 export function jobFailure(doc: { run_id: string; status: string; error: string | null }): CliError {
   return new CliError(

@@ -12,7 +12,11 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 function duration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return '-';
   const s = Math.round(ms / 1000);
-  return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return s < 60
+    ? `${s}s`
+    : s < 3600
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 function vmsOf(p: Policy): string {
@@ -39,7 +43,10 @@ function showPolicy(p: Policy): string {
     ['repository', p.repository],
     ['VMs', vmsOf(p)],
     ['type rules', rules(p)],
-    ['retention', ret ? `keep last ${ret.keep_last ?? 0}, daily ${ret.daily ?? 0}, weekly ${ret.weekly ?? 0}, monthly ${ret.monthly ?? 0}` : 'none (keep everything)'],
+    [
+      'retention',
+      ret ? `keep last ${ret.keep_last ?? 0}, daily ${ret.daily ?? 0}, weekly ${ret.weekly ?? 0}, monthly ${ret.monthly ?? 0}` : 'none (keep everything)',
+    ],
     ['start window', p.window_end ? `no start after ${p.window_end}` : 'none'],
     ['concurrency', p.concurrency],
     ['stale after', p.max_age_hours ? `${p.max_age_hours} h` : '-'],
@@ -56,7 +63,18 @@ function historyTable(runs: Run[], width: number): string {
     humanBytes(r.bytes_transferred),
     duration(r.duration_ms),
   ]);
-  return table([{ header: 'SLOT', min: 19 }, { header: 'TRIGGER' }, { header: 'RESULT' }, { header: 'VMS' }, { header: 'BYTES', right: true, min: 8 }, { header: 'TOOK', right: true }], rows, width);
+  return table(
+    [
+      { header: 'SLOT', min: 19 },
+      { header: 'TRIGGER' },
+      { header: 'RESULT' },
+      { header: 'VMS' },
+      { header: 'BYTES', right: true, min: 8 },
+      { header: 'TOOK', right: true },
+    ],
+    rows,
+    width,
+  );
 }
 
 /** sendense-ctl policy create|list|show|pause|resume|run|delete|history */
@@ -83,7 +101,10 @@ function create(policy: Command, act: Act): void {
     .requiredOption('--repository <name|id>', 'repository the backups go to')
     .option('--vm <name>', 'a VM (name or context id); repeat for more', collect)
     .option('--vm-pattern <glob>', 'VMs whose name matches (* and ?), resolved at every run')
-    .option('--folder <path>', "VMs in this vCenter folder and its sub-folders (below the datacenter's VM folder, e.g. prod/web; dc1/prod/web with several datacenters), resolved at every run")
+    .option(
+      '--folder <path>',
+      "VMs in this vCenter folder and its sub-folders (below the datacenter's VM folder, e.g. prod/web; dc1/prod/web with several datacenters), resolved at every run",
+    )
     .option('--full-every-days <n>', 'a full when the last full is N days old', int('--full-every-days', 1))
     .option('--full-after <n>', 'a full after N incrementals', int('--full-after', 1))
     .option('--synthetic-full', 'make a due full by consolidating the chain instead of reading the whole VM')
@@ -93,36 +114,64 @@ function create(policy: Command, act: Act): void {
     .option('--monthly <n>', 'retention: one a month for N months', int('--monthly'))
     .option('--window-end <HH:MM>', 'no VM backup starts after this time (running ones go on)')
     .option('--concurrency <n>', 'VM backups of one run at a time', int('--concurrency', 1))
-    .option('--max-age-hours <n>', 'webhook vm.stale when a VM\'s last good backup is older', int('--max-age-hours', 1))
+    .option('--max-age-hours <n>', "webhook vm.stale when a VM's last good backup is older", int('--max-age-hours', 1))
     .option('--paused', 'create it paused')
-    .addHelpText('after', example('sendense-ctl policy create --name nightly --cron "0 22 * * *" --timezone Europe/Berlin --repository local --vm-pattern "web-*" --full-every-days 7 --keep-last 14 --window-end 06:00'))
+    .addHelpText(
+      'after',
+      example(
+        'sendense-ctl policy create --name nightly --cron "0 22 * * *" --timezone Europe/Berlin --repository local --vm-pattern "web-*" --full-every-days 7 --keep-last 14 --window-end 06:00',
+      ),
+    )
     .action(
-      act(async (ctx, o: { name: string; cron: string; timezone: string; repository: string; vm?: string[]; vmPattern?: string; folder?: string; fullEveryDays?: number; fullAfter?: number; syntheticFull?: boolean; keepLast?: number; daily?: number; weekly?: number; monthly?: number; windowEnd?: string; concurrency?: number; maxAgeHours?: number; paused?: boolean }) => {
-        const retention = [o.keepLast, o.daily, o.weekly, o.monthly].some((x) => x !== undefined)
-          ? { keep_last: o.keepLast ?? 0, daily: o.daily ?? 0, weekly: o.weekly ?? 0, monthly: o.monthly ?? 0 }
-          : undefined;
-        const p = await unwrap(
-          ctx.api.POST('/api/v1/policies', {
-            body: {
-              name: o.name,
-              cron: o.cron,
-              timezone: o.timezone,
-              repository: o.repository,
-              vms: { ...(o.vm ? { names: o.vm } : {}), ...(o.vmPattern ? { name_pattern: o.vmPattern } : {}), ...(o.folder ? { folder: o.folder } : {}) },
-              ...(o.fullEveryDays ? { full_every_days: o.fullEveryDays } : {}),
-              ...(o.fullAfter ? { full_after_incrementals: o.fullAfter } : {}),
-              ...(o.syntheticFull ? { synthetic_full: true } : {}),
-              ...(retention ? { retention } : {}),
-              ...(o.windowEnd ? { window_end: o.windowEnd } : {}),
-              ...(o.concurrency ? { concurrency: o.concurrency } : {}),
-              ...(o.maxAgeHours ? { max_age_hours: o.maxAgeHours } : {}),
-              ...(o.paused ? { paused: true } : {}),
-            },
-          }),
-        );
+      act(async (ctx, o: CreateOptions) => {
+        const p = await unwrap(ctx.api.POST('/api/v1/policies', { body: createBody(o) }));
         ctx.result(p, () => showPolicy(p));
       }),
     );
+}
+
+/** The options `policy create` takes, as commander names them. */
+interface CreateOptions {
+  name: string;
+  cron: string;
+  timezone: string;
+  repository: string;
+  vm?: string[];
+  vmPattern?: string;
+  folder?: string;
+  fullEveryDays?: number;
+  fullAfter?: number;
+  syntheticFull?: boolean;
+  keepLast?: number;
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+  windowEnd?: string;
+  concurrency?: number;
+  maxAgeHours?: number;
+  paused?: boolean;
+}
+
+/** The POST /policies body from `policy create`'s options: only what was given, so the gateway's defaults apply to the rest. */
+function createBody(o: CreateOptions) {
+  const retention = [o.keepLast, o.daily, o.weekly, o.monthly].some((x) => x !== undefined)
+    ? { keep_last: o.keepLast ?? 0, daily: o.daily ?? 0, weekly: o.weekly ?? 0, monthly: o.monthly ?? 0 }
+    : undefined;
+  return {
+    name: o.name,
+    cron: o.cron,
+    timezone: o.timezone,
+    repository: o.repository,
+    vms: { ...(o.vm ? { names: o.vm } : {}), ...(o.vmPattern ? { name_pattern: o.vmPattern } : {}), ...(o.folder ? { folder: o.folder } : {}) },
+    ...(o.fullEveryDays ? { full_every_days: o.fullEveryDays } : {}),
+    ...(o.fullAfter ? { full_after_incrementals: o.fullAfter } : {}),
+    ...(o.syntheticFull ? { synthetic_full: true } : {}),
+    ...(retention ? { retention } : {}),
+    ...(o.windowEnd ? { window_end: o.windowEnd } : {}),
+    ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+    ...(o.maxAgeHours ? { max_age_hours: o.maxAgeHours } : {}),
+    ...(o.paused ? { paused: true } : {}),
+  };
 }
 
 /** policy list */
@@ -138,7 +187,13 @@ function list(policy: Command, act: Act): void {
           ps.length
             ? table(
                 [{ header: 'NAME' }, { header: 'SCHEDULE' }, { header: 'STATE' }, { header: 'NEXT', min: 19 }, { header: 'LAST' }],
-                ps.map((p) => [p.name, `${p.cron} ${p.timezone}`, p.paused ? 'paused' : 'active', p.next_run_at ? localTime(p.next_run_at) : '-', p.last_run?.status ?? 'never']),
+                ps.map((p) => [
+                  p.name,
+                  `${p.cron} ${p.timezone}`,
+                  p.paused ? 'paused' : 'active',
+                  p.next_run_at ? localTime(p.next_run_at) : '-',
+                  p.last_run?.status ?? 'never',
+                ]),
                 ctx.width,
               )
             : 'no policies; create one: sendense-ctl policy create --help',

@@ -25,7 +25,11 @@ function add(repo: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl repo add --name local --path /var/lib/sendense/backups'))
     .action(
       act(async (ctx, o: { name: string; type: 'local' | 's3' | 'azure' | 'nfs'; path?: string; storageNode?: string }) => {
-        const r = (await unwrap(ctx.api.POST('/api/v1/repositories', { body: { name: o.name, type: o.type, ...(o.path ? { path: o.path } : {}), ...(o.storageNode ? { storage_node: o.storageNode } : {}) } }))) as unknown as Repo;
+        const r = (await unwrap(
+          ctx.api.POST('/api/v1/repositories', {
+            body: { name: o.name, type: o.type, ...(o.path ? { path: o.path } : {}), ...(o.storageNode ? { storage_node: o.storageNode } : {}) },
+          }),
+        )) as unknown as Repo;
         ctx.result(r, () => `${r.id}  ${r.name}  ${humanBytes(r.available_size_bytes)} free`);
       }),
     );
@@ -42,7 +46,18 @@ function list(repo: Command, act: Act): void {
         const rs = (await unwrap(ctx.api.GET('/api/v1/repositories'))) as unknown as Repo[];
         ctx.result(rs, () =>
           rs.length
-            ? table([{ header: 'NAME' }, { header: 'TYPE' }, { header: 'NODE' }, { header: 'TOTAL', right: true, min: 8 }, { header: 'FREE', right: true, min: 8 }, { header: 'ID', min: 36 }], rs.map((r) => [r.name, r.type, r.storage_node, humanBytes(r.total_size_bytes), humanBytes(r.available_size_bytes), r.id]), ctx.width)
+            ? table(
+                [
+                  { header: 'NAME' },
+                  { header: 'TYPE' },
+                  { header: 'NODE' },
+                  { header: 'TOTAL', right: true, min: 8 },
+                  { header: 'FREE', right: true, min: 8 },
+                  { header: 'ID', min: 36 },
+                ],
+                rs.map((r) => [r.name, r.type, r.storage_node, humanBytes(r.total_size_bytes), humanBytes(r.available_size_bytes), r.id]),
+                ctx.width,
+              )
             : 'no repositories; add one: sendense-ctl repo add --name local --path /var/lib/sendense/backups',
         );
       }),

@@ -26,8 +26,16 @@ interface ExportView {
   expires_at: string | null;
   created_at: string;
 }
-const exportRows = (xs: ExportView[]) => xs.map((e) => [e.name, e.backup_id, e.writable ? 'rw (overlay)' : 'ro', humanBytes(e.size_bytes), e.uri, e.expires_at ? localTime(e.expires_at) : '-']);
-const EXPORT_COLS = [{ header: 'NAME', min: 30 }, { header: 'BACKUP', min: 20 }, { header: 'MODE' }, { header: 'SIZE', right: true }, { header: 'URI' }, { header: 'EXPIRES', min: 19 }];
+const exportRows = (xs: ExportView[]) =>
+  xs.map((e) => [e.name, e.backup_id, e.writable ? 'rw (overlay)' : 'ro', humanBytes(e.size_bytes), e.uri, e.expires_at ? localTime(e.expires_at) : '-']);
+const EXPORT_COLS = [
+  { header: 'NAME', min: 30 },
+  { header: 'BACKUP', min: 20 },
+  { header: 'MODE' },
+  { header: 'SIZE', right: true },
+  { header: 'URI' },
+  { header: 'EXPIRES', min: 19 },
+];
 
 /** restore export */
 function exportCmd(restore: Command, act: Act): void {
@@ -64,14 +72,17 @@ function exportCmd(restore: Command, act: Act): void {
           ctx.result({ ended: o.end }, () => `ended ${o.end}`);
           return;
         }
-        const e = await unwrap(
+        const e = (await unwrap(
           ctx.api.POST('/api/v1/restore/export', {
             body: { backup_id: o.backupId as string, writable: Boolean(o.writable), idle_timeout_seconds: o.idleTimeout ?? 3600 },
           }),
-        ) as unknown as ExportView;
+        )) as unknown as ExportView;
         ctx.result(e, () => e.uri);
-        if (e.tls_psk) ctx.note(`TLS-PSK: put "${e.tls_psk.identity}:${e.tls_psk.key}" in a 0600 file and add ?tls-psk-file=FILE to the URI (the key is not shown again)`);
-        ctx.note(`${e.writable ? 'writable (temporary overlay)' : 'read-only'}, ${humanBytes(e.size_bytes)}; ends ${e.expires_at ? `at ${localTime(e.expires_at)} if idle` : 'when ended'}: sendense-ctl restore export --end ${e.name}`);
+        if (e.tls_psk)
+          ctx.note(`TLS-PSK: put "${e.tls_psk.identity}:${e.tls_psk.key}" in a 0600 file and add ?tls-psk-file=FILE to the URI (the key is not shown again)`);
+        ctx.note(
+          `${e.writable ? 'writable (temporary overlay)' : 'read-only'}, ${humanBytes(e.size_bytes)}; ends ${e.expires_at ? `at ${localTime(e.expires_at)} if idle` : 'when ended'}: sendense-ctl restore export --end ${e.name}`,
+        );
       }),
     );
 }
@@ -85,11 +96,20 @@ function image(restore: Command, act: Act): void {
     .addOption(new Option('--format <format>', 'image format').choices(['raw', 'qcow2', 'vmdk']).default('raw'))
     .requiredOption('--output <file>', 'where to write the image')
     .option('--resume', 'continue an interrupted raw download (Range request)')
-    .addHelpText('after', example('sendense-ctl restore image --backup-id ID --format qcow2 --output ./web01-disk0.qcow2', 'sendense-ctl restore image --backup-id ID --output ./disk.raw --resume'))
+    .addHelpText(
+      'after',
+      example(
+        'sendense-ctl restore image --backup-id ID --format qcow2 --output ./web01-disk0.qcow2',
+        'sendense-ctl restore image --backup-id ID --output ./disk.raw --resume',
+      ),
+    )
     .action(
       act(async (ctx, o: { backupId: string; format: ImageFormat; output: string; resume?: boolean }) => {
         const r = await downloadImage(ctx, o.backupId, o.format, o.output, Boolean(o.resume));
-        ctx.result({ backup_id: o.backupId, ...r }, () => `${r.output}  ${o.format}, ${humanBytes(r.bytes + r.resumed_from)}${r.resumed_from ? ` (resumed at ${humanBytes(r.resumed_from)})` : ''}`);
+        ctx.result(
+          { backup_id: o.backupId, ...r },
+          () => `${r.output}  ${o.format}, ${humanBytes(r.bytes + r.resumed_from)}${r.resumed_from ? ` (resumed at ${humanBytes(r.resumed_from)})` : ''}`,
+        );
       }),
     );
 }
@@ -100,11 +120,21 @@ function disk(restore: Command, act: Act): void {
     .command('disk')
     .description('write a restore point back into a disk of a powered-off VM: quick rollback (only what changed since it) or a full write')
     .requiredOption('--backup-id <id>', 'the restore point')
-    .addOption(new Option('--mode <mode>', 'quick: only the areas changed since the restore point (full when that is no longer known); full: the whole disk').choices(['quick', 'full']).default('quick'))
+    .addOption(
+      new Option('--mode <mode>', 'quick: only the areas changed since the restore point (full when that is no longer known); full: the whole disk')
+        .choices(['quick', 'full'])
+        .default('quick'),
+    )
     .option('--target-vm <context-id>', "VM to write into (default: the restore point's VM)")
     .option('--target-disk <device-key>', "device key of the disk to write (default: the restore point's disk)", int('--target-disk', 0))
     .option('--wait', 'follow the job to its end (progress on stderr; exit 6 when it fails)')
-    .addHelpText('after', example('sendense-ctl restore disk --backup-id ID --wait', 'sendense-ctl restore disk --backup-id ID --mode full --target-vm ctx-web02-1a2b3c4d --target-disk 2000'))
+    .addHelpText(
+      'after',
+      example(
+        'sendense-ctl restore disk --backup-id ID --wait',
+        'sendense-ctl restore disk --backup-id ID --mode full --target-vm ctx-web02-1a2b3c4d --target-disk 2000',
+      ),
+    )
     .action(
       act(async (ctx, o: { backupId: string; mode: 'quick' | 'full'; targetVm?: string; targetDisk?: number; wait?: boolean }) => {
         const started = (await unwrap(
@@ -119,7 +149,9 @@ function disk(restore: Command, act: Act): void {
         )) as unknown as { run_id: string; target_vm_name: string; target_device_key: number; mode: string };
         if (!o.wait) {
           ctx.result(started, () => `${started.run_id}\n`);
-          ctx.note(`queued ${started.mode} restore into ${started.target_vm_name} disk ${started.target_device_key}; follow it with: sendense-ctl job watch ${started.run_id}`);
+          ctx.note(
+            `queued ${started.mode} restore into ${started.target_vm_name} disk ${started.target_device_key}; follow it with: sendense-ctl job watch ${started.run_id}`,
+          );
           return;
         }
         ctx.note(`${started.mode} restore into ${started.target_vm_name} disk ${started.target_device_key} (job ${started.run_id})`);

@@ -28,7 +28,16 @@ function set(retention: Command, act: Act): void {
     .action(
       act(async (ctx, o: { repository: string; vm?: string; keepLast: number; daily: number; weekly: number; monthly: number }) => {
         const p = (await unwrap(
-          ctx.api.PUT('/api/v1/retention/policy', { body: { repository: o.repository, ...(o.vm ? { vm_context_id: o.vm } : {}), keep_last: o.keepLast, daily: o.daily, weekly: o.weekly, monthly: o.monthly } }),
+          ctx.api.PUT('/api/v1/retention/policy', {
+            body: {
+              repository: o.repository,
+              ...(o.vm ? { vm_context_id: o.vm } : {}),
+              keep_last: o.keepLast,
+              daily: o.daily,
+              weekly: o.weekly,
+              monthly: o.monthly,
+            },
+          }),
         )) as unknown as Policy;
         ctx.result(p, () => `policy ${p.id}: keep last ${p.keep_last}, daily ${p.daily}, weekly ${p.weekly}, monthly ${p.monthly}`);
       }),
@@ -50,8 +59,22 @@ function show(retention: Command, act: Act): void {
         ctx.result(ps, () =>
           ps.length
             ? table(
-                [{ header: 'REPOSITORY' }, { header: 'VM', min: 20 }, { header: 'LAST', right: true }, { header: 'DAILY', right: true }, { header: 'WEEKLY', right: true }, { header: 'MONTHLY', right: true }],
-                ps.map((p) => [names.get(p.repository_id) ?? p.repository_id, p.vm_context_id ?? '(all)', String(p.keep_last), String(p.daily), String(p.weekly), String(p.monthly)]),
+                [
+                  { header: 'REPOSITORY' },
+                  { header: 'VM', min: 20 },
+                  { header: 'LAST', right: true },
+                  { header: 'DAILY', right: true },
+                  { header: 'WEEKLY', right: true },
+                  { header: 'MONTHLY', right: true },
+                ],
+                ps.map((p) => [
+                  names.get(p.repository_id) ?? p.repository_id,
+                  p.vm_context_id ?? '(all)',
+                  String(p.keep_last),
+                  String(p.daily),
+                  String(p.weekly),
+                  String(p.monthly),
+                ]),
                 ctx.width,
               )
             : 'no retention policies; set one: sendense-ctl retention set --help',
@@ -71,9 +94,15 @@ function apply(retention: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl retention apply --repository local --dry-run'))
     .action(
       act(async (ctx, o: { repository: string; vm?: string; dryRun?: boolean }) => {
-        const r = (await unwrap(ctx.api.POST('/api/v1/retention/apply', { body: { repository: o.repository, ...(o.vm ? { vm_context_id: o.vm } : {}), dry_run: Boolean(o.dryRun) } }))) as unknown as Record<string, unknown>;
+        const r = (await unwrap(
+          ctx.api.POST('/api/v1/retention/apply', { body: { repository: o.repository, ...(o.vm ? { vm_context_id: o.vm } : {}), dry_run: Boolean(o.dryRun) } }),
+        )) as unknown as Record<string, unknown>;
         const count = (k: string) => (Array.isArray(r[k]) ? (r[k] as unknown[]).length : 0);
-        ctx.result(r, () => `${o.dryRun ? 'would keep' : 'kept'} ${count('keep')}, ${o.dryRun ? 'would delete' : 'deleted'} ${count('delete')}, ${o.dryRun ? 'would merge' : 'merged'} ${count('merge')}${count('errors') ? `, ${count('errors')} error(s): ${JSON.stringify(r['errors'])}` : ''}`);
+        ctx.result(
+          r,
+          () =>
+            `${o.dryRun ? 'would keep' : 'kept'} ${count('keep')}, ${o.dryRun ? 'would delete' : 'deleted'} ${count('delete')}, ${o.dryRun ? 'would merge' : 'merged'} ${count('merge')}${count('errors') ? `, ${count('errors')} error(s): ${JSON.stringify(r['errors'])}` : ''}`,
+        );
       }),
     );
 }

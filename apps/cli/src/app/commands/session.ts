@@ -37,7 +37,8 @@ function login(program: Command, act: Act, io: Io): void {
     .action(
       act(async (ctx, o: { verify: boolean }) => {
         const s = ctx.settings;
-        if (!s.apiKey) throw new CliError('no API key to store', EXIT.usage, 'give it with --api-key sdk_... (create one: sendense-ctl apikey create --role operator)');
+        if (!s.apiKey)
+          throw new CliError('no API key to store', EXIT.usage, 'give it with --api-key sdk_... (create one: sendense-ctl apikey create --role operator)');
         if (o.verify) {
           // Any authenticated read proves the key; viewers may read VMs.
           await unwrap(ctx.api.GET('/api/v1/vms'));
@@ -81,9 +82,13 @@ function health(program: Command, act: Act): void {
         const res = await ctx.raw.request('GET', '/api/v1/health', { allow: [503] });
         const doc = (await res.json()) as { status: string; checks?: Record<string, { status: string; error?: string }> };
         ctx.result(doc, () =>
-          [`gateway ${ctx.settings.apiUrl}: ${doc.status}`, ...Object.entries(doc.checks ?? {}).map(([k, v]) => `  ${k.padEnd(16)} ${v.status}${v.error ? `  ${v.error}` : ''}`)].join('\n'),
+          [
+            `gateway ${ctx.settings.apiUrl}: ${doc.status}`,
+            ...Object.entries(doc.checks ?? {}).map(([k, v]) => `  ${k.padEnd(16)} ${v.status}${v.error ? `  ${v.error}` : ''}`),
+          ].join('\n'),
         );
-        if (res.status !== 200) throw new CliError(`the gateway reports ${doc.status}`, EXIT.unreachable, 'see the failing checks above and that service\'s log');
+        if (res.status !== 200)
+          throw new CliError(`the gateway reports ${doc.status}`, EXIT.unreachable, "see the failing checks above and that service's log");
       }),
     );
 }

@@ -138,13 +138,16 @@ describe('raw export through nbd-server', () => {
     expect(conf).toContain(`exportname = ${disk}`);
 
     // One connection, held open for ~8 s (4 MiB/s) of rate-limited writes (nbdkit rate filter as source).
-    const copy = run('nbdcopy', [
-      '--flush', '--connections=1', '--',
-      '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=32M', 'rate=32M', ']',
-      raw.uri,
-    ], { timeoutMs: 30_000 });
+    const copy = run(
+      'nbdcopy',
+      ['--flush', '--connections=1', '--', '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=32M', 'rate=32M', ']', raw.uri],
+      { timeoutMs: 30_000 },
+    );
     let copyDone: string | null = null;
-    void copy.then(() => (copyDone = 'finished'), (e: Error) => (copyDone = `failed: ${e.message}`));
+    void copy.then(
+      () => (copyDone = 'finished'),
+      (e: Error) => (copyDone = `failed: ${e.message}`),
+    );
 
     // Churn until the copy ends; count the rounds that ran entirely while it was busy.
     let churned = 0;
@@ -177,9 +180,11 @@ describe('raw export through nbd-server', () => {
   it('a removed nbd-server export stops serving, also on connections already open', async () => {
     const disk = await rawFile(join(env.root, 'cut.raw'), '16M');
     const exp = await manager.create({ vmContextId: 'ctx-cut', diskId: 0, type: 'migrate', timestamp: ts(), kind: 'raw', filePath: disk, writable: true });
-    const copy = run('nbdcopy', [
-      '--connections=1', '--', '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=16M', 'rate=16M', ']', exp.uri,
-    ], { timeoutMs: 30_000 });
+    const copy = run(
+      'nbdcopy',
+      ['--connections=1', '--', '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=16M', 'rate=16M', ']', exp.uri],
+      { timeoutMs: 30_000 },
+    );
     await new Promise((r) => setTimeout(r, 700));
     await manager.remove(exp.name);
     await expect(copy).rejects.toThrow(CommandError);
@@ -222,7 +227,15 @@ describe('many exports', () => {
     const stamp = ts();
     const exports = await Promise.all(
       files.map((f, i) =>
-        manager.create({ vmContextId: 'ctx-many', diskId: i, type: 'full', timestamp: stamp, kind: f.endsWith('.raw') ? 'raw' : 'qcow2', filePath: f, writable: true }),
+        manager.create({
+          vmContextId: 'ctx-many',
+          diskId: i,
+          type: 'full',
+          timestamp: stamp,
+          kind: f.endsWith('.raw') ? 'raw' : 'qcow2',
+          filePath: f,
+          writable: true,
+        }),
       ),
     );
     expect(new Set(exports.map((e) => e.name)).size).toBe(20);
@@ -288,9 +301,31 @@ describe('reconcile', () => {
   it('adopts live exports and removes orphans (stray servers, dead records, stale configs)', async () => {
     const store = new MemoryExportRecordStore();
     const m1 = new NbdExportManager(env.config, store);
-    const keep = await m1.create({ vmContextId: 'ctx-rec', diskId: 0, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: await qcow2(join(env.root, 'rec-keep.qcow2'), '2M'), writable: true });
-    const keepRaw = await m1.create({ vmContextId: 'ctx-rec', diskId: 1, type: 'migrate', timestamp: ts(), kind: 'raw', filePath: await rawFile(join(env.root, 'rec-keep.raw'), '2M') });
-    const orphan = await m1.create({ vmContextId: 'ctx-rec', diskId: 2, type: 'full', timestamp: ts(), kind: 'raw', filePath: await rawFile(join(env.root, 'rec-orphan.raw'), '2M') });
+    const keep = await m1.create({
+      vmContextId: 'ctx-rec',
+      diskId: 0,
+      type: 'full',
+      timestamp: ts(),
+      kind: 'qcow2',
+      filePath: await qcow2(join(env.root, 'rec-keep.qcow2'), '2M'),
+      writable: true,
+    });
+    const keepRaw = await m1.create({
+      vmContextId: 'ctx-rec',
+      diskId: 1,
+      type: 'migrate',
+      timestamp: ts(),
+      kind: 'raw',
+      filePath: await rawFile(join(env.root, 'rec-keep.raw'), '2M'),
+    });
+    const orphan = await m1.create({
+      vmContextId: 'ctx-rec',
+      diskId: 2,
+      type: 'full',
+      timestamp: ts(),
+      kind: 'raw',
+      filePath: await rawFile(join(env.root, 'rec-orphan.raw'), '2M'),
+    });
     const orphanPid = (await findProcesses(`${env.stateDir}/run/${orphan.name}.pid`))[0].pid;
     // The database lost the orphan's record; a dead record points at a gone server.
     await store.remove(orphan.name);
@@ -315,8 +350,24 @@ describe('reconcile', () => {
   it('stops a server whose image file was deleted, at start and in the periodic sweep', async () => {
     const store = new MemoryExportRecordStore();
     const m1 = new NbdExportManager(env.config, store);
-    const a = await m1.create({ vmContextId: 'ctx-gone', diskId: 0, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: await qcow2(join(env.root, 'gone-a.qcow2'), '2M'), writable: true });
-    const b = await m1.create({ vmContextId: 'ctx-gone', diskId: 1, type: 'full', timestamp: ts(), kind: 'qcow2', filePath: await qcow2(join(env.root, 'gone-b.qcow2'), '2M'), writable: true });
+    const a = await m1.create({
+      vmContextId: 'ctx-gone',
+      diskId: 0,
+      type: 'full',
+      timestamp: ts(),
+      kind: 'qcow2',
+      filePath: await qcow2(join(env.root, 'gone-a.qcow2'), '2M'),
+      writable: true,
+    });
+    const b = await m1.create({
+      vmContextId: 'ctx-gone',
+      diskId: 1,
+      type: 'full',
+      timestamp: ts(),
+      kind: 'qcow2',
+      filePath: await qcow2(join(env.root, 'gone-b.qcow2'), '2M'),
+      writable: true,
+    });
     const pidA = (await findProcesses(`${env.stateDir}/run/${a.name}.pid`))[0].pid;
     const pidB = (await findProcesses(`${env.stateDir}/run/${b.name}.pid`))[0].pid;
     // A worker aborted the point while this exporter was down: the file is gone, its server holds it.

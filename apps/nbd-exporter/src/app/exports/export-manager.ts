@@ -1,12 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import type {
-  CreateNbdExportRequest,
-  NbdExportInfo,
-  NbdExportKind,
-  RemoveNbdExportResponse,
-} from '@sendense/contracts';
+import type { CreateNbdExportRequest, NbdExportInfo, NbdExportKind, RemoveNbdExportResponse } from '@sendense/contracts';
 import type { ExporterConfig } from '../config/exporter-config';
 import { conflict, internal, invalid } from '../exporter-error';
 import { buildExportName, validateExportName } from '../naming/export-name';
@@ -112,7 +107,8 @@ export class NbdExportManager {
     if (overlay && restorePointId === null) throw invalid('overlay needs restorePointId: only instant-access exports get a temporary overlay');
     if (overlay && writable) throw invalid('overlay and writable exclude each other: an overlay export writes the overlay, never the image');
     if (restorePointId !== null && kind !== 'qcow2') throw invalid(`instant access serves QCOW2 restore points; kind is "${kind}"`);
-    if (restorePointId !== null && writable) throw invalid('an instant-access export is read-only or writes a temporary overlay (overlay: true), never the restore point');
+    if (restorePointId !== null && writable)
+      throw invalid('an instant-access export is read-only or writes a temporary overlay (overlay: true), never the restore point');
     const idle = request.idleTimeoutSeconds ?? null;
     if (idle !== null && (!Number.isInteger(idle) || idle < IDLE_MIN_S || idle > IDLE_MAX_S)) {
       throw invalid(`idleTimeoutSeconds ${JSON.stringify(idle)} must be a whole number from ${IDLE_MIN_S} to ${IDLE_MAX_S}`);
@@ -379,7 +375,10 @@ export class NbdExportManager {
     const kept = new Set<string>();
     for (const record of await this.store.list(this.config.nodeName)) {
       const gone = await this.fileGone(record);
-      if (gone) this.logger.warn(`reconcile: export ${record.name} serves ${gone}, which is gone (its job cleaned up while this exporter was down); stopping its server`);
+      if (gone)
+        this.logger.warn(
+          `reconcile: export ${record.name} serves ${gone}, which is gone (its job cleaned up while this exporter was down); stopping its server`,
+        );
       if (!gone && record.state === 'active' && record.pid !== null && (await this.serves(record.pid, record.name))) {
         kept.add(record.name);
         if (record.port !== null) this.ports.reserve(record.port);

@@ -141,7 +141,10 @@ it('expires an export with no client after its idle timeout, and not while a cli
   expect(await manager.sweepIdle(new Date(t0 + 60_000))).toEqual([]);
   expect(await manager.get(exp.name)).not.toBeNull();
   socket.destroy();
-  await waitFor(async () => (await manager.sweepIdle(new Date(t0 + 3_600_000))).includes(exp.name), { timeoutMs: 5000, message: 'the idle export to be removed' });
+  await waitFor(async () => (await manager.sweepIdle(new Date(t0 + 3_600_000))).includes(exp.name), {
+    timeoutMs: 5000,
+    message: 'the idle export to be removed',
+  });
   expect(await manager.get(exp.name)).toBeNull();
   expect(await exists(exp.overlayPath as string)).toBe(false);
   expect(await nbdSize(exp.uri)).toBeNull();

@@ -31,7 +31,10 @@ export function validateExportName(name: unknown): string {
 
 /** Compact UTC timestamp, e.g. 20251004T120000. */
 export function compactTimestamp(date = new Date()): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, '');
 }
 
 /**

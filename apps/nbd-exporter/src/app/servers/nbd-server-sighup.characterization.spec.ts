@@ -25,10 +25,13 @@ async function startServer(config: string, port: number): Promise<number> {
   const pidFile = `${config}.pid`;
   await run('nbd-server', ['-C', config, '-p', pidFile]);
   const found = { pid: 0 };
-  await waitFor(async () => {
-    found.pid = (await readPidFile(pidFile)) ?? 0;
-    return found.pid > 0 && (await pidListensOn(found.pid, port));
-  }, { message: 'nbd-server' });
+  await waitFor(
+    async () => {
+      found.pid = (await readPidFile(pidFile)) ?? 0;
+      return found.pid > 0 && (await pidListensOn(found.pid, port));
+    },
+    { message: 'nbd-server' },
+  );
   return found.pid;
 }
 
@@ -72,7 +75,11 @@ it('SIGHUP does not drop a live connection (connections are separate processes)'
   const pid = await startServer(config, port);
   try {
     // ~3 s of rate-limited writes over one connection, with reloads in the middle.
-    const copy = run('nbdcopy', ['--connections=1', '--', '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=24M', 'rate=64M', ']', `nbd://127.0.0.1:${port}/live`], { timeoutMs: 30_000 });
+    const copy = run(
+      'nbdcopy',
+      ['--connections=1', '--', '[', 'nbdkit', '--exit-with-parent', '--filter=rate', 'pattern', 'size=24M', 'rate=64M', ']', `nbd://127.0.0.1:${port}/live`],
+      { timeoutMs: 30_000 },
+    );
     await new Promise((r) => setTimeout(r, 800));
     process.kill(pid, 'SIGHUP');
     await rm(join(dir, 'b.conf'));

@@ -59,9 +59,21 @@ function contract(label: string, open: () => Promise<{ store: ExportRecordStore;
     it('keeps the instant-access fields (restore point, overlay, idle timeout, last activity, TLS-PSK)', async () => {
       const later = new Date('2026-01-02T04:00:00Z');
       await h.store.upsert(
-        rec('ia', { restorePointId: 'rp-1', overlayPath: '/var/lib/sendense/nbd/overlays/ia.qcow2', idleTimeoutSeconds: 600, lastActiveAt: later, tlsMode: 'psk' }),
+        rec('ia', {
+          restorePointId: 'rp-1',
+          overlayPath: '/var/lib/sendense/nbd/overlays/ia.qcow2',
+          idleTimeoutSeconds: 600,
+          lastActiveAt: later,
+          tlsMode: 'psk',
+        }),
       );
-      const want = expect.objectContaining({ restorePointId: 'rp-1', overlayPath: '/var/lib/sendense/nbd/overlays/ia.qcow2', idleTimeoutSeconds: 600, lastActiveAt: later, tlsMode: 'psk' });
+      const want = expect.objectContaining({
+        restorePointId: 'rp-1',
+        overlayPath: '/var/lib/sendense/nbd/overlays/ia.qcow2',
+        idleTimeoutSeconds: 600,
+        lastActiveAt: later,
+        tlsMode: 'psk',
+      });
       expect(await h.store.list('node-a')).toEqual([want]);
       if (h.reopen) expect(await h.reopen().list('node-a')).toEqual([want]);
       await h.store.remove('ia');

@@ -6,7 +6,10 @@ export class AuditQueryDto {
   @ApiPropertyOptional({ description: 'API key id' }) @IsOptional() @SafeName(64) key_id?: string;
   @ApiPropertyOptional({ description: 'Action, or its prefix (e.g. "policies." or "backups.start")' }) @IsOptional() @SafeName(191) action?: string;
   @ApiPropertyOptional({ description: 'Target (policy id, VM name, run id, ...)' }) @IsOptional() @SafeName(255) target?: string;
-  @ApiPropertyOptional({ enum: ['ok', 'error', 'denied'], description: 'denied: refused by authentication or the role check (401/403)' }) @IsOptional() @IsIn(['ok', 'error', 'denied']) result?: 'ok' | 'error' | 'denied';
+  @ApiPropertyOptional({ enum: ['ok', 'error', 'denied'], description: 'denied: refused by authentication or the role check (401/403)' })
+  @IsOptional()
+  @IsIn(['ok', 'error', 'denied'])
+  result?: 'ok' | 'error' | 'denied';
   @ApiPropertyOptional({ description: 'From this time (ISO 8601)' }) @IsOptional() @IsISO8601() since?: string;
   @ApiPropertyOptional({ description: 'Before this time (ISO 8601)' }) @IsOptional() @IsISO8601() until?: string;
   @ApiPropertyOptional({ default: 50, minimum: 1, maximum: 1000 }) @IsOptional() @StrictInt({ min: 1, max: 1000 }) limit?: number;

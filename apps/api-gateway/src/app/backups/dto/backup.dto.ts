@@ -57,8 +57,14 @@ export class BackupDto {
   @ApiProperty({ nullable: true, type: String }) error_message!: string | null;
   @ApiProperty({ nullable: true, type: Date }) verified_at!: Date | null;
   @ApiProperty({ nullable: true, type: String, enum: ['ok', 'failed'] }) verify_status!: string | null;
-  @ApiProperty({ nullable: true, type: String, description: 'Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full' }) suspect_reason!: string | null;
-  @ApiProperty({ nullable: true, type: 'object', additionalProperties: true, description: 'The CBT audit of this incremental: blocks compared, mismatches' }) cbt_audit!: unknown;
+  @ApiProperty({
+    nullable: true,
+    type: String,
+    description: 'Why this restore point may not hold what the guest held (a CBT audit mismatch); the next backup is a full',
+  })
+  suspect_reason!: string | null;
+  @ApiProperty({ nullable: true, type: 'object', additionalProperties: true, description: 'The CBT audit of this incremental: blocks compared, mismatches' })
+  cbt_audit!: unknown;
   @ApiProperty() created_at!: Date;
   @ApiProperty({ nullable: true, type: Date }) started_at!: Date | null;
   @ApiProperty({ nullable: true, type: Date }) completed_at!: Date | null;

@@ -55,7 +55,8 @@ export function jsonDepth(buf: Buffer, limit = Number.MAX_SAFE_INTEGER): number 
   for (let i = 0; i < buf.length; i++) {
     const c = buf[i];
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped byte
       else if (c === 0x22) inString = false;
       continue;
     }

@@ -10,7 +10,8 @@ export class CreateExportDto {
 
   @ApiPropertyOptional({
     default: false,
-    description: 'Writable: clients write a fresh temporary QCOW2 overlay on top of the restore point (the chain is never written); discarded when the export ends',
+    description:
+      'Writable: clients write a fresh temporary QCOW2 overlay on top of the restore point (the chain is never written); discarded when the export ends',
   })
   @IsOptional()
   @IsBoolean()
@@ -28,9 +29,14 @@ export class TlsPskDto {
 }
 
 export class ExportDto {
-  @ApiProperty({ example: 'backup-ctx-1-disk0-restore-20261202T060000123', description: 'Export name: DELETE /api/v1/restore/export/{name} ends it' }) name!: string;
+  @ApiProperty({ example: 'backup-ctx-1-disk0-restore-20261202T060000123', description: 'Export name: DELETE /api/v1/restore/export/{name} ends it' })
+  name!: string;
   @ApiProperty() backup_id!: string;
-  @ApiProperty({ example: 'nbd://127.0.0.1:10811/backup-ctx-1-disk0-restore-20261202T060000123', description: 'Open with any NBD client (nbdcopy, qemu-img, nbdinfo)' }) uri!: string;
+  @ApiProperty({
+    example: 'nbd://127.0.0.1:10811/backup-ctx-1-disk0-restore-20261202T060000123',
+    description: 'Open with any NBD client (nbdcopy, qemu-img, nbdinfo)',
+  })
+  uri!: string;
   @ApiProperty() host!: string;
   @ApiProperty({ nullable: true, type: Number }) port!: number | null;
   @ApiProperty({ description: 'Disk size as clients see it, bytes' }) size_bytes!: number;
@@ -49,7 +55,11 @@ export const IMAGE_FORMATS = ['raw', 'qcow2', 'vmdk'] as const;
 export type ImageFormatParam = (typeof IMAGE_FORMATS)[number];
 
 export class ImageQuery {
-  @ApiPropertyOptional({ enum: IMAGE_FORMATS, default: 'raw', description: 'raw (Range requests give 206), qcow2 or streamOptimized vmdk (converted without a backing chain)' })
+  @ApiPropertyOptional({
+    enum: IMAGE_FORMATS,
+    default: 'raw',
+    description: 'raw (Range requests give 206), qcow2 or streamOptimized vmdk (converted without a backing chain)',
+  })
   @IsOptional()
   @IsIn(IMAGE_FORMATS)
   format?: ImageFormatParam;
@@ -61,18 +71,22 @@ export class RestoreDiskDto {
   @Length(1, 64)
   backup_id!: string;
 
-  @ApiPropertyOptional({ enum: ['quick', 'full'], default: 'quick', description: 'quick: write only what changed since the restore point (falls back to full when the changeId is no longer valid); full: the whole disk' })
+  @ApiPropertyOptional({
+    enum: ['quick', 'full'],
+    default: 'quick',
+    description: 'quick: write only what changed since the restore point (falls back to full when the changeId is no longer valid); full: the whole disk',
+  })
   @IsOptional()
   @IsIn(['quick', 'full'])
   mode?: 'quick' | 'full';
 
-  @ApiPropertyOptional({ description: 'VM context to write into (default: the restore point\'s VM)' })
+  @ApiPropertyOptional({ description: "VM context to write into (default: the restore point's VM)" })
   @IsOptional()
   @IsString()
   @Length(1, 191)
   target_vm_context_id?: string;
 
-  @ApiPropertyOptional({ description: 'Device key of the disk to write (default: the restore point\'s disk on that VM)' })
+  @ApiPropertyOptional({ description: "Device key of the disk to write (default: the restore point's disk on that VM)" })
   @IsOptional()
   @StrictInt({ min: 0, max: 2_147_483_647 })
   target_device_key?: number;

@@ -36,7 +36,12 @@ export class JobStatusDto {
   @ApiProperty({ format: 'uuid' }) run_id!: string;
   @ApiProperty() vm_context_id!: string;
   @ApiProperty({ enum: [...RUN_STATES, 'unknown'] }) status!: string;
-  @ApiProperty({ nullable: true, type: Number, description: 'Attempts that have ended, by an error, by the worker running it dying (a stall) or by completing; the running attempt is not counted yet' }) attempts_made!: number | null;
+  @ApiProperty({
+    nullable: true,
+    type: Number,
+    description: 'Attempts that have ended, by an error, by the worker running it dying (a stall) or by completing; the running attempt is not counted yet',
+  })
+  attempts_made!: number | null;
   @ApiProperty({ nullable: true, type: String, description: 'When the queue took the job (ISO 8601)' }) queued_at!: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'When a worker started it' }) started_at!: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'When it ended (last attempt)' }) finished_at!: string | null;
@@ -67,7 +72,9 @@ export class JobSummaryDto {
   @ApiProperty({ enum: RUN_STATES }) status!: string;
   @ApiProperty({ enum: ['full', 'incremental', 'differential'] }) requested_type!: string;
   @ApiProperty({ nullable: true, type: String }) repository_id!: string | null;
-  @ApiProperty({ nullable: true, type: String, description: 'Who asked for it (queued runs only; the restore points do not record it)' }) requested_by!: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'Who asked for it (queued runs only; the restore points do not record it)' }) requested_by!:
+    | string
+    | null;
   @ApiProperty({ description: 'When it was queued (queued runs) or its first restore point was created (ISO 8601)' }) queued_at!: string;
   @ApiProperty({ nullable: true, type: String }) started_at!: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'When its last disk ended; null while running' }) finished_at!: string | null;

@@ -6,8 +6,14 @@ import { SafeName, StrictInt } from '../../common/validation';
 const HH_MM = /^([01]\d|2[0-3]):([0-5]\d)$/;
 
 export class PolicyRetentionDto {
-  @ApiPropertyOptional({ minimum: 0, maximum: 10000, description: 'Keep the newest N restore points' }) @IsOptional() @StrictInt({ max: 10000 }) keep_last?: number;
-  @ApiPropertyOptional({ minimum: 0, maximum: 10000, description: 'GFS: newest restore point of each of the last N days (UTC)' }) @IsOptional() @StrictInt({ max: 10000 }) daily?: number;
+  @ApiPropertyOptional({ minimum: 0, maximum: 10000, description: 'Keep the newest N restore points' })
+  @IsOptional()
+  @StrictInt({ max: 10000 })
+  keep_last?: number;
+  @ApiPropertyOptional({ minimum: 0, maximum: 10000, description: 'GFS: newest restore point of each of the last N days (UTC)' })
+  @IsOptional()
+  @StrictInt({ max: 10000 })
+  daily?: number;
   @ApiPropertyOptional({ minimum: 0, maximum: 10000 }) @IsOptional() @StrictInt({ max: 10000 }) weekly?: number;
   @ApiPropertyOptional({ minimum: 0, maximum: 10000 }) @IsOptional() @StrictInt({ max: 10000 }) monthly?: number;
 }
@@ -76,7 +82,7 @@ export class CreatePolicyDto {
   @IsOptional()
   @StrictInt({ min: 1, max: 64 })
   concurrency?: number;
-  @ApiPropertyOptional({ minimum: 1, maximum: 87600, description: 'Webhook vm.stale when a VM\'s last successful backup is older than this many hours' })
+  @ApiPropertyOptional({ minimum: 1, maximum: 87600, description: "Webhook vm.stale when a VM's last successful backup is older than this many hours" })
   @IsOptional()
   @StrictInt({ min: 1, max: 87600 })
   max_age_hours?: number;
@@ -146,4 +152,3 @@ export class PolicyRunStartedDto {
   @ApiProperty() policy_id!: string;
   @ApiProperty({ enum: ['queued'] }) status!: 'queued';
 }
-

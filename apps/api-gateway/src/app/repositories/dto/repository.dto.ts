@@ -12,11 +12,13 @@ export class CreateRepositoryDto {
   @IsOptional()
   @IsString()
   path?: string;
-  @ApiPropertyOptional({ description: 'Storage node that serves it (default: the gateway\'s NODE_NAME)' })
+  @ApiPropertyOptional({ description: "Storage node that serves it (default: the gateway's NODE_NAME)" })
   @IsOptional()
   @Matches(/^[A-Za-z0-9._-]{1,63}$/)
   storage_node?: string;
-  @ApiPropertyOptional({ description: 'CBT audit: blocks CBT reported unchanged that are compared after each incremental disk (0: off; default: the worker\'s CBT_AUDIT_SAMPLES)' })
+  @ApiPropertyOptional({
+    description: "CBT audit: blocks CBT reported unchanged that are compared after each incremental disk (0: off; default: the worker's CBT_AUDIT_SAMPLES)",
+  })
   @IsOptional()
   @StrictInt({ max: 4096 })
   cbt_audit_samples?: number;

@@ -8,7 +8,7 @@ export class VmSelectorDto {
 }
 
 export class VmDiskDto {
-  @ApiProperty({ description: 'Index of the disk in the VM\'s backups (disk-<n>); never reused' }) disk_id!: number;
+  @ApiProperty({ description: "Index of the disk in the VM's backups (disk-<n>); never reused" }) disk_id!: number;
   @ApiProperty() device_key!: number;
   @ApiProperty({ nullable: true, type: String }) label!: string | null;
   @ApiProperty() capacity_bytes!: number;

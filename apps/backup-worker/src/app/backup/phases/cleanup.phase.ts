@@ -13,7 +13,8 @@ export async function cleanUpRun(d: BackupDeps, run: BackupRun, err: unknown): P
   const failure = (await repositoryFull(run, err)) ?? err;
   const cancelled = failure instanceof CancelledError || (failure instanceof CaptureAgentError && failure.code === 'CANCELLED');
   const message = failure instanceof Error ? failure.message : String(failure);
-  const warn = (id: string | null, what: string, e: unknown) => logRun(d, run, 'warn', 'cleanup', `${what}: ${e instanceof Error ? e.message : String(e)}`, {}, id);
+  const warn = (id: string | null, what: string, e: unknown) =>
+    logRun(d, run, 'warn', 'cleanup', `${what}: ${e instanceof Error ? e.message : String(e)}`, {}, id);
   for (const pl of run.plans) {
     if (pl.exportName) {
       const name = pl.exportName;
@@ -46,7 +47,16 @@ async function repositoryFull(run: BackupRun, err: unknown): Promise<PermanentEr
   if (!(err instanceof InsufficientSpace) && !isEnospc(err) && !nearlyFull) return null;
   const pending = run.plans.filter((pl) => !pl.committed);
   const needed = pending.reduce(
-    (s, pl) => s + estimateRequiredBytes({ vmContextId: pl.disk.vmContextId, diskIndex: pl.disk.diskIndex, diskKey: String(pl.prepared.deviceKey), type: pl.type, virtualSize: pl.prepared.capacityBytes, expectedBytes: pl.prepared.bytesToCopy }),
+    (s, pl) =>
+      s +
+      estimateRequiredBytes({
+        vmContextId: pl.disk.vmContextId,
+        diskIndex: pl.disk.diskIndex,
+        diskKey: String(pl.prepared.deviceKey),
+        type: pl.type,
+        virtualSize: pl.prepared.capacityBytes,
+        expectedBytes: pl.prepared.bytesToCopy,
+      }),
     0,
   );
   const disks = pending.map((pl) => `disk ${pl.disk.diskIndex} ${fmtBytes(pl.prepared.bytesToCopy)} to copy`).join(', ');

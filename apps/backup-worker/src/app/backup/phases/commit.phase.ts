@@ -24,7 +24,15 @@ export async function flushTargets(d: BackupDeps, run: BackupRun): Promise<void>
         const unreachable = /ECONNREFUSED|ECONNRESET|socket hang up|timed out/i.test(err instanceof Error ? err.message : String(err));
         if (!unreachable || Date.now() > deadline) throw err;
         if (attempt === 1) {
-          await logRun(d, run, 'warn', 'committing', `the nbd-exporter does not answer (${err instanceof Error ? err.message : String(err)}); waiting up to 30 s to remove export ${name}`, {}, pl.backupId ?? null);
+          await logRun(
+            d,
+            run,
+            'warn',
+            'committing',
+            `the nbd-exporter does not answer (${err instanceof Error ? err.message : String(err)}); waiting up to 30 s to remove export ${name}`,
+            {},
+            pl.backupId ?? null,
+          );
         }
         await new Promise((r) => setTimeout(r, 1000));
       }
@@ -96,7 +104,15 @@ async function commitDisk(
   pl.committed = rp;
   pl.suspectReason = audit.suspectReason;
   if (audit.message) await logRun(d, run, audit.suspectReason ? 'error' : 'info', 'committing', audit.message, { cbtAudit: r.audit }, id);
-  await logRun(d, run, 'info', 'committing', `disk ${pl.disk.diskIndex}: ${pl.type} restore point ${id} committed`, { bytesTransferred: r.bytesRead, allocatedBytes: rp.allocatedBytes }, id);
+  await logRun(
+    d,
+    run,
+    'info',
+    'committing',
+    `disk ${pl.disk.diskIndex}: ${pl.type} restore point ${id} committed`,
+    { bytesTransferred: r.bytesRead, allocatedBytes: rp.allocatedBytes },
+    id,
+  );
 }
 
 /** Phase 5c: the VM row says what vCenter said, the repository's space is recorded, and the outcome of each disk. */
@@ -111,7 +127,10 @@ export async function finishRun(d: BackupDeps, run: BackupRun, prepared: Prepare
     vmContextId: ctx.contextId,
     vmName: prepared.vmName,
     disks: plans.map((pl) => {
-      const r = required(results.find((x) => x.deviceKey === pl.prepared.deviceKey), `the copy result of disk ${pl.disk.diskIndex}`);
+      const r = required(
+        results.find((x) => x.deviceKey === pl.prepared.deviceKey),
+        `the copy result of disk ${pl.disk.diskIndex}`,
+      );
       return {
         diskId: pl.disk.diskIndex,
         deviceKey: pl.prepared.deviceKey,

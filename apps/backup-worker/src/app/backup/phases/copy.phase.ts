@@ -3,7 +3,12 @@ import { CancelledError } from '../../common/errors';
 import { auditRequestFor } from '../cbt-audit';
 import { logRun, required, type BackupDeps, type BackupRun, type CopyResult, type DiskPlan, type PreparedSnapshot } from '../run-context';
 
-type CopyEvent = { bytesDone: number; bytesTotal: number; rateBytesPerSec: number; disks: { deviceKey: number; bytesDone: number; bytesTotal: number; bytesZeroed: number; phase: string }[] };
+type CopyEvent = {
+  bytesDone: number;
+  bytesTotal: number;
+  rateBytesPerSec: number;
+  disks: { deviceKey: number; bytesDone: number; bytesTotal: number; bytesZeroed: number; phase: string }[];
+};
 
 /**
  * Phase 4: the Capture Agent copies every disk of the snapshot into its
@@ -44,7 +49,14 @@ export async function copyDisks(d: BackupDeps, run: BackupRun, prepared: Prepare
   if (ctl.signal.aborted) throw new CancelledError('cancelled');
   const seconds = (Date.now() - started) / 1000;
   const copied = results.reduce((s, r) => s + r.bytesRead, 0);
-  await logRun(d, run, 'info', 'copying', `copied ${copied} bytes in ${seconds.toFixed(2)} s (${(copied / 1048576 / Math.max(seconds, 0.001)).toFixed(1)} MiB/s)`, { seconds, bytes: copied });
+  await logRun(
+    d,
+    run,
+    'info',
+    'copying',
+    `copied ${copied} bytes in ${seconds.toFixed(2)} s (${(copied / 1048576 / Math.max(seconds, 0.001)).toFixed(1)} MiB/s)`,
+    { seconds, bytes: copied },
+  );
   return results;
 }
 
@@ -62,7 +74,12 @@ export function progressOf(phase: JobProgress['phase'], plans: DiskPlan[], e: Co
     rateBytesPerSec: e?.rateBytesPerSec ?? 0,
     disks: plans.map((pl) => {
       const x = e?.disks.find((y) => y.deviceKey === pl.prepared.deviceKey);
-      return { diskId: pl.disk.diskIndex, bytesDone: x?.bytesDone ?? (copied ? pl.prepared.bytesToCopy : 0), bytesTotal: x?.bytesTotal ?? pl.prepared.bytesToCopy, phase: x?.phase ?? phase };
+      return {
+        diskId: pl.disk.diskIndex,
+        bytesDone: x?.bytesDone ?? (copied ? pl.prepared.bytesToCopy : 0),
+        bytesTotal: x?.bytesTotal ?? pl.prepared.bytesToCopy,
+        phase: x?.phase ?? phase,
+      };
     }),
   };
 }

@@ -31,7 +31,7 @@ async function planDisk(d: BackupDeps, run: BackupRun, p: PreparedDisk): Promise
         ? // A resize wins over the agent's reason: vCenter refusing the old changeId is its consequence.
           resized
         : p.fullReason && p.fullReason !== 'no-previous-change-id' && p.fullReason !== 'requested'
-        ? `${fullReasonText(p.fullReason) ?? p.fullReason}${p.fullReasonDetail ? ` (${p.fullReasonDetail})` : ''}`
-        : (base.reason ?? FULL_REASON_TEXT['no-previous-change-id']);
+          ? `${fullReasonText(p.fullReason) ?? p.fullReason}${p.fullReasonDetail ? ` (${p.fullReasonDetail})` : ''}`
+          : (base.reason ?? FULL_REASON_TEXT['no-previous-change-id']);
   return { prepared: p, disk, type: 'full', parentId: null, fallbackReason: reason, previousChangeId: null };
 }

@@ -54,20 +54,37 @@ export class SnapshotSession {
     let prepared = await this.prepare(new Set());
     // A resized disk cannot take an incremental (the plan phase names the resize as the reason, also when
     // vCenter refused its old changeId): prepare again with that disk full if the agent planned an incremental.
-    const resized = prepared.disks.filter((p) => p.mode === 'incremental' && resizedReason(run.ctx.disks.find((k) => k.deviceKey === p.deviceKey), p));
+    const resized = prepared.disks.filter(
+      (p) =>
+        p.mode === 'incremental' &&
+        resizedReason(
+          run.ctx.disks.find((k) => k.deviceKey === p.deviceKey),
+          p,
+        ),
+    );
     if (resized.length) {
       this.prepared = undefined;
       this.lease?.stop();
       await d.capture.release(prepared.sessionId);
       for (const r of resized) {
-        const reason = resizedReason(run.ctx.disks.find((k) => k.deviceKey === r.deviceKey), r);
+        const reason = resizedReason(
+          run.ctx.disks.find((k) => k.deviceKey === r.deviceKey),
+          r,
+        );
         run.bases.set(r.deviceKey, { parentId: null, previousChangeId: null, reason });
       }
       prepared = await this.prepare(new Set(resized.map((r) => r.deviceKey)));
     }
-    await logRun(d, run, 'info', 'snapshot', `snapshot ${prepared.snapshotMoref} of ${run.vm} created, changed areas read (${((Date.now() - started) / 1000).toFixed(2)} s)`, {
-      disks: prepared.disks.map((x) => ({ deviceKey: x.deviceKey, mode: x.mode, bytesToCopy: x.bytesToCopy })),
-    });
+    await logRun(
+      d,
+      run,
+      'info',
+      'snapshot',
+      `snapshot ${prepared.snapshotMoref} of ${run.vm} created, changed areas read (${((Date.now() - started) / 1000).toFixed(2)} s)`,
+      {
+        disks: prepared.disks.map((x) => ({ deviceKey: x.deviceKey, mode: x.mode, bytesToCopy: x.bytesToCopy })),
+      },
+    );
     await this.reportStaleSnapshots(prepared);
     return prepared;
   }
@@ -79,7 +96,14 @@ export class SnapshotSession {
     this.lease?.stop();
     this.released = this.d.capture.release(p.sessionId).then(
       async (r) => {
-        if (r.leaseExpired) await logRun(this.d, this.run, 'warn', 'cleanup', `snapshot ${p.snapshotMoref} of ${this.run.vm} was already removed by the Capture Agent: ${r.leaseExpired}`);
+        if (r.leaseExpired)
+          await logRun(
+            this.d,
+            this.run,
+            'warn',
+            'cleanup',
+            `snapshot ${p.snapshotMoref} of ${this.run.vm} was already removed by the Capture Agent: ${r.leaseExpired}`,
+          );
       },
       async (e: unknown) => {
         await logRun(this.d, this.run, 'error', 'cleanup', `could not remove snapshot ${p.snapshotMoref} of ${this.run.vm}: ${String(e)}`);
@@ -114,7 +138,13 @@ export class SnapshotSession {
   private holdLease(p: PreparedSnapshot): void {
     this.lease?.stop();
     this.lease = this.d.capture.holdLease(p.sessionId, p.leaseMs, (e) => {
-      void logRun(this.d, this.run, 'error', 'copying', `the Capture Agent dropped the session of snapshot ${p.snapshotMoref} of ${this.run.vm}: ${e.message}`).catch(() => undefined);
+      void logRun(
+        this.d,
+        this.run,
+        'error',
+        'copying',
+        `the Capture Agent dropped the session of snapshot ${p.snapshotMoref} of ${this.run.vm}: ${e.message}`,
+      ).catch(() => undefined);
     });
   }
 
