@@ -16,6 +16,7 @@
  * One JSON object per line on stdout; progress goes to stderr.
  */
 import { join } from 'node:path';
+import { targetTransport } from '@sendense/config';
 import { NbdExporterClient } from '@sendense/contracts';
 import { run } from '@sendense/process';
 import { VSphereClient } from '@sendense/vsphere';
@@ -65,12 +66,12 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
       keepAliveMs: 0,
     });
     const exporter = NbdExporterClient.connect({ url: sys.env['NBD_EXPORTER_URL'], token: sys.env['SENDENSE_INTERNAL_TOKEN'] });
-    const nbdcopyOnce = async (label: string) => {
+    const nbdcopyOnce = async (label: string, transport: 'tcp' | 'unix') => {
       const snap = await client.createSnapshot({ type: 'VirtualMachine', value: vm.moref }, { name: `bench-${label}` });
       const loc = await standIn.harness!.snapshotNbd(VM, snap.value, deviceKey);
       const target = join(sys.dir, `nbdcopy-${label.replace(/\W+/g, '-')}.qcow2`);
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', target, String(bytes)]);
-      const exp = await exporter.createExport({ vmContextId: 'bench', diskId: 0, type: 'nbdcopy', kind: 'qcow2', filePath: target, writable: true });
+      const exp = await exporter.createExport({ vmContextId: 'bench', diskId: 0, type: 'nbdcopy', kind: 'qcow2', filePath: target, writable: true, transport });
       await cpu.start();
       const t0 = process.hrtime.bigint();
       await run('nbdcopy', ['--destination-is-zero', '--flush', loc.uri, exp.uri], { timeoutMs: 900_000 });
@@ -79,7 +80,7 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
       await exporter.removeExport(exp.name);
       await client.removeSnapshot(snap);
       await run('rm', ['-f', target]);
-      log(`nbdcopy ${label}: ${seconds.toFixed(2)} s`);
+      log(`nbdcopy ${label} (${transport} target): ${seconds.toFixed(2)} s`);
       const groups = {
         nbdcopy: use.groups['children-of-bench']!,
         'qemu-nbd (target)': use.groups['qemu-nbd (target)']!,
@@ -104,15 +105,20 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
       log(`full backup ${label}: ${r.seconds.toFixed(2)} s, ${row.bytes_transferred} bytes; ${JSON.stringify(phases)}`);
       return { seconds: r.seconds, row, phases, cpu: cpuPerGiB(use.groups, row.bytes_transferred) };
     };
-    await nbdcopyOnce('warm-up');
+    // The product's own transport (NBD_TARGET_TRANSPORT as the worker resolves it) and the other one.
+    const transport = targetTransport({ NBD_TARGET_TRANSPORT: 'auto', ...sys.env } as Parameters<typeof targetTransport>[0]);
+    const other = transport === 'unix' ? 'tcp' : 'unix';
+    await nbdcopyOnce('warm-up', transport);
     await fullOnce('warm-up');
     const ref: Awaited<ReturnType<typeof nbdcopyOnce>>[] = [];
+    const refOther: Awaited<ReturnType<typeof nbdcopyOnce>>[] = [];
     const fulls: Awaited<ReturnType<typeof fullOnce>>[] = [];
     for (let i = 0; i < runs; i++) {
-      const order = i % 2 === 0 ? ['nbdcopy', 'project'] : ['project', 'nbdcopy'];
+      const order = i % 2 === 0 ? ['nbdcopy', 'project', 'other'] : ['project', 'other', 'nbdcopy'];
       for (const who of order) {
         await settle();
-        if (who === 'nbdcopy') ref.push(await nbdcopyOnce(`run ${i + 1}`));
+        if (who === 'nbdcopy') ref.push(await nbdcopyOnce(`run ${i + 1}`, transport));
+        else if (who === 'other') refOther.push(await nbdcopyOnce(`run ${i + 1}`, other));
         else fulls.push(await fullOnce(`run ${i + 1}`));
       }
     }
@@ -120,6 +126,7 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
     await client.logout();
     const fullSec = median(fulls.map((f) => f.seconds));
     const refSec = median(ref.map((x) => x.seconds));
+    const otherSec = median(refOther.map((x) => x.seconds));
     const phases = medianPhases(fulls.map((f) => f.phases));
     const copySec = phases['copy_s'] as number;
     const moved = median(fulls.map((f) => f.row.bytes_transferred));
@@ -131,6 +138,9 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
       nbdcopy_MiBps: round(bytes / MiB / refSec),
       ratio: round(refSec / fullSec, 3),
       copy_ratio: round(refSec / copySec, 3),
+      target_transport: transport,
+      [`nbdcopy_${other}_target_MiBps`]: round(bytes / MiB / otherSec),
+      [`ratio_vs_nbdcopy_${other}_target`]: round(otherSec / fullSec, 3),
       project_seconds: round(fullSec, 2),
       nbdcopy_seconds: round(refSec, 2),
       phases_s: phases,
@@ -139,9 +149,10 @@ async function benchCase(name: string, percent: number, sizeMiB: number, runs: n
       nbdcopy_cpu_s_per_GiB: medianCpu(ref.map((x) => cpuPerGiB(x.groups, moved))),
       project_runs_s: fulls.map((f) => round(f.seconds, 2)),
       nbdcopy_runs_s: ref.map((x) => round(x.seconds, 2)),
+      [`nbdcopy_${other}_target_runs_s`]: refOther.map((x) => round(x.seconds, 2)),
       runs,
       measures:
-        'ratio: API POST /backup/start to job completed vs nbdcopy --flush from the same kind of snapshot export into a QCOW2 exported by the nbd-exporter; copy_ratio: the copy phase alone vs the same nbdcopy; MiB/s over the virtual size',
+        'ratio: API POST /backup/start to job completed vs nbdcopy --flush from the same kind of snapshot export into a QCOW2 exported by the nbd-exporter over the transport the product used (target_transport); copy_ratio: the copy phase alone vs the same nbdcopy; ratio_vs_nbdcopy_<other>_target: the backup vs nbdcopy into the other transport; MiB/s over the virtual size',
     });
 
     if (!withIncremental) return;

@@ -82,9 +82,11 @@ describe('scripts/install.sh --root', () => {
     for (const d of ['var/lib/sendense', 'var/lib/sendense/backups']) {
       expect([d, ...owner(d), mode(d)]).toEqual([d, uid, gid, 0o750]);
     }
-    for (const d of ['var/lib/sendense/nbd', 'var/lib/sendense/restore', 'mnt/sendense']) {
+    for (const d of ['var/lib/sendense/restore', 'mnt/sendense']) {
       expect([d, ...owner(d), mode(d)]).toEqual([d, 0, 0, 0o700]);
     }
+    // The exporter's: group sendense may pass (not list) to reach the Unix-socket targets (NBD_SOCKET_GROUP).
+    expect(['var/lib/sendense/nbd', ...owner('var/lib/sendense/nbd'), mode('var/lib/sendense/nbd')]).toEqual(['var/lib/sendense/nbd', 0, gid, 0o710]);
     // Settings: read by systemd as root only.
     expect([...owner('etc/sendense/sendense.env'), mode('etc/sendense/sendense.env')]).toEqual([0, 0, 0o600]);
     expect([...owner('etc/sendense'), mode('etc/sendense')]).toEqual([0, gid, 0o750]);

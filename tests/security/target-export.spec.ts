@@ -13,6 +13,9 @@ import { backupOk, guestDigest, leftovers, MiB, restorePointDigest, startFaultBe
  * (in the copy request). While a job's target is live, a second local
  * process cannot open it: plain nbdcopy and qemu-img, nbdcopy over TLS with
  * a wrong key, our client with a wrong key. The job still completes.
+ * That is the TCP transport (a Capture Agent on another host:
+ * NBD_TARGET_TRANSPORT=tcp). On one host the target is a Unix socket
+ * (transport auto): another local user cannot open it (the last case).
  */
 
 const VM = 'sec-target-vm';
@@ -28,6 +31,7 @@ describe('backup-target NBD exports take only the job holding their key (issue 1
 
   beforeAll(async () => {
     bed = await startFaultBed({
+      env: { NBD_TARGET_TRANSPORT: 'tcp' },
       vms: [{ name: VM, changeTrackingEnabled: true, disks: [{ sizeMiB: 256, content: { type: 'random', percent: 80, seed: 141 } }] }],
     });
   }, 240_000);
@@ -107,4 +111,56 @@ describe('backup-target NBD exports take only the job holding their key (issue 1
     expect(doc.backups[0]!.backup_type).toBe('incremental');
     expect(await restorePointDigest(bed, doc.backups[0]!)).toBe(await guestDigest(bed, VM, 0));
   }, 300_000);
+});
+
+describe('on one host the backup target is a Unix socket another local user cannot open', () => {
+  let bed: FaultBed;
+  const UVM = 'sec-unix-vm';
+
+  beforeAll(async () => {
+    bed = await startFaultBed({
+      vms: [{ name: UVM, changeTrackingEnabled: true, disks: [{ sizeMiB: 128, content: { type: 'random', percent: 80, seed: 142 } }] }],
+    });
+  }, 240_000);
+
+  afterAll(async () => {
+    await bed?.stop();
+  }, 60_000);
+
+  it('while the copy runs, user nobody cannot open the socket (0700 sockets dir); the backup completes and reads back', async () => {
+    const { sys } = bed;
+    const start = await sys.call<{ run_id: string }>('POST', '/api/v1/backup/start', { vm_name: UVM, backup_type: 'full', repository: 'local' });
+    expect(start.status).toBe(202);
+    const agent = sys.daemons.get('capture-agent')!;
+    type Row = NonNullable<Awaited<ReturnType<typeof sys.db.prisma.nbdExport.findFirst>>>;
+    let found: Row | null = null;
+    await waitFor(
+      async () => {
+        found = await sys.db.prisma.nbdExport.findFirst({ where: { nodeName: sys.node, writable: true, state: 'active', backupJobId: { not: null } } });
+        if (found) process.kill(agent.pid!, 'SIGSTOP');
+        return found !== null;
+      },
+      { timeoutMs: 120_000, intervalMs: 2, message: 'the target export to be active' },
+    );
+    const row = found as unknown as Row;
+    try {
+      expect([row.port, row.tlsMode]).toEqual([null, null]);
+      const socket = row.socketPath!;
+      expect(socket.startsWith(join(sys.env['NBD_STATE_DIR']!, 'sockets') + '/')).toBe(true);
+      expect((await stat(join(sys.env['NBD_STATE_DIR']!, 'sockets'))).mode & 0o777).toBe(0o700);
+      const uri = `nbd+unix:///${row.name}?socket=${socket}`;
+      // nobody, in group nogroup only: refused by the file system, for reading and for writing.
+      const asNobody = (cmd: string, ...args: string[]) => failure('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...args]);
+      expect(await asNobody('nbdinfo', '--size', uri)).toMatch(/Permission denied/);
+      expect(await asNobody('nbdcopy', '--', 'null:', uri)).not.toBeNull();
+      // Control: the exporter's user (root here) opens it.
+      expect(Number((await run('nbdinfo', ['--size', uri], { timeoutMs: 20_000 })).stdout.trim())).toBe(128 * MiB);
+    } finally {
+      process.kill(agent.pid!, 'SIGCONT');
+    }
+    const doc = await waitForJob<JobDoc>(sys, start.body.run_id, 240_000);
+    expect(doc.status).toBe('completed');
+    expect(await restorePointDigest(bed, doc.backups[0]!)).toBe(await guestDigest(bed, UVM, 0));
+    await expect(stat(row.socketPath!)).rejects.toThrow(/ENOENT/);
+  }, 600_000);
 });

@@ -1,5 +1,5 @@
 import { ConfigError } from './env-schema';
-import { loadNbdExporterSettings } from './settings';
+import { loadNbdExporterSettings, loadWorkerSettings, targetTransport } from './settings';
 
 describe('loadNbdExporterSettings (the nbd-exporter, formerly its own loader)', () => {
   it('has loopback defaults', () => {
@@ -65,5 +65,29 @@ describe('loadNbdExporterSettings (the nbd-exporter, formerly its own loader)', 
   ])('%s=%j is refused, naming the variable', (name, value, message) => {
     expect(() => loadNbdExporterSettings({ [name]: value })).toThrow(message);
     expect(() => loadNbdExporterSettings({ [name]: value })).toThrow(ConfigError);
+  });
+});
+
+describe('NBD_SOCKET_GROUP and NBD_TARGET_TRANSPORT (Unix-socket targets)', () => {
+  it('takes a group name or gid, refuses anything else', () => {
+    expect(loadNbdExporterSettings({}).NBD_SOCKET_GROUP).toBe('');
+    expect(loadNbdExporterSettings({ NBD_SOCKET_GROUP: ' sendense ' }).NBD_SOCKET_GROUP).toBe('sendense');
+    expect(loadNbdExporterSettings({ NBD_SOCKET_GROUP: '998' }).NBD_SOCKET_GROUP).toBe('998');
+    for (const bad of ['a b', '../etc', 'x;rm -rf /', '-g']) {
+      expect(() => loadNbdExporterSettings({ NBD_SOCKET_GROUP: bad })).toThrow(/NBD_SOCKET_GROUP=.*invalid/);
+    }
+  });
+
+  it('auto is unix only when the exporter and the Capture Agent are both on loopback', () => {
+    const w = (NBD_TARGET_TRANSPORT: 'auto' | 'unix' | 'tcp', exp: string, cap: string) =>
+      targetTransport({ NBD_TARGET_TRANSPORT, NBD_EXPORTER_URL: `tcp://${exp}:8091`, CAPTURE_AGENT_URL: `tcp://${cap}:8093` });
+    expect(w('auto', '127.0.0.1', '127.0.0.1')).toBe('unix');
+    expect(w('auto', 'localhost', '[::1]')).toBe('unix');
+    expect(w('auto', '127.0.0.1', '10.0.0.7')).toBe('tcp');
+    expect(w('auto', 'store-2.example', '127.0.0.1')).toBe('tcp');
+    expect(w('tcp', '127.0.0.1', '127.0.0.1')).toBe('tcp');
+    expect(w('unix', '10.0.0.1', '10.0.0.2')).toBe('unix');
+    expect(loadWorkerSettings({}).NBD_TARGET_TRANSPORT).toBe('auto');
+    expect(() => loadWorkerSettings({ NBD_TARGET_TRANSPORT: 'udp' })).toThrow(ConfigError);
   });
 });

@@ -77,6 +77,11 @@ export const workerEnv = {
     ['psk', 'none'] as const,
     'psk',
   ),
+  NBD_TARGET_TRANSPORT: oneOf(
+    'How the Capture Agent reaches backup targets (and the restore point a disk restore reads): unix, a Unix socket of the nbd-exporter (no TCP, no TLS: the file system decides who may connect; the Capture Agent must be on this host and allowed by NBD_SOCKET_GROUP); tcp, a port (with NBD_TARGET_TLS); auto, unix when NBD_EXPORTER_URL and CAPTURE_AGENT_URL are both loopback addresses, else tcp',
+    ['auto', 'unix', 'tcp'] as const,
+    'auto',
+  ),
   CBT_AUDIT_SAMPLES: int(
     "CBT audit: blocks CBT reported unchanged compared between snapshot and new restore point after each incremental disk (0: off; a repository's cbt_audit_samples overrides)",
     16,
@@ -142,6 +147,10 @@ export const nbdExporterEnv = {
     ['psk', 'none'] as const,
     'none',
   ),
+  NBD_SOCKET_GROUP: str(
+    "Group (name or gid) whose members may connect to the exporter's Unix-socket exports (the Capture Agent's, when it runs as another user than the exporter); empty: only the exporter's own user and root",
+    '',
+  ),
   NBD_IDLE_SWEEP_SECONDS: int('How often idle instant-access exports are looked for, seconds', 15, 1, 99_999),
   NBD_RECORD_STORE: oneOf('Where export records live: the database (nbd_exports) or a JSON file in NBD_STATE_DIR', ['database', 'file'] as const, 'database'),
   NBD_EXPORTER_METRICS_PORT: metricsPort('nbd-exporter', 9465),
@@ -192,7 +201,13 @@ export function loadNbdExporterSettings(env = process.env): NbdExporterSettings 
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(settings.NODE_NAME)) {
     throw new ConfigError([`NODE_NAME=${JSON.stringify(settings.NODE_NAME)} is invalid: expected 1-128 letters, digits, dot, dash or underscore`]);
   }
-  return settings;
+  const group = settings.NBD_SOCKET_GROUP.trim();
+  if (group !== '' && !/^(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|\d{1,10})$/.test(group)) {
+    throw new ConfigError([
+      `NBD_SOCKET_GROUP=${JSON.stringify(settings.NBD_SOCKET_GROUP)} is invalid: expected a group name (letters, digits, _ . -) or a numeric gid`,
+    ]);
+  }
+  return { ...settings, NBD_SOCKET_GROUP: group };
 }
 
 /** All groups, for documentation. */
@@ -210,4 +225,16 @@ export const allEnvGroups = {
 export function tcpAddress(u: string): { host: string; port: number } {
   const parsed = new URL(u);
   return { host: parsed.hostname, port: Number(parsed.port) };
+}
+
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+/**
+ * The transport of backup-target (and disk-restore source) exports: NBD_TARGET_TRANSPORT,
+ * with auto resolved to unix when the nbd-exporter and the Capture Agent are both
+ * reached on loopback (so both run on the worker's host), else tcp.
+ */
+export function targetTransport(s: Pick<WorkerSettings, 'NBD_TARGET_TRANSPORT' | 'NBD_EXPORTER_URL' | 'CAPTURE_AGENT_URL'>): 'unix' | 'tcp' {
+  if (s.NBD_TARGET_TRANSPORT !== 'auto') return s.NBD_TARGET_TRANSPORT;
+  return isLoopback(new URL(s.NBD_EXPORTER_URL).hostname) && isLoopback(new URL(s.CAPTURE_AGENT_URL).hostname) ? 'unix' : 'tcp';
 }

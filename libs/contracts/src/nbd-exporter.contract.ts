@@ -64,7 +64,18 @@ export interface CreateNbdExportRequest extends NbdExportNameParts {
    * the exporter's setting for restore exports (NBD_RESTORE_TLS).
    */
   tls?: 'psk' | 'none';
+  /**
+   * 'tcp' (the default): the export listens on NBD_LISTEN_ADDRESS and a port of
+   * NBD_PORT_RANGE. 'unix': on a Unix socket in the exporter's state dir (0700,
+   * or 0710 with the socket 0660 for NBD_SOCKET_GROUP): for a client on this
+   * host, whom the file system lets in, without TCP or TLS. Only for kind
+   * qcow2, not with tls 'psk' nor an idle timeout.
+   */
+  transport?: NbdTransport;
 }
+
+/** How an export is reached: a TCP port, or a Unix socket on the exporter's host. */
+export type NbdTransport = 'tcp' | 'unix';
 
 /** The pre-shared key of a TLS-PSK export (libnbd: nbds://IDENTITY@host:port/name?tls-psk-file=FILE, FILE holding "IDENTITY:KEY"). */
 export interface NbdTlsPsk {
@@ -82,7 +93,7 @@ export interface NbdExportInfo {
   host: string;
   port: number | null;
   socketPath: string | null;
-  /** An NBD URI a client can open directly (nbd://host:port/name). */
+  /** An NBD URI a client can open directly (nbd://host:port/name, nbd+unix:///name?socket=/path). */
   uri: string;
   /** Size of the disk as the client sees it (QCOW2 virtual size), bytes. */
   virtualSize: number;

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CaptureAgentClient, NbdExporterClient, QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
-import { tcpAddress, type WorkerSettings } from '@sendense/config';
+import { targetTransport, tcpAddress, type WorkerSettings } from '@sendense/config';
 import {
   BackupPolicyRepository,
   BackupRepositoryRepository,
@@ -75,8 +75,12 @@ export class WorkerServices {
     this.backups = new BackupService(prisma, this.repositories, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, {
       cbtAuditSamples: settings.CBT_AUDIT_SAMPLES,
       targetTls: settings.NBD_TARGET_TLS,
+      targetTransport: targetTransport(settings),
     });
-    const restores = new RestoreDiskService(prisma, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, settings.NBD_TARGET_TLS);
+    const restores = new RestoreDiskService(prisma, this.exporter, this.capture, secrets, settings.NODE_NAME, this.events, this.locks, {
+      tls: settings.NBD_TARGET_TLS,
+      transport: targetTransport(settings),
+    });
     this.producers = new Producers(settings.REDIS_URL);
     this.registry = createRegistry('backup-worker');
     this.metrics = workerMetrics(this.registry);

@@ -38,6 +38,7 @@ export async function makeTestEnv(ports = 60): Promise<TestEnv> {
       nodeName: 'test-node',
       tlsCredsDir: null,
       restoreTls: 'none',
+      socketGroup: null,
       idleSweepMs: 15_000,
       recordStore: 'file',
       databaseUrl: 'mysql://root@127.0.0.1:3306/unused',

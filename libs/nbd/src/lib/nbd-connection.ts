@@ -185,7 +185,14 @@ export class NbdConnection {
 
   private watch(socket: net.Socket): void {
     socket.setNoDelay(true);
-    socket.on('error', (err) => this.fail(`connection error: ${err.message}`, err));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // A Unix socket this user may not open: say which setting lets it in.
+      const hint =
+        err.code === 'EACCES' && this.address.socketPath !== undefined
+          ? ` (this process, uid ${process.getuid?.() ?? '?'}, may not open ${this.address.socketPath}: run it as the nbd-exporter's user, add it to the exporter's NBD_SOCKET_GROUP, or set NBD_TARGET_TRANSPORT=tcp on the backup-worker)`
+          : '';
+      this.fail(`connection error: ${err.message}${hint}`, err);
+    });
     socket.once('close', () => {
       this.markClosed();
       this.fail('server closed the connection');

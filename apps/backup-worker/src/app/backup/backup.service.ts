@@ -45,8 +45,8 @@ export class BackupService {
     private readonly nodeName: string,
     events: JobEventLog,
     private readonly locks: VmLocks,
-    /** targetTls: NBD_TARGET_TLS (psk unless said otherwise: a plain target is writable by any local process). */
-    options: { cbtAuditSamples?: number; targetTls?: 'psk' | 'none' } = {},
+    /** targetTls, targetTransport: NBD_TARGET_TLS, NBD_TARGET_TRANSPORT resolved (see exportAccess). */
+    options: { cbtAuditSamples?: number; targetTls?: 'psk' | 'none'; targetTransport?: 'tcp' | 'unix' } = {},
   ) {
     this.d = {
       vms: new VmContextRepository(prisma),

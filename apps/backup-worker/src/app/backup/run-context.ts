@@ -77,8 +77,8 @@ export interface BackupDeps {
   exporter: Exporter;
   capture: CaptureAgentPort;
   nodeName: string;
-  /** CBT_AUDIT_SAMPLES and NBD_TARGET_TLS (psk unless said otherwise: a plain target is writable by any local process). */
-  options: { cbtAuditSamples?: number; targetTls?: 'psk' | 'none' };
+  /** CBT_AUDIT_SAMPLES, and how targets are exported (NBD_TARGET_TRANSPORT, NBD_TARGET_TLS: see exportAccess). */
+  options: { cbtAuditSamples?: number; targetTls?: 'psk' | 'none'; targetTransport?: 'tcp' | 'unix' };
 }
 
 /** One VM backup as it goes through its phases: prepare, plan, targets, copy, commit, clean up. */

@@ -26,6 +26,7 @@ import { WorkerStopping, type CancelRegistry } from '../backup/cancel-registry';
 import type { JobEventLog } from '../backup/job-event-log';
 import type { VmLocks } from '../backup/vm-lock';
 import { PermanentError } from '../common/errors';
+import { exportAccess, type TargetAccess } from '../common/target-access';
 import type { JobHandler } from '../common/job-handler';
 
 /** Progress of a disk restore as the job reports it (read by the gateway and Bull Board). */
@@ -65,8 +66,8 @@ export class RestoreDiskService {
     private readonly nodeName: string,
     private readonly events: JobEventLog,
     private readonly locks: VmLocks,
-    /** NBD_TARGET_TLS: the restore point's export gets a key of its own that only the Capture Agent is given. */
-    private readonly sourceTls: 'psk' | 'none' = 'psk',
+    /** NBD_TARGET_TRANSPORT, NBD_TARGET_TLS: a socket only this host's Capture Agent may open, or a key of its own that only the agent is given. */
+    private readonly sourceAccess: Partial<TargetAccess> = {},
   ) {
     this.jobs = new BackupJobRepository(prisma);
     this.vms = new VmContextRepository(prisma);
@@ -152,7 +153,7 @@ export class RestoreDiskService {
         filePath: join(t.root, t.row.repositoryPath),
         restorePointId: t.row.id,
         // The Capture Agent is the only client: with psk it alone gets the key (in the token-protected call).
-        tls: this.sourceTls,
+        ...exportAccess(this.sourceAccess),
       })
       .catch((err: unknown) => {
         if (err instanceof NbdExporterError && err.code !== 'INTERNAL')

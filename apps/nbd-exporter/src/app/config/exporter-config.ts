@@ -16,6 +16,8 @@ export interface ExporterConfig {
   nodeName: string;
   /** Directory with ca-cert.pem, server-cert.pem, server-key.pem: qemu-nbd exports use TLS. */
   tlsCredsDir: string | null;
+  /** Group (name or gid) allowed to connect to Unix-socket exports; null: only this user and root. */
+  socketGroup: string | null;
   /** Instant-access (restore) exports: 'psk' gives each its own TLS pre-shared key; 'none' serves plain NBD. */
   restoreTls: 'psk' | 'none';
   /** How often idle instant-access exports are looked for, milliseconds. */
@@ -47,6 +49,7 @@ export function exporterConfigOf(s: NbdExporterSettings): ExporterConfig {
     nodeName: s.NODE_NAME,
     tlsCredsDir: s.NBD_TLS_CREDS_DIR,
     restoreTls: s.NBD_RESTORE_TLS,
+    socketGroup: s.NBD_SOCKET_GROUP || null,
     idleSweepMs: s.NBD_IDLE_SWEEP_SECONDS * 1000,
     recordStore: s.NBD_RECORD_STORE,
     databaseUrl: s.DATABASE_URL,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { CreateNbdExportRequest, NbdExportInfo, NbdExportKind, RemoveNbdExportResponse } from '@sendense/contracts';
 import type { ExporterConfig } from '../config/exporter-config';
@@ -11,7 +11,7 @@ import { PortAllocator } from '../servers/port-allocator';
 import { CommandError, findProcesses, isAlive, pidConnectionCount, readArgv, run, terminate } from '@sendense/process';
 import { QemuNbdLauncher } from '../servers/qemu-nbd-launcher';
 import { PortTakenError, type ServerLauncher } from '../servers/server-launcher';
-import { StatePaths } from '../servers/state-paths';
+import { MAX_SOCKET_PATH, StatePaths } from '../servers/state-paths';
 import type { ExportRecord, ExportRecordStore } from '../store/export-record';
 import { validateExportPath } from '../validation/path-validator';
 import { KeyedMutex } from './keyed-mutex';
@@ -67,6 +67,8 @@ export class NbdExportManager {
   private readonly sizes = new Map<string, number>();
   private realRoots: string[] | null = null;
   private stopping = false;
+  /** NBD_SOCKET_GROUP resolved at start: Unix-socket exports are chowned to it (0660). */
+  private socketGid: number | null = null;
 
   constructor(
     private readonly config: ExporterConfig,
@@ -84,7 +86,19 @@ export class NbdExportManager {
   /** Create the state dirs and adopt or clean up what a previous run left. */
   async start(): Promise<ReconcileReport> {
     await this.paths.ensure();
+    await this.prepareSocketDir();
     return this.reconcile();
+  }
+
+  /**
+   * The sockets dir: 0700 (only this user and root may connect), or 0710 owned by
+   * NBD_SOCKET_GROUP, whose members may then reach the sockets (each 0660, that group).
+   */
+  private async prepareSocketDir(): Promise<void> {
+    const group = this.config.socketGroup;
+    if (group !== null) this.socketGid = /^\d+$/.test(group) ? Number(group) : await gidOf(group);
+    if (this.socketGid !== null) await chown(this.paths.socketDir, -1, this.socketGid);
+    await chmod(this.paths.socketDir, this.socketGid === null ? 0o700 : 0o710);
   }
 
   /** The request's fields, each checked (a refusal names the field and what it must be). */
@@ -117,14 +131,27 @@ export class NbdExportManager {
     if (tlsWanted !== 'psk' && tlsWanted !== 'none') throw invalid(`tls ${JSON.stringify(tlsWanted)} is not one of psk, none`);
     if (tlsWanted === 'psk' && kind !== 'qcow2') throw invalid('TLS-PSK is served by qemu-nbd: only for kind qcow2');
     const tlsMode: 'psk' | null = tlsWanted === 'psk' ? 'psk' : null;
-    return { kind, writable, backupJobId, restorePointId, overlay, idle, tlsMode };
+    const transport = request.transport ?? 'tcp';
+    if (transport !== 'tcp' && transport !== 'unix') throw invalid(`transport ${JSON.stringify(transport)} is not one of tcp, unix`);
+    if (transport === 'unix') {
+      if (kind !== 'qcow2') throw invalid('transport unix is served by qemu-nbd: only for kind qcow2');
+      if (tlsMode !== null) throw invalid("transport unix takes no TLS (the socket's file permissions decide who connects): ask for tls none or transport tcp");
+      if (idle !== null) throw invalid('an idle timeout needs transport tcp (connected clients are counted on its port)');
+    }
+    return { kind, writable, backupJobId, restorePointId, overlay, idle, tlsMode, transport };
   }
 
   async create(request: CreateNbdExportRequest): Promise<NbdExportInfo> {
     if (this.stopping) throw conflict('the exporter is shutting down');
-    const { kind, writable, backupJobId, restorePointId, overlay, idle, tlsMode } = this.checkRequest(request);
+    const { kind, writable, backupJobId, restorePointId, overlay, idle, tlsMode, transport } = this.checkRequest(request);
 
     const name = buildExportName(request);
+    const socketPath = transport === 'unix' ? this.paths.socketFile(name) : null;
+    if (socketPath !== null && Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+      throw invalid(
+        `the socket path ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes: give the nbd-exporter a shorter NBD_STATE_DIR, or use transport tcp`,
+      );
+    }
     const roots = await this.roots();
     const filePath = await validateExportPath(request.filePath, kind, this.config.allowedRoots);
     const virtualSize = await inspectImage(filePath, kind, roots);
@@ -150,8 +177,8 @@ export class NbdExportManager {
         filePath,
         writable,
         host: this.config.listenAddress,
-        port: await this.ports.allocate(),
-        socketPath: null,
+        port: socketPath === null ? await this.ports.allocate() : null,
+        socketPath,
         pid: null,
         nodeName: this.config.nodeName,
         backupJobId,
@@ -174,6 +201,7 @@ export class NbdExportManager {
         if (record.overlayPath !== null) await this.createOverlay(record.overlayPath, filePath);
         if (record.tlsMode === 'psk') psk = await this.writePsk(name);
         record.pid = await this.launch(record);
+        if (record.socketPath !== null) await this.openSocket(record.socketPath);
       } catch (err) {
         if (record.port !== null) this.ports.release(record.port);
         await this.paths.removeFiles(name);
@@ -187,11 +215,18 @@ export class NbdExportManager {
       this.observer.created(kind);
       this.logger.log(
         `export ${name}: ${record.server} pid ${record.pid} serves ${filePath}${record.overlayPath ? ` through overlay ${record.overlayPath}` : ''} ` +
-          `on ${record.host}:${record.port}${writable || record.overlayPath ? ' (writable)' : ''}${record.tlsMode ? ' (TLS-PSK)' : ''}`,
+          `on ${record.socketPath ?? `${record.host}:${record.port}`}${writable || record.overlayPath ? ' (writable)' : ''}${record.tlsMode ? ' (TLS-PSK)' : ''}`,
       );
       const info = await this.info(record);
       return psk === undefined ? info : { ...info, tlsPsk: { identity: PSK_IDENTITY, key: psk } };
     });
+  }
+
+  /** A new export's socket opened to NBD_SOCKET_GROUP (until then only this user may connect: qemu-nbd made it 0755). */
+  private async openSocket(socketPath: string): Promise<void> {
+    if (this.socketGid === null) return;
+    await chown(socketPath, -1, this.socketGid);
+    await chmod(socketPath, 0o660);
   }
 
   /**
@@ -404,6 +439,10 @@ export class NbdExportManager {
       await this.paths.removeFiles(name);
       report.removedConfigs.push(name);
     }
+    for (const sock of await this.paths.straySockets(kept)) {
+      await rm(sock, { force: true });
+      report.removedConfigs.push(sock);
+    }
     this.observer.reconciled(report);
     if (report.removedRecords.length + report.killedPids.length + report.removedConfigs.length > 0) {
       this.logger.warn(
@@ -417,7 +456,9 @@ export class NbdExportManager {
   private async launch(record: ExportRecord): Promise<number> {
     const launcher = this.launchers[record.kind];
     for (let attempt = 1; ; attempt++) {
-      const port = record.port as number;
+      const port = record.port ?? 0;
+      // A socket file left by a server that died would make qemu-nbd refuse to bind.
+      if (record.socketPath !== null) await rm(record.socketPath, { force: true });
       try {
         return await launcher.start({
           name: record.name,
@@ -426,6 +467,7 @@ export class NbdExportManager {
           writable: record.writable || record.overlayPath !== null,
           host: record.host,
           port,
+          ...(record.socketPath !== null ? { socketPath: record.socketPath } : {}),
           ...(record.tlsMode === 'psk' ? { pskDir: this.paths.pskDir(record.name) } : {}),
         });
       } catch (err) {
@@ -475,7 +517,10 @@ export class NbdExportManager {
       port: record.port,
       socketPath: record.socketPath,
       // libnbd reads the PSK identity from the URI's user part (the key file goes in ?tls-psk-file=).
-      uri: `${tls ? 'nbds' : 'nbd'}://${tlsMode === 'psk' ? `${PSK_IDENTITY}@` : ''}${host}:${record.port}/${record.name}`,
+      uri:
+        record.socketPath !== null
+          ? `nbd+unix:///${record.name}?socket=${record.socketPath}`
+          : `${tls ? 'nbds' : 'nbd'}://${tlsMode === 'psk' ? `${PSK_IDENTITY}@` : ''}${host}:${record.port}/${record.name}`,
       virtualSize: size,
       nodeName: record.nodeName,
       backupJobId: record.backupJobId,
@@ -490,4 +535,18 @@ export class NbdExportManager {
       expiresAt: record.idleTimeoutSeconds === null ? null : new Date(record.lastActiveAt.getTime() + record.idleTimeoutSeconds * 1000).toISOString(),
     };
   }
+}
+
+/** The gid of a group name (getent: /etc/group, or NSS); a name that resolves to nothing stops the exporter's start. */
+async function gidOf(group: string): Promise<number> {
+  let out: string;
+  try {
+    out = (await run('getent', ['group', group], { timeoutMs: 10_000 })).stdout;
+  } catch (err) {
+    const why = err instanceof CommandError ? err.stderr.trim() || `exit code ${err.exitCode}` : String(err);
+    throw new Error(`NBD_SOCKET_GROUP=${group}: no such group (getent group ${group}: ${why || 'not found'}); create it or give a numeric gid`);
+  }
+  const gid = Number(out.split(':')[2]);
+  if (!Number.isInteger(gid)) throw new Error(`NBD_SOCKET_GROUP=${group}: getent printed no gid (${out.trim()})`);
+  return gid;
 }

@@ -1,3 +1,4 @@
+import { lstat } from 'node:fs/promises';
 import { CommandError, pidListensOn, readPidFile, run, terminate, waitFor } from '@sendense/process';
 import { conflict, internal } from '../exporter-error';
 import { PortTakenError, type LaunchSpec, type ServerLauncher } from './server-launcher';
@@ -48,10 +49,7 @@ export class QemuNbdLauncher implements ServerLauncher {
       'qcow2',
       '--export-name',
       spec.name,
-      '--bind',
-      spec.host,
-      '--port',
-      String(spec.port),
+      ...(spec.socketPath ? ['--socket', spec.socketPath] : ['--bind', spec.host, '--port', String(spec.port)]),
       '--persistent',
       '--shared',
       String(SHARED_CLIENTS),
@@ -73,12 +71,22 @@ export class QemuNbdLauncher implements ServerLauncher {
     }
     const pid = await readPidFile(pidFile);
     if (pid === null) throw internal(`qemu-nbd for ${spec.name} started but wrote no pid file ${pidFile}`);
+    const where = spec.socketPath ? `socket ${spec.socketPath}` : `port ${spec.port}`;
     try {
-      await waitFor(() => pidListensOn(pid, spec.port), { timeoutMs: 5000, message: `qemu-nbd ${pid} to listen on ${spec.port}` });
+      // --fork returns once the server listens; this also catches a server that died at once.
+      const listening = spec.socketPath ? () => isSocket(spec.socketPath as string) : () => pidListensOn(pid, spec.port);
+      await waitFor(listening, { timeoutMs: 5000, message: `qemu-nbd ${pid} to listen on ${where}` });
     } catch (err) {
       await terminate(pid, 2000);
-      throw internal(`qemu-nbd for ${spec.name} is not listening on port ${spec.port}: ${(err as Error).message}`);
+      throw internal(`qemu-nbd for ${spec.name} is not listening on ${where}: ${(err as Error).message}`);
     }
     return pid;
   }
+}
+
+async function isSocket(path: string): Promise<boolean> {
+  return lstat(path).then(
+    (st) => st.isSocket(),
+    () => false,
+  );
 }

@@ -5,7 +5,10 @@ export interface LaunchSpec {
   filePath: string;
   writable: boolean;
   host: string;
+  /** TCP port; unused when socketPath is set. */
   port: number;
+  /** Transport unix: listen on this socket instead of host:port (qemu-nbd only). */
+  socketPath?: string;
   /** TLS-PSK: the directory holding this export's keys.psk (replaces the x509 credentials). */
   pskDir?: string;
 }

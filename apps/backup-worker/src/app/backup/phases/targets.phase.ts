@@ -1,6 +1,7 @@
 import { NbdExporterError, type BackupType, type NbdExportInfo } from '@sendense/contracts';
 import { InsufficientSpace, StorageError } from '@sendense/storage';
 import { PermanentError } from '../../common/errors';
+import { exportAccess } from '../../common/target-access';
 import { logRun, required, type BackupDeps, type BackupRun } from '../run-context';
 
 /** Storage refusals that pass by themselves (another writer, a merge in progress): retried with backoff. */
@@ -58,7 +59,7 @@ export async function createRestorePoints(d: BackupDeps, run: BackupRun): Promis
   }
 }
 
-/** Phase 3b: a writable NBD export of each restore point's image (TLS-PSK unless NBD_TARGET_TLS says none), by device key. */
+/** Phase 3b: a writable NBD export of each restore point's image (a Unix socket, or TCP with TLS-PSK unless NBD_TARGET_TLS says none), by device key. */
 export async function exportTargets(d: BackupDeps, run: BackupRun): Promise<Map<number, NbdExportInfo>> {
   const out = new Map<number, NbdExportInfo>();
   for (const pl of run.plans) {
@@ -74,8 +75,8 @@ export async function exportTargets(d: BackupDeps, run: BackupRun): Promise<Map<
         filePath: target.imagePath,
         writable: true,
         backupJobId: backupId,
-        // TLS-PSK: only the holder of this export's key (the Capture Agent this job hands it to) can open it.
-        tls: d.options.targetTls ?? 'psk',
+        // A socket only this host's Capture Agent may open, or TLS-PSK: only the holder of this export's key can.
+        ...exportAccess({ tls: d.options.targetTls, transport: d.options.targetTransport }),
       });
     } catch (err) {
       // The exporter refuses the path (outside NBD_ALLOWED_ROOTS, odd characters): a retry would only take another snapshot.
