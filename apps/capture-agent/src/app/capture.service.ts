@@ -4,8 +4,6 @@ import type {
   CopyDisksRequest,
   CopyTarget,
   RenewResponse,
-  CopyEvent,
-  DiskCopyProgress,
   DiskCopyResult,
   FullReason,
   PrepareBackupRequest,
@@ -13,13 +11,16 @@ import type {
   PreparedDisk,
   ReleaseResponse,
 } from '@sendense/contracts';
-import { copyExtents, DEFAULT_CONNECTIONS, NbdClient, parseNbdUri, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
+import { parseNbdUri, totalBytes, type Extent } from '@sendense/nbd';
 import { InvalidChangeIdError, NotFoundError, VSphereClient, type MoRef, type SnapshotInfo, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
-import { runCbtAudit } from './cbt-audit';
 import { checkTlsPsk } from './tls-psk';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
-import { createDiskReader, type DiskReader, type OpenedDisk } from './disk-readers';
-import { DEFAULT_LEASE_MS, MAX_LEASE_MS, MIN_LEASE_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
+import { CopyProgressReporter, type CopyProgressEvent } from './copy-progress';
+import { DiskCopyPool } from './disk-copy';
+import { createDiskReader, type DiskReader } from './disk-readers';
+import { DEFAULT_LEASE_MS, describeVm, MAX_LEASE_MS, MIN_LEASE_MS, SnapshotSessions, type DiskPlan, type SnapshotSession } from './snapshot-sessions';
+
+export type { CopyProgressEvent } from './copy-progress';
 
 /** Every snapshot the agent takes is named this plus the run id; nothing else may use it. */
 export const SNAPSHOT_PREFIX = 'sendense-';
@@ -41,8 +42,6 @@ export interface CaptureServiceOptions {
   vcenterKeepAliveMs?: number;
 }
 
-export type CopyProgressEvent = Extract<CopyEvent, { type: 'progress' }>;
-
 export interface CopyRunOptions {
   onProgress?: (event: CopyProgressEvent) => void;
 }
@@ -58,10 +57,6 @@ function toPrepared(plan: DiskPlan): PreparedDisk {
   const prepared: Partial<DiskPlan> = { ...plan };
   delete prepared.extents;
   return prepared as PreparedDisk;
-}
-
-function describeVm(s: { vm: { name: string; ref: MoRef } }): string {
-  return `VM ${s.vm.name} (${s.vm.ref.value})`;
 }
 
 /**
@@ -110,107 +105,17 @@ export class CaptureService {
   async prepare(req: PrepareBackupRequest): Promise<PrepareBackupResponse> {
     this.validatePrepare(req);
     const reader = (this.options.createReader ?? createDiskReader)(req.reader);
-    const vmSelector = req.vm.moref ? { moref: req.vm.moref } : req.vm.instanceUuid ? { instanceUuid: req.vm.instanceUuid } : { name: req.vm.name as string };
-    const vmWhat = JSON.stringify(vmSelector);
-
-    let client: VSphereClient;
-    try {
-      client = await VSphereClient.connect({
-        url: req.vcenter.url,
-        username: req.vcenter.username,
-        password: req.vcenter.password,
-        tls: { insecure: req.vcenter.insecure, thumbprint: req.vcenter.thumbprint },
-        keepAliveMs: this.options.vcenterKeepAliveMs ?? 5 * 60 * 1000,
-      });
-    } catch (err) {
-      throw toCaptureError(err, `connecting to vCenter ${req.vcenter.url}`);
-    }
+    const client = await this.connectVCenter(req);
     let snapshot: MoRef | undefined;
     let vm: VmInfo | undefined;
     try {
-      try {
-        vm = await client.findVm(vmSelector);
-      } catch (err) {
-        throw toCaptureError(err, `finding VM ${vmWhat} on ${req.vcenter.url}`);
-      }
-      const found = vm;
-      const where = `VM ${found.name} (${found.ref.value})`;
-      // A disk the control plane knows but the VM no longer has was removed
-      // from the VM: it is not backed up any more (its chain stays), and that
-      // must not stop the VM's other disks from being backed up.
-      const gone = req.disks.filter((d) => !found.disks.some((v) => v.key === d.deviceKey)).map((d) => d.deviceKey);
-      if (gone.length) this.logger.warn(`${where} no longer has disk(s) with device key ${gone.join(', ')}; backing up its current disks`);
-      if (vm.disks.length === 0) throw invalidArgument(`${where} has no virtual disks`);
-
-      let cbtEnabledNow = false;
-      if (!vm.changeTrackingEnabled) {
-        if (!req.allowEnableCbt || !this.options.allowEnableCbt) {
-          throw new CaptureError(
-            'CBT_DISABLED',
-            `${where}: changed block tracking is off and enabling it is not allowed (${!req.allowEnableCbt ? 'request' : 'CAPTURE_ALLOW_ENABLE_CBT=false'})`,
-          );
-        }
-        try {
-          await client.enableChangeTracking(vm.ref);
-        } catch (err) {
-          throw toCaptureError(err, `${where}: enabling changed block tracking`);
-        }
-        cbtEnabledNow = true;
-        this.logger.log(`${where}: changed block tracking enabled; this backup is full`);
-      }
-
+      vm = await this.findVm(client, req);
+      const where = describeVm({ vm });
+      const cbtEnabledNow = await this.ensureChangeTracking(client, vm, req, where);
       const staleSnapshots = await this.removeStaleSnapshots(client, vm, where);
-
-      try {
-        snapshot = await client.createSnapshot(vm.ref, {
-          name: `${SNAPSHOT_PREFIX}${req.runId}`,
-          description: `Sendense backup run ${req.runId} (removed when the backup ends)`,
-          quiesce: req.quiesce ?? false,
-        });
-      } catch (err) {
-        throw toCaptureError(err, `${where}: creating the snapshot`);
-      }
-
-      // changeIds as recorded in the snapshot, not the live VM's.
-      let snapDisks: VirtualDiskInfo[];
-      try {
-        snapDisks = await client.getSnapshotDisks(snapshot);
-      } catch (err) {
-        throw toCaptureError(err, `${where}: reading the disks of snapshot ${snapshot.value}`);
-      }
-      const plans: DiskPlan[] = [];
-      for (const disk of snapDisks) {
-        plans.push(await this.planDisk(client, vm, snapshot, disk, req, cbtEnabledNow));
-      }
-
-      const leaseMs = req.leaseMs ?? this.options.defaultLeaseMs ?? DEFAULT_LEASE_MS;
-      const session = this.sessions.create({
-        runId: req.runId,
-        vcenter: req.vcenter,
-        client,
-        vm: { ref: vm.ref, name: vm.name, instanceUuid: vm.instanceUuid ?? null },
-        snapshot,
-        readerSpec: req.reader,
-        reader,
-        disks: new Map(plans.map((p) => [p.deviceKey, p])),
-        leaseMs,
-      });
-      this.logger.log(
-        `session ${session.id}: ${where} snapshot ${snapshot.value}, ` +
-          plans.map((p) => `disk ${p.deviceKey} ${p.mode}${p.fullReason ? ` (${p.fullReason})` : ''} ${p.bytesToCopy} bytes`).join(', '),
-      );
-      return {
-        sessionId: session.id,
-        snapshotMoref: snapshot.value,
-        vmMoref: vm.ref.value,
-        vmName: vm.name,
-        instanceUuid: vm.instanceUuid ?? null,
-        cbtEnabledNow,
-        disks: plans.map(toPrepared),
-        expiresAt: new Date(session.expiresAt).toISOString(),
-        leaseMs,
-        ...(staleSnapshots.length ? { staleSnapshots } : {}),
-      };
+      snapshot = await this.createSnapshot(client, vm, req, where);
+      const plans = await this.planDisks(client, vm, snapshot, req, cbtEnabledNow, where);
+      return this.openSession(req, client, reader, vm, snapshot, plans, cbtEnabledNow, staleSnapshots);
     } catch (err) {
       if (snapshot) {
         await client.removeSnapshot(snapshot).catch((e: unknown) => {
@@ -220,6 +125,132 @@ export class CaptureService {
       await client.logout().catch(() => undefined);
       throw err;
     }
+  }
+
+  private async connectVCenter(req: PrepareBackupRequest): Promise<VSphereClient> {
+    try {
+      return await VSphereClient.connect({
+        url: req.vcenter.url,
+        username: req.vcenter.username,
+        password: req.vcenter.password,
+        tls: { insecure: req.vcenter.insecure, thumbprint: req.vcenter.thumbprint },
+        keepAliveMs: this.options.vcenterKeepAliveMs ?? 5 * 60 * 1000,
+      });
+    } catch (err) {
+      throw toCaptureError(err, `connecting to vCenter ${req.vcenter.url}`);
+    }
+  }
+
+  /** The VM, which must have disks; disks the request lists but the VM no longer has are only logged. */
+  private async findVm(client: VSphereClient, req: PrepareBackupRequest): Promise<VmInfo> {
+    const vmSelector = req.vm.moref ? { moref: req.vm.moref } : req.vm.instanceUuid ? { instanceUuid: req.vm.instanceUuid } : { name: req.vm.name as string };
+    let vm: VmInfo;
+    try {
+      vm = await client.findVm(vmSelector);
+    } catch (err) {
+      throw toCaptureError(err, `finding VM ${JSON.stringify(vmSelector)} on ${req.vcenter.url}`);
+    }
+    const where = describeVm({ vm });
+    // A disk the control plane knows but the VM no longer has was removed
+    // from the VM: it is not backed up any more (its chain stays), and that
+    // must not stop the VM's other disks from being backed up.
+    const gone = req.disks.filter((d) => !vm.disks.some((v) => v.key === d.deviceKey)).map((d) => d.deviceKey);
+    if (gone.length) this.logger.warn(`${where} no longer has disk(s) with device key ${gone.join(', ')}; backing up its current disks`);
+    if (vm.disks.length === 0) throw invalidArgument(`${where} has no virtual disks`);
+    return vm;
+  }
+
+  /** Turn CBT on when it is off and both the request and the agent allow it; true when it was turned on now (the backup is full). */
+  private async ensureChangeTracking(client: VSphereClient, vm: VmInfo, req: PrepareBackupRequest, where: string): Promise<boolean> {
+    if (vm.changeTrackingEnabled) return false;
+    if (!req.allowEnableCbt || !this.options.allowEnableCbt) {
+      throw new CaptureError(
+        'CBT_DISABLED',
+        `${where}: changed block tracking is off and enabling it is not allowed (${!req.allowEnableCbt ? 'request' : 'CAPTURE_ALLOW_ENABLE_CBT=false'})`,
+      );
+    }
+    try {
+      await client.enableChangeTracking(vm.ref);
+    } catch (err) {
+      throw toCaptureError(err, `${where}: enabling changed block tracking`);
+    }
+    this.logger.log(`${where}: changed block tracking enabled; this backup is full`);
+    return true;
+  }
+
+  private async createSnapshot(client: VSphereClient, vm: VmInfo, req: PrepareBackupRequest, where: string): Promise<MoRef> {
+    try {
+      return await client.createSnapshot(vm.ref, {
+        name: `${SNAPSHOT_PREFIX}${req.runId}`,
+        description: `Sendense backup run ${req.runId} (removed when the backup ends)`,
+        quiesce: req.quiesce ?? false,
+      });
+    } catch (err) {
+      throw toCaptureError(err, `${where}: creating the snapshot`);
+    }
+  }
+
+  /** A plan per disk of the snapshot (changeIds as recorded in the snapshot, not the live VM's). */
+  private async planDisks(
+    client: VSphereClient,
+    vm: VmInfo,
+    snapshot: MoRef,
+    req: PrepareBackupRequest,
+    cbtEnabledNow: boolean,
+    where: string,
+  ): Promise<DiskPlan[]> {
+    let snapDisks: VirtualDiskInfo[];
+    try {
+      snapDisks = await client.getSnapshotDisks(snapshot);
+    } catch (err) {
+      throw toCaptureError(err, `${where}: reading the disks of snapshot ${snapshot.value}`);
+    }
+    const plans: DiskPlan[] = [];
+    for (const disk of snapDisks) {
+      plans.push(await this.planDisk(client, vm, snapshot, disk, req, cbtEnabledNow));
+    }
+    return plans;
+  }
+
+  /** The session that holds the snapshot until release, and prepare's answer. */
+  private openSession(
+    req: PrepareBackupRequest,
+    client: VSphereClient,
+    reader: DiskReader,
+    vm: VmInfo,
+    snapshot: MoRef,
+    plans: DiskPlan[],
+    cbtEnabledNow: boolean,
+    staleSnapshots: NonNullable<PrepareBackupResponse['staleSnapshots']>,
+  ): PrepareBackupResponse {
+    const leaseMs = req.leaseMs ?? this.options.defaultLeaseMs ?? DEFAULT_LEASE_MS;
+    const session = this.sessions.create({
+      runId: req.runId,
+      vcenter: req.vcenter,
+      client,
+      vm: { ref: vm.ref, name: vm.name, instanceUuid: vm.instanceUuid ?? null },
+      snapshot,
+      readerSpec: req.reader,
+      reader,
+      disks: new Map(plans.map((p) => [p.deviceKey, p])),
+      leaseMs,
+    });
+    this.logger.log(
+      `session ${session.id}: ${describeVm({ vm })} snapshot ${snapshot.value}, ` +
+        plans.map((p) => `disk ${p.deviceKey} ${p.mode}${p.fullReason ? ` (${p.fullReason})` : ''} ${p.bytesToCopy} bytes`).join(', '),
+    );
+    return {
+      sessionId: session.id,
+      snapshotMoref: snapshot.value,
+      vmMoref: vm.ref.value,
+      vmName: vm.name,
+      instanceUuid: vm.instanceUuid ?? null,
+      cbtEnabledNow,
+      disks: plans.map(toPrepared),
+      expiresAt: new Date(session.expiresAt).toISOString(),
+      leaseMs,
+      ...(staleSnapshots.length ? { staleSnapshots } : {}),
+    };
   }
 
   /**
@@ -357,170 +388,38 @@ export class CaptureService {
     const targets = this.validateTargets(s, req);
     const parallel = Math.max(1, Math.min(16, Math.floor(req.parallelDisks ?? this.options.diskParallelism) || 1));
 
-    const abort = new AbortController();
-    const started = Date.now();
-    const state = new Map<number, DiskCopyProgress>(
-      targets.map((t) => [
-        t.deviceKey,
-        { deviceKey: t.deviceKey, bytesDone: 0, bytesTotal: (s.disks.get(t.deviceKey) as DiskPlan).bytesToCopy, bytesZeroed: 0, phase: 'waiting' },
-      ]),
+    const progress = new CopyProgressReporter(
+      targets.map((t) => ({ deviceKey: t.deviceKey, bytesTotal: (s.disks.get(t.deviceKey) as DiskPlan).bytesToCopy })),
+      {
+        onProgress: run.onProgress,
+        onReport: (ev) => {
+          if (s.copy) s.copy.last = ev;
+        },
+      },
     );
-    const progress = (): CopyProgressEvent => {
-      const disks = [...state.values()].map((d) => ({ ...d }));
-      const bytesDone = disks.reduce((n, d) => n + d.bytesDone, 0);
-      const elapsed = Date.now() - started;
-      return {
-        type: 'progress',
-        bytesDone,
-        bytesTotal: disks.reduce((n, d) => n + d.bytesTotal, 0),
-        rateBytesPerSec: elapsed > 0 ? Math.round((bytesDone * 1000) / elapsed) : 0,
-        disks,
-      };
-    };
-    const emit = () => {
-      if (!run.onProgress) return;
-      const ev = progress();
-      if (s.copy) s.copy.last = ev;
-      try {
-        run.onProgress(ev);
-      } catch {
-        // a broken listener must not break the copy
-      }
-    };
-    const ticker = setInterval(emit, this.options.progressIntervalMs ?? 250);
-    ticker.unref();
-
-    const results: DiskCopyResult[] = [];
-    let firstError: CaptureError | undefined;
-    const copyOne = async (t: CopyTarget) => {
-      const plan = s.disks.get(t.deviceKey) as DiskPlan;
-      const st = state.get(t.deviceKey) as DiskCopyProgress;
-      const where = `${describeVm(s)} disk ${plan.deviceKey} (${plan.fileName || plan.label}), snapshot ${s.snapshot.value}`;
-      const diskStarted = Date.now();
-      let opened: OpenedDisk | undefined;
-      let target: NbdClient | undefined;
-      try {
-        abort.signal.throwIfAborted();
-        st.phase = 'copying';
-        try {
-          opened = await s.reader.open({
-            vcenter: s.vcenter,
-            vmMoref: s.vm.ref.value,
-            vmName: s.vm.name,
-            snapshotMoref: s.snapshot.value,
-            deviceKey: plan.deviceKey,
-            fileName: plan.fileName,
-          });
-        } catch (err) {
-          throw toCaptureError(err, `${where}: opening the snapshot disk`);
-        }
-        abort.signal.throwIfAborted();
-        try {
-          target = await NbdClient.connect({
-            uri: t.uri,
-            connections: req.tuning?.connections ?? DEFAULT_CONNECTIONS,
-            ...(t.tlsPsk ? { tlsPsk: t.tlsPsk } : {}),
-          });
-        } catch (err) {
-          throw toCaptureError(err, `${where}: connecting to the target ${t.uri}`);
-        }
-        // A short target would silently cut a full at its last allocated extent.
-        if (target.size < plan.capacityBytes) {
-          throw invalidArgument(`${where}: target ${t.uri} holds ${target.size} bytes, the disk ${plan.capacityBytes}`);
-        }
-        if (target.readOnly) throw invalidArgument(`${where}: target ${t.uri} is read-only`);
-        let result: CopyProgress;
-        try {
-          result = await copyExtents({
-            source: opened.uri,
-            target,
-            extents: plan.extents,
-            requestSize: req.tuning?.requestSize,
-            queueDepth: req.tuning?.queueDepth,
-            connections: req.tuning?.connections,
-            signal: abort.signal,
-            retry: { attempts: this.options.sourceRetries ?? 5 },
-            progressIntervalMs: 100,
-            onProgress: (p) => {
-              st.bytesDone = p.bytesWritten + p.bytesZeroed;
-              st.bytesZeroed = p.bytesZeroed;
-              if (!p.done && st.bytesDone >= st.bytesTotal) st.phase = 'flushing';
-            },
-          });
-        } catch (err) {
-          throw toCaptureError(err, `${where}: copy from ${opened.describe} to ${t.uri}`);
-        }
-        st.bytesDone = result.bytesWritten + result.bytesZeroed;
-        st.bytesZeroed = result.bytesZeroed;
-        if (result.retries) {
-          this.logger.warn(
-            `${where}: the copy from ${opened.describe} reconnected ${result.retries} time(s) after a dropped NBD connection and resumed where it was; ${result.bytesRead} bytes read`,
-          );
-        }
-        const audit =
-          req.audit?.samples && plan.mode === 'incremental'
-            ? await runCbtAudit({
-                sourceUri: opened.uri,
-                target,
-                changed: plan.extents,
-                capacityBytes: plan.capacityBytes,
-                request: req.audit,
-                signal: abort.signal,
-                where,
-              })
-            : undefined;
-        st.phase = 'done';
-        results.push({
-          deviceKey: plan.deviceKey,
-          changeId: plan.changeId,
-          bytesRead: result.bytesRead,
-          bytesWritten: result.bytesWritten,
-          bytesZeroed: result.bytesZeroed,
-          extentCount: plan.extentCount,
-          durationMs: Date.now() - diskStarted,
-          ...(audit ? { audit } : {}),
-        });
-      } catch (err) {
-        st.phase = 'failed';
-        const ce = toCaptureError(err);
-        if (!firstError) {
-          firstError = ce;
-          // One disk failed: stop the others (the backup fails as a whole).
-          if (!abort.signal.aborted) abort.abort(ce);
-        }
-      } finally {
-        await target?.close().catch(() => undefined);
-        await opened?.close().catch(() => undefined);
-      }
-    };
-
-    const queue = [...targets];
-    const work = (async () => {
-      await Promise.all(
-        Array.from({ length: Math.min(parallel, queue.length) }, async () => {
-          for (let t = queue.shift(); t; t = queue.shift()) await copyOne(t);
-        }),
-      );
-    })();
+    progress.start(this.options.progressIntervalMs ?? 250);
+    const pool = new DiskCopyPool({
+      session: s,
+      tuning: req.tuning,
+      audit: req.audit,
+      sourceRetries: this.options.sourceRetries ?? 5,
+      progress,
+      logger: this.logger,
+    });
+    const work = pool.run(targets, parallel);
     // The lease stays armed while the copy runs: the worker renews it, and a
     // copy whose worker died stops when it runs out.
-    s.copy = { abort, done: work };
-    emit(); // at once: which disks copy and which wait
+    s.copy = { abort: pool.abort, done: work };
+    progress.report(); // at once: which disks copy and which wait
     try {
       await work;
     } finally {
-      clearInterval(ticker);
+      progress.stop();
       s.copy = undefined;
       if (this.sessions.find(s.id) === s && !s.releasing && !this.sessions.isExpired(s)) this.sessions.renew(s);
     }
-    if (firstError) {
-      // A cancel (or the lease running out) shows as such even when a disk saw it first as an abort.
-      const reason: unknown = abort.signal.reason;
-      if (reason instanceof CaptureError && (reason.code === 'CANCELLED' || reason.code === 'LEASE_EXPIRED')) throw reason;
-      throw firstError;
-    }
-    emit();
-    results.sort((a, b) => a.deviceKey - b.deviceKey);
+    const results = pool.outcome();
+    progress.report();
     this.logger.log(
       `session ${s.id}: copied ${results.map((r) => `disk ${r.deviceKey} ${r.bytesWritten + r.bytesZeroed} bytes in ${r.durationMs} ms`).join(', ')}`,
     );

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { DiskWriterSpec, RestoreDiskEvent, RestoreDiskRequest, RestoreDiskResult, VCenterCredentials } from '@sendense/contracts';
-import { copyExtents, NbdClient, totalBytes, type Extent } from '@sendense/nbd';
-import { HarnessClient, InvalidChangeIdError, VSphereClient, type MoRef, type VmInfo } from '@sendense/vsphere';
+import { copyExtents, NbdClient, totalBytes, type CopyProgress, type Extent } from '@sendense/nbd';
+import { HarnessClient, InvalidChangeIdError, VSphereClient, type MoRef, type VirtualDiskInfo, type VmInfo } from '@sendense/vsphere';
 import { CaptureError, invalidArgument, toCaptureError } from './capture-error';
 import { checkTlsPsk } from './tls-psk';
 import { SNAPSHOT_PREFIX } from './capture.service';
@@ -74,13 +74,7 @@ export class DiskRestoreService {
   }
 
   async restore(req: RestoreDiskRequest, hooks: { onProgress?: (e: RestoreProgressEvent) => void } = {}): Promise<RestoreDiskResult> {
-    if (typeof req !== 'object' || req === null) throw invalidArgument('request is missing');
-    if (typeof req.restoreId !== 'string' || !ID_RE.test(req.restoreId)) throw invalidArgument('restoreId must be 1-128 letters, digits or ._:-');
-    if (req.mode !== 'full' && req.mode !== 'quick') throw invalidArgument('mode must be full or quick');
-    if (!Number.isInteger(req.deviceKey)) throw invalidArgument('deviceKey must be a whole number');
-    if (typeof req.sourceUri !== 'string' || !/^nbds?(\+unix)?:\/\//.test(req.sourceUri)) throw invalidArgument('sourceUri must be an nbd:// URI');
-    if (req.sourceTlsPsk !== undefined) checkTlsPsk(req.sourceTlsPsk, 'sourceTlsPsk');
-    const sourceOptions = { uri: req.sourceUri, ...(req.sourceTlsPsk ? { tlsPsk: { identity: req.sourceTlsPsk.identity, key: req.sourceTlsPsk.key } } : {}) };
+    const source = validateRestore(req);
     if (this.running.has(req.restoreId)) throw new CaptureError('INVALID_ARGUMENT', `restore ${req.restoreId} is already running`);
     const ac = new AbortController();
     this.running.set(req.restoreId, ac);
@@ -88,78 +82,20 @@ export class DiskRestoreService {
     let client: VSphereClient | undefined;
     let target: DiskTarget | undefined;
     try {
-      try {
-        client = await VSphereClient.connect({
-          url: req.vcenter.url,
-          username: req.vcenter.username,
-          password: req.vcenter.password,
-          tls: { insecure: req.vcenter.insecure, thumbprint: req.vcenter.thumbprint },
-        });
-      } catch (err) {
-        throw toCaptureError(err, `connecting to vCenter ${req.vcenter.url}`);
-      }
-      const selector = req.vm.moref ? { moref: req.vm.moref } : req.vm.instanceUuid ? { instanceUuid: req.vm.instanceUuid } : { name: req.vm.name as string };
-      let vm: VmInfo;
-      try {
-        vm = await client.findVm(selector);
-      } catch (err) {
-        throw toCaptureError(err, `finding VM ${JSON.stringify(selector)}`);
-      }
+      client = await connectVCenter(req.vcenter);
+      const vm = await findVm(client, req);
       const where = `VM ${vm.name} (${vm.ref.value}) disk ${req.deviceKey}`;
-      // Writing under a running guest would corrupt it: refuse, and say what state it is in.
-      if (vm.powerState !== 'poweredOff') {
-        throw new CaptureError(
-          'VM_POWERED_ON',
-          `${where}: the VM is ${vm.powerState ?? 'in an unknown power state'}; power it off before restoring a disk into it`,
-        );
-      }
-      const disk = vm.disks.find((d) => d.key === req.deviceKey);
-      if (!disk) throw new CaptureError('NOT_FOUND', `${where}: the VM has no such disk (it has ${vm.disks.map((d) => d.key).join(', ') || 'none'})`);
-
-      const source = await NbdClient.connect(sourceOptions).catch((err: unknown) => {
-        throw toCaptureError(err, `${where}: opening the restore point ${req.sourceUri}`);
-      });
-      let sourceSize: number;
-      try {
-        sourceSize = source.size;
-      } finally {
-        await source.close();
-      }
-      if (sourceSize > disk.capacityBytes) {
-        throw invalidArgument(`${where}: the restore point is ${sourceSize} bytes, larger than the disk (${disk.capacityBytes}); grow the disk first`);
-      }
-
+      const disk = checkVm(vm, req, where);
+      const sourceSize = await readSourceSize(source, req, disk, where);
       hooks.onProgress?.({ type: 'progress', phase: 'planning', bytesDone: 0, bytesTotal: 0, rateBytesPerSec: 0 });
       const plan = await this.plan(client, vm, req, sourceSize, where);
       if (ac.signal.aborted) throw ac.signal.reason;
-
       target = await (this.options.openTarget ?? openDiskTarget)(req.writer, vm, req.deviceKey, req.vcenter);
-      const tuning = req.tuning ?? {};
       const bytesPlanned = totalBytes(plan.extents);
       this.logger.log(
         `${where}: ${plan.mode} restore of ${bytesPlanned} bytes in ${plan.extents.length} extent(s)${plan.fallbackReason ? ` (fell back: ${plan.fallbackReason})` : ''}`,
       );
-      const result = await copyExtents({
-        source: sourceOptions,
-        target: target.uri,
-        extents: plan.extents,
-        signal: ac.signal,
-        requestSize: tuning.requestSize,
-        queueDepth: tuning.queueDepth,
-        connections: tuning.connections,
-        progressIntervalMs: this.options.progressIntervalMs ?? 250,
-        onProgress: (p) =>
-          hooks.onProgress?.({
-            type: 'progress',
-            phase: 'writing',
-            bytesDone: p.bytesWritten + p.bytesZeroed,
-            bytesTotal: p.bytesTotal,
-            rateBytesPerSec: Math.round(p.rate),
-          }),
-      }).catch((err: unknown) => {
-        if (ac.signal.aborted) throw ac.signal.reason;
-        throw toCaptureError(err, `${where}: writing the restore point into ${target?.uri}`);
-      });
+      const result = await this.write(req, source, target, plan.extents, ac.signal, where, hooks);
       return {
         restoreId: req.restoreId,
         mode: plan.mode,
@@ -175,6 +111,40 @@ export class DiskRestoreService {
       await target?.close().catch(() => undefined);
       await client?.logout().catch(() => undefined);
     }
+  }
+
+  /** The plan's extents from the restore point into the disk; an abort fails with its reason (CANCELLED). */
+  private write(
+    req: RestoreDiskRequest,
+    source: SourceOptions,
+    target: DiskTarget,
+    extents: Extent[],
+    signal: AbortSignal,
+    where: string,
+    hooks: { onProgress?: (e: RestoreProgressEvent) => void },
+  ): Promise<CopyProgress> {
+    const tuning = req.tuning ?? {};
+    return copyExtents({
+      source,
+      target: target.uri,
+      extents,
+      signal,
+      requestSize: tuning.requestSize,
+      queueDepth: tuning.queueDepth,
+      connections: tuning.connections,
+      progressIntervalMs: this.options.progressIntervalMs ?? 250,
+      onProgress: (p) =>
+        hooks.onProgress?.({
+          type: 'progress',
+          phase: 'writing',
+          bytesDone: p.bytesWritten + p.bytesZeroed,
+          bytesTotal: p.bytesTotal,
+          rateBytesPerSec: Math.round(p.rate),
+        }),
+    }).catch((err: unknown) => {
+      if (signal.aborted) throw signal.reason;
+      throw toCaptureError(err, `${where}: writing the restore point into ${target.uri}`);
+    });
   }
 
   /**
@@ -229,4 +199,70 @@ export class DiskRestoreService {
       }
     }
   }
+}
+
+type SourceOptions = { uri: string; tlsPsk?: { identity: string; key: string } };
+
+/** The request's shape, and the restore point's NBD connection options. */
+function validateRestore(req: RestoreDiskRequest): SourceOptions {
+  if (typeof req !== 'object' || req === null) throw invalidArgument('request is missing');
+  if (typeof req.restoreId !== 'string' || !ID_RE.test(req.restoreId)) throw invalidArgument('restoreId must be 1-128 letters, digits or ._:-');
+  if (req.mode !== 'full' && req.mode !== 'quick') throw invalidArgument('mode must be full or quick');
+  if (!Number.isInteger(req.deviceKey)) throw invalidArgument('deviceKey must be a whole number');
+  if (typeof req.sourceUri !== 'string' || !/^nbds?(\+unix)?:\/\//.test(req.sourceUri)) throw invalidArgument('sourceUri must be an nbd:// URI');
+  if (req.sourceTlsPsk !== undefined) checkTlsPsk(req.sourceTlsPsk, 'sourceTlsPsk');
+  return { uri: req.sourceUri, ...(req.sourceTlsPsk ? { tlsPsk: { identity: req.sourceTlsPsk.identity, key: req.sourceTlsPsk.key } } : {}) };
+}
+
+async function connectVCenter(vcenter: VCenterCredentials): Promise<VSphereClient> {
+  try {
+    return await VSphereClient.connect({
+      url: vcenter.url,
+      username: vcenter.username,
+      password: vcenter.password,
+      tls: { insecure: vcenter.insecure, thumbprint: vcenter.thumbprint },
+    });
+  } catch (err) {
+    throw toCaptureError(err, `connecting to vCenter ${vcenter.url}`);
+  }
+}
+
+async function findVm(client: VSphereClient, req: RestoreDiskRequest): Promise<VmInfo> {
+  const selector = req.vm.moref ? { moref: req.vm.moref } : req.vm.instanceUuid ? { instanceUuid: req.vm.instanceUuid } : { name: req.vm.name as string };
+  try {
+    return await client.findVm(selector);
+  } catch (err) {
+    throw toCaptureError(err, `finding VM ${JSON.stringify(selector)}`);
+  }
+}
+
+/** The disk to write, of a VM that is powered off. */
+function checkVm(vm: VmInfo, req: RestoreDiskRequest, where: string): VirtualDiskInfo {
+  // Writing under a running guest would corrupt it: refuse, and say what state it is in.
+  if (vm.powerState !== 'poweredOff') {
+    throw new CaptureError(
+      'VM_POWERED_ON',
+      `${where}: the VM is ${vm.powerState ?? 'in an unknown power state'}; power it off before restoring a disk into it`,
+    );
+  }
+  const disk = vm.disks.find((d) => d.key === req.deviceKey);
+  if (!disk) throw new CaptureError('NOT_FOUND', `${where}: the VM has no such disk (it has ${vm.disks.map((d) => d.key).join(', ') || 'none'})`);
+  return disk;
+}
+
+/** The restore point's size, which must fit the disk. */
+async function readSourceSize(source: SourceOptions, req: RestoreDiskRequest, disk: VirtualDiskInfo, where: string): Promise<number> {
+  const client = await NbdClient.connect(source).catch((err: unknown) => {
+    throw toCaptureError(err, `${where}: opening the restore point ${req.sourceUri}`);
+  });
+  let sourceSize: number;
+  try {
+    sourceSize = client.size;
+  } finally {
+    await client.close();
+  }
+  if (sourceSize > disk.capacityBytes) {
+    throw invalidArgument(`${where}: the restore point is ${sourceSize} bytes, larger than the disk (${disk.capacityBytes}); grow the disk first`);
+  }
+  return sourceSize;
 }

@@ -56,6 +56,11 @@ interface ExpiredSession {
   at: number;
 }
 
+/** "VM <name> (<moref>)", as messages name a session's VM. */
+export function describeVm(s: { vm: { name: string; ref: MoRef } }): string {
+  return `VM ${s.vm.name} (${s.vm.ref.value})`;
+}
+
 /**
  * The agent's live snapshot sessions, each on a lease: every call on the
  * session renews it (the worker renews it every quarter lease, also while a
