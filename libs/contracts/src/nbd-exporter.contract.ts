@@ -84,7 +84,11 @@ export interface NbdTlsPsk {
   key: string;
 }
 
-export interface NbdExportInfo {
+/**
+ * What an export is, written once: the exporter's answers (NbdExportInfo) and
+ * its table (libs/db NbdExportRecord) both extend it.
+ */
+export interface NbdExportFields {
   name: string;
   kind: NbdExportKind;
   server: NbdServerKind;
@@ -93,24 +97,28 @@ export interface NbdExportInfo {
   host: string;
   port: number | null;
   socketPath: string | null;
+  nodeName: string;
+  backupJobId: string | null;
+  state: NbdExportState;
+  /** Instant access: the restore point served, else null (maintenance holds it while the export lives). */
+  restorePointId: string | null;
+  /** Writable instant access: the temporary overlay clients write to (filePath is the restore point it sits on; deleted with the export). */
+  overlayPath: string | null;
+  idleTimeoutSeconds: number | null;
+}
+
+/** An export as the exporter answers it: the fields, with what a client needs to connect. */
+export interface NbdExportInfo extends NbdExportFields {
   /** An NBD URI a client can open directly (nbd://host:port/name, nbd+unix:///name?socket=/path). */
   uri: string;
   /** Size of the disk as the client sees it (QCOW2 virtual size), bytes. */
   virtualSize: number;
-  nodeName: string;
-  backupJobId: string | null;
-  state: NbdExportState;
   /** ISO 8601. */
   createdAt: string;
   /** True when the export is served over TLS (qemu-nbd --tls-creds). */
   tls: boolean;
   /** x509 (NBD_TLS_CREDS_DIR), psk (a key of its own) or null. */
   tlsMode: 'x509' | 'psk' | null;
-  /** Instant access: the restore point served, else null. */
-  restorePointId: string | null;
-  /** Writable instant access: the temporary overlay clients write to (filePath is the restore point it sits on). */
-  overlayPath: string | null;
-  idleTimeoutSeconds: number | null;
   /** ISO 8601: the last time a client was seen connected (or the creation). */
   lastActiveAt: string;
   /** ISO 8601: when the export ends if no client connects before; null: never. */

@@ -3,7 +3,6 @@ import { mkdir, open, rename, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Ctx } from './context';
 import { CliError, EXIT } from './errors';
 import { byteProgress, counter } from './extract';
@@ -55,7 +54,7 @@ export async function downloadImage(ctx: Ctx, backupId: string, format: ImageFor
   let got = 0;
   try {
     await pipeline(
-      Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
+      Readable.fromWeb(res.body),
       counter((n) => {
         got += n;
         bar.add(n);

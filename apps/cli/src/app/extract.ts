@@ -3,47 +3,17 @@ import { chmod, lstat, lutimes, mkdir, open, readdir, rename, rm, rmdir, stat, s
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { SingleBar, Presets } from 'cli-progress';
-import { ApiError, unwrap } from '@sendense/api-client';
+import { ApiError, unwrap, type Schemas } from '@sendense/api-client';
 import * as tar from 'tar';
 import type { Ctx } from './context';
 import { CliError, EXIT } from './errors';
 import { humanBytes, parseMode } from './format';
 import { expandSparse, SparseWatcher } from './sparse';
 
-export interface Partition {
-  name: string;
-  index?: number | null;
-  fsType?: string | null;
-  mounted?: boolean;
-  sizeBytes?: number;
-  error?: string;
-}
-export interface Mount {
-  mount_id: string;
-  backup_id: string | null;
-  mount_path?: string;
-  created_at?: string;
-  partition_table?: string | null;
-  partitions: Partition[];
-}
-export interface Entry {
-  name: string;
-  path: string;
-  type: string;
-  size: number;
-  mode: number | string;
-  mtime: string;
-  symlinkTarget?: string;
-}
-export interface Listing {
-  path: string;
-  entries: Entry[];
-  offset: number;
-  limit: number;
-  total: number;
-}
+export type Mount = Schemas['MountInfoDto'];
+export type Entry = Schemas['FileEntryDto'];
+export type Listing = Schemas['FileListingDto'];
 
 /** "/etc/hosts" or "etc/hosts" -> "etc/hosts"; refuses NUL and "..". */
 export function guestPath(p: string): string {
@@ -54,11 +24,11 @@ export function guestPath(p: string): string {
 }
 
 export async function listMounts(ctx: Ctx): Promise<Mount[]> {
-  return (await unwrap(ctx.api.GET('/api/v1/restore/mounts'))) as unknown as Mount[];
+  return unwrap(ctx.api.GET('/api/v1/restore/mounts'));
 }
 
 export async function mountBackup(ctx: Ctx, backupId: string): Promise<Mount> {
-  return (await unwrap(ctx.api.POST('/api/v1/restore/mount', { body: { backup_id: backupId } }))) as unknown as Mount;
+  return unwrap(ctx.api.POST('/api/v1/restore/mount', { body: { backup_id: backupId } }));
 }
 
 export async function listDir(ctx: Ctx, mountId: string, path: string, offset = 0, limit = 1000): Promise<Listing> {
@@ -142,7 +112,7 @@ export async function locate(ctx: Ctx, mount: Mount, path: string, partition?: s
 }
 
 async function rootEntry(partition: string): Promise<Entry> {
-  return { name: partition, path: partition, type: 'dir', size: 0, mode: 0o755, mtime: new Date(0).toISOString() };
+  return { name: partition, path: partition, type: 'dir', size: 0, mode: '0755', mtime: new Date(0).toISOString() };
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -242,7 +212,7 @@ export async function downloadFile(ctx: Ctx, mountId: string, rel: string, entry
   let got = 0;
   try {
     await pipeline(
-      Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
+      Readable.fromWeb(res.body),
       counter((n) => {
         got += n;
         bar.add(n);
@@ -309,7 +279,7 @@ export async function downloadDir(ctx: Ctx, mountId: string, rel: string, dest: 
   const bar = byteProgress(ctx, basename(dest), null);
   let r: Unpacked;
   try {
-    r = await unpackTar(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), tmp, (n) => bar.add(n));
+    r = await unpackTar(Readable.fromWeb(res.body), tmp, (n) => bar.add(n));
   } catch (err) {
     bar.stop();
     await rm(tmp, { recursive: true, force: true });

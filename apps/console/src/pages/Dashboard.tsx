@@ -1,6 +1,6 @@
 import { api } from '../api/client';
 import type { RepositorySpace } from '../api/types';
-import { Bar, ErrorBox, Loading, Section, StatusBadge, useAsync, useInterval } from '../ui/components';
+import { Bar, DataTable, ErrorBox, Loading, Section, StatusBadge, useAsync, useInterval } from '../ui/components';
 import { ago, bytes, repoPath, short, when } from '../ui/format';
 import { LiveProgress } from '../ui/progress';
 import { Link } from '../ui/router';
@@ -186,36 +186,22 @@ function RecentJobs({ d: { data, runs } }: { d: DashboardData }) {
       ) : runs.length === 0 ? (
         <p className="muted">No backup has run yet. Start one from a VM's page.</p>
       ) : (
-        <div className="scroll">
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Run</th>
-                <th scope="col">VM</th>
-                <th scope="col">Type</th>
-                <th scope="col">Status</th>
-                <th scope="col">Started</th>
-                <th scope="col">Copied</th>
-              </tr>
-            </thead>
-            <tbody>
-              {runs.slice(0, 10).map((r) => (
-                <tr key={r.runId}>
-                  <td>
-                    <Link to={`/jobs/${r.runId}`}>{short(r.runId)}</Link>
-                  </td>
-                  <td>{r.vmName}</td>
-                  <td>{r.types.join('/')}</td>
-                  <td>
-                    <StatusBadge status={r.status} />
-                  </td>
-                  <td>{when(r.createdAt)}</td>
-                  <td>{bytes(r.bytes)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Run', 'VM', 'Type', 'Status', 'Started', 'Copied']}>
+          {runs.slice(0, 10).map((r) => (
+            <tr key={r.runId}>
+              <td>
+                <Link to={`/jobs/${r.runId}`}>{short(r.runId)}</Link>
+              </td>
+              <td>{r.vmName}</td>
+              <td>{r.types.join('/')}</td>
+              <td>
+                <StatusBadge status={r.status} />
+              </td>
+              <td>{when(r.createdAt)}</td>
+              <td>{bytes(r.bytes)}</td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </Section>
   );

@@ -1,8 +1,9 @@
 import { useEffect, useState } from 'react';
 import { api } from '../api/client';
 import type { DiskExport, ImageFormat, RestoreDisk } from '../api/types';
-import { Badge, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
+import { Badge, DataTable, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
 import { ago, bytes, short, when } from '../ui/format';
+import { PointSelects, usePointChoice } from '../ui/point-choice';
 import { Link, navigate } from '../ui/router';
 import { jobLink, rememberRun } from '../ui/runs';
 import { saveBlob } from '../ui/save';
@@ -32,20 +33,10 @@ type RestorePoint = ChainsOf['chains'][number]['restore_points'][number];
 
 /** The page's state: the VMs, the chosen VM's chains, the chosen restore point, the exports. */
 function useDiskRestore(backupId: string | null) {
-  const vms = useAsync(() => api.vms(), []);
-  const preset = useAsync(() => (backupId ? api.backup(backupId) : Promise.resolve(null)), [backupId]);
-  const [vm, setVm] = useState('');
-  const [point, setPoint] = useState(backupId ?? '');
-  useEffect(() => {
-    if (preset.data) {
-      setVm(preset.data.vm_context_id);
-      setPoint(preset.data.id);
-    }
-  }, [preset.data]);
-  const chains = useAsync(() => (vm ? api.chains(vm) : Promise.resolve(null)), [vm]);
+  const choice = usePointChoice(backupId);
   const exports = useAsync(() => api.exports(), []);
-  const chosen = chains.data?.chains.flatMap((c) => c.restore_points).find((p) => p.id === point) ?? null;
-  return { vms, preset, vm, setVm, point, setPoint, chains, exports, chosen };
+  const chosen = choice.chains.data?.chains.flatMap((c) => c.restore_points).find((p) => p.id === choice.point) ?? null;
+  return { ...choice, choice, exports, chosen };
 }
 
 export function DiskRestorePage({ backupId }: { backupId: string | null }) {
@@ -72,38 +63,9 @@ export function DiskRestorePage({ backupId }: { backupId: string | null }) {
 }
 
 function PointChooser({ s }: { s: ReturnType<typeof useDiskRestore> }) {
-  const { vms, vm, setVm, point, setPoint, chains } = s;
   return (
     <div className="toolbar">
-      <label htmlFor="disk-vm">VM</label>
-      <select
-        id="disk-vm"
-        value={vm}
-        onChange={(e) => {
-          setVm(e.target.value);
-          setPoint('');
-        }}
-      >
-        <option value="">choose…</option>
-        {(vms.data ?? []).map((v) => (
-          <option key={v.context_id} value={v.context_id}>
-            {v.vm_name}
-          </option>
-        ))}
-      </select>
-      <label htmlFor="disk-point-select">Restore point</label>
-      <select id="disk-point-select" value={point} onChange={(e) => setPoint(e.target.value)} disabled={!chains.data}>
-        <option value="">choose…</option>
-        {(chains.data?.chains ?? []).map((c) => (
-          <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
-            {[...c.restore_points].reverse().map((p) => (
-              <option key={p.id} value={p.id}>
-                disk {c.disk_id} · {p.backup_type} · {when(p.completed_at ?? p.created_at)} · {bytes(p.virtual_size_bytes)}
-              </option>
-            ))}
-          </optgroup>
-        ))}
-      </select>
+      <PointSelects choice={s.choice} ids={{ vm: 'disk-vm', point: 'disk-point-select' }} size={(p) => p.virtual_size_bytes} />
     </div>
   );
 }
@@ -283,27 +245,11 @@ function ExportList({ exports, canEnd }: { exports: Loaded<DiskExport[]>; canEnd
           No export is running.
         </p>
       ) : (
-        <div className="scroll">
-          <table className="table" data-testid="export-table">
-            <thead>
-              <tr>
-                <th scope="col">URI</th>
-                <th scope="col">Restore point</th>
-                <th scope="col">Size</th>
-                <th scope="col">Access</th>
-                <th scope="col">Started</th>
-                <th scope="col">Last client</th>
-                <th scope="col">Ends</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {exports.data.map((e) => (
-                <ExportRow key={e.name} e={e} canEnd={canEnd} busy={end.busy} onEnd={() => void end.run(e.name)} />
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['URI', 'Restore point', 'Size', 'Access', 'Started', 'Last client', 'Ends', 'Actions']} testId="export-table">
+          {exports.data.map((e) => (
+            <ExportRow key={e.name} e={e} canEnd={canEnd} busy={end.busy} onEnd={() => void end.run(e.name)} />
+          ))}
+        </DataTable>
       )}
     </Section>
   );

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { api } from '../api/client';
 import type { Backup } from '../api/types';
-import { ErrorBox, Loading, Notice, Section, StatusBadge, useAction, useAsync, useInterval } from '../ui/components';
+import { DataTable, ErrorBox, Loading, Notice, Section, StatusBadge, useAction, useAsync, useInterval } from '../ui/components';
 import { bytes, duration, short, when } from '../ui/format';
 import { LiveProgress } from '../ui/progress';
 import { Link } from '../ui/router';
@@ -72,43 +72,27 @@ export function JobList() {
 
 function JobTable({ runs, onEnd }: { runs: Run[]; onEnd: () => void }) {
   return (
-    <div className="scroll">
-      <table className="table" data-testid="job-table">
-        <thead>
-          <tr>
-            <th scope="col">Run</th>
-            <th scope="col">VM</th>
-            <th scope="col">Type</th>
-            <th scope="col">Status</th>
-            <th scope="col">Started</th>
-            <th scope="col">Took</th>
-            <th scope="col">Disks</th>
-            <th scope="col">Copied</th>
-          </tr>
-        </thead>
-        <tbody>
-          {runs.map((r) => (
-            <tr key={r.runId}>
-              <td>
-                <Link to={`/jobs/${r.runId}`}>{short(r.runId)}</Link>
-              </td>
-              <td>
-                <Link to={`/vms/${encodeURIComponent(r.vmContextId)}`}>{r.vmName}</Link>
-              </td>
-              <td>{r.types.join('/')}</td>
-              <td>
-                <StatusBadge status={r.status} />
-                {r.status === 'running' ? <LiveProgress runId={r.runId} compact onEnd={onEnd} /> : null}
-              </td>
-              <td>{when(r.createdAt)}</td>
-              <td>{r.completedAt ? duration((new Date(r.completedAt).getTime() - new Date(r.createdAt).getTime()) / 1000) : '–'}</td>
-              <td>{r.disks}</td>
-              <td>{bytes(r.bytes)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable columns={['Run', 'VM', 'Type', 'Status', 'Started', 'Took', 'Disks', 'Copied']} testId="job-table">
+      {runs.map((r) => (
+        <tr key={r.runId}>
+          <td>
+            <Link to={`/jobs/${r.runId}`}>{short(r.runId)}</Link>
+          </td>
+          <td>
+            <Link to={`/vms/${encodeURIComponent(r.vmContextId)}`}>{r.vmName}</Link>
+          </td>
+          <td>{r.types.join('/')}</td>
+          <td>
+            <StatusBadge status={r.status} />
+            {r.status === 'running' ? <LiveProgress runId={r.runId} compact onEnd={onEnd} /> : null}
+          </td>
+          <td>{when(r.createdAt)}</td>
+          <td>{r.completedAt ? duration((new Date(r.completedAt).getTime() - new Date(r.createdAt).getTime()) / 1000) : '–'}</td>
+          <td>{r.disks}</td>
+          <td>{bytes(r.bytes)}</td>
+        </tr>
+      ))}
+    </DataTable>
   );
 }
 
@@ -272,37 +256,22 @@ function RunPoints({ backups }: { backups: Backup[] }) {
       {backups.length === 0 ? (
         <p className="muted">None yet.</p>
       ) : (
-        <div className="scroll">
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Disk</th>
-                <th scope="col">Type</th>
-                <th scope="col">Status</th>
-                <th scope="col">Copied</th>
-                <th scope="col">Stored</th>
-                <th scope="col">Note</th>
-              </tr>
-            </thead>
-            <tbody>
-              {backups.map((b) => (
-                <tr key={b.id}>
-                  <td>disk {b.disk_id}</td>
-                  <td>{b.backup_type}</td>
-                  <td>
-                    <StatusBadge status={b.status} />
-                  </td>
-                  <td>{bytes(b.bytes_transferred)}</td>
-                  <td>{bytes(b.allocated_bytes)}</td>
-                  <td className="small">
-                    {b.error_message ??
-                      (b.requested_type && b.requested_type !== b.backup_type ? `asked for ${b.requested_type}: ${b.fallback_reason ?? ''}` : '')}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Disk', 'Type', 'Status', 'Copied', 'Stored', 'Note']}>
+          {backups.map((b) => (
+            <tr key={b.id}>
+              <td>disk {b.disk_id}</td>
+              <td>{b.backup_type}</td>
+              <td>
+                <StatusBadge status={b.status} />
+              </td>
+              <td>{bytes(b.bytes_transferred)}</td>
+              <td>{bytes(b.allocated_bytes)}</td>
+              <td className="small">
+                {b.error_message ?? (b.requested_type && b.requested_type !== b.backup_type ? `asked for ${b.requested_type}: ${b.fallback_reason ?? ''}` : '')}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </Section>
   );

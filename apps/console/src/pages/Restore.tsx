@@ -1,8 +1,9 @@
 import { useEffect, useMemo, useState } from 'react';
 import { api } from '../api/client';
 import type { FileEntry } from '../api/types';
-import { ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
+import { DataTable, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
 import { ago, bytes, mode, short, when } from '../ui/format';
+import { PointSelects, usePointChoice } from '../ui/point-choice';
 import { Link, navigate } from '../ui/router';
 import { saveBlob } from '../ui/save';
 import { useCan } from '../ui/session';
@@ -11,26 +12,16 @@ import { Pager } from './Jobs';
 /** The file-restore page's state: VMs and their chains to choose from, the mounts, mount and unmount. */
 function useRestorePage(backupId: string | null) {
   const mounts = useAsync(() => api.mounts(), []);
-  const vms = useAsync(() => api.vms(), []);
-  const preset = useAsync(() => (backupId ? api.backup(backupId) : Promise.resolve(null)), [backupId]);
-  const [vm, setVm] = useState('');
-  const [point, setPoint] = useState(backupId ?? '');
-  useEffect(() => {
-    if (preset.data) {
-      setVm(preset.data.vm_context_id);
-      setPoint(preset.data.id);
-    }
-  }, [preset.data]);
-  const chains = useAsync(() => (vm ? api.chains(vm) : Promise.resolve(null)), [vm]);
+  const choice = usePointChoice(backupId);
   const mount = useAction(async () => {
-    const m = await api.mount(point);
+    const m = await api.mount(choice.point);
     navigate(`/restore/${m.mount_id}`);
   });
   const unmount = useAction(async (id: string) => {
     await api.unmount(id);
     mounts.reload();
   });
-  return { mounts, vms, preset, vm, setVm, point, setPoint, chains, mount, unmount };
+  return { mounts, choice, mount, unmount };
 }
 type RestorePageState = ReturnType<typeof useRestorePage>;
 
@@ -46,7 +37,8 @@ export function RestorePage({ backupId }: { backupId: string | null }) {
   );
 }
 
-function MountForm({ s: { vms, vm, setVm, point, setPoint, chains, mount, preset } }: { s: RestorePageState }) {
+function MountForm({ s: { choice, mount } }: { s: RestorePageState }) {
+  const { point, chains, preset } = choice;
   return (
     <Section title="Mount a restore point" id="mount">
       <form
@@ -56,35 +48,7 @@ function MountForm({ s: { vms, vm, setVm, point, setPoint, chains, mount, preset
           void mount.run();
         }}
       >
-        <label htmlFor="restore-vm">VM</label>
-        <select
-          id="restore-vm"
-          value={vm}
-          onChange={(e) => {
-            setVm(e.target.value);
-            setPoint('');
-          }}
-        >
-          <option value="">choose…</option>
-          {(vms.data ?? []).map((v) => (
-            <option key={v.context_id} value={v.context_id}>
-              {v.vm_name}
-            </option>
-          ))}
-        </select>
-        <label htmlFor="restore-point">Restore point</label>
-        <select id="restore-point" value={point} onChange={(e) => setPoint(e.target.value)} disabled={!chains.data}>
-          <option value="">choose…</option>
-          {(chains.data?.chains ?? []).map((c) => (
-            <optgroup key={c.disk_id} label={`disk ${c.disk_id}`}>
-              {[...c.restore_points].reverse().map((p) => (
-                <option key={p.id} value={p.id}>
-                  disk {c.disk_id} · {p.backup_type} · {when(p.completed_at ?? p.created_at)} · {bytes(p.allocated_bytes)}
-                </option>
-              ))}
-            </optgroup>
-          ))}
-        </select>
+        <PointSelects choice={choice} ids={{ vm: 'restore-vm', point: 'restore-point' }} size={(p) => p.allocated_bytes} />
         <button type="submit" className="primary" disabled={!point || mount.busy} data-testid="mount">
           {mount.busy ? 'Mounting…' : 'Mount'}
         </button>
@@ -112,43 +76,29 @@ function MountList({ s: { mounts, unmount }, canUnmount }: { s: RestorePageState
       ) : mounts.data.length === 0 ? (
         <p className="muted">Nothing is mounted.</p>
       ) : (
-        <div className="scroll">
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Mount</th>
-                <th scope="col">Restore point</th>
-                <th scope="col">Partitions</th>
-                <th scope="col">Mounted</th>
-                <th scope="col">Last used</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {mounts.data.map((m) => (
-                <tr key={m.mount_id}>
-                  <td>
-                    <Link to={`/restore/${m.mount_id}`}>{short(m.mount_id)}</Link>
-                  </td>
-                  <td className="mono">{short(m.backup_id)}</td>
-                  <td>{m.partitions.map((p) => `${p.name}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') || '–'}</td>
-                  <td>{when(m.created_at)}</td>
-                  <td>{ago(m.last_access_at)}</td>
-                  <td>
-                    <Link to={`/restore/${m.mount_id}`} className="button">
-                      Browse
-                    </Link>{' '}
-                    {canUnmount ? (
-                      <button type="button" onClick={() => void unmount.run(m.mount_id)} disabled={unmount.busy}>
-                        Unmount
-                      </button>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Mount', 'Restore point', 'Partitions', 'Mounted', 'Last used', 'Actions']}>
+          {mounts.data.map((m) => (
+            <tr key={m.mount_id}>
+              <td>
+                <Link to={`/restore/${m.mount_id}`}>{short(m.mount_id)}</Link>
+              </td>
+              <td className="mono">{short(m.backup_id)}</td>
+              <td>{m.partitions.map((p) => `${p.name}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') || '–'}</td>
+              <td>{when(m.created_at)}</td>
+              <td>{ago(m.last_access_at)}</td>
+              <td>
+                <Link to={`/restore/${m.mount_id}`} className="button">
+                  Browse
+                </Link>{' '}
+                {canUnmount ? (
+                  <button type="button" onClick={() => void unmount.run(m.mount_id)} disabled={unmount.busy}>
+                    Unmount
+                  </button>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </Section>
   );
@@ -322,34 +272,24 @@ function FileListing({ b, path, total }: { b: BrowserState; path: string; total:
       <p className="muted small" aria-live="polite">
         {total} entries{!whole ? ' (large directory: listed by name, page by page)' : ''}
       </p>
-      <div className="scroll">
-        <table className="table files" data-testid="file-table">
-          <thead>
-            <tr>
-              {header('name', 'Name')}
-              {header('type', 'Type')}
-              {header('size', 'Size')}
-              {header('mtime', 'Modified')}
-              <th scope="col">Mode</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {path ? (
-              <tr>
-                <td colSpan={6}>
-                  <button type="button" className="link" onClick={() => go(parts.slice(0, -1).join('/'))}>
-                    ⬑ up
-                  </button>
-                </td>
-              </tr>
-            ) : null}
-            {shown.map((e) => (
-              <FileRow key={e.name} e={e} p={e.path || join(path, e.name)} go={go} download={download} />
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        columns={[header('name', 'Name'), header('type', 'Type'), header('size', 'Size'), header('mtime', 'Modified'), 'Mode', 'Actions']}
+        className="files"
+        testId="file-table"
+      >
+        {path ? (
+          <tr>
+            <td colSpan={6}>
+              <button type="button" className="link" onClick={() => go(parts.slice(0, -1).join('/'))}>
+                ⬑ up
+              </button>
+            </td>
+          </tr>
+        ) : null}
+        {shown.map((e) => (
+          <FileRow key={e.name} e={e} p={e.path || join(path, e.name)} go={go} download={download} />
+        ))}
+      </DataTable>
       <Pager page={whole ? page : serverPage} pages={pages} onPage={whole ? setPage : setServerPage} />
     </>
   );

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api } from '../api/client';
 import type { CreatedApiKey, ImportedVm, Role } from '../api/types';
-import { Bar, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
+import { Bar, DataTable, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
 import { ago, bytes, repoPath, when } from '../ui/format';
 
 export function Settings() {
@@ -36,45 +36,32 @@ function VCenters() {
       ) : list.data.length === 0 ? (
         <p className="muted">None registered.</p>
       ) : (
-        <div className="scroll">
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">URL</th>
-                <th scope="col">User</th>
-                <th scope="col">TLS</th>
-                <th scope="col">Import VMs</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.map((v) => (
-                <tr key={v.id}>
-                  <td>{v.name}</td>
-                  <td className="mono small">{v.url}</td>
-                  <td>{v.username}</td>
-                  <td>{v.insecure ? 'any certificate (lab)' : v.thumbprint ? 'pinned thumbprint' : 'verified'}</td>
-                  <td>
-                    <div className="toolbar">
-                      <label className="sr-only" htmlFor={`imp-${v.id}`}>
-                        VM names to import from {v.name}
-                      </label>
-                      <input
-                        id={`imp-${v.id}`}
-                        placeholder="all, or names separated by commas"
-                        value={names[v.id] ?? ''}
-                        onChange={(e) => setNames({ ...names, [v.id]: e.target.value })}
-                      />
-                      <button type="button" onClick={() => void imp.run(v.id, v.name)} disabled={imp.busy}>
-                        {imp.busy ? 'Importing…' : 'Import'}
-                      </button>
-                    </div>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Name', 'URL', 'User', 'TLS', 'Import VMs']}>
+          {list.data.map((v) => (
+            <tr key={v.id}>
+              <td>{v.name}</td>
+              <td className="mono small">{v.url}</td>
+              <td>{v.username}</td>
+              <td>{v.insecure ? 'any certificate (lab)' : v.thumbprint ? 'pinned thumbprint' : 'verified'}</td>
+              <td>
+                <div className="toolbar">
+                  <label className="sr-only" htmlFor={`imp-${v.id}`}>
+                    VM names to import from {v.name}
+                  </label>
+                  <input
+                    id={`imp-${v.id}`}
+                    placeholder="all, or names separated by commas"
+                    value={names[v.id] ?? ''}
+                    onChange={(e) => setNames({ ...names, [v.id]: e.target.value })}
+                  />
+                  <button type="button" onClick={() => void imp.run(v.id, v.name)} disabled={imp.busy}>
+                    {imp.busy ? 'Importing…' : 'Import'}
+                  </button>
+                </div>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
       {imported ? (
         <Notice kind="ok">
@@ -148,42 +135,28 @@ function Repositories() {
       ) : list.data.length === 0 ? (
         <p className="muted">None yet.</p>
       ) : (
-        <div className="scroll">
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Node</th>
-                <th scope="col">Path</th>
-                <th scope="col">Space</th>
-                <th scope="col">By backups</th>
-                <th scope="col">Measured</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.map((r) => (
-                <tr key={r.id}>
-                  <td>
-                    {r.name}
-                    {r.enabled ? '' : ' (disabled)'}
-                  </td>
-                  <td>{r.storage_node}</td>
-                  <td className="mono small">{repoPath(r.config) ?? r.type}</td>
-                  <td>
-                    <Bar value={r.total_size_bytes - r.available_size_bytes} total={r.total_size_bytes} label={`${r.name} used space`} />
-                    <span className="small">
-                      {bytes(r.available_size_bytes)} free of {bytes(r.total_size_bytes)}
-                    </span>
-                  </td>
-                  <td>{bytes(r.used_by_backups_bytes)}</td>
-                  <td className="small">
-                    {r.measured} ({ago(r.updated_at)})
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Name', 'Node', 'Path', 'Space', 'By backups', 'Measured']}>
+          {list.data.map((r) => (
+            <tr key={r.id}>
+              <td>
+                {r.name}
+                {r.enabled ? '' : ' (disabled)'}
+              </td>
+              <td>{r.storage_node}</td>
+              <td className="mono small">{repoPath(r.config) ?? r.type}</td>
+              <td>
+                <Bar value={r.total_size_bytes - r.available_size_bytes} total={r.total_size_bytes} label={`${r.name} used space`} />
+                <span className="small">
+                  {bytes(r.available_size_bytes)} free of {bytes(r.total_size_bytes)}
+                </span>
+              </td>
+              <td>{bytes(r.used_by_backups_bytes)}</td>
+              <td className="small">
+                {r.measured} ({ago(r.updated_at)})
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
       <RepositoryForm onAdded={() => list.reload()} />
     </Section>
@@ -263,41 +236,26 @@ function PolicyTable({
   vmName: (id: string | null) => string;
 }) {
   return (
-    <div className="scroll">
-      <table className="table">
-        <thead>
-          <tr>
-            <th scope="col">Repository</th>
-            <th scope="col">Scope</th>
-            <th scope="col">Keep last</th>
-            <th scope="col">Daily</th>
-            <th scope="col">Weekly</th>
-            <th scope="col">Monthly</th>
-            <th scope="col">Apply</th>
-          </tr>
-        </thead>
-        <tbody>
-          {policies.map((p) => (
-            <tr key={p.id}>
-              <td>{repoName(p.repository_id)}</td>
-              <td>{vmName(p.vm_context_id)}</td>
-              <td>{p.keep_last}</td>
-              <td>{p.daily}</td>
-              <td>{p.weekly}</td>
-              <td>{p.monthly}</td>
-              <td>
-                <button type="button" onClick={() => void apply.run(p.repository_id, p.vm_context_id, true)} disabled={apply.busy}>
-                  Dry run
-                </button>{' '}
-                <button type="button" className="danger" onClick={() => void apply.run(p.repository_id, p.vm_context_id, false)} disabled={apply.busy}>
-                  Apply
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable columns={['Repository', 'Scope', 'Keep last', 'Daily', 'Weekly', 'Monthly', 'Apply']}>
+      {policies.map((p) => (
+        <tr key={p.id}>
+          <td>{repoName(p.repository_id)}</td>
+          <td>{vmName(p.vm_context_id)}</td>
+          <td>{p.keep_last}</td>
+          <td>{p.daily}</td>
+          <td>{p.weekly}</td>
+          <td>{p.monthly}</td>
+          <td>
+            <button type="button" onClick={() => void apply.run(p.repository_id, p.vm_context_id, true)} disabled={apply.busy}>
+              Dry run
+            </button>{' '}
+            <button type="button" className="danger" onClick={() => void apply.run(p.repository_id, p.vm_context_id, false)} disabled={apply.busy}>
+              Apply
+            </button>
+          </td>
+        </tr>
+      ))}
+    </DataTable>
   );
 }
 
@@ -432,39 +390,25 @@ type ApiKeyList = Awaited<ReturnType<typeof api.apiKeys>>;
 
 function KeyTable({ keys, revoke }: { keys: ApiKeyList; revoke: { run: (id: string) => Promise<unknown>; busy: boolean } }) {
   return (
-    <div className="scroll">
-      <table className="table">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Role</th>
-            <th scope="col">Key</th>
-            <th scope="col">Created</th>
-            <th scope="col">Last used</th>
-            <th scope="col">State</th>
-          </tr>
-        </thead>
-        <tbody>
-          {keys.map((k) => (
-            <tr key={k.id}>
-              <td>{k.name}</td>
-              <td>{k.role}</td>
-              <td className="mono small">{k.prefix}…</td>
-              <td>{when(k.createdAt)}</td>
-              <td>{ago(k.lastUsedAt)}</td>
-              <td>
-                {k.revokedAt ? (
-                  `revoked ${when(k.revokedAt)}`
-                ) : (
-                  <button type="button" className="danger" onClick={() => void revoke.run(k.id)} disabled={revoke.busy} aria-label={`Revoke ${k.name}`}>
-                    Revoke
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable columns={['Name', 'Role', 'Key', 'Created', 'Last used', 'State']}>
+      {keys.map((k) => (
+        <tr key={k.id}>
+          <td>{k.name}</td>
+          <td>{k.role}</td>
+          <td className="mono small">{k.prefix}…</td>
+          <td>{when(k.createdAt)}</td>
+          <td>{ago(k.lastUsedAt)}</td>
+          <td>
+            {k.revokedAt ? (
+              `revoked ${when(k.revokedAt)}`
+            ) : (
+              <button type="button" className="danger" onClick={() => void revoke.run(k.id)} disabled={revoke.busy} aria-label={`Revoke ${k.name}`}>
+                Revoke
+              </button>
+            )}
+          </td>
+        </tr>
+      ))}
+    </DataTable>
   );
 }

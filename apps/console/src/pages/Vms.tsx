@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { api } from '../api/client';
 import { ApiError } from '../api/http';
 import type { Backup, BackupType, Chain } from '../api/types';
-import { Badge, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
+import { Badge, DataTable, ErrorBox, Loading, Notice, Section, useAction, useAsync } from '../ui/components';
 import { ago, bytes, short, when } from '../ui/format';
 import { LiveProgress } from '../ui/progress';
 import { Link } from '../ui/router';
@@ -38,33 +38,20 @@ export function VmList() {
       ) : vms.data.length === 0 ? (
         <Notice>No VM is registered. An administrator imports VMs from a vCenter under Settings.</Notice>
       ) : (
-        <div className="scroll">
-          <table className="table" data-testid="vm-table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Disks</th>
-                <th scope="col">Capacity</th>
-                <th scope="col">CBT</th>
-                <th scope="col">Last backup</th>
-              </tr>
-            </thead>
-            <tbody>
-              {shown.map((v) => (
-                <tr key={v.context_id}>
-                  <td>
-                    <Link to={`/vms/${encodeURIComponent(v.context_id)}`}>{v.vm_name}</Link>
-                    <div className="muted small">{v.context_id}</div>
-                  </td>
-                  <td>{v.disks.length}</td>
-                  <td>{bytes(v.disks.reduce((s, d) => s + d.capacity_bytes, 0))}</td>
-                  <td>{v.cbt_enabled ? (v.cbt_state ?? 'on') : 'off'}</td>
-                  <td>{ago(lastOf.get(v.context_id) ?? null)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Name', 'Disks', 'Capacity', 'CBT', 'Last backup']} testId="vm-table">
+          {shown.map((v) => (
+            <tr key={v.context_id}>
+              <td>
+                <Link to={`/vms/${encodeURIComponent(v.context_id)}`}>{v.vm_name}</Link>
+                <div className="muted small">{v.context_id}</div>
+              </td>
+              <td>{v.disks.length}</td>
+              <td>{bytes(v.disks.reduce((s, d) => s + d.capacity_bytes, 0))}</td>
+              <td>{v.cbt_enabled ? (v.cbt_state ?? 'on') : 'off'}</td>
+              <td>{ago(lastOf.get(v.context_id) ?? null)}</td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </>
   );

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
+import { Fragment, useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { percent } from './format';
 
 /** Load data for a page: reload() fetches again; stale answers of an earlier load are dropped. */
@@ -116,6 +116,45 @@ export function Section({ title, actions, children, id }: { title: string; actio
       {children}
     </section>
   );
+}
+
+/**
+ * The console's table: one header row (a string is a plain column header, an
+ * element is its own <th>, e.g. a sort button), the rows as children, inside
+ * a box that scrolls sideways on a narrow screen unless scroll is false.
+ */
+export function DataTable({
+  columns,
+  className,
+  testId,
+  scroll = true,
+  children,
+}: {
+  columns: ReactNode[];
+  className?: string;
+  testId?: string;
+  scroll?: boolean;
+  children: ReactNode;
+}) {
+  const table = (
+    <table className={className ? `table ${className}` : 'table'} data-testid={testId}>
+      <thead>
+        <tr>
+          {columns.map((c, i) =>
+            typeof c === 'string' ? (
+              <th key={i} scope="col">
+                {c}
+              </th>
+            ) : (
+              <Fragment key={i}>{c}</Fragment>
+            ),
+          )}
+        </tr>
+      </thead>
+      <tbody>{children}</tbody>
+    </table>
+  );
+  return scroll ? <div className="scroll">{table}</div> : table;
 }
 
 /** Poll while a page is open (dashboard, job lists). */

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { api } from '../api/client';
 import type { JobProgress, JobState, ProgressEvent } from '../api/types';
-import { Bar, ErrorBox, StatusBadge } from './components';
+import { Bar, DataTable, ErrorBox, StatusBadge } from './components';
 import { bytes, duration, rate } from './format';
 import { ENDED } from './runs';
 
@@ -93,36 +93,25 @@ export function LiveProgress({ runId, onEnd, compact = false }: { runId: string;
 
 function DiskTable({ disks, rates }: { disks: NonNullable<JobProgress['disks']>; rates: Map<number, DiskRate> }) {
   return (
-    <table className="table small">
-      <thead>
-        <tr>
-          <th scope="col">Disk</th>
-          <th scope="col">Phase</th>
-          <th scope="col">Copied</th>
-          <th scope="col">Rate</th>
-          <th scope="col">ETA</th>
-        </tr>
-      </thead>
-      <tbody>
-        {disks.map((d) => {
-          const r = rates.get(d.diskId)?.rate ?? 0;
-          const left = d.bytesTotal - d.bytesDone;
-          return (
-            <tr key={d.diskId}>
-              <td>disk {d.diskId}</td>
-              <td>{d.phase}</td>
-              <td>
-                <Bar value={d.bytesDone} total={d.bytesTotal} label={`disk ${d.diskId}`} warnAt={101} />
-                <span className="small">
-                  {bytes(d.bytesDone)} / {bytes(d.bytesTotal)}
-                </span>
-              </td>
-              <td>{rate(r)}</td>
-              <td>{left <= 0 ? 'done' : r > 0 ? duration(left / r) : '–'}</td>
-            </tr>
-          );
-        })}
-      </tbody>
-    </table>
+    <DataTable columns={['Disk', 'Phase', 'Copied', 'Rate', 'ETA']} className="small" scroll={false}>
+      {disks.map((d) => {
+        const r = rates.get(d.diskId)?.rate ?? 0;
+        const left = d.bytesTotal - d.bytesDone;
+        return (
+          <tr key={d.diskId}>
+            <td>disk {d.diskId}</td>
+            <td>{d.phase}</td>
+            <td>
+              <Bar value={d.bytesDone} total={d.bytesTotal} label={`disk ${d.diskId}`} warnAt={101} />
+              <span className="small">
+                {bytes(d.bytesDone)} / {bytes(d.bytesTotal)}
+              </span>
+            </td>
+            <td>{rate(r)}</td>
+            <td>{left <= 0 ? 'done' : r > 0 ? duration(left / r) : '–'}</td>
+          </tr>
+        );
+      })}
+    </DataTable>
   );
 }

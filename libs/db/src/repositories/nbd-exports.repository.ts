@@ -1,28 +1,13 @@
-import type { NbdExportKind, NbdExportState, NbdServerKind } from '@sendense/contracts';
+import type { NbdExportFields, NbdExportKind, NbdExportState, NbdServerKind } from '@sendense/contracts';
 import type { NbdExport } from '../generated/client';
 import type { PrismaClient } from '../prisma-client';
 
-/** One export as the nbd_exports table records it, with its columns read as the contract's types. */
-export interface NbdExportRecord {
-  name: string;
-  kind: NbdExportKind;
-  server: NbdServerKind;
-  filePath: string;
-  writable: boolean;
-  host: string;
-  port: number | null;
-  socketPath: string | null;
+/** One export as the nbd_exports table records it: the contract's fields, with what only the table keeps. */
+export interface NbdExportRecord extends NbdExportFields {
   pid: number | null;
-  nodeName: string;
-  backupJobId: string | null;
-  /** Instant access: the restore point served (maintenance holds it while the record exists). */
-  restorePointId: string | null;
-  /** Writable instant access: the temporary overlay the server writes (deleted with the export). */
-  overlayPath: string | null;
-  idleTimeoutSeconds: number | null;
   lastActiveAt: Date;
+  /** Only a key of its own is recorded; x509 follows from the exporter's settings. */
   tlsMode: 'psk' | null;
-  state: NbdExportState;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -46,15 +46,7 @@ function list(apikey: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl apikey list'))
     .action(
       act(async (ctx) => {
-        const ks = (await unwrap(ctx.api.GET('/api/v1/apikeys'))) as unknown as Array<{
-          id: string;
-          name: string;
-          role: string;
-          prefix: string;
-          createdAt: string;
-          lastUsedAt: string | null;
-          revokedAt: string | null;
-        }>;
+        const ks = await unwrap(ctx.api.GET('/api/v1/apikeys'));
         ctx.result(ks, () =>
           table(
             [{ header: 'ID', min: 36 }, { header: 'ROLE' }, { header: 'KEY' }, { header: 'STATE' }, { header: 'NAME' }],

@@ -4,21 +4,7 @@ import type { Io } from '../context';
 import { CliError, EXIT } from '../errors';
 import { details, humanBytes, localTime, table } from '../format';
 import { addBackupFileCommands } from './backup-files';
-import {
-  BACKUP_COLS,
-  STATUSES,
-  TYPES,
-  actions,
-  backupRows,
-  example,
-  followToEnd,
-  int,
-  vmSelector,
-  type Act,
-  type Backup,
-  type BackupStatus,
-  type Chain,
-} from './kit';
+import { BACKUP_COLS, STATUSES, TYPES, actions, backupRows, example, followToEnd, int, vmSelector, type Act, type BackupStatus } from './kit';
 
 /** sendense-ctl backup start|list|show|chain|delete|verify|consolidate, then the mount and file commands. */
 export function addBackupCommands(program: Command, io: Io): void {
@@ -52,9 +38,9 @@ function start(backup: Command, act: Act): void {
     )
     .action(
       act(async (ctx, o: { vm: string; type: (typeof TYPES)[number]; repository?: string; wait?: boolean }) => {
-        const started = (await unwrap(
+        const started = await unwrap(
           ctx.api.POST('/api/v1/backup/start', { body: { ...vmSelector(o.vm), backup_type: o.type, ...(o.repository ? { repository: o.repository } : {}) } }),
-        )) as unknown as { run_id: string; vm_name: string; vm_context_id: string; backup_type: string; repository: string; status: string };
+        );
         if (!o.wait) {
           ctx.result(started, () => `${started.run_id}\n`);
           ctx.note(
@@ -80,11 +66,11 @@ function list(backup: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl backup list --vm web01 --limit 10'))
     .action(
       act(async (ctx, o: { vm?: string; status?: BackupStatus; limit: number; offset: number }) => {
-        const res = (await unwrap(
+        const res = await unwrap(
           ctx.api.GET('/api/v1/backup/list', {
             params: { query: { ...(o.vm ? vmSelector(o.vm) : {}), ...(o.status ? { status: o.status } : {}), limit: o.limit, offset: o.offset } },
           }),
-        )) as unknown as { total: number; items: Backup[] };
+        );
         ctx.result(res, () => {
           if (!res.items.length) return o.vm ? `no backups of ${o.vm} yet; start one: sendense-ctl backup start --vm ${o.vm} --type full` : 'no backups yet';
           const t = table(BACKUP_COLS, backupRows(res.items), ctx.width);
@@ -103,7 +89,7 @@ function show(backup: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl backup show backup-ctx-web01-1a2b-disk0-full-20261201T220000'))
     .action(
       act(async (ctx, id: string) => {
-        const b = (await unwrap(ctx.api.GET('/api/v1/backup/{id}', { params: { path: { id } } }))) as unknown as Backup;
+        const b = await unwrap(ctx.api.GET('/api/v1/backup/{id}', { params: { path: { id } } }));
         ctx.result(b, () =>
           details([
             ['id', b.id],
@@ -137,9 +123,9 @@ function chain(backup: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl backup chain --vm web01'))
     .action(
       act(async (ctx, o: { vm: string; disk?: number }) => {
-        const c = (await unwrap(
+        const c = await unwrap(
           ctx.api.GET('/api/v1/backup/chain', { params: { query: { ...vmSelector(o.vm), ...(o.disk !== undefined ? { disk_id: o.disk } : {}) } } }),
-        )) as unknown as Chain;
+        );
         ctx.result(c, () => {
           if (!c.chains.length) return `${c.vm_name} has no backup chain yet; start one: sendense-ctl backup start --vm ${c.vm_name} --type full`;
           return c.chains
@@ -193,11 +179,7 @@ function verify(backup: Command, act: Act): void {
     .action(
       act(async (ctx, id: string) => {
         ctx.note(`verifying ${id} (reads the whole chain)…`);
-        const r = (await unwrap(ctx.api.POST('/api/v1/backup/{id}/verify', { params: { path: { id } } }))) as unknown as {
-          ok: boolean;
-          problems?: string[];
-          [k: string]: unknown;
-        };
+        const r = await unwrap(ctx.api.POST('/api/v1/backup/{id}/verify', { params: { path: { id } } }));
         ctx.result(r, () => (r.ok ? `${id}: ok` : `${id}: FAILED\n${(r.problems ?? []).map((p) => `  ${p}`).join('\n')}`));
         if (!r.ok) throw new CliError(`verification of ${id} failed`, EXIT.jobFailed, 'keep this restore point out of use and take a new full backup');
       }),
@@ -218,7 +200,7 @@ function consolidate(backup: Command, act: Act): void {
       act(async (ctx, o: { vm: string; disk: number; keep?: number; upTo?: string }) => {
         let upTo = o.upTo;
         if (o.keep !== undefined && !upTo) {
-          const c = (await unwrap(ctx.api.GET('/api/v1/backup/chain', { params: { query: { ...vmSelector(o.vm), disk_id: o.disk } } }))) as unknown as Chain;
+          const c = await unwrap(ctx.api.GET('/api/v1/backup/chain', { params: { query: { ...vmSelector(o.vm), disk_id: o.disk } } }));
           const found = c.chains.find((x) => x.disk_id === o.disk);
           if (!found) {
             throw new CliError(
@@ -237,10 +219,9 @@ function consolidate(backup: Command, act: Act): void {
           }
           upTo = points[points.length - o.keep - 1]?.id;
         }
-        const r = await unwrap(
+        const doc = await unwrap(
           ctx.api.POST('/api/v1/backup/chain/consolidate', { body: { ...vmSelector(o.vm), disk_id: o.disk, ...(upTo ? { up_to_backup_id: upTo } : {}) } }),
         );
-        const doc = r as unknown as { survivorId?: string; removedIds?: string[]; rebasedIds?: string[] };
         ctx.result(
           doc,
           () =>

@@ -3,7 +3,7 @@ import { unwrap } from '@sendense/api-client';
 import type { Io } from '../context';
 import { CliError, EXIT } from '../errors';
 import { humanBytes, table } from '../format';
-import { actions, example, readStdin, type Act, type VCenter, type Vm } from './kit';
+import { actions, example, readStdin, type Act } from './kit';
 
 /** sendense-ctl vm list, vcenter add|list|import: what there is to back up. */
 export function addInventoryCommands(program: Command, io: Io): void {
@@ -23,7 +23,7 @@ function vmList(vm: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl vm list'))
     .action(
       act(async (ctx) => {
-        const vms = (await unwrap(ctx.api.GET('/api/v1/vms'))) as unknown as Vm[];
+        const vms = await unwrap(ctx.api.GET('/api/v1/vms'));
         ctx.result(vms, () =>
           vms.length
             ? table(
@@ -85,7 +85,7 @@ function vcenterAdd(vcenter: Command, act: Act): void {
               EXIT.usage,
               'give --password-stdin (echo "$PW" | sendense-ctl vcenter add ... --password-stdin) or --password',
             );
-          const v = (await unwrap(
+          const v = await unwrap(
             ctx.api.POST('/api/v1/vcenters', {
               body: {
                 name: o.name,
@@ -97,7 +97,7 @@ function vcenterAdd(vcenter: Command, act: Act): void {
                 ...(o.standinHarness ? { disk_reader: { kind: 'standin-nbd' as const, harnessUrl: o.standinHarness } } : {}),
               },
             }),
-          )) as unknown as VCenter;
+          );
           ctx.result(v, () => `${v.id}`);
           ctx.note(`registered ${v.name}; import its VMs: sendense-ctl vcenter import ${v.id}`);
         },
@@ -113,7 +113,7 @@ function vcenterList(vcenter: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl vcenter list'))
     .action(
       act(async (ctx) => {
-        const vs = (await unwrap(ctx.api.GET('/api/v1/vcenters'))) as unknown as VCenter[];
+        const vs = await unwrap(ctx.api.GET('/api/v1/vcenters'));
         ctx.result(vs, () =>
           vs.length
             ? table(
@@ -137,9 +137,7 @@ function vcenterImport(vcenter: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl vcenter import 3f0a... --vm web01 db01'))
     .action(
       act(async (ctx, id: string, o: { vm?: string[] }) => {
-        const r = (await unwrap(
-          ctx.api.POST('/api/v1/vcenters/{id}/import', { params: { path: { id } }, body: o.vm ? { vm_names: o.vm } : {} }),
-        )) as unknown as Array<{ vm_name: string; context_id: string; disks: number; cbt_enabled: boolean }>;
+        const r = await unwrap(ctx.api.POST('/api/v1/vcenters/{id}/import', { params: { path: { id } }, body: o.vm ? { vm_names: o.vm } : {} }));
         ctx.result(r, () =>
           table(
             [{ header: 'NAME' }, { header: 'CONTEXT ID', min: 20 }, { header: 'DISKS', right: true }, { header: 'CBT' }],

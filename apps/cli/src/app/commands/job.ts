@@ -4,7 +4,7 @@ import type { Io } from '../context';
 import { CliError, EXIT } from '../errors';
 import { localTime, table } from '../format';
 import { progressLine, watchJob } from '../progress';
-import { actions, example, int, jobFailure, renderJob, type Act, type JobStatus } from './kit';
+import { actions, example, int, jobFailure, renderJob, type Act } from './kit';
 
 /** sendense-ctl job list|show|watch|cancel */
 export function addJobCommands(program: Command, io: Io): void {
@@ -76,7 +76,7 @@ function show(job: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl job show 0b6c2a9e-7d3f-4c1a-9e8b-5f2d1c0a9b8e'))
     .action(
       act(async (ctx, runId: string) => {
-        const doc = (await unwrap(ctx.api.GET('/api/v1/jobs/{runId}', { params: { path: { runId } } }))) as unknown as JobStatus;
+        const doc = await unwrap(ctx.api.GET('/api/v1/jobs/{runId}', { params: { path: { runId } } }));
         ctx.result(doc, () => renderJob(doc, ctx.width, true));
       }),
     );
@@ -95,7 +95,7 @@ function watch(job: Command, act: Act): void {
         if (ctx.json) ctx.emit({ event: 'end', run_id: runId, status: end.status, error: end.error });
         else ctx.print(progressLine(runId, end));
         if (end.status !== 'completed') {
-          const doc = (await unwrap(ctx.api.GET('/api/v1/jobs/{runId}', { params: { path: { runId } } }))) as unknown as JobStatus;
+          const doc = await unwrap(ctx.api.GET('/api/v1/jobs/{runId}', { params: { path: { runId } } }));
           throw jobFailure({ run_id: runId, status: end.status, error: doc.error ?? end.error });
         }
       }),
@@ -111,7 +111,7 @@ function cancel(job: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl job cancel 0b6c2a9e-7d3f-4c1a-9e8b-5f2d1c0a9b8e'))
     .action(
       act(async (ctx, runId: string) => {
-        const r = (await unwrap(ctx.api.POST('/api/v1/jobs/{runId}/cancel', { params: { path: { runId } } }))) as unknown as { run_id: string; status: string };
+        const r = await unwrap(ctx.api.POST('/api/v1/jobs/{runId}/cancel', { params: { path: { runId } } }));
         ctx.result(r, () => `${runId}: ${r.status}`);
       }),
     );

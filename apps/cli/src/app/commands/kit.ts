@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { unwrap } from '@sendense/api-client';
+import { unwrap, type Schemas } from '@sendense/api-client';
 import { Ctx, type Io } from '../context';
 import { CliError, EXIT } from '../errors';
 import type { Mount } from '../extract';
@@ -8,96 +8,10 @@ import { TERMINAL, watchJob } from '../progress';
 
 /** Shared parts of the command modules: the gateway's answers as the CLI reads them, option parsers, renderers. */
 
-// ---- narrow local types of what the gateway answers (its Swagger schemas are still untyped) ----
+// ---- the gateway's answers as the CLI reads them: its OpenAPI schemas (libs/api-client, npm run api:generate) ----
 
-export interface Backup {
-  id: string;
-  run_id: string | null;
-  vm_context_id: string;
-  vm_name: string;
-  disk_id: number;
-  backup_type: string;
-  requested_type?: string | null;
-  fallback_reason?: string | null;
-  status: string;
-  repository_id: string | null;
-  parent_backup_id: string | null;
-  bytes_transferred: number;
-  total_bytes: number;
-  virtual_size_bytes: number | null;
-  allocated_bytes: number | null;
-  checksum?: string | null;
-  error_message: string | null;
-  verified_at?: string | null;
-  verify_status?: string | null;
-  created_at: string;
-  started_at?: string | null;
-  completed_at: string | null;
-  chain?: string[];
-  dependents?: string[];
-}
-export interface Chain {
-  vm_context_id: string;
-  vm_name: string;
-  chains: {
-    disk_id: number;
-    full_backup_id: string;
-    latest_backup_id: string;
-    total_backups: number;
-    total_size_bytes: number;
-    virtual_size_bytes: number;
-    restore_points: Backup[];
-  }[];
-}
-export interface JobStatus {
-  run_id: string;
-  vm_context_id: string;
-  vm_name?: string;
-  status: string;
-  queued_at: string | null;
-  started_at: string | null;
-  finished_at: string | null;
-  progress: unknown;
-  error: string | null;
-  backups: Backup[];
-  events: { at: string; level: string; phase: string; message: string }[];
-}
-export interface Vm {
-  context_id: string;
-  vm_name: string;
-  vcenter_id: string;
-  cbt_enabled: boolean;
-  disks: { disk_id: number; label: string | null; capacity_bytes: number; last_backup_id: string | null }[];
-}
-export interface Repo {
-  id: string;
-  name: string;
-  type: string;
-  enabled: boolean;
-  storage_node: string;
-  total_size_bytes: number;
-  available_size_bytes: number;
-  used_by_backups_bytes?: number;
-  measured?: string;
-  config?: unknown;
-}
-export interface VCenter {
-  id: string;
-  name: string;
-  url: string;
-  username: string;
-  insecure: boolean;
-  created_at: string;
-}
-export interface Policy {
-  id: string;
-  repository_id: string;
-  vm_context_id: string | null;
-  keep_last: number;
-  daily: number;
-  weekly: number;
-  monthly: number;
-}
+export type Backup = Schemas['BackupDto'];
+export type JobStatus = Schemas['JobStatusDto'];
 
 // ---- helpers ----
 
@@ -171,7 +85,7 @@ export function actions(io: Io): Act {
 /** After `--wait`: follow the job to its end, print it, exit 6 unless it completed. */
 export async function followToEnd(ctx: Ctx, runId: string): Promise<void> {
   const end = await watchJob(ctx, ctx.raw, runId);
-  const doc = (await unwrap(ctx.api.GET('/api/v1/jobs/{runId}', { params: { path: { runId } } }))) as unknown as JobStatus;
+  const doc = await unwrap(ctx.api.GET('/api/v1/jobs/{runId}', { params: { path: { runId } } }));
   ctx.result(doc, () => renderJob(doc, ctx.width));
   if (end.status !== 'completed' || doc.status !== 'completed') throw jobFailure({ ...doc, status: doc.status === 'completed' ? end.status : doc.status });
 }
@@ -194,7 +108,7 @@ export function renderJob(doc: JobStatus, width: number, withEvents = false): st
   const lines = [
     details([
       ['job', doc.run_id],
-      ['vm', doc.vm_name ?? doc.vm_context_id],
+      ['vm', doc.vm_context_id],
       ['status', doc.status + (doc.error ? `: ${doc.error}` : '')],
       ['queued', localTime(doc.queued_at)],
       ['started', localTime(doc.started_at)],

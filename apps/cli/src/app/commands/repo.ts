@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { unwrap } from '@sendense/api-client';
 import type { Io } from '../context';
 import { details, humanBytes, table } from '../format';
-import { actions, example, type Act, type Repo } from './kit';
+import { actions, example, type Act } from './kit';
 
 /** sendense-ctl repo add|list|space */
 export function addRepoCommands(program: Command, io: Io): void {
@@ -25,11 +25,11 @@ function add(repo: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl repo add --name local --path /var/lib/sendense/backups'))
     .action(
       act(async (ctx, o: { name: string; type: 'local' | 's3' | 'azure' | 'nfs'; path?: string; storageNode?: string }) => {
-        const r = (await unwrap(
+        const r = await unwrap(
           ctx.api.POST('/api/v1/repositories', {
             body: { name: o.name, type: o.type, ...(o.path ? { path: o.path } : {}), ...(o.storageNode ? { storage_node: o.storageNode } : {}) },
           }),
-        )) as unknown as Repo;
+        );
         ctx.result(r, () => `${r.id}  ${r.name}  ${humanBytes(r.available_size_bytes)} free`);
       }),
     );
@@ -43,7 +43,7 @@ function list(repo: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl repo list'))
     .action(
       act(async (ctx) => {
-        const rs = (await unwrap(ctx.api.GET('/api/v1/repositories'))) as unknown as Repo[];
+        const rs = await unwrap(ctx.api.GET('/api/v1/repositories'));
         ctx.result(rs, () =>
           rs.length
             ? table(
@@ -73,7 +73,7 @@ function space(repo: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl repo space local'))
     .action(
       act(async (ctx, id: string) => {
-        const r = (await unwrap(ctx.api.GET('/api/v1/repositories/{id}/space', { params: { path: { id } } }))) as unknown as Repo;
+        const r = await unwrap(ctx.api.GET('/api/v1/repositories/{id}/space', { params: { path: { id } } }));
         ctx.result(r, () =>
           details([
             ['repository', `${r.name} (${r.type}, node ${r.storage_node})`],

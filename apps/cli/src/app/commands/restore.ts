@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { unwrap } from '@sendense/api-client';
+import { unwrap, type Schemas } from '@sendense/api-client';
 import type { Io } from '../context';
 import { CliError, EXIT } from '../errors';
 import { downloadImage, type ImageFormat } from '../disk-restore';
@@ -15,17 +15,7 @@ export function addRestoreCommands(program: Command, io: Io): void {
   disk(restore, act);
 }
 
-interface ExportView {
-  name: string;
-  backup_id: string;
-  uri: string;
-  size_bytes: number;
-  writable: boolean;
-  tls: boolean;
-  tls_psk?: { identity: string; key: string };
-  expires_at: string | null;
-  created_at: string;
-}
+type ExportView = Schemas['ExportDto'];
 const exportRows = (xs: ExportView[]) =>
   xs.map((e) => [e.name, e.backup_id, e.writable ? 'rw (overlay)' : 'ro', humanBytes(e.size_bytes), e.uri, e.expires_at ? localTime(e.expires_at) : '-']);
 const EXPORT_COLS = [
@@ -72,11 +62,11 @@ function exportCmd(restore: Command, act: Act): void {
           ctx.result({ ended: o.end }, () => `ended ${o.end}`);
           return;
         }
-        const e = (await unwrap(
+        const e = await unwrap(
           ctx.api.POST('/api/v1/restore/export', {
             body: { backup_id: o.backupId as string, writable: Boolean(o.writable), idle_timeout_seconds: o.idleTimeout ?? 3600 },
           }),
-        )) as unknown as ExportView;
+        );
         ctx.result(e, () => e.uri);
         if (e.tls_psk)
           ctx.note(`TLS-PSK: put "${e.tls_psk.identity}:${e.tls_psk.key}" in a 0600 file and add ?tls-psk-file=FILE to the URI (the key is not shown again)`);
@@ -137,7 +127,7 @@ function disk(restore: Command, act: Act): void {
     )
     .action(
       act(async (ctx, o: { backupId: string; mode: 'quick' | 'full'; targetVm?: string; targetDisk?: number; wait?: boolean }) => {
-        const started = (await unwrap(
+        const started = await unwrap(
           ctx.api.POST('/api/v1/restore/disk', {
             body: {
               backup_id: o.backupId,
@@ -146,7 +136,7 @@ function disk(restore: Command, act: Act): void {
               ...(o.targetDisk !== undefined ? { target_device_key: o.targetDisk } : {}),
             } as never,
           }),
-        )) as unknown as { run_id: string; target_vm_name: string; target_device_key: number; mode: string };
+        );
         if (!o.wait) {
           ctx.result(started, () => `${started.run_id}\n`);
           ctx.note(

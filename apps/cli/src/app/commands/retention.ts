@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { unwrap } from '@sendense/api-client';
 import type { Io } from '../context';
 import { table } from '../format';
-import { actions, example, int, type Act, type Policy, type Repo } from './kit';
+import { actions, example, int, type Act } from './kit';
 
 /** sendense-ctl retention set|show|apply */
 export function addRetentionCommands(program: Command, io: Io): void {
@@ -27,7 +27,7 @@ function set(retention: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl retention set --repository local --keep-last 7 --weekly 4 --monthly 12'))
     .action(
       act(async (ctx, o: { repository: string; vm?: string; keepLast: number; daily: number; weekly: number; monthly: number }) => {
-        const p = (await unwrap(
+        const p = await unwrap(
           ctx.api.PUT('/api/v1/retention/policy', {
             body: {
               repository: o.repository,
@@ -38,7 +38,7 @@ function set(retention: Command, act: Act): void {
               monthly: o.monthly,
             },
           }),
-        )) as unknown as Policy;
+        );
         ctx.result(p, () => `policy ${p.id}: keep last ${p.keep_last}, daily ${p.daily}, weekly ${p.weekly}, monthly ${p.monthly}`);
       }),
     );
@@ -52,10 +52,10 @@ function show(retention: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl retention show'))
     .action(
       act(async (ctx) => {
-        const ps = (await unwrap(ctx.api.GET('/api/v1/retention/policy'))) as unknown as Policy[];
+        const ps = await unwrap(ctx.api.GET('/api/v1/retention/policy'));
         // Operators name repositories; the table shows the name (the JSON keeps the id).
         const names = new Map<string, string>();
-        if (!ctx.json && ps.length) for (const r of (await unwrap(ctx.api.GET('/api/v1/repositories'))) as unknown as Repo[]) names.set(r.id, r.name);
+        if (!ctx.json && ps.length) for (const r of await unwrap(ctx.api.GET('/api/v1/repositories'))) names.set(r.id, r.name);
         ctx.result(ps, () =>
           ps.length
             ? table(
@@ -94,14 +94,13 @@ function apply(retention: Command, act: Act): void {
     .addHelpText('after', example('sendense-ctl retention apply --repository local --dry-run'))
     .action(
       act(async (ctx, o: { repository: string; vm?: string; dryRun?: boolean }) => {
-        const r = (await unwrap(
+        const r = await unwrap(
           ctx.api.POST('/api/v1/retention/apply', { body: { repository: o.repository, ...(o.vm ? { vm_context_id: o.vm } : {}), dry_run: Boolean(o.dryRun) } }),
-        )) as unknown as Record<string, unknown>;
-        const count = (k: string) => (Array.isArray(r[k]) ? (r[k] as unknown[]).length : 0);
+        );
         ctx.result(
           r,
           () =>
-            `${o.dryRun ? 'would keep' : 'kept'} ${count('keep')}, ${o.dryRun ? 'would delete' : 'deleted'} ${count('delete')}, ${o.dryRun ? 'would merge' : 'merged'} ${count('merge')}${count('errors') ? `, ${count('errors')} error(s): ${JSON.stringify(r['errors'])}` : ''}`,
+            `${o.dryRun ? 'would keep' : 'kept'} ${r.keep.length}, ${o.dryRun ? 'would delete' : 'deleted'} ${r.delete.length}, ${o.dryRun ? 'would merge' : 'merged'} ${r.merge.length}${r.errors.length ? `, ${r.errors.length} error(s): ${JSON.stringify(r.errors)}` : ''}`,
         );
       }),
     );
