@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { loadWorkerSettings } from '@sendense/config';
-import { QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
+import { QueueNames } from '@sendense/contracts';
 import { LocalQcow2Repository } from '@sendense/storage';
 import { startStandIn, type StandIn } from '@sendense/vsphere';
 import { startSystem, waitForJob, type System } from './support/system';
@@ -130,7 +130,7 @@ const rssMiB = (pid: number | undefined) => {
 
     // Redis: one backup job record per VM (job id per VM), maintenance bounded by its retention count.
     const count = async (name: string) => {
-      const q = new Queue(name, { connection: { url: loadWorkerSettings({ ...sys.env }).REDIS_URL }, prefix: QUEUE_PREFIX });
+      const q = new Queue(name, { connection: { url: loadWorkerSettings({ ...sys.env }).REDIS_URL }, prefix: loadWorkerSettings({ ...sys.env }).QUEUE_PREFIX });
       try {
         const c = await q.getJobCounts();
         return Object.values(c).reduce((a, b) => a + b, 0);

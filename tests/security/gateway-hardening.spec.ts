@@ -4,7 +4,7 @@ import { createServer, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
-import { QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
+import { QueueNames } from '@sendense/contracts';
 import { loadGatewaySettings } from '@sendense/config';
 import { gatewayTls, isLoopback } from '../../apps/api-gateway/src/app/bootstrap';
 import { send, startTestGateway, type TestGateway } from './support/gateway';
@@ -57,7 +57,7 @@ describe('gateway hardening (issue 14, findings 2, 4, 5, 6)', () => {
       const paused = await send(gw, 'PUT', `${board}/${maint()}/pause`, { headers: { authorization: basic } });
       expect(paused.status).toBe(200);
       expect((await send(gw, 'PUT', `${board}/${maint()}/resume`, { key: gw.keys.admin })).status).toBe(200);
-      const q = new Queue(QueueNames.maintenance(gw.settings.NODE_NAME), { connection: { url: redisUrl }, prefix: QUEUE_PREFIX });
+      const q = new Queue(QueueNames.maintenance(gw.settings.NODE_NAME), { connection: { url: redisUrl }, prefix: gw.settings.QUEUE_PREFIX });
       try {
         expect(await q.count()).toBe(0); // nothing was added
       } finally {
@@ -67,13 +67,13 @@ describe('gateway hardening (issue 14, findings 2, 4, 5, 6)', () => {
 
     it('stack traces of failed jobs are shown to admins only', async () => {
       const name = QueueNames.maintenance(gw.settings.NODE_NAME);
-      const q = new Queue(name, { connection: { url: redisUrl }, prefix: QUEUE_PREFIX });
+      const q = new Queue(name, { connection: { url: redisUrl }, prefix: gw.settings.QUEUE_PREFIX });
       const w = new Worker(
         name,
         async () => {
           throw new Error('boom at /srv/secret/path.ts');
         },
-        { connection: { url: redisUrl, maxRetriesPerRequest: null }, prefix: QUEUE_PREFIX },
+        { connection: { url: redisUrl, maxRetriesPerRequest: null }, prefix: gw.settings.QUEUE_PREFIX },
       );
       try {
         const job = await q.add('VerifyRestorePointJob', { x: 1 }, { attempts: 1 });

@@ -76,6 +76,8 @@ export async function startSystem(opts: { env?: Record<string, string> } = {}): 
     ...process.env,
     DATABASE_URL: db.url,
     NODE_NAME: node,
+    // Its own queue keys: the system-wide policies and webhooks queues of parallel test systems on one Redis stay apart.
+    QUEUE_PREFIX: node,
     LOG_LEVEL: 'log',
     SENDENSE_SECRET_KEY: 'test-secret',
     SENDENSE_INTERNAL_TOKEN: `internal-${randomBytes(16).toString('hex')}`,

@@ -58,6 +58,16 @@ export function loadEnv<S extends EnvSchema>(schema: S, env: NodeJS.ProcessEnv =
 
 export const str = (description: string, def?: string): EnvVar<string> => ({ description, default: def, parse: (r) => r });
 
+/** A name made of letters, digits, '-' and '_' (1-64 characters): safe in keys, paths and URLs. */
+export const name = (description: string, def: string): EnvVar<string> => ({
+  description,
+  default: def,
+  parse(r) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(r)) throw new Error('expected 1-64 letters, digits, - or _');
+    return r;
+  },
+});
+
 export const int = (description: string, def: number | undefined, min = 0, max = Number.MAX_SAFE_INTEGER): EnvVar<number> => ({
   description,
   default: def === undefined ? undefined : String(def),

@@ -91,3 +91,11 @@ describe('NBD_SOCKET_GROUP and NBD_TARGET_TRANSPORT (Unix-socket targets)', () =
     expect(() => loadWorkerSettings({ NBD_TARGET_TRANSPORT: 'udp' })).toThrow(ConfigError);
   });
 });
+
+describe('QUEUE_PREFIX', () => {
+  it('defaults to sendense and takes only a plain name', () => {
+    expect(loadWorkerSettings({}).QUEUE_PREFIX).toBe('sendense');
+    expect(loadWorkerSettings({ QUEUE_PREFIX: 'site-b_2' }).QUEUE_PREFIX).toBe('site-b_2');
+    for (const bad of ['a:b', 'a b', 'x'.repeat(65), '{x}']) expect(() => loadWorkerSettings({ QUEUE_PREFIX: bad })).toThrow(/QUEUE_PREFIX/);
+  });
+});

@@ -6,6 +6,7 @@ import {
   duration,
   int,
   loadEnv,
+  name,
   oneOf,
   optionalAbsPath,
   port,
@@ -26,6 +27,10 @@ import {
 export const commonEnv = {
   DATABASE_URL: url('MariaDB/MySQL database', ['mysql:', 'mariadb:'], 'mysql://root@127.0.0.1:3306/sendense'),
   REDIS_URL: url('Redis for the job queues', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: name(
+    'Prefix of every queue key in Redis (1-64 letters, digits, - or _): installs (or test systems) sharing one Redis stay apart by it; the same on every service of one install',
+    'sendense',
+  ),
   NODE_NAME: str('Name of this storage node (workers take only the jobs of repositories on their node)', hostname()),
   LOG_LEVEL: oneOf('Log level', ['error', 'warn', 'log', 'debug', 'verbose'] as const, 'log'),
   SENDENSE_INTERNAL_TOKEN: str(

@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { BullModule, getQueueToken } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
-import { QUEUE_PREFIX, QueueNames } from '@sendense/contracts';
+import { QueueNames } from '@sendense/contracts';
 import type { WorkerSettings } from '@sendense/config';
 import { JobProcessor, processorFor } from './common/job-processor';
 import { BackupQueueProcessor, MaintenanceQueueProcessor } from './queue-processors';
@@ -37,7 +37,7 @@ export class WorkerModule {
         // manualRegistration: the Workers are made (and consume) only once WorkerLifecycle has cleaned up after the last stop.
         BullModule.forRoot({
           connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null },
-          prefix: QUEUE_PREFIX,
+          prefix: settings.QUEUE_PREFIX,
           extraOptions: { manualRegistration: true },
         }),
         // Each processor's Worker takes connection and prefix from its queue's options.

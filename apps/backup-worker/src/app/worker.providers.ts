@@ -57,7 +57,7 @@ function infrastructure(settings: WorkerSettings): Provider[] {
     { provide: NbdExporterClient, useFactory: () => NbdExporterClient.connect({ ...tcpAddress(settings.NBD_EXPORTER_URL), ...internal }) },
     { provide: CaptureAgentClient, useFactory: () => CaptureAgentClient.connect({ ...tcpAddress(settings.CAPTURE_AGENT_URL), ...internal }) },
     { provide: JobEventLog, inject: [PRISMA], useFactory: (p: PrismaClient) => new JobEventLog(p) },
-    { provide: Producers, useFactory: () => new Producers(settings.REDIS_URL) },
+    { provide: Producers, useFactory: () => new Producers(settings.REDIS_URL, undefined, settings.QUEUE_PREFIX) },
     { provide: METRICS_REGISTRY, useFactory: () => createRegistry('backup-worker') },
     { provide: WORKER_METRICS, inject: [METRICS_REGISTRY], useFactory: (r: Registry) => workerMetrics(r) },
   ];

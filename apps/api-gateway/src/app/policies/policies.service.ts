@@ -6,7 +6,6 @@ import {
   JobNames,
   nextSlot,
   policySchedulerState,
-  QUEUE_PREFIX,
   QueueNames,
   retentionKeepsSomething,
   schedulePolicy,
@@ -68,7 +67,7 @@ export class PoliciesService implements OnModuleDestroy {
   ) {
     this.queue = new Queue(QueueNames.policies, {
       connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false },
-      prefix: QUEUE_PREFIX,
+      prefix: settings.QUEUE_PREFIX,
     });
     this.queue.on('error', () => undefined);
   }

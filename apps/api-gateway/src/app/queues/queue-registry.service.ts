@@ -1,6 +1,6 @@
 import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
 import { Queue, QueueEvents, type Job } from 'bullmq';
-import { DefaultJobOptions, QUEUE_PREFIX, QueueNames, type JobDataByName, type JobName } from '@sendense/contracts';
+import { DefaultJobOptions, QueueNames, type JobDataByName, type JobName } from '@sendense/contracts';
 import type { GatewaySettings } from '@sendense/config';
 import { BackupRepositoryRepository } from '@sendense/db';
 import { SETTINGS } from '../common/tokens';
@@ -17,16 +17,16 @@ export class QueueRegistry implements OnModuleDestroy {
   private readonly connection: { url: string; maxRetriesPerRequest: null; enableOfflineQueue: boolean };
 
   constructor(
-    @Inject(SETTINGS) settings: GatewaySettings,
+    @Inject(SETTINGS) private readonly settings: GatewaySettings,
     private readonly repositories: BackupRepositoryRepository,
   ) {
-    this.connection = { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false };
+    this.connection = { url: this.settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false };
   }
 
   get(name: string): Queue {
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: { ...this.connection }, prefix: QUEUE_PREFIX });
+      q = new Queue(name, { connection: { ...this.connection }, prefix: this.settings.QUEUE_PREFIX });
       q.on('error', () => undefined); // reported through /health, not as crashes
       this.queues.set(name, q);
     }
@@ -66,7 +66,7 @@ export class QueueRegistry implements OnModuleDestroy {
   private async eventsOf(name: string): Promise<QueueEvents> {
     let e = this.events.get(name);
     if (!e) {
-      e = new QueueEvents(name, { connection: { ...this.connection, enableOfflineQueue: true }, prefix: QUEUE_PREFIX });
+      e = new QueueEvents(name, { connection: { ...this.connection, enableOfflineQueue: true }, prefix: this.settings.QUEUE_PREFIX });
       e.on('error', () => undefined);
       this.events.set(name, e);
       await e.waitUntilReady();

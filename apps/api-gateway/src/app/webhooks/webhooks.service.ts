@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ConflictException, Inject, Injectable, NotFoundException, ServiceUnavailableException, type OnModuleDestroy } from '@nestjs/common';
 import { Queue } from 'bullmq';
-import { DefaultJobOptions, JobIds, JobNames, QUEUE_PREFIX, QueueNames, type WebhookEnvelope, type WebhookEvent } from '@sendense/contracts';
+import { DefaultJobOptions, JobIds, JobNames, QueueNames, type WebhookEnvelope, type WebhookEvent } from '@sendense/contracts';
 import type { GatewaySettings } from '@sendense/config';
 import { Prisma, SecretBox, WebhookRepository, type DeliveryRecord, type WebhookRecord } from '@sendense/db';
 import { SETTINGS } from '../common/tokens';
@@ -39,7 +39,7 @@ export class WebhooksService implements OnModuleDestroy {
   ) {
     this.queue = new Queue(QueueNames.webhooks, {
       connection: { url: settings.REDIS_URL, maxRetriesPerRequest: null, enableOfflineQueue: false },
-      prefix: QUEUE_PREFIX,
+      prefix: settings.QUEUE_PREFIX,
     });
     this.queue.on('error', () => undefined);
   }

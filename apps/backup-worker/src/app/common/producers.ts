@@ -15,12 +15,14 @@ export class Producers {
   constructor(
     private readonly redisUrl: string,
     private readonly pollMs = 5_000,
+    /** QUEUE_PREFIX (the setting; the contracts' default for tools and tests). */
+    private readonly prefix = QUEUE_PREFIX,
   ) {}
 
   get(name: string): Queue {
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: QUEUE_PREFIX });
+      q = new Queue(name, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: this.prefix });
       q.on('error', () => undefined);
       this.queues.set(name, q);
     }
@@ -109,7 +111,7 @@ export class Producers {
     let events = this.events.get(queue);
     if (!events) {
       events = (async () => {
-        const e = new QueueEvents(queue, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: QUEUE_PREFIX });
+        const e = new QueueEvents(queue, { connection: { url: this.redisUrl, maxRetriesPerRequest: null }, prefix: this.prefix });
         e.on('error', () => undefined);
         await e.waitUntilReady();
         return e;
