@@ -504,7 +504,8 @@ export class NbdExportManager {
       size = await inspectImage(record.filePath, record.kind, await this.roots()).catch(() => -1);
       if (size >= 0) this.sizes.set(record.name, size);
     }
-    const tlsMode = record.tlsMode === 'psk' ? 'psk' : record.server === 'qemu-nbd' && this.config.tlsCredsDir !== null ? 'x509' : null;
+    const x509 = record.server === 'qemu-nbd' && record.socketPath === null && this.config.tlsCredsDir !== null;
+    const tlsMode = record.tlsMode === 'psk' ? 'psk' : x509 ? 'x509' : null;
     const tls = tlsMode !== null;
     const host = isIP(record.host) === 6 ? `[${record.host}]` : record.host;
     return {

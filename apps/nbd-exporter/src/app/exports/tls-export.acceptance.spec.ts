@@ -58,3 +58,24 @@ it('serves a QCOW2 export over TLS only, to clients with a certificate of the CA
     await manager.shutdown();
   }
 });
+
+it('serves a Unix-socket export without TLS even with x509 credentials (the socket is for this host only)', async () => {
+  const manager = new NbdExportManager(env.config, new MemoryExportRecordStore());
+  await manager.start();
+  try {
+    const image = await qcow2(join(env.root, 'tls-unix.qcow2'), '4M');
+    const exp = await manager.create({
+      vmContextId: 'ctx-tls-unix',
+      diskId: 0,
+      type: 'full',
+      kind: 'qcow2',
+      filePath: image,
+      writable: true,
+      transport: 'unix',
+    });
+    expect([exp.tls, exp.tlsMode]).toEqual([false, null]);
+    expect(await nbdSize(exp.uri)).toBe(4 * 1024 * 1024);
+  } finally {
+    await manager.shutdown();
+  }
+});

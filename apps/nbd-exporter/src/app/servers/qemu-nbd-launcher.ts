@@ -32,8 +32,9 @@ export class QemuNbdLauncher implements ServerLauncher {
     private readonly tlsCredsDir: string | null,
   ) {}
 
-  /** x509 for every export when NBD_TLS_CREDS_DIR is set; a key of its own for a TLS-PSK export. */
+  /** x509 for every TCP export when NBD_TLS_CREDS_DIR is set (a Unix socket is for this host only); a key of its own for a TLS-PSK export. */
   private tlsArgs(spec: LaunchSpec): string[] {
+    if (spec.socketPath) return [];
     if (spec.pskDir) return ['--object', `tls-creds-psk,id=${TLS_OBJECT_ID},dir=${spec.pskDir},endpoint=server`, '--tls-creds', TLS_OBJECT_ID];
     if (this.tlsCredsDir) return ['--object', `tls-creds-x509,id=${TLS_OBJECT_ID},dir=${this.tlsCredsDir},endpoint=server`, '--tls-creds', TLS_OBJECT_ID];
     return [];
